@@ -1,0 +1,272 @@
+/**
+ * The agent's configuration: one INI file (compatible with resilient-circuits app.config),
+ * validated once at start-up into typed objects.
+ */
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { AgentLogLevel, LogFormat } from "../log/log.ts";
+import { ConfigError } from "./errors.ts";
+import { type IniDocument, IniSyntaxError, parseIni } from "./ini.ts";
+import { configDir, type EffectiveValue, type Env, SectionReader } from "./reader.ts";
+
+export { ConfigError } from "./errors.ts";
+
+/** Credentials for the Resilient REST API and the STOMP login. */
+export type ResilientAuth =
+  | { kind: "api_key"; id: string; secret: string }
+  | { kind: "password"; email: string; password: string };
+
+/** TLS trust: a PEM bundle, the system roots, or (loudly) no verification. */
+export type TlsTrust = { kind: "system" } | { kind: "cafile"; path: string } | { kind: "insecure" };
+
+/** `[resilient]`: the platform, as resilient-circuits reads it. */
+export interface ResilientConfig {
+  host: string;
+  port: number;
+  org: string;
+  auth: ResilientAuth;
+  tls: TlsTrust;
+  stompHost: string;
+  stompPort: number;
+  stompTls: TlsTrust;
+  numWorkers: number;
+  prefetch: number;
+  logdir?: string | undefined;
+  logfile?: string | undefined;
+  loglevel?: AgentLogLevel | undefined;
+  componentsdir?: string | undefined;
+  /** REST request timeout in seconds. */
+  timeoutSeconds: number;
+}
+
+/** `[taskcalendar]`: the calendar processor (keys of the old task-to-calendar example). */
+export interface TaskCalendarConfig {
+  queue: string;
+  smtpserver?: string | undefined;
+  smtpport: number;
+  smtpfrom: string;
+  smtpuser?: string | undefined;
+  smtppw?: string | undefined;
+  useStartTls: boolean;
+  useSsl: boolean;
+  smtpTls: TlsTrust;
+  timezone: string;
+  allDay: boolean;
+  debounceSeconds: number;
+  outboxDir: string;
+}
+
+/** `[agent]`: the agent's own settings. */
+export interface AgentSettings {
+  store: string;
+  logFormat?: LogFormat | undefined;
+  logLevel?: AgentLogLevel | undefined;
+  httpListen?: string | undefined;
+  processorsDir?: string | undefined;
+  healthIntervalMinutes: number;
+}
+
+/** The whole validated file. Sections that are absent are undefined. */
+export interface Config {
+  file: string;
+  agent: AgentSettings;
+  resilient?: ResilientConfig | undefined;
+  taskcalendar?: TaskCalendarConfig | undefined;
+  /** Sections later capabilities own, kept as raw key/values until they are read. */
+  other: Record<string, Record<string, string>>;
+  /** Every effective setting by section, for `agent config check`. */
+  effective: Map<string, Map<string, EffectiveValue>>;
+  /** Keys in the agent's sections that nothing reads (probably typos). */
+  warnings: string[];
+}
+
+const LEVELS: readonly AgentLogLevel[] = ["debug", "info", "warning", "error"];
+/** Sections whose every key the agent reads (unknown keys there are reported). */
+const OWN_SECTIONS = ["agent", "resilient", "taskcalendar"];
+
+/** Where the config file is: --config, then APP_CONFIG_FILE, ./app.config, ~/.resilient/app.config. */
+export async function findConfigFile(
+  explicit: string | undefined,
+  env: Env = (n) => Deno.env.get(n),
+): Promise<string | undefined> {
+  if (explicit) return explicit;
+  const fromEnv = env("APP_CONFIG_FILE");
+  if (fromEnv) return fromEnv;
+  const candidates = ["app.config", join(homedir(), ".resilient", "app.config")];
+  for (const candidate of candidates) {
+    if (await exists(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** Reads and validates a config file. Throws ConfigError naming file, line, section and key. */
+export async function loadConfig(
+  file: string,
+  options: { env?: Env } = {},
+): Promise<Config> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
+    throw new ConfigError({ file }, `cannot read config: ${why}`, { cause: error });
+  }
+  return parseConfig(text, { file, ...options });
+}
+
+/** Validates config text (see {@linkcode loadConfig}). */
+export function parseConfig(
+  text: string,
+  options: { file: string; env?: Env },
+): Config {
+  let doc: IniDocument;
+  try {
+    doc = parseIni(text, options.file);
+  } catch (error) {
+    if (error instanceof IniSyntaxError) {
+      throw new ConfigError({ file: error.file, line: error.line }, error.message.split(": ").slice(1).join(": "), {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const effective = new Map<string, Map<string, EffectiveValue>>();
+  const reader = (section: string) => {
+    const values = new Map<string, EffectiveValue>();
+    effective.set(section, values);
+    return new SectionReader(doc, section, { env, effective: values });
+  };
+
+  const readers = new Map(OWN_SECTIONS.map((name) => [name, reader(name)]));
+  const agent = readAgent(readers.get("agent")!, options.file);
+  const resilientReader = readers.get("resilient")!;
+  const resilient = resilientReader.present ? readResilient(resilientReader) : undefined;
+  const calendarReader = readers.get("taskcalendar")!;
+  const taskcalendar = calendarReader.present ? readTaskCalendar(calendarReader) : undefined;
+  for (const name of OWN_SECTIONS) if (!doc.sections.has(name)) effective.delete(name);
+
+  const other: Record<string, Record<string, string>> = {};
+  for (const [name, entries] of doc.sections) {
+    if (OWN_SECTIONS.includes(name)) continue;
+    other[name] = Object.fromEntries([...entries].map(([k, e]) => [k, e.value]));
+  }
+  const warnings = [...readers.values()].flatMap((r) =>
+    r.present ? r.unusedKeys().map((k) => `${options.file} ${r.section}.${k}: unknown key, ignored`) : []
+  );
+  return { file: options.file, agent, resilient, taskcalendar, other, effective, warnings };
+}
+
+function readAgent(r: SectionReader, file: string): AgentSettings {
+  const logFormat = r.optional("log_format");
+  if (logFormat !== undefined && logFormat !== "text" && logFormat !== "json") {
+    throw r.error("log_format", `"${logFormat}" is not one of text, json`);
+  }
+  return {
+    store: r.pathWithDefault("store", join(configDir(file), "agent.kv")),
+    logFormat,
+    logLevel: readLevel(r, "log_level"),
+    httpListen: r.optional("http_listen"),
+    processorsDir: r.path("processors_dir"),
+    healthIntervalMinutes: r.int("health_interval_minutes", { default: 5, min: 0, max: 1440 }),
+  };
+}
+
+function readResilient(r: SectionReader): ResilientConfig {
+  const host = r.required("host");
+  const org = r.required("org");
+  const tls = readTrust(r, "cafile", { kind: "system" });
+  return {
+    host,
+    port: r.port("port", 443),
+    org,
+    auth: readAuth(r),
+    tls,
+    stompHost: r.withDefault("stomp_host", host),
+    stompPort: r.port("stomp_port", 65001),
+    stompTls: readTrust(r, "stomp_cafile", tls),
+    numWorkers: r.int("num_workers", { default: 10, min: 1, max: 2000 }),
+    prefetch: r.int("stomp_prefetch_limit", { default: 0, min: 0, max: 2000 }),
+    logdir: r.path("logdir"),
+    logfile: r.optional("logfile"),
+    loglevel: readLevel(r, "loglevel"),
+    componentsdir: r.path("componentsdir"),
+    timeoutSeconds: r.int("timeout", { default: 30, min: 1, max: 3600 }),
+  };
+}
+
+function readAuth(r: SectionReader): ResilientAuth {
+  const id = r.optional("api_key_id");
+  const secret = r.optional("api_key_secret", { secret: true });
+  const email = r.optional("email");
+  const password = r.optional("password", { secret: true });
+  if (id && secret) return { kind: "api_key", id, secret };
+  if (email && password) return { kind: "password", email, password };
+  if (id || secret) {
+    throw r.error(id ? "api_key_secret" : "api_key_id", "missing; api_key_id and api_key_secret go together");
+  }
+  if (email || password) {
+    throw r.error(email ? "password" : "email", "missing; email and password go together");
+  }
+  throw r.error(undefined, "no credentials: set api_key_id and api_key_secret (or email and password)");
+}
+
+function readTaskCalendar(r: SectionReader): TaskCalendarConfig {
+  const useSsl = r.bool("use_ssl", false);
+  const useStartTls = r.bool("use_start_tls", false);
+  if (useSsl && useStartTls) {
+    throw r.error("use_start_tls", "use_ssl (implicit TLS) and use_start_tls cannot both be true");
+  }
+  const timezone = r.withDefault("timezone", "UTC");
+  if (!isTimeZone(timezone)) throw r.error("timezone", `"${timezone}" is not an IANA time zone`);
+  return {
+    queue: r.withDefault("queue", "taskcalendar"),
+    smtpserver: r.optional("smtpserver"),
+    smtpport: r.port("smtpport", useSsl ? 465 : useStartTls ? 587 : 25),
+    smtpfrom: r.required("smtpfrom"),
+    smtpuser: r.optional("smtpuser"),
+    smtppw: r.optional("smtppw", { secret: true }),
+    useStartTls,
+    useSsl,
+    smtpTls: readTrust(r, "smtp_cafile", { kind: "system" }),
+    timezone,
+    allDay: r.bool("all_day", false),
+    debounceSeconds: r.int("debounce_seconds", { default: 5, min: 0, max: 3600 }),
+    outboxDir: r.pathWithDefault("outbox_dir", "outbox"),
+  };
+}
+
+function readTrust(r: SectionReader, key: string, fallback: TlsTrust): TlsTrust {
+  const text = r.optional(key);
+  if (text === undefined) return fallback;
+  if (text.toLowerCase() === "false") return { kind: "insecure" };
+  return { kind: "cafile", path: r.resolvePath(text) };
+}
+
+function readLevel(r: SectionReader, key: string): AgentLogLevel | undefined {
+  const text = r.optional(key);
+  if (text === undefined) return undefined;
+  const lower = text.toLowerCase();
+  const level = lower === "warn" ? "warning" : lower === "critical" ? "error" : lower;
+  const match = LEVELS.find((l) => l === level);
+  if (!match) throw r.error(key, `"${text}" is not a log level (DEBUG, INFO, WARNING, ERROR)`);
+  return match;
+}
+
+function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * Typed access to one INI section: environment substitution, value checks with errors that
+ * name file, line, section and key, defaults, and a record of every effective value (for
+ * `agent config check`, which masks the secret ones).
+ */
+import { isAbsolute, join } from "node:path";
+import { secrets } from "../log/redact.ts";
+import { ConfigError } from "./errors.ts";
+import type { IniDocument, IniEntry } from "./ini.ts";
+
+/** One effective setting, as `agent config check` shows it. */
+export interface EffectiveValue {
+  value: string;
+  secret: boolean;
+  fromDefault: boolean;
+}
+
+export type Env = (name: string) => string | undefined;
+
+const WHOLE_VAR = /^\$([A-Za-z_][A-Za-z0-9_]*)$/;
+const BRACED_VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+const TRUE = new Set(["1", "yes", "true", "on"]);
+const FALSE = new Set(["0", "no", "false", "off"]);
+
+interface Common {
+  secret?: boolean;
+}
+
+/** Reads the keys of one section of a parsed file. */
+export class SectionReader {
+  readonly #doc: IniDocument;
+  readonly #env: Env;
+  readonly #entries: Map<string, IniEntry>;
+  readonly #effective: Map<string, EffectiveValue>;
+  readonly #used = new Set<string>();
+
+  constructor(
+    doc: IniDocument,
+    readonly section: string,
+    options: { env: Env; effective: Map<string, EffectiveValue> },
+  ) {
+    this.#doc = doc;
+    this.#env = options.env;
+    this.#entries = doc.sections.get(section) ?? new Map();
+    this.#effective = options.effective;
+  }
+
+  get present(): boolean {
+    return this.#doc.sections.has(this.section);
+  }
+
+  has(key: string): boolean {
+    return this.#entries.has(key) && this.#entries.get(key)!.value !== "";
+  }
+
+  /** An error about `key` of this section, at its line (or the section's line). */
+  error(key: string | undefined, reason: string): ConfigError {
+    const line = (key && this.#entries.get(key)?.line) ?? this.#doc.sectionLines.get(this.section);
+    return new ConfigError(
+      {
+        file: this.#doc.file,
+        section: this.section,
+        ...(line ? { line } : {}),
+        ...(key ? { key } : {}),
+      },
+      reason,
+    );
+  }
+
+  /** Keys written in the file that no reader asked for (likely typos). */
+  unusedKeys(): string[] {
+    return [...this.#entries.keys()].filter((k) => !this.#used.has(k));
+  }
+
+  /** The value, or undefined when the key is absent or empty. */
+  optional(key: string, options: Common = {}): string | undefined {
+    this.#used.add(key);
+    const entry = this.#entries.get(key);
+    if (entry === undefined || entry.value === "") return undefined;
+    const value = this.#substitute(key, entry.value);
+    if (options.secret) secrets.add(value);
+    this.#record(key, value, options, false);
+    return value;
+  }
+
+  /** The value; a ConfigError when it is absent or empty. */
+  required(key: string, options: Common = {}): string {
+    const value = this.optional(key, options);
+    if (value === undefined) throw this.error(key, `missing; "${key}" is required`);
+    return value;
+  }
+
+  /** The value, or `fallback` (recorded as a default) when absent. */
+  withDefault(key: string, fallback: string, options: Common = {}): string {
+    const value = this.optional(key, options);
+    if (value !== undefined) return value;
+    this.#record(key, fallback, options, true);
+    return fallback;
+  }
+
+  int(key: string, options: { default: number; min?: number; max?: number }): number;
+  int(
+    key: string,
+    options: { default?: undefined; min?: number; max?: number; required?: boolean },
+  ): number | undefined;
+  int(
+    key: string,
+    options: { default?: number | undefined; min?: number; max?: number; required?: boolean },
+  ): number | undefined {
+    const text = options.required ? this.required(key) : this.optional(key);
+    if (text === undefined) {
+      if (options.default !== undefined) this.#record(key, String(options.default), {}, true);
+      return options.default;
+    }
+    if (!/^[+-]?\d+$/.test(text)) throw this.error(key, `"${text}" is not a whole number`);
+    const value = Number(text);
+    const { min = -Infinity, max = Infinity } = options;
+    if (value < min || value > max) {
+      throw this.error(key, `${value} is out of range (${min}..${max})`);
+    }
+    return value;
+  }
+
+  port(key: string, fallback: number): number;
+  port(key: string): number | undefined;
+  port(key: string, fallback?: number): number | undefined {
+    return fallback === undefined
+      ? this.int(key, { min: 1, max: 65535 })
+      : this.int(key, { default: fallback, min: 1, max: 65535 });
+  }
+
+  /** configparser's getboolean: 1/yes/true/on and 0/no/false/off, any case. */
+  bool(key: string, fallback: boolean): boolean {
+    const text = this.optional(key);
+    if (text === undefined) {
+      this.#record(key, String(fallback), {}, true);
+      return fallback;
+    }
+    const lower = text.toLowerCase();
+    if (TRUE.has(lower)) return true;
+    if (FALSE.has(lower)) return false;
+    throw this.error(key, `"${text}" is not a boolean (use true/false, yes/no, on/off, 1/0)`);
+  }
+
+  /** A path; relative paths are taken from the config file's folder. */
+  path(key: string): string | undefined {
+    const text = this.optional(key);
+    return text === undefined ? undefined : this.resolvePath(text);
+  }
+
+  /** A path with a default (itself relative to the config file's folder). */
+  pathWithDefault(key: string, fallback: string): string {
+    return this.resolvePath(this.withDefault(key, fallback));
+  }
+
+  resolvePath(path: string): string {
+    return isAbsolute(path) ? path : join(configDir(this.#doc.file), path);
+  }
+
+  oneOf<T extends string>(key: string, choices: readonly T[], fallback: T): T {
+    const text = this.withDefault(key, fallback);
+    const match = choices.find((c) => c.toLowerCase() === text.toLowerCase());
+    if (!match) throw this.error(key, `"${text}" is not one of ${choices.join(", ")}`);
+    return match;
+  }
+
+  /** A comma- or newline-separated list. */
+  list(key: string, fallback: string[] = []): string[] {
+    const text = this.optional(key);
+    if (text === undefined) return fallback;
+    return text.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== "");
+  }
+
+  #substitute(key: string, raw: string): string {
+    if (raw.startsWith("^")) {
+      throw this.error(
+        key,
+        `"${raw}" asks for the OS keyring, which the agent does not read; ` +
+          `put the value in an environment variable and write $NAME`,
+      );
+    }
+    const lookup = (name: string) => {
+      const value = this.#env(name);
+      if (value === undefined) throw this.error(key, `environment variable $${name} is not set`);
+      return value;
+    };
+    const whole = WHOLE_VAR.exec(raw);
+    if (whole) return lookup(whole[1]!);
+    return raw.replace(BRACED_VAR, (_, name: string) => lookup(name));
+  }
+
+  #record(key: string, value: string, options: Common, fromDefault: boolean): void {
+    this.#effective.set(key, { value, secret: options.secret ?? false, fromDefault });
+  }
+}
+
+export function configDir(file: string): string {
+  const slash = file.lastIndexOf("/");
+  return slash < 0 ? "." : slash === 0 ? "/" : file.slice(0, slash);
+}

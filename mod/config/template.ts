@@ -1,0 +1,66 @@
+/**
+ * The commented config template: `agent config init` writes it, and config.example.ini in
+ * the repository is this text (a test keeps them equal). Kept as a string so that the
+ * bundled file and the compiled binary carry it.
+ */
+export const CONFIG_TEMPLATE = `# agent configuration. The format is the resilient-circuits app.config format (Python
+# configparser): whole-line # or ; comments, "key = value", indented lines continue a value,
+# and a # inside a value is part of the value. A value $NAME or \${NAME} (also inside a longer
+# value) is read from the environment: keep secrets there, not in this file.
+# Sections the agent does not know (other resilient-circuits apps) are left alone.
+
+[agent]
+# Deno KV store for dedupe ledgers, tokens and cursors. Relative paths are taken from this
+# file's folder. Several agents on one host may share one file.
+store = agent.kv
+# text (default on a terminal) or json (default otherwise)
+#log_format = json
+#log_level = info
+# A one-line health summary in the log every N minutes (0 = never).
+health_interval_minutes = 5
+
+[resilient]
+# The IBM Resilient / IBM SOAR platform.
+host = soar.example.com
+port = 443
+# The organization's *name*; the agent looks up its id.
+org = Example Org
+# API key (preferred) or email/password. Put the secret in the environment:
+#   api_key_secret = $RESILIENT_API_KEY_SECRET
+api_key_id = 00000000-0000-0000-0000-000000000000
+api_key_secret = change-me
+#email = integrations@example.com
+#password = $RESILIENT_PASSWORD
+# PEM bundle that signs the platform's certificate (default: the system's roots).
+# "false" turns verification off, which the agent warns about loudly.
+#cafile = /etc/agent/soar-ca.pem
+# STOMP (Action Module); stomp_host defaults to host.
+#stomp_host = soar.example.com
+stomp_port = 65001
+#stomp_cafile = /etc/agent/soar-ca.pem
+# Actions handled at once (and the broker's prefetch, unless stomp_prefetch_limit is set).
+num_workers = 10
+#stomp_prefetch_limit = 10
+#logdir = /var/log/agent
+#logfile = agent.log
+#loglevel = INFO
+
+[taskcalendar]
+# Task owner / due date changes become calendar invites.
+queue = taskcalendar
+# Without smtpserver, invites are written as .eml files to outbox_dir.
+#smtpserver = smtp.example.com
+#smtpport = 587
+smtpfrom = soar-calendar@example.com
+#smtpuser = soar-calendar@example.com
+#smtppw = $SMTP_PASSWORD
+# STARTTLS (required and verified when true) or implicit TLS (use_ssl, port 465).
+use_start_tls = false
+use_ssl = false
+#smtp_cafile = /etc/agent/smtp-ca.pem
+timezone = UTC
+all_day = false
+# Owner and due date changed together within this many seconds give one invite.
+debounce_seconds = 5
+outbox_dir = outbox
+`;
