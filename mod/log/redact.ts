@@ -69,15 +69,30 @@ export function redactValue(value: unknown, registry = secrets, depth = 0): unkn
 
 /** Returns the record with its message values and properties redacted. */
 export function redactRecord(record: LogRecord, registry = secrets): LogRecord {
+  // `{passcode}` placeholders were already replaced by the value: match it by identity.
+  const secretValues = new Set<unknown>();
+  collectSecretValues(record.properties, secretValues);
   const message = record.message.map((part, i) =>
     // Even indexes are the template's literal text; odd ones are interpolated values.
-    i % 2 === 0 ? registry.scrub(String(part)) : redactValue(part, registry)
+    i % 2 === 0
+      ? registry.scrub(String(part))
+      : secretValues.has(part)
+      ? REDACTED
+      : redactValue(part, registry)
   );
   const rawMessage = typeof record.rawMessage === "string"
     ? registry.scrub(record.rawMessage)
     : record.rawMessage;
   const properties = redactValue(record.properties, registry) as Record<string, unknown>;
   return { ...record, message, rawMessage, properties };
+}
+
+function collectSecretValues(value: unknown, into: Set<unknown>, depth = 0): void {
+  if (value === null || typeof value !== "object" || depth > 8) return;
+  for (const [key, v] of Object.entries(value)) {
+    if (isSecretName(key) && v !== null && v !== undefined && v !== "") into.add(v);
+    else collectSecretValues(v, into, depth + 1);
+  }
 }
 
 function escapeRegExp(text: string): string {

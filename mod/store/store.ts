@@ -1,0 +1,155 @@
+/**
+ * The agent's one store, over Deno KV: exactly-once claims, records with an explicit
+ * expiry (KV's own `expireIn` is lazy: expired keys stay readable for a while), atomic
+ * batches, prefix listing, tokens and cursors. Several processes may share one file:
+ * SQLite's `database is locked` is retried.
+ */
+import { log } from "../log/log.ts";
+
+export type StoreKey = Deno.KvKey;
+
+interface Envelope<T> {
+  v: T;
+  /** Expiry, epoch ms; absent = never. */
+  exp?: number;
+}
+
+/** Options for writes. */
+export interface WriteOptions {
+  /** The record counts as absent after this many milliseconds. */
+  ttlMs?: number | undefined;
+}
+
+const LOCK_RETRIES = 50;
+const logger = log("store");
+
+/** A key/value store with exactly-once claims (see module doc). */
+export class Store {
+  readonly #kv: Deno.Kv;
+  readonly #now: () => number;
+
+  private constructor(kv: Deno.Kv, now: () => number) {
+    this.#kv = kv;
+    this.#now = now;
+  }
+
+  /**
+   * Opens the store: a file path, ":memory:" (tests), or a KV Connect URL (a remote store
+   * shared by agents on several hosts; the token comes from DENO_KV_ACCESS_TOKEN).
+   */
+  static async open(path: string, options: { now?: () => number } = {}): Promise<Store> {
+    let kv: Deno.Kv;
+    try {
+      kv = await withLockRetry(() => Deno.openKv(path));
+    } catch (error) {
+      throw new Error(`Cannot open the store "${path}": ${(error as Error).message}`, { cause: error });
+    }
+    if (path !== ":memory:" && !/^https?:/.test(path)) {
+      // It holds tokens: readable by the agent's user only.
+      await Deno.chmod(path, 0o600).catch(() => {});
+    }
+    return new Store(kv, options.now ?? Date.now);
+  }
+
+  /**
+   * Claims `key` exactly once: true for the one caller (in any process sharing the store)
+   * that created it, false when it exists and has not expired.
+   */
+  async claim(key: StoreKey, value: unknown = true, options: WriteOptions = {}): Promise<boolean> {
+    for (;;) {
+      const current = await this.#getEntry(key);
+      const live = current.value !== null && !this.#expired(current.value);
+      if (live) return false;
+      const result = await withLockRetry(() =>
+        this.#kv.atomic()
+          .check({ key, versionstamp: current.versionstamp })
+          .set(key, this.#wrap(value, options))
+          .commit()
+      );
+      if (result.ok) return true;
+      // Someone else wrote between our read and commit: look again.
+    }
+  }
+
+  async get<T>(key: StoreKey): Promise<T | undefined> {
+    const entry = await this.#getEntry<T>(key);
+    if (entry.value === null || this.#expired(entry.value)) return undefined;
+    return entry.value.v;
+  }
+
+  async set(key: StoreKey, value: unknown, options: WriteOptions = {}): Promise<void> {
+    await withLockRetry(() => this.#kv.set(key, this.#wrap(value, options), kvExpiry(options)));
+  }
+
+  async delete(key: StoreKey): Promise<void> {
+    await withLockRetry(() => this.#kv.delete(key));
+  }
+
+  /** Live records under `prefix`, in key order. */
+  async *list<T>(prefix: StoreKey, options: { limit?: number } = {}): AsyncGenerator<{ key: StoreKey; value: T }> {
+    let count = 0;
+    const iter = this.#kv.list<Envelope<T>>({ prefix }, { batchSize: 500 });
+    for await (const entry of iter) {
+      if (this.#expired(entry.value)) continue;
+      yield { key: entry.key, value: entry.value.v };
+      if (options.limit !== undefined && ++count >= options.limit) return;
+    }
+  }
+
+  async count(prefix: StoreKey): Promise<number> {
+    let n = 0;
+    for await (const _ of this.list(prefix)) n++;
+    return n;
+  }
+
+  /** Several writes and deletes that happen together or not at all. */
+  async commit(ops: { set?: [StoreKey, unknown, WriteOptions?][]; delete?: StoreKey[] }): Promise<void> {
+    await withLockRetry(async () => {
+      const tx = this.#kv.atomic();
+      for (const [key, value, options = {}] of ops.set ?? []) {
+        tx.set(key, this.#wrap(value, options), kvExpiry(options));
+      }
+      for (const key of ops.delete ?? []) tx.delete(key);
+      const result = await tx.commit();
+      if (!result.ok) throw new Error("store commit failed");
+    });
+  }
+
+  close(): void {
+    try {
+      this.#kv.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  #wrap(value: unknown, options: WriteOptions): Envelope<unknown> {
+    return options.ttlMs === undefined ? { v: value } : { v: value, exp: this.#now() + options.ttlMs };
+  }
+
+  #expired(envelope: Envelope<unknown>): boolean {
+    return envelope.exp !== undefined && envelope.exp <= this.#now();
+  }
+
+  #getEntry<T>(key: StoreKey): Promise<Deno.KvEntryMaybe<Envelope<T>>> {
+    return withLockRetry(() => this.#kv.get<Envelope<T>>(key));
+  }
+}
+
+/** KV's lazy expiry still reclaims space eventually; keep records a bit past our own expiry. */
+function kvExpiry(options: WriteOptions): { expireIn?: number } {
+  return options.ttlMs === undefined ? {} : { expireIn: options.ttlMs + 60_000 };
+}
+
+async function withLockRetry<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      const locked = error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
+      if (!locked || attempt >= LOCK_RETRIES) throw error;
+      if (attempt === 5) logger.debug("Store is busy (another process holds the lock); retrying");
+      await new Promise((r) => setTimeout(r, Math.min(200, 5 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random())));
+    }
+  }
+}
