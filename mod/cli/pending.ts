@@ -1,0 +1,54 @@
+/**
+ * Subcommands whose capability is not built yet: their help and argument parsing exist,
+ * and running them says so clearly (exit 1) instead of pretending.
+ */
+import { COMMON_HELP, COMMON_OPTIONS, type Command, parseCommandArgs } from "./command.ts";
+
+function pending(name: string, summary: string, usage: string, issue: number): Command {
+  const help = `Usage: agent ${name} ${usage}\n\n${summary}.\n\n${COMMON_HELP}`;
+  return {
+    name,
+    summary,
+    help,
+    run(args, deps) {
+      const { values } = parseCommandArgs(name, args, COMMON_OPTIONS, { allowPositionals: true });
+      if (values.help) {
+        deps.stdout(help + "\n");
+        return Promise.resolve(0);
+      }
+      deps.stderr(`agent ${name}: not available in this version yet (tracked in issue #${issue})\n`);
+      return Promise.resolve(1);
+    },
+  };
+}
+
+export const mailBridgeCommand = pending(
+  "mail-bridge",
+  "Turn mail in a Microsoft 365 mailbox into Jira issues and comments",
+  "[--once] [--config FILE]",
+  5,
+);
+export const authorizeCommand = pending(
+  "authorize",
+  "Obtain and store the Microsoft Graph token the mail bridge uses",
+  "[--config FILE]",
+  5,
+);
+export const enrichCommand = pending(
+  "enrich",
+  "SecureChange trigger: enrich a ticket with plugins and post one comment",
+  "[ARGS] < ticket_info.xml",
+  6,
+);
+export const runCommand = pending(
+  "run",
+  "Run every configured service in one process",
+  "[--config FILE]",
+  7,
+);
+export const doctorCommand = pending(
+  "doctor",
+  "Check connectivity, TLS and credentials of every configured system",
+  "[--json] [--config FILE]",
+  7,
+);

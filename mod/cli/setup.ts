@@ -1,0 +1,40 @@
+/** Start-up shared by the service commands: find and validate the config, set up logging. */
+import { join } from "node:path";
+import { type Config, ConfigError, findConfigFile, loadConfig } from "../config/config.ts";
+import { type AgentLogLevel, LOG_LEVELS, type LogFormat, setupLogging } from "../log/log.ts";
+import { type Deps, UsageError } from "./command.ts";
+
+/** The common option values (see COMMON_OPTIONS). */
+export interface CommonValues {
+  config?: string | undefined;
+  "log-format"?: string | undefined;
+  "log-level"?: string | undefined;
+}
+
+/** Finds and loads the config; a missing file is a ConfigError naming where it looked. */
+export async function loadCommandConfig(values: CommonValues, deps: Deps): Promise<Config> {
+  const file = await findConfigFile(values.config, deps.env);
+  if (!file) {
+    throw new ConfigError(
+      { file: "app.config" },
+      "no config file: pass --config FILE, set APP_CONFIG_FILE, or create ./app.config " +
+        "(`agent config init` writes a template)",
+    );
+  }
+  return await loadConfig(file, { env: deps.env });
+}
+
+/** Logging from flags, then [agent], then [resilient] (resilient-circuits' own keys). */
+export function setupCommandLogging(values: CommonValues, config?: Config): void {
+  const format = values["log-format"] ?? config?.agent.logFormat;
+  if (format !== undefined && format !== "text" && format !== "json") {
+    throw new UsageError(`--log-format must be text or json, not "${format}"`);
+  }
+  const level = values["log-level"]?.toLowerCase() ?? config?.agent.logLevel ?? config?.resilient?.loglevel;
+  if (level !== undefined && !LOG_LEVELS.includes(level as AgentLogLevel)) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${level}"`);
+  }
+  const r = config?.resilient;
+  const file = r?.logdir ? join(r.logdir, r.logfile ?? "agent.log") : undefined;
+  setupLogging({ format: format as LogFormat | undefined, level: level as AgentLogLevel | undefined, file });
+}
