@@ -1,0 +1,270 @@
+/**
+ * One STOMP connection that stays up: @stomp/stompjs over {@linkcode DenoStompSocket},
+ * reconnecting forever with jittered backoff (about 1 s, 4 s, 16 s, then every 60 s),
+ * re-subscribing after every reconnect, and failing for good only on errors that retrying
+ * cannot fix (TLS verification, and a refused login before the first connect).
+ */
+import { Client, type IFrame, type IMessage, type StompHeaders } from "@stomp/stompjs";
+import { log } from "../log/log.ts";
+import { AuthError, TlsError, tlsErrorFrom } from "./errors.ts";
+import { DenoStompSocket, type SocketFailure, type SocketTarget } from "./socket.ts";
+
+/** A received MESSAGE frame, tagged with the connection it came on. */
+export interface Delivery {
+  headers: Record<string, string>;
+  body: Uint8Array;
+  /** Which connection delivered it: an ACK only makes sense on the same one. */
+  generation: number;
+}
+
+/** A subscription, re-made after every reconnect. */
+export interface SubscriptionSpec {
+  destination: string;
+  headers: Record<string, string>;
+  onMessage(delivery: Delivery): void;
+}
+
+/** Options for {@linkcode StompLink}. */
+export interface StompLinkOptions {
+  target: SocketTarget;
+  login: string;
+  passcode: string;
+  /** The CONNECT `host` header; defaults to the target host name. */
+  vhost?: string;
+  /** Heartbeat asked of the broker, ms (Resilient: 15000). Dead after 2x silence. */
+  heartbeatIncomingMs?: number;
+  /** Reconnect delays before jitter, ms; the last one repeats. */
+  backoffMs?: number[];
+  connectTimeoutMs?: number;
+  /** Called after every (re)connect, after subscriptions are re-made. */
+  onConnected?: (generation: number) => void;
+  onDisconnected?: (reason: string) => void;
+  /** Waits `ms` (tests pass a fake clock). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  random?: () => number;
+  logCategory?: string;
+}
+
+const DEFAULT_BACKOFF = [1_000, 4_000, 16_000, 60_000];
+
+/** A self-healing STOMP connection (see module doc). */
+export class StompLink {
+  readonly #options: StompLinkOptions;
+  readonly #client: Client;
+  readonly #subscriptions: SubscriptionSpec[] = [];
+  readonly #stopping = new AbortController();
+  readonly #logger;
+  #generation = 0;
+  #connected = false;
+  #everConnected = false;
+  #attempt = 0;
+  #lastError: unknown;
+  #started?: PromiseWithResolvers<void>;
+  #fatal: Error | undefined;
+  #reconnects = 0;
+
+  constructor(options: StompLinkOptions) {
+    this.#options = options;
+    this.#logger = log(options.logCategory ?? "stomp");
+    const { target } = options;
+    const heartbeat = options.heartbeatIncomingMs ?? 15_000;
+    this.#client = new Client({
+      webSocketFactory: () => new DenoStompSocket(target),
+      connectHeaders: {
+        login: options.login,
+        passcode: options.passcode,
+        host: options.vhost ?? target.hostname,
+      },
+      heartbeatIncoming: heartbeat,
+      heartbeatOutgoing: 0,
+      heartbeatToleranceMultiplier: 2,
+      discardWebsocketOnCommFailure: true,
+      connectionTimeout: options.connectTimeoutMs ?? 15_000,
+      // Our own backoff runs in beforeConnect; stompjs only needs to keep retrying.
+      reconnectDelay: 1,
+      beforeConnect: () => this.#beforeConnect(),
+      onConnect: () => this.#onConnect(),
+      onStompError: (frame) => this.#onStompError(frame),
+      onWebSocketError: (event) => this.#onSocketError(event),
+      onWebSocketClose: () => this.#onClose(),
+      debug: () => {},
+    });
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** The current connection's number (increments on every connect). */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  /** Connects; resolves on the first connect, rejects on a fatal error (TLS, login). */
+  start(signal?: AbortSignal): Promise<void> {
+    this.#started = Promise.withResolvers<void>();
+    signal?.addEventListener("abort", () => void this.stop(), { once: true });
+    this.#client.activate();
+    return this.#started.promise;
+  }
+
+  /** Adds a subscription (made now if connected, and after every reconnect). */
+  subscribe(spec: SubscriptionSpec): void {
+    this.#subscriptions.push(spec);
+    if (this.#connected) this.#subscribeOne(spec);
+  }
+
+  /**
+   * Sends a frame. With `onReceipt`, asks the broker for a RECEIPT and calls back when it
+   * arrives. Throws when not connected (callers keep an outbox).
+   */
+  publish(
+    frame: { destination: string; headers?: Record<string, string>; body: string },
+    onReceipt?: () => void,
+  ): void {
+    if (!this.#connected) throw new Error("STOMP link is not connected");
+    const headers: StompHeaders = { ...frame.headers };
+    if (onReceipt) {
+      const receipt = crypto.randomUUID();
+      headers.receipt = receipt;
+      this.#client.watchForReceipt(receipt, () => onReceipt());
+    }
+    this.#client.publish({ destination: frame.destination, headers, body: frame.body });
+  }
+
+  /** ACKs a delivery; false (nothing sent) when it came on an earlier connection. */
+  ack(delivery: Delivery): boolean {
+    if (!this.#connected || delivery.generation !== this.#generation) return false;
+    const id = delivery.headers["ack"] ?? delivery.headers["message-id"];
+    if (!id) return false;
+    this.#client.ack(id, delivery.headers["subscription"] ?? "");
+    return true;
+  }
+
+  /** Disconnects and stops reconnecting. */
+  async stop(): Promise<void> {
+    this.#stopping.abort();
+    await this.#client.deactivate({ force: !this.#connected });
+    this.#connected = false;
+  }
+
+  async #beforeConnect(): Promise<void> {
+    if (this.#fatal) {
+      await this.#client.deactivate({ force: true });
+      return;
+    }
+    if (this.#attempt === 0) {
+      this.#attempt++;
+      return;
+    }
+    const steps = this.#options.backoffMs ?? DEFAULT_BACKOFF;
+    const base = steps[Math.min(this.#attempt - 1, steps.length - 1)]!;
+    const random = this.#options.random ?? Math.random;
+    const delay = Math.round(base * (0.8 + 0.4 * random()));
+    this.#attempt++;
+    this.#logger.info("Reconnecting to {url} in {delayMs} ms (attempt {attempt})", {
+      url: this.#url(),
+      delayMs: delay,
+      attempt: this.#attempt - 1,
+    });
+    const sleep = this.#options.sleep ?? abortableSleep;
+    await sleep(delay, this.#stopping.signal).catch(() => {});
+  }
+
+  #onConnect(): void {
+    this.#generation++;
+    this.#connected = true;
+    if (this.#everConnected) this.#reconnects++;
+    this.#everConnected = true;
+    this.#attempt = 1;
+    this.#lastError = undefined;
+    this.#logger.info("Connected to {url}", { url: this.#url(), generation: this.#generation });
+    for (const spec of this.#subscriptions) this.#subscribeOne(spec);
+    this.#options.onConnected?.(this.#generation);
+    this.#started?.resolve();
+  }
+
+  #subscribeOne(spec: SubscriptionSpec): void {
+    const generation = this.#generation;
+    this.#client.subscribe(spec.destination, (message: IMessage) => {
+      spec.onMessage({ headers: { ...message.headers }, body: message.binaryBody, generation });
+    }, { ...spec.headers });
+    this.#logger.info("Subscribed to {destination}", { destination: spec.destination });
+  }
+
+  #onStompError(frame: IFrame): void {
+    const message = frame.headers["message"] ?? "ERROR frame";
+    const detail = frame.body ? `${message}: ${frame.body.trim().split("\n")[0]}` : message;
+    if (/password is invalid|authentication|not authorized|login|credentials|User name/i.test(detail)) {
+      const error = new AuthError(`The broker at ${this.#url()} refused the login: ${detail}`);
+      if (!this.#everConnected) this.#failFatally(error);
+      else this.#logger.error("{error}; will keep retrying", { error: error.message });
+      return;
+    }
+    this.#logger.error("Broker error from {url}: {detail}", { url: this.#url(), detail });
+  }
+
+  #onSocketError(event: unknown): void {
+    const error = (event as SocketFailure | undefined)?.error ?? event;
+    const tls = tlsErrorFrom(this.#options.target.hostname, error);
+    if (tls) {
+      this.#failFatally(tls);
+      return;
+    }
+    this.#lastError = error;
+  }
+
+  #onClose(): void {
+    const wasConnected = this.#connected;
+    this.#connected = false;
+    if (this.#fatal || this.#stopping.signal.aborted) return;
+    const reason = this.#lastError instanceof Error ? this.#lastError.message : "connection closed";
+    if (wasConnected) {
+      this.#logger.warn("Lost connection to {url}: {reason}", { url: this.#url(), reason });
+      this.#options.onDisconnected?.(reason);
+    } else if (this.#attempt <= 2 || this.#attempt % 10 === 0) {
+      this.#logger.warn("Cannot connect to {url}: {reason}", { url: this.#url(), reason });
+    }
+  }
+
+  #failFatally(error: TlsError | AuthError): void {
+    if (this.#fatal) return;
+    this.#fatal = error;
+    this.#logger.error("{error}", { error: error.message });
+    this.#stopping.abort();
+    void this.#client.deactivate({ force: true });
+    if (this.#started) this.#started.reject(error);
+  }
+
+  /** The fatal error, once one has happened. */
+  get fatalError(): Error | undefined {
+    return this.#fatal;
+  }
+
+  #url(): string {
+    const { target } = this.#options;
+    return `${target.tls ? "stomp+ssl" : "stomp"}://${target.hostname}:${target.port}`;
+  }
+}
+
+/** Resolves after `ms`, or rejects when `signal` aborts. */
+export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+export { AuthError, TlsError };
