@@ -83,9 +83,10 @@ const textFormatter: TextFormatter = (record) => {
   const message = record.message
     .map((part, i) => i % 2 === 0 ? String(part) : inspectValue(part))
     .join("");
-  const props = Object.keys(record.properties).length
-    ? " " + inspectValue(record.properties)
-    : "";
+  // Properties already shown through a {placeholder} are not repeated.
+  const template = typeof record.rawMessage === "string" ? record.rawMessage : record.rawMessage.join("");
+  const extra = Object.entries(record.properties).filter(([k]) => !template.includes(`{${k}}`));
+  const props = extra.length ? " " + inspectValue(Object.fromEntries(extra)) : "";
   return `${time} ${LEVEL_LABEL[record.level]} ${record.category.slice(1).join(".")}: ${message}${props}\n`;
 };
 

@@ -8,6 +8,7 @@ import { Client, type IFrame, type IMessage, type StompHeaders } from "@stomp/st
 import { log } from "../log/log.ts";
 import { AuthError, TlsError, tlsErrorFrom } from "./errors.ts";
 import { DenoStompSocket, type SocketFailure, type SocketTarget } from "./socket.ts";
+import type { StompTransport } from "./types.ts";
 
 /** A received MESSAGE frame, tagged with the connection it came on. */
 export interface Delivery {
@@ -48,7 +49,7 @@ export interface StompLinkOptions {
 const DEFAULT_BACKOFF = [1_000, 4_000, 16_000, 60_000];
 
 /** A self-healing STOMP connection (see module doc). */
-export class StompLink {
+export class StompLink implements StompTransport {
   readonly #options: StompLinkOptions;
   readonly #client: Client;
   readonly #subscriptions: SubscriptionSpec[] = [];
@@ -62,6 +63,8 @@ export class StompLink {
   #started?: PromiseWithResolvers<void>;
   #fatal: Error | undefined;
   #reconnects = 0;
+  readonly #connectListeners: (() => void)[] = [];
+  readonly #disconnectListeners: (() => void)[] = [];
 
   constructor(options: StompLinkOptions) {
     this.#options = options;
@@ -110,6 +113,14 @@ export class StompLink {
     signal?.addEventListener("abort", () => void this.stop(), { once: true });
     this.#client.activate();
     return this.#started.promise;
+  }
+
+  onConnected(listener: () => void): void {
+    this.#connectListeners.push(listener);
+  }
+
+  onDisconnected(listener: () => void): void {
+    this.#disconnectListeners.push(listener);
   }
 
   /** Adds a subscription (made now if connected, and after every reconnect). */
@@ -185,6 +196,7 @@ export class StompLink {
     this.#logger.info("Connected to {url}", { url: this.#url(), generation: this.#generation });
     for (const spec of this.#subscriptions) this.#subscribeOne(spec);
     this.#options.onConnected?.(this.#generation);
+    for (const listener of this.#connectListeners) listener();
     this.#started?.resolve();
   }
 
@@ -198,7 +210,8 @@ export class StompLink {
 
   #onStompError(frame: IFrame): void {
     const message = frame.headers["message"] ?? "ERROR frame";
-    const detail = frame.body ? `${message}: ${frame.body.trim().split("\n")[0]}` : message;
+    const firstLine = frame.body?.trim().split("\n")[0] ?? "";
+    const detail = firstLine && !message.includes(firstLine) ? `${message}: ${firstLine}` : message;
     if (/password is invalid|authentication|not authorized|login|credentials|User name/i.test(detail)) {
       const error = new AuthError(`The broker at ${this.#url()} refused the login: ${detail}`);
       if (!this.#everConnected) this.#failFatally(error);
@@ -226,6 +239,7 @@ export class StompLink {
     if (wasConnected) {
       this.#logger.warn("Lost connection to {url}: {reason}", { url: this.#url(), reason });
       this.#options.onDisconnected?.(reason);
+      for (const listener of this.#disconnectListeners) listener();
     } else if (this.#attempt <= 2 || this.#attempt % 10 === 0) {
       this.#logger.warn("Cannot connect to {url}: {reason}", { url: this.#url(), reason });
     }

@@ -1,8 +1,7 @@
 /**
  * A real ActiveMQ Classic (Debian's package) for tests: its own base folder, free ports on
  * 127.0.0.1, STOMP and STOMP+SSL connectors (keystore from the test CA), a user/password,
- * KahaDB persistence (messages survive a restart), and the statistics plugin so tests can
- * read exact queue sizes. Started with `startBroker()`, stopped with `broker.stop()`.
+ * KahaDB persistence (messages survive a restart). Started with `startBroker()`, stopped with `broker.stop()`.
  */
 import { join } from "node:path";
 import { testPki } from "./ca.ts";
@@ -30,6 +29,11 @@ export interface BrokerOptions {
   keystore?: "server" | "wrongHost" | "untrusted";
 }
 
+const live = new Set<{ kill(): void }>();
+globalThis.addEventListener("unload", () => {
+  for (const broker of live) broker.kill();
+});
+
 export async function freePort(): Promise<number> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
@@ -49,8 +53,8 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
   const user = "agent";
   const password = "broker-pass-" + crypto.randomUUID().slice(0, 8);
   const keystore = pki.keystores[options.keystore ?? "server"];
-  await Deno.writeTextFile(join(conf, "activemq.xml"), brokerXml({ stompPort, sslPort, user, password, keystore }));
-  await Deno.writeTextFile(join(conf, "log4j2.properties"), LOG4J);
+  await Deno.writeTextFile(join(conf, "activemq.xml"), brokerXml({ stompPort, sslPort, user, password, keystore, data }));
+  await Deno.writeTextFile(join(conf, "log4j.properties"), log4jProperties(join(data, "activemq.log")));
 
   let child: Deno.ChildProcess | undefined;
   const launch = async () => {
@@ -59,13 +63,17 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
         "-Xms64m", "-Xmx384m",
         `-Dactivemq.home=${ACTIVEMQ_HOME}`, `-Dactivemq.base=${baseDir}`, `-Dactivemq.conf=${conf}`,
         `-Dactivemq.data=${data}`, `-Dactivemq.classpath=${conf}`, `-Djava.io.tmpdir=${data}`,
-        `-Dlog4j2.configurationFile=${join(conf, "log4j2.properties")}`,
+        `-Dlog4j.configuration=file:${join(conf, "log4j.properties")}`,
         "-jar", `${ACTIVEMQ_HOME}/bin/activemq.jar`, "start", `xbean:file:${join(conf, "activemq.xml")}`,
       ],
-      stdout: "null",
-      stderr: "null",
+      stdout: Deno.env.get("ACTIVEMQ_DEBUG") ? "inherit" : "null",
+      stderr: Deno.env.get("ACTIVEMQ_DEBUG") ? "inherit" : "null",
       stdin: "null",
     }).spawn();
+    const proc = child;
+    const entry = { kill: () => { try { proc.kill("SIGKILL"); } catch { /* gone */ } } };
+    live.add(entry);
+    proc.status.then(() => live.delete(entry));
     await waitForPort(sslPort, child);
     await waitForPort(stompPort, child);
     broker.running = true;
@@ -121,27 +129,28 @@ async function waitForPort(port: number, child: Deno.ChildProcess, timeoutMs = 6
   throw new Error(`ActiveMQ did not open port ${port} within ${timeoutMs} ms`);
 }
 
-function brokerXml(o: { stompPort: number; sslPort: number; user: string; password: string; keystore: string }) {
+function brokerXml(
+  o: { stompPort: number; sslPort: number; user: string; password: string; keystore: string; data: string },
+) {
   return `<beans xmlns="http://www.springframework.org/schema/beans"
   xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
   xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans.xsd
   http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
   <broker xmlns="http://activemq.apache.org/schema/core" brokerName="agent-test" useJmx="false"
-          persistent="true" dataDirectory="\${activemq.data}" schedulerSupport="false" advisorySupport="false">
+          persistent="true" dataDirectory="${o.data}" schedulerSupport="false" advisorySupport="false">
     <destinationPolicy>
       <policyMap><policyEntries>
         <policyEntry queue=">" prioritizedMessages="false"/>
       </policyEntries></policyMap>
     </destinationPolicy>
     <plugins>
-      <statisticsBrokerPlugin/>
       <simpleAuthenticationPlugin>
         <users>
           <authenticationUser username="${o.user}" password="${o.password}" groups="users,admins"/>
         </users>
       </simpleAuthenticationPlugin>
     </plugins>
-    <persistenceAdapter><kahaDB directory="\${activemq.data}/kahadb" journalMaxFileLength="8mb"/></persistenceAdapter>
+    <persistenceAdapter><kahaDB directory="${o.data}/kahadb" journalMaxFileLength="8mb"/></persistenceAdapter>
     <systemUsage><systemUsage>
       <memoryUsage><memoryUsage limit="128 mb"/></memoryUsage>
       <storeUsage><storeUsage limit="1 gb"/></storeUsage>
@@ -159,11 +168,12 @@ function brokerXml(o: { stompPort: number; sslPort: number; user: string; passwo
 `;
 }
 
-const LOG4J = `rootLogger.level=WARN
-rootLogger.appenderRef.logfile.ref=LogFile
-appender.logfile.type=File
-appender.logfile.name=LogFile
-appender.logfile.fileName=\${sys:activemq.data}/activemq.log
-appender.logfile.layout.type=PatternLayout
-appender.logfile.layout.pattern=%d | %-5p | %m | %c%n
+/** This ActiveMQ build logs through log4j 1.x. */
+function log4jProperties(file: string): string {
+  return `log4j.rootLogger=WARN, logfile
+log4j.appender.logfile=org.apache.log4j.FileAppender
+log4j.appender.logfile.file=${file}
+log4j.appender.logfile.layout=org.apache.log4j.PatternLayout
+log4j.appender.logfile.layout.ConversionPattern=%d | %-5p | %m | %c%n
 `;
+}

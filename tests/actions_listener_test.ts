@@ -1,0 +1,176 @@
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./support/assert.ts";
+import { startBroker } from "./support/activemq.ts";
+import { testPki } from "./support/ca.ts";
+import { FakeResilient } from "./support/fake_resilient.ts";
+import { PlatformClient, taskAction } from "./support/stomp_client.ts";
+import { startCore } from "./support/agent_core.ts";
+import type { Processor } from "../mod/actions/types.ts";
+import { StompLink, TlsError } from "../mod/stomp/link.ts";
+
+const ORG = 201;
+const broker = await startBroker();
+const fake = await new FakeResilient({ orgId: ORG }).start();
+const platform = await PlatformClient.connect(broker);
+const integration = { sanitizeOps: false, sanitizeResources: false };
+
+function echoProcessor(queue: string, seen: string[] = []): Processor {
+  return {
+    name: "echo",
+    queue,
+    check: (action) => (action.task ? undefined : 'the action has no "task"'),
+    handle: async (action, ctx) => {
+      const id = await ctx.effect("record", () => {
+        seen.push(ctx.message.correlationId ?? "");
+        return Promise.resolve(action.task!.id);
+      });
+      return `Handled task ${id}`;
+    },
+  };
+}
+
+Deno.test({
+  name: "an action message gets exactly one reply with its correlation id, and the frame is acked",
+  ...integration,
+  async fn() {
+    const queue = "single";
+    platform.listenForReplies(ORG, queue);
+    const seen: string[] = [];
+    let contextToken: string | undefined;
+    const processor = echoProcessor(queue, seen);
+    const handle = processor.handle;
+    processor.handle = async (action, ctx) => {
+      contextToken = ctx.message.contextToken;
+      await ctx.rest!.get(`/incidents/${action.incident.id}`).catch(() => {});
+      return handle(action, ctx);
+    };
+    const core = await startCore(broker, fake, [processor]);
+    try {
+      const correlationId = platform.sendAction(ORG, queue, taskAction({ id: 80 }));
+      await platform.waitFor((r) => r.some((x) => x.correlationId === correlationId));
+      await new Promise((r) => setTimeout(r, 300)); // a second reply would arrive by now
+      const replies = platform.replies.filter((r) => r.correlationId === correlationId);
+      assertEquals(replies.length, 1);
+      assertEquals(replies[0]!.json, { message_type: 0, message: "Handled task 80", complete: true });
+      assertEquals(seen, [correlationId]);
+      assertEquals(contextToken, `ctx-${correlationId}`);
+      // The REST call carried the message's context token.
+      const call = fake.seen(/GET \/rest\/orgs\/201\/incidents\/2095/).at(-1)!;
+      assertEquals(call.headers.get("x-co3contexttoken"), `ctx-${correlationId}`);
+      assertEquals(await platform.queueSize(`actions.${ORG}.${queue}`), 0);
+    } finally {
+      await core.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "malformed bodies each get an error reply and an ack, and the next message is served",
+  ...integration,
+  async fn() {
+    const queue = "malformed";
+    platform.listenForReplies(ORG, queue);
+    const core = await startCore(broker, fake, [echoProcessor(queue)]);
+    try {
+      const bad = {
+        notJson: platform.sendAction(ORG, queue, "{not json"),
+        notUtf8: platform.sendAction(ORG, queue, new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d])),
+        array: platform.sendAction(ORG, queue, [1, 2, 3]),
+        noTask: platform.sendAction(ORG, queue, { ...taskAction(), task: null }),
+      };
+      const good = platform.sendAction(ORG, queue, taskAction({ id: 81 }));
+      const ids = [...Object.values(bad), good];
+      await platform.waitFor((r) => ids.every((id) => r.some((x) => x.correlationId === id)));
+      const reply = (id: string) => platform.replies.find((r) => r.correlationId === id)!.json!;
+      assertStringIncludes(reply(bad.notJson).message, "not JSON");
+      assertStringIncludes(reply(bad.notUtf8).message, "not valid UTF-8");
+      assertStringIncludes(reply(bad.array).message, "JSON array");
+      assertStringIncludes(reply(bad.noTask).message, 'no "task"');
+      for (const id of Object.values(bad)) assertEquals(reply(id).message_type, 1);
+      assertEquals(reply(good), { message_type: 0, message: "Handled task 81", complete: true });
+      assertEquals(await platform.queueSize(`actions.${ORG}.${queue}`), 0);
+      // Every bad message is kept as a dead letter, raw body included.
+      const dead = await Array.fromAsync(core.store.list<{ problem: string; bodyBase64: string }>(["actions", "dead"]));
+      assertEquals(dead.length, 4);
+      assert(dead.some((d) => atob(d.value.bodyBase64) === "{not json"));
+    } finally {
+      await core.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "an untrusted CA and a wrong host name both refuse to connect, naming the reason",
+  ...integration,
+  async fn() {
+    const pki = await testPki();
+    const rogueTrust = await Deno.readTextFile(`${pki.dir}/rogue-ca.pem`);
+    const untrusted = new StompLink({
+      target: { hostname: "127.0.0.1", port: broker.sslPort, tls: { caCerts: [rogueTrust] } },
+      login: broker.user,
+      passcode: broker.password,
+    });
+    const e1 = await assertRejects(() => untrusted.start(), TlsError);
+    assertStringIncludes(e1.message, "127.0.0.1");
+    assertStringIncludes(e1.message, "not signed by a trusted CA");
+    const wrongHostBroker = await startBroker({ keystore: "wrongHost" });
+    try {
+      const wrongHost = new StompLink({
+        target: { hostname: "127.0.0.1", port: wrongHostBroker.sslPort, tls: { caCerts: [pki.caCert] } },
+        login: wrongHostBroker.user,
+        passcode: wrongHostBroker.password,
+      });
+      const e2 = await assertRejects(() => wrongHost.start(), TlsError);
+      assertStringIncludes(e2.message, "does not name this host");
+    } finally {
+      await wrongHostBroker.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "broker stopped and restarted mid-stream: every message is handled and replied to, none twice",
+  ...integration,
+  async fn() {
+    const queue = "restart";
+    const restartBroker = await startBroker();
+    const platformR = await PlatformClient.connect(restartBroker);
+    platformR.listenForReplies(ORG, queue);
+    const seen: string[] = [];
+    const processor = echoProcessor(queue, seen);
+    const handle = processor.handle;
+    processor.handle = async (action, ctx) => {
+      await new Promise((r) => setTimeout(r, 5));
+      return handle(action, ctx);
+    };
+    const core = await startCore(restartBroker, fake, [processor]);
+    const total = 150;
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < total; i++) ids.push(platformR.sendAction(ORG, queue, taskAction({ id: 1000 + i })));
+      await platformR.waitFor((r) => r.length >= 30);
+      await restartBroker.stop();
+      await new Promise((r) => setTimeout(r, 500));
+      await restartBroker.restart();
+      await platformR.waitFor((r) => ids.every((id) => r.some((x) => x.correlationId === id)), 60_000);
+      // Each side effect happened exactly once.
+      assertEquals(seen.length, total, `side effects: ${seen.length}`);
+      assertEquals(new Set(seen).size, total);
+      assert(core.listener.stats().reconnects >= 1);
+      assertEquals(await platformR.queueSize(`actions.${ORG}.${queue}`), 0);
+    } finally {
+      await core.stop();
+      await platformR.close();
+      await restartBroker.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "teardown: stop the shared broker and fakes",
+  ...integration,
+  async fn() {
+    await platform.close();
+    await fake.stop();
+    await broker.dispose();
+  },
+});

@@ -1,0 +1,62 @@
+/** Starts the action-listener core in-process against a test broker and fake REST API. */
+import { ActionListener } from "../../mod/actions/listener.ts";
+import type { Processor } from "../../mod/actions/types.ts";
+import { RestClient } from "../../mod/resilient/rest.ts";
+import { StompLink } from "../../mod/stomp/link.ts";
+import { Store } from "../../mod/store/store.ts";
+import type { Broker } from "./activemq.ts";
+import { testPki } from "./ca.ts";
+import type { FakeResilient } from "./fake_resilient.ts";
+
+export interface Core {
+  listener: ActionListener;
+  link: StompLink;
+  store: Store;
+  rest: RestClient;
+  stop(): Promise<void>;
+}
+
+export async function startCore(
+  broker: Broker,
+  fake: FakeResilient,
+  processors: Processor[],
+  options: { workers?: number; store?: Store } = {},
+): Promise<Core> {
+  const pki = await testPki();
+  const store = options.store ?? await Store.open(":memory:");
+  const controller = new AbortController();
+  const rest = await RestClient.connect({
+    baseUrl: fake.url,
+    org: fake.orgName,
+    auth: { kind: "api_key", id: fake.apiKeyId, secret: fake.apiKeySecret },
+    caCerts: [pki.caCert],
+  });
+  const link = new StompLink({
+    target: { hostname: "127.0.0.1", port: broker.sslPort, tls: { caCerts: [pki.caCert] } },
+    login: broker.user,
+    passcode: broker.password,
+    backoffMs: [100, 200, 400],
+  });
+  const listener = new ActionListener({
+    transport: link,
+    store,
+    orgId: rest.orgId,
+    rest,
+    workers: options.workers ?? 10,
+    signal: controller.signal,
+  });
+  for (const p of processors) listener.register(p);
+  listener.start();
+  await link.start();
+  return {
+    listener,
+    link,
+    store,
+    rest,
+    async stop() {
+      controller.abort();
+      await listener.stop(2_000);
+      if (!options.store) store.close();
+    },
+  };
+}

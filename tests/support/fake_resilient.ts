@@ -1,0 +1,98 @@
+/**
+ * A fake IBM Resilient / SOAR REST API over HTTPS, from the documented shapes: session
+ * (API key Basic auth or email/password with JSESSIONID + X-sess-id), orgs, rules
+ * (`/actions`), users, groups, incidents with 409 on stale PUTs. Fault injection comes
+ * from HttpsFake.
+ */
+import { HttpsFake } from "./https_fake.ts";
+
+export interface FakeUser {
+  id: number;
+  email?: string | null;
+  fname?: string;
+  lname?: string;
+}
+
+export class FakeResilient extends HttpsFake {
+  readonly orgId: number;
+  readonly orgName: string;
+  readonly apiKeyId = "test-key-id";
+  readonly apiKeySecret = "test-key-secret-" + crypto.randomUUID().slice(0, 8);
+  readonly email = "integration@example.com";
+  readonly password = "pw-" + crypto.randomUUID().slice(0, 8);
+  readonly users = new Map<number, FakeUser>();
+  readonly groups = new Map<number, { id: number; name: string }>();
+  readonly rules = new Map<number, string>();
+  readonly incidents = new Map<number, Record<string, unknown> & { vers: number }>();
+  #sessions = new Map<string, string>();
+
+  constructor(options: { orgId?: number; orgName?: string } = {}) {
+    super();
+    this.orgId = options.orgId ?? 201;
+    this.orgName = options.orgName ?? "Test Org";
+    const orgs = () => [
+      { id: this.orgId, name: this.orgName, enabled: true },
+      { id: 999, name: "Disabled Org", enabled: false },
+    ];
+    this.route("POST", "/rest/session", (_req, _p, body) => {
+      const { email, password } = JSON.parse(body || "{}");
+      if (email !== this.email || password !== this.password) {
+        return Response.json({ message: "The user name or password is incorrect" }, { status: 401 });
+      }
+      const session = crypto.randomUUID();
+      const csrf = crypto.randomUUID();
+      this.#sessions.set(session, csrf);
+      return Response.json({ csrf_token: csrf, orgs: orgs(), user_id: 1 }, {
+        headers: { "set-cookie": `JSESSIONID=${session}; Path=/; Secure; HttpOnly` },
+      });
+    });
+    this.route("GET", "/rest/session", (req) => this.#authorized(req) ?? { orgs: orgs(), user_id: 1 });
+    this.route("GET", "/rest/orgs/:org/actions", (req) =>
+      this.#authorized(req) ?? { entities: [...this.rules].map(([id, name]) => ({ id, name, enabled: true })) });
+    this.route("GET", "/rest/orgs/:org/users/:id", (req, p) => {
+      const denied = this.#authorized(req);
+      if (denied) return denied;
+      const user = this.users.get(Number(p.id));
+      if (!user) return Response.json({ success: false, message: `User ${p.id} not found` }, { status: 404 });
+      return { display_name: `${user.fname ?? ""} ${user.lname ?? ""}`.trim(), enabled: true, ...user };
+    });
+    this.route("GET", "/rest/orgs/:org/groups/:id", (req, p) => {
+      const denied = this.#authorized(req);
+      if (denied) return denied;
+      const group = this.groups.get(Number(p.id));
+      return group ?? Response.json({ message: `Group ${p.id} not found` }, { status: 404 });
+    });
+    this.route("GET", "/rest/orgs/:org/incidents/:id", (req, p) => {
+      const denied = this.#authorized(req);
+      if (denied) return denied;
+      return this.incidents.get(Number(p.id)) ?? Response.json({ message: "not found" }, { status: 404 });
+    });
+    this.route("PUT", "/rest/orgs/:org/incidents/:id", (req, p, body) => {
+      const denied = this.#authorized(req);
+      if (denied) return denied;
+      const current = this.incidents.get(Number(p.id));
+      if (!current) return Response.json({ message: "not found" }, { status: 404 });
+      const update = JSON.parse(body);
+      if (update.vers !== current.vers) {
+        return Response.json({ message: "Conflict: the incident was changed" }, { status: 409 });
+      }
+      const next = { ...update, vers: current.vers + 1 };
+      this.incidents.set(Number(p.id), next);
+      return next;
+    });
+  }
+
+  /** undefined when the request carries valid credentials, else a 401 response. */
+  #authorized(req: Request): Response | undefined {
+    const auth = req.headers.get("authorization");
+    if (auth === `Basic ${btoa(`${this.apiKeyId}:${this.apiKeySecret}`)}`) return undefined;
+    const cookie = /JSESSIONID=([^;]+)/.exec(req.headers.get("cookie") ?? "")?.[1];
+    if (cookie && this.#sessions.get(cookie) === req.headers.get("x-sess-id")) return undefined;
+    return Response.json({ message: "Unauthorized" }, { status: 401 });
+  }
+
+  /** Expires every session (the next request gets 401). */
+  expireSessions(): void {
+    this.#sessions.clear();
+  }
+}
