@@ -155,6 +155,9 @@ Deno.test({
       // Each side effect happened exactly once.
       assertEquals(seen.length, total, `side effects: ${seen.length}`);
       assertEquals(new Set(seen).size, total);
+      // ...and so did each reply: ACK and reply go out in one broker transaction.
+      await new Promise((r) => setTimeout(r, 300));
+      for (const id of ids) assertEquals(platformR.replies.filter((r) => r.correlationId === id).length, 1, id);
       assert(core.listener.stats().reconnects >= 1);
       assertEquals(await platformR.queueSize(`actions.${ORG}.${queue}`), 0);
     } finally {

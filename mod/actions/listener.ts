@@ -2,11 +2,12 @@
  * The action listener: receives Action Module messages, hands them to processors, and
  * acknowledges them the way the platform expects, without ever losing or repeating one.
  *
- * Per message: dedupe on `message-id` -> parse -> (debounce/defer) -> processor -> commit
- * the reply to the store (done ledger + outbox, atomically) -> ACK the frame -> SEND the
- * reply with a receipt; the outbox entry is removed when the broker confirms it. After a
- * crash, a redelivered message that was already handled is only ACKed again, and replies
- * still in the outbox are sent when the link is back.
+ * Per message: dedupe on `message-id` -> parse -> (debounce/defer) -> processor -> record
+ * the reply in the store (the done ledger) -> ACK the frame and SEND the reply in one STOMP
+ * transaction. The broker applies both or neither, so after a crash or a dropped link a
+ * message is either finished (acked, replied) or redelivered; a redelivered message that
+ * is already in the ledger is not processed again: its recorded reply is sent with the ACK.
+ * Each message thus gets exactly one reply, and its processor runs to completion once.
  */
 import { Buffer } from "node:buffer";
 import { log } from "../log/log.ts";
@@ -55,11 +56,12 @@ export interface ListenerStats {
   reconnects: number;
 }
 
-/** A reply waiting for the broker's receipt. */
-interface OutboxEntry {
-  destination: string;
-  headers: Record<string, string>;
-  body: string;
+/** The ledger record of a handled message. */
+interface DoneRecord {
+  reply: Reply;
+  replyTo: string | undefined;
+  correlationId: string | undefined;
+  at: number;
 }
 
 /** A message kept because it could not be processed. */
@@ -77,7 +79,6 @@ interface Pending {
 }
 
 const doneKey = (id: string) => ["actions", "done", id];
-const outboxKey = (id: string) => ["actions", "outbox", id];
 export const DEAD_LETTER_PREFIX = ["actions", "dead"];
 
 /** See module doc. */
@@ -87,7 +88,8 @@ export class ActionListener {
   readonly #queue: KeyedQueue;
   /** Messages being handled here, with their latest delivery (a redelivery replaces it). */
   readonly #active = new Map<string, Delivery>();
-  readonly #sending = new Set<string>();
+  /** Transactions sent whose COMMIT the broker has not confirmed yet. */
+  readonly #committing = new Set<string>();
   readonly #debounced = new Map<string, { entries: Pending[]; timer: Timer | undefined }>();
   readonly #timers = new Set<Timer>();
   readonly #stats: Omit<ListenerStats, "inFlight" | "reconnects"> = {
@@ -120,8 +122,7 @@ export class ActionListener {
   start(): void {
     const { transport, orgId } = this.#o;
     const prefetch = this.#o.prefetch || this.#o.workers;
-    transport.onConnected(() => void this.#flushOutbox());
-    transport.onDisconnected(() => this.#sending.clear());
+    transport.onDisconnected(() => this.#committing.clear());
     for (const processor of this.#processors.values()) {
       const destination = `actions.${orgId}.${processor.queue}`;
       transport.subscribe({
@@ -139,7 +140,6 @@ export class ActionListener {
       }, interval);
       Deno.unrefTimer(this.#healthTimer);
     }
-    if (transport.connected) void this.#flushOutbox();
   }
 
   stats(): ListenerStats {
@@ -148,7 +148,7 @@ export class ActionListener {
 
   /**
    * Stops taking messages, lets in-flight work finish within `deadlineMs` (what does not
-   * finish stays unacked and is redelivered), waits briefly for reply receipts, disconnects.
+   * finish stays unacked and is redelivered), waits briefly for commit receipts, disconnects.
    */
   async stop(deadlineMs = 10_000): Promise<void> {
     this.#stopping = true;
@@ -163,7 +163,8 @@ export class ActionListener {
       new Promise((r) => (timer = setTimeout(r, deadlineMs))),
     ]);
     clearTimeout(timer);
-    while (this.#sending.size > 0 && Date.now() < Math.min(deadline, Date.now() + 2_000)) {
+    const receiptDeadline = Math.min(deadline + 2_000, Date.now() + 2_000);
+    while (this.#committing.size > 0 && Date.now() < receiptDeadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
     await this.#o.transport.stop();
@@ -185,8 +186,8 @@ export class ActionListener {
     const key = parsed.ok ? processor.orderKey?.(parsed.message.data) ?? objectKey(parsed.message.data) : id;
     void this.#queue.push(key, async () => {
       try {
-        const done = await this.#o.store.get<{ reply: Reply }>(doneKey(id));
-        if (done) return await this.#acknowledgeDuplicate(id);
+        const done = await this.#o.store.get<DoneRecord>(doneKey(id));
+        if (done) return this.#acknowledgeDuplicate(id, done);
         if (!parsed.ok) {
           logger.warn("Bad action message {messageId}: {problem}", { messageId: id, problem: parsed.problem });
           this.#stats.badInput++;
@@ -266,7 +267,7 @@ export class ActionListener {
     this.#timers.add(timer);
   }
 
-  /** Records the outcome, ACKs, then sends the reply (see module doc for the order). */
+  /** Records the outcome, then ACKs and replies in one transaction (see module doc). */
   async #finish(
     id: string,
     reply: Reply,
@@ -275,15 +276,15 @@ export class ActionListener {
     const delivery = this.#active.get(id) ?? dead?.delivery;
     if (!delivery) return;
     const { headers } = delivery;
-    const replyTo = headers["reply-to"];
-    const correlationId = headers["correlation-id"];
+    const done: DoneRecord = {
+      reply,
+      replyTo: headers["reply-to"],
+      correlationId: headers["correlation-id"],
+      at: Date.now(),
+    };
     const sets: [Deno.KvKey, unknown, { ttlMs?: number }?][] = [
-      [doneKey(id), { reply, at: Date.now(), correlationId }, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }],
+      [doneKey(id), done, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }],
     ];
-    const entry: OutboxEntry | undefined = replyTo
-      ? { destination: replyTo, headers: replyHeaders(correlationId), body: JSON.stringify(reply) }
-      : undefined;
-    if (entry) sets.push([outboxKey(id), entry]);
     if (dead) {
       const letter: DeadLetter = {
         queue: dead.queue,
@@ -298,37 +299,40 @@ export class ActionListener {
     faultPoint("after-commit");
     const latest = this.#active.get(id) ?? delivery;
     this.#active.delete(id);
-    if (this.#o.transport.ack(latest)) this.#stats.acked++;
-    faultPoint("after-ack");
-    if (entry) this.#send(id, entry);
+    this.#complete(id, latest, done);
+    faultPoint("after-send");
   }
 
-  async #acknowledgeDuplicate(id: string): Promise<void> {
+  /** Already in the ledger: ACK this delivery together with the recorded reply. */
+  #acknowledgeDuplicate(id: string, done: DoneRecord): void {
     const delivery = this.#active.get(id);
     this.#active.delete(id);
     this.#stats.duplicates++;
-    logger.info("Message {messageId} was already handled; acknowledging it again without reprocessing", {
+    logger.info("Message {messageId} was already handled; acknowledging it without reprocessing", {
       messageId: id,
     });
-    if (delivery && this.#o.transport.ack(delivery)) this.#stats.acked++;
-    const entry = await this.#o.store.get<OutboxEntry>(outboxKey(id));
-    if (entry) this.#send(id, entry);
+    if (delivery) this.#complete(id, delivery, done);
   }
 
-  #send(id: string, entry: OutboxEntry): void {
-    const { transport, store } = this.#o;
-    if (!transport.connected || this.#sending.has(id)) return;
-    this.#sending.add(id);
-    try {
-      transport.publish(entry, () => {
-        this.#sending.delete(id);
-        this.#stats.replied++;
-        store.delete(outboxKey(id)).catch((error) =>
-          logger.warn("Could not clear sent reply {messageId} from the outbox: {error}", { messageId: id, error })
-        );
+  /** ACK (+ reply in the same transaction). Not possible on a lost connection: redelivered. */
+  #complete(id: string, delivery: Delivery, done: DoneRecord): void {
+    const { transport } = this.#o;
+    if (!done.replyTo) {
+      if (transport.ack(delivery)) this.#stats.acked++;
+      return;
+    }
+    const frame = { destination: done.replyTo, headers: replyHeaders(done.correlationId), body: JSON.stringify(done.reply) };
+    const sent = transport.ackAndSend(delivery, frame, () => {
+      this.#committing.delete(id);
+      this.#stats.replied++;
+    });
+    if (sent) {
+      this.#stats.acked++;
+      this.#committing.add(id);
+    } else {
+      logger.info("Link lost before message {messageId} was acknowledged; the broker will redeliver it", {
+        messageId: id,
       });
-    } catch {
-      this.#sending.delete(id); // disconnected meanwhile: flushed on reconnect
     }
   }
 
@@ -342,16 +346,6 @@ export class ActionListener {
       });
     } catch {
       // Interim statuses are best effort.
-    }
-  }
-
-  async #flushOutbox(): Promise<void> {
-    try {
-      for await (const { key, value } of this.#o.store.list<OutboxEntry>(["actions", "outbox"])) {
-        this.#send(String(key[2]), value);
-      }
-    } catch (error) {
-      logger.error("Could not read the reply outbox: {error}", { error });
     }
   }
 

@@ -3,6 +3,7 @@
  * platform gets. Shared by the live listener and `agent replay`.
  */
 import { log } from "../log/log.ts";
+import { faultPoint } from "./_faults.ts";
 import { secrets } from "../log/redact.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import type { Store } from "../store/store.ts";
@@ -110,5 +111,6 @@ async function runEffect<T>(store: Store, messageId: string, name: string, fn: (
   if (recorded) return recorded.result as T;
   const result = await fn();
   await store.set(key, { result: result ?? null } satisfies EffectRecord, { ttlMs: EFFECT_TTL_MS });
+  faultPoint("after-effect");
   return result;
 }

@@ -147,6 +147,47 @@ export class StompLink implements StompTransport {
     this.#client.publish({ destination: frame.destination, headers, body: frame.body });
   }
 
+  /**
+   * ACKs a delivery and sends a reply in one STOMP transaction (BEGIN, ACK, SEND, COMMIT),
+   * so the broker applies both or neither: after a crash or a dropped link either the reply
+   * is out and the message gone, or the message is redelivered. `onCommitted` runs when the
+   * broker confirms the COMMIT. Returns false (nothing sent) when the delivery came on an
+   * earlier connection: the broker redelivers it.
+   */
+  ackAndSend(
+    delivery: Delivery,
+    frame: { destination: string; headers?: Record<string, string>; body: string },
+    onCommitted?: () => void,
+  ): boolean {
+    if (!this.#connected || delivery.generation !== this.#generation) return false;
+    const id = delivery.headers["ack"] ?? delivery.headers["message-id"];
+    if (!id) return false;
+    const transaction = `tx-${crypto.randomUUID()}`;
+    this.#client.begin(transaction);
+    this.#client.ack(id, delivery.headers["subscription"] ?? "", { transaction });
+    this.#client.publish({ destination: frame.destination, headers: { ...frame.headers, transaction }, body: frame.body });
+    const receipt = `commit-${transaction}`;
+    if (onCommitted) this.#client.watchForReceipt(receipt, () => onCommitted());
+    this.#transmit("COMMIT", { transaction, receipt });
+    return true;
+  }
+
+  /**
+   * Sends a raw frame. stompjs's commit() cannot carry a receipt header, which we need to
+   * know a COMMIT was applied; its handler's _transmit can. Checked at run time so a
+   * stompjs change fails loudly rather than silently.
+   */
+  #transmit(command: string, headers: Record<string, string>): void {
+    const handler = (this.#client as unknown as { _stompHandler?: { _transmit?: unknown } })._stompHandler;
+    if (!handler || typeof handler._transmit !== "function") {
+      throw new Error("@stomp/stompjs internals changed: cannot send a COMMIT with a receipt");
+    }
+    (handler._transmit as (params: { command: string; headers: Record<string, string> }) => void).call(handler, {
+      command,
+      headers,
+    });
+  }
+
   /** ACKs a delivery; false (nothing sent) when it came on an earlier connection. */
   ack(delivery: Delivery): boolean {
     if (!this.#connected || delivery.generation !== this.#generation) return false;

@@ -10,6 +10,12 @@ export interface StompTransport {
   subscribe(spec: SubscriptionSpec): void;
   publish(frame: { destination: string; headers?: Record<string, string>; body: string }, onReceipt?: () => void): void;
   ack(delivery: Delivery): boolean;
+  /** ACK plus reply in one transaction; false when the delivery's connection is gone. */
+  ackAndSend(
+    delivery: Delivery,
+    frame: { destination: string; headers?: Record<string, string>; body: string },
+    onCommitted?: () => void,
+  ): boolean;
   /** Called after every (re)connect. */
   onConnected(listener: () => void): void;
   /** Called when an established connection is lost. */
