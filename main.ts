@@ -14,13 +14,23 @@ import {
   runCommand,
 } from "./mod/cli/pending.ts";
 import { VERSION } from "./mod/cli/version.ts";
+import { calendarCommand } from "./mod/calendar/command.ts";
+import { replayCommand } from "./mod/actions/replay_command.ts";
+import type { ProcessorFactory } from "./mod/actions/factory.ts";
+
+/** Processors `agent replay --processor NAME` can run (loaded only when used). */
+const PROCESSORS: Record<string, ProcessorFactory> = {
+  calendar: async (config) => (await import("./mod/calendar/factory.ts")).createCalendar(config),
+};
 
 const COMMANDS: Command[] = [
   runCommand,
+  calendarCommand,
   mailBridgeCommand,
   authorizeCommand,
   enrichCommand,
   doctorCommand,
+  replayCommand(PROCESSORS),
   configCommand,
 ];
 

@@ -8,7 +8,8 @@ const ORG = 201;
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
 Deno.test({
-  name: "agent killed with SIGKILL mid-stream and started again: nothing lost, no side effect twice",
+  name:
+    "agent killed with SIGKILL mid-stream and started again: nothing lost, no side effect twice",
   ...integration,
   async fn(t) {
     const broker = await startBroker();
@@ -38,25 +39,39 @@ Deno.test({
           };
           const spawn = (fault?: string) =>
             new Deno.Command(Deno.execPath(), {
-              args: ["run", "-A", new URL("./fixtures/listener_child.ts", import.meta.url).pathname],
+              args: [
+                "run",
+                "-A",
+                new URL("./fixtures/listener_child.ts", import.meta.url).pathname,
+              ],
               env: fault ? { ...env, AGENT_FAULT: fault } : env,
               stdout: "null",
               stderr: "inherit",
             }).spawn();
-          const ids = Array.from({ length: 20 }, (_, i) => platform.sendAction(ORG, queue, taskAction({ id: i })));
+          const ids = Array.from(
+            { length: 20 },
+            (_, i) => platform.sendAction(ORG, queue, taskAction({ id: i })),
+          );
           const crashing = spawn(`kill-${point}:5`);
           const status = await crashing.status;
           assertEquals(status.signal, "SIGKILL");
           const survivor = spawn();
           try {
-            await platform.waitFor((r) => ids.every((id) => r.some((x) => x.correlationId === id)), 60_000);
+            await platform.waitFor(
+              (r) => ids.every((id) => r.some((x) => x.correlationId === id)),
+              60_000,
+            );
           } finally {
             await new Promise((r) => setTimeout(r, 300)); // room for a duplicate to show up
             survivor.kill("SIGTERM");
             await survivor.status;
           }
           const lines = (await Deno.readTextFile(effects)).split("\n").filter((l) => l !== "");
-          assertEquals(lines.sort(), [...ids].sort(), "each message's side effect happened exactly once");
+          assertEquals(
+            lines.sort(),
+            [...ids].sort(),
+            "each message's side effect happened exactly once",
+          );
           for (const id of ids) {
             const replies = platform.replies.filter((r) => r.correlationId === id);
             assertEquals(replies.length, 1, `replies for ${id}`);

@@ -50,7 +50,11 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 300)); // a second reply would arrive by now
       const replies = platform.replies.filter((r) => r.correlationId === correlationId);
       assertEquals(replies.length, 1);
-      assertEquals(replies[0]!.json, { message_type: 0, message: "Handled task 80", complete: true });
+      assertEquals(replies[0]!.json, {
+        message_type: 0,
+        message: "Handled task 80",
+        complete: true,
+      });
       assertEquals(seen, [correlationId]);
       assertEquals(contextToken, `ctx-${correlationId}`);
       // The REST call carried the message's context token.
@@ -73,7 +77,11 @@ Deno.test({
     try {
       const bad = {
         notJson: platform.sendAction(ORG, queue, "{not json"),
-        notUtf8: platform.sendAction(ORG, queue, new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d])),
+        notUtf8: platform.sendAction(
+          ORG,
+          queue,
+          new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]),
+        ),
         array: platform.sendAction(ORG, queue, [1, 2, 3]),
         noTask: platform.sendAction(ORG, queue, { ...taskAction(), task: null }),
       };
@@ -89,7 +97,9 @@ Deno.test({
       assertEquals(reply(good), { message_type: 0, message: "Handled task 81", complete: true });
       assertEquals(await platform.queueSize(`actions.${ORG}.${queue}`), 0);
       // Every bad message is kept as a dead letter, raw body included.
-      const dead = await Array.fromAsync(core.store.list<{ problem: string; bodyBase64: string }>(["actions", "dead"]));
+      const dead = await Array.fromAsync(
+        core.store.list<{ problem: string; bodyBase64: string }>(["actions", "dead"]),
+      );
       assertEquals(dead.length, 4);
       assert(dead.some((d) => atob(d.value.bodyBase64) === "{not json"));
     } finally {
@@ -115,7 +125,11 @@ Deno.test({
     const wrongHostBroker = await startBroker({ keystore: "wrongHost" });
     try {
       const wrongHost = new StompLink({
-        target: { hostname: "127.0.0.1", port: wrongHostBroker.sslPort, tls: { caCerts: [pki.caCert] } },
+        target: {
+          hostname: "127.0.0.1",
+          port: wrongHostBroker.sslPort,
+          tls: { caCerts: [pki.caCert] },
+        },
         login: wrongHostBroker.user,
         passcode: wrongHostBroker.password,
       });
@@ -128,7 +142,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "broker stopped and restarted mid-stream: every message is handled and replied to, none twice",
+  name:
+    "broker stopped and restarted mid-stream: every message is handled and replied to, none twice",
   ...integration,
   async fn() {
     const queue = "restart";
@@ -146,18 +161,25 @@ Deno.test({
     const total = 150;
     try {
       const ids: string[] = [];
-      for (let i = 0; i < total; i++) ids.push(platformR.sendAction(ORG, queue, taskAction({ id: 1000 + i })));
+      for (let i = 0; i < total; i++) {
+        ids.push(platformR.sendAction(ORG, queue, taskAction({ id: 1000 + i })));
+      }
       await platformR.waitFor((r) => r.length >= 30);
       await restartBroker.stop();
       await new Promise((r) => setTimeout(r, 500));
       await restartBroker.restart();
-      await platformR.waitFor((r) => ids.every((id) => r.some((x) => x.correlationId === id)), 60_000);
+      await platformR.waitFor(
+        (r) => ids.every((id) => r.some((x) => x.correlationId === id)),
+        60_000,
+      );
       // Each side effect happened exactly once.
       assertEquals(seen.length, total, `side effects: ${seen.length}`);
       assertEquals(new Set(seen).size, total);
       // ...and so did each reply: ACK and reply go out in one broker transaction.
       await new Promise((r) => setTimeout(r, 300));
-      for (const id of ids) assertEquals(platformR.replies.filter((r) => r.correlationId === id).length, 1, id);
+      for (const id of ids) {
+        assertEquals(platformR.replies.filter((r) => r.correlationId === id).length, 1, id);
+      }
       assert(core.listener.stats().reconnects >= 1);
       assertEquals(await platformR.queueSize(`actions.${ORG}.${queue}`), 0);
     } finally {

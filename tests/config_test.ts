@@ -5,7 +5,11 @@ import { CONFIG_TEMPLATE } from "../mod/config/template.ts";
 
 const fixture = new URL("./fixtures/app.config", import.meta.url).pathname;
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
-const fixtureEnv = env({ SOAR_HOST: "soar.dundermifflin.com", SOAR_API_SECRET: "s3cr3t-key", SN_PART: "mid" });
+const fixtureEnv = env({
+  SOAR_HOST: "soar.dundermifflin.com",
+  SOAR_API_SECRET: "s3cr3t-key",
+  SN_PART: "mid",
+});
 
 Deno.test("config reads a real resilient-circuits app.config with configparser semantics", async () => {
   const config = await loadConfig(fixture, { env: fixtureEnv });
@@ -44,8 +48,16 @@ Deno.test("ini parser matches configparser on delimiters, DEFAULT and duplicates
     assertEquals(doc.sections.get("s")?.get("k")?.value, "a ; b # c");
   });
   await t.step("duplicates and keys before a section are errors with a line", () => {
-    assertThrows(() => parseIni("[s]\nk=1\nk=2\n", "f.ini"), Error, "f.ini:3: key \"k\" appears twice");
-    assertThrows(() => parseIni("[s]\n[s]\n", "f.ini"), Error, "f.ini:2: section [s] appears twice");
+    assertThrows(
+      () => parseIni("[s]\nk=1\nk=2\n", "f.ini"),
+      Error,
+      'f.ini:3: key "k" appears twice',
+    );
+    assertThrows(
+      () => parseIni("[s]\n[s]\n", "f.ini"),
+      Error,
+      "f.ini:2: section [s] appears twice",
+    );
     assertThrows(() => parseIni("k = 1\n", "f.ini"), Error, "f.ini:1:");
   });
   await t.step("CRLF files and a BOM", () => {
@@ -58,30 +70,67 @@ Deno.test("config errors name file, line, section and key", async (t) => {
   const base = "[resilient]\nhost = h\norg = o\napi_key_id = i\napi_key_secret = s\n";
   const cases: [string, string, RegExp][] = [
     ["bad port", base + "port = 99999\n", /^c\.ini:6 resilient\.port: 99999 is out of range/],
-    ["not a number", base + "stomp_port = ssl\n", /^c\.ini:6 resilient\.stomp_port: "ssl" is not a whole number/],
-    ["missing key", "[resilient]\nhost = h\napi_key_id = i\napi_key_secret = s\n", /^c\.ini:1 resilient\.org: missing/],
-    ["unset variable", base.replace("= s\n", "= ${NOPE}\n"), /^c\.ini:5 resilient\.api_key_secret: environment variable \$NOPE is not set/],
-    ["keyring", base.replace("= s\n", "= ^soar\n"), /^c\.ini:5 resilient\.api_key_secret: .*keyring/],
-    ["half credentials", "[resilient]\nhost = h\norg = o\napi_key_id = i\n", /^c\.ini:1 resilient\.api_key_secret: missing; api_key_id and api_key_secret go together/],
-    ["bad boolean", "[taskcalendar]\nsmtpfrom = a@b\nuse_ssl = maybe\n", /^c\.ini:3 taskcalendar\.use_ssl: "maybe" is not a boolean/],
-    ["bad time zone", "[taskcalendar]\nsmtpfrom = a@b\ntimezone = Mars/Base\n", /^c\.ini:3 taskcalendar\.timezone/],
+    [
+      "not a number",
+      base + "stomp_port = ssl\n",
+      /^c\.ini:6 resilient\.stomp_port: "ssl" is not a whole number/,
+    ],
+    [
+      "missing key",
+      "[resilient]\nhost = h\napi_key_id = i\napi_key_secret = s\n",
+      /^c\.ini:1 resilient\.org: missing/,
+    ],
+    [
+      "unset variable",
+      base.replace("= s\n", "= ${NOPE}\n"),
+      /^c\.ini:5 resilient\.api_key_secret: environment variable \$NOPE is not set/,
+    ],
+    [
+      "keyring",
+      base.replace("= s\n", "= ^soar\n"),
+      /^c\.ini:5 resilient\.api_key_secret: .*keyring/,
+    ],
+    [
+      "half credentials",
+      "[resilient]\nhost = h\norg = o\napi_key_id = i\n",
+      /^c\.ini:1 resilient\.api_key_secret: missing; api_key_id and api_key_secret go together/,
+    ],
+    [
+      "bad boolean",
+      "[taskcalendar]\nsmtpfrom = a@b\nuse_ssl = maybe\n",
+      /^c\.ini:3 taskcalendar\.use_ssl: "maybe" is not a boolean/,
+    ],
+    [
+      "bad time zone",
+      "[taskcalendar]\nsmtpfrom = a@b\ntimezone = Mars/Base\n",
+      /^c\.ini:3 taskcalendar\.timezone/,
+    ],
   ];
   for (const [name, text, pattern] of cases) {
     await t.step(name, () => {
-      const error = assertThrows(() => parseConfig(text, { file: "c.ini", env: env({}) }), ConfigError);
+      const error = assertThrows(
+        () => parseConfig(text, { file: "c.ini", env: env({}) }),
+        ConfigError,
+      );
       assertMatch(error.message, pattern);
     });
   }
 });
 
 Deno.test("use_ssl=False means no SSL (the old example turned SSL on)", () => {
-  const config = parseConfig("[taskcalendar]\nsmtpfrom = a@b\nuse_ssl = False\n", { file: "c.ini", env: env({}) });
+  const config = parseConfig("[taskcalendar]\nsmtpfrom = a@b\nuse_ssl = False\n", {
+    file: "c.ini",
+    env: env({}),
+  });
   assertEquals(config.taskcalendar?.useSsl, false);
   assertEquals(config.taskcalendar?.smtpport, 25);
 });
 
 Deno.test("unknown keys in the agent's sections are reported as warnings", () => {
-  const config = parseConfig("[taskcalendar]\nsmtpfrom = a@b\nsmtpsever = typo\n", { file: "c.ini", env: env({}) });
+  const config = parseConfig("[taskcalendar]\nsmtpfrom = a@b\nsmtpsever = typo\n", {
+    file: "c.ini",
+    env: env({}),
+  });
   assertEquals(config.warnings, ["c.ini taskcalendar.smtpsever: unknown key, ignored"]);
 });
 

@@ -15,10 +15,21 @@ Deno.test("a secret passed to a log call never appears in the output", async (t)
       logger.info("login {login} {passcode}", { login: "bob", passcode: "whatever-pass" });
       logger.warn("headers", { headers: { Authorization: `Bearer ${token}`, "X-Other": "fine" } });
       logger.error("failed: {error}", { error: new Error(`bad password ${secret}`) });
-      logger.debug("nested", { config: { smtppw: "pw-value-1", api_key_secret: "k-value-2", list: [secret] } });
+      logger.debug("nested", {
+        config: { smtppw: "pw-value-1", api_key_secret: "k-value-2", list: [secret] },
+      });
       logger.info(`raw header Authorization: Basic ${btoa("id:" + secret)}`);
       const out = lines.join("");
-      for (const leaked of [secret, token, "whatever-pass", "pw-value-1", "k-value-2", btoa("id:" + secret)]) {
+      for (
+        const leaked of [
+          secret,
+          token,
+          "whatever-pass",
+          "pw-value-1",
+          "k-value-2",
+          btoa("id:" + secret),
+        ]
+      ) {
         assert(!out.includes(leaked), `${leaked} leaked into: ${out}`);
       }
       assertStringIncludes(out, "[REDACTED]");

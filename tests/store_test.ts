@@ -9,7 +9,15 @@ Deno.test("claim() is exactly-once across two processes sharing one store file",
     const count = 300;
     const run = () =>
       new Deno.Command(Deno.execPath(), {
-        args: ["run", "--unstable-kv", `--allow-read=${dir}`, `--allow-write=${dir}`, child, path, String(count)],
+        args: [
+          "run",
+          "--unstable-kv",
+          `--allow-read=${dir}`,
+          `--allow-write=${dir}`,
+          child,
+          path,
+          String(count),
+        ],
         stdout: "piped",
         stderr: "piped",
       }).output();
@@ -53,7 +61,10 @@ Deno.test("commit() writes and deletes together; list() skips expired records", 
   const store = await Store.open(":memory:", { now: () => now });
   try {
     await store.set(["q", 1], "a");
-    await store.commit({ set: [[["q", 2], "b"], [["q", 3], "c", { ttlMs: 10 }]], delete: [["q", 1]] });
+    await store.commit({
+      set: [[["q", 2], "b"], [["q", 3], "c", { ttlMs: 10 }]],
+      delete: [["q", 1]],
+    });
     assertEquals((await Array.fromAsync(store.list(["q"]))).map((e) => e.value), ["b", "c"]);
     now = 10;
     assertEquals((await Array.fromAsync(store.list(["q"]))).map((e) => e.value), ["b"]);

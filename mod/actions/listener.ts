@@ -127,16 +127,23 @@ export class ActionListener {
       const destination = `actions.${orgId}.${processor.queue}`;
       transport.subscribe({
         destination,
-        headers: { id: destination, ack: "client-individual", "activemq.prefetchSize": String(prefetch) },
+        headers: {
+          id: destination,
+          ack: "client-individual",
+          "activemq.prefetchSize": String(prefetch),
+        },
         onMessage: (delivery) => this.#onMessage(processor, delivery),
       });
     }
     const interval = this.#o.healthIntervalMs ?? 0;
     if (interval > 0) {
       this.#healthTimer = setInterval(() => {
-        logger.info("Health: {received} received, {acked} acked, {errors} errors, {reconnects} reconnects", {
-          ...this.stats(),
-        });
+        logger.info(
+          "Health: {received} received, {acked} acked, {errors} errors, {reconnects} reconnects",
+          {
+            ...this.stats(),
+          },
+        );
       }, interval);
       Deno.unrefTimer(this.#healthTimer);
     }
@@ -183,24 +190,35 @@ export class ActionListener {
       return;
     }
     this.#active.set(id, delivery);
-    const key = parsed.ok ? processor.orderKey?.(parsed.message.data) ?? objectKey(parsed.message.data) : id;
+    const key = parsed.ok
+      ? processor.orderKey?.(parsed.message.data) ?? objectKey(parsed.message.data)
+      : id;
     void this.#queue.push(key, async () => {
       try {
         const done = await this.#o.store.get<DoneRecord>(doneKey(id));
         if (done) return this.#acknowledgeDuplicate(id, done);
         if (!parsed.ok) {
-          logger.warn("Bad action message {messageId}: {problem}", { messageId: id, problem: parsed.problem });
-          this.#stats.badInput++;
-          return await this.#finish(id, errorReply(`Cannot process this action: ${parsed.problem}`), {
-            queue: processor.queue,
+          logger.warn("Bad action message {messageId}: {problem}", {
+            messageId: id,
             problem: parsed.problem,
-            delivery,
           });
+          this.#stats.badInput++;
+          return await this.#finish(
+            id,
+            errorReply(`Cannot process this action: ${parsed.problem}`),
+            {
+              queue: processor.queue,
+              problem: parsed.problem,
+              delivery,
+            },
+          );
         }
         const pending: Pending = { delivery, message: parsed.message };
         if (processor.debounce) {
           const debounceKey = processor.debounce.key(parsed.message.data);
-          if (debounceKey !== undefined) return await this.#debounce(processor, key, debounceKey, pending);
+          if (debounceKey !== undefined) {
+            return await this.#debounce(processor, key, debounceKey, pending);
+          }
         }
         if (processor.deferMs) return this.#later(processor.deferMs, key, processor, pending, []);
         await this.#process(processor, pending, []);
@@ -233,7 +251,12 @@ export class ActionListener {
     for (const other of absorbed) await this.#finish(other.message.messageId, outcome.reply);
   }
 
-  async #debounce(processor: Processor, orderKey: string, debounceKey: string, pending: Pending): Promise<void> {
+  async #debounce(
+    processor: Processor,
+    orderKey: string,
+    debounceKey: string,
+    pending: Pending,
+  ): Promise<void> {
     const { ms, discard } = processor.debounce!;
     const groupKey = `${processor.queue}\u0000${debounceKey}`;
     let group = this.#debounced.get(groupKey);
@@ -255,11 +278,20 @@ export class ActionListener {
     group.timer = setTimeout(() => {
       this.#debounced.delete(groupKey);
       const last = entries.entries.at(-1)!;
-      void this.#queue.push(orderKey, () => this.#process(processor, last, entries.entries.slice(0, -1)));
+      void this.#queue.push(
+        orderKey,
+        () => this.#process(processor, last, entries.entries.slice(0, -1)),
+      );
     }, ms);
   }
 
-  #later(ms: number, key: string, processor: Processor, pending: Pending, absorbed: Pending[]): void {
+  #later(
+    ms: number,
+    key: string,
+    processor: Processor,
+    pending: Pending,
+    absorbed: Pending[],
+  ): void {
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       void this.#queue.push(key, () => this.#process(processor, pending, absorbed));
@@ -321,7 +353,11 @@ export class ActionListener {
       if (transport.ack(delivery)) this.#stats.acked++;
       return;
     }
-    const frame = { destination: done.replyTo, headers: replyHeaders(done.correlationId), body: JSON.stringify(done.reply) };
+    const frame = {
+      destination: done.replyTo,
+      headers: replyHeaders(done.correlationId),
+      body: JSON.stringify(done.reply),
+    };
     const sent = transport.ackAndSend(delivery, frame, () => {
       this.#committing.delete(id);
       this.#stats.replied++;
@@ -330,9 +366,12 @@ export class ActionListener {
       this.#stats.acked++;
       this.#committing.add(id);
     } else {
-      logger.info("Link lost before message {messageId} was acknowledged; the broker will redeliver it", {
-        messageId: id,
-      });
+      logger.info(
+        "Link lost before message {messageId} was acknowledged; the broker will redeliver it",
+        {
+          messageId: id,
+        },
+      );
     }
   }
 
@@ -354,9 +393,14 @@ export class ActionListener {
     const seq = String(++this.#recordSeq).padStart(6, "0");
     const text = new TextDecoder().decode(delivery.body);
     const record: Record<string, unknown> = { headers: delivery.headers, body: text };
-    if (!isValidUtf8(delivery.body)) record.bodyBase64 = Buffer.from(delivery.body).toString("base64");
+    if (!isValidUtf8(delivery.body)) {
+      record.bodyBase64 = Buffer.from(delivery.body).toString("base64");
+    }
     try {
-      await Deno.writeTextFile(`${dir}/${Date.now()}-${seq}.json`, JSON.stringify(record, null, 2) + "\n");
+      await Deno.writeTextFile(
+        `${dir}/${Date.now()}-${seq}.json`,
+        JSON.stringify(record, null, 2) + "\n",
+      );
     } catch (error) {
       logger.warn("Could not record message to {dir}: {error}", { dir, error });
     }

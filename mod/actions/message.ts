@@ -45,11 +45,18 @@ export function parseDelivery(headers: Record<string, string>, body: Uint8Array)
 
 /** What is wrong with a parsed body as an ActionDataDTO, if anything. */
 export function checkActionData(json: unknown): string | undefined {
-  if (json === null || typeof json !== "object") return `the message body is JSON ${json === null ? "null" : typeof json}, not an ActionDataDTO object`;
+  if (json === null || typeof json !== "object") {
+    return `the message body is JSON ${
+      json === null ? "null" : typeof json
+    }, not an ActionDataDTO object`;
+  }
   if (Array.isArray(json)) return "the message body is a JSON array, not an ActionDataDTO object";
   const data = json as Record<string, unknown>;
   const incident = data["incident"];
-  if (incident === null || typeof incident !== "object" || typeof (incident as { id?: unknown }).id !== "number") {
+  if (
+    incident === null || typeof incident !== "object" ||
+    typeof (incident as { id?: unknown }).id !== "number"
+  ) {
     return 'the action has no "incident" with a numeric id';
   }
   if (typeof data["object_type"] !== "number") return 'the action has no numeric "object_type"';

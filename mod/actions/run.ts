@@ -44,7 +44,11 @@ export function errorReply(message: string): Reply {
 }
 
 /** Runs `processor` on `message` (see module doc). Never throws. */
-export async function runProcessor(processor: Processor, message: ActionMessage, deps: RunDeps): Promise<RunOutcome> {
+export async function runProcessor(
+  processor: Processor,
+  message: ActionMessage,
+  deps: RunDeps,
+): Promise<RunOutcome> {
   const logger = log("actions", processor.name).with({
     correlationId: message.correlationId,
     messageId: message.messageId,
@@ -64,7 +68,8 @@ export async function runProcessor(processor: Processor, message: ActionMessage,
       const name = await rest.ruleName(message.data.action_id, { signal });
       ruleName = name === undefined ? undefined : normaliseRuleName(name);
     }
-    const handler = (ruleName !== undefined ? processor.rules?.[ruleName] : undefined) ?? processor.handle;
+    const handler = (ruleName !== undefined ? processor.rules?.[ruleName] : undefined) ??
+      processor.handle;
     const ctx: ActionContext = {
       message,
       rest,
@@ -72,14 +77,21 @@ export async function runProcessor(processor: Processor, message: ActionMessage,
       log: logger,
       signal,
       ruleName,
-      status: (text) => deps.sendStatus?.(message, { message_type: 0, message: secrets.scrub(text), complete: false }),
+      status: (text) =>
+        deps.sendStatus?.(message, {
+          message_type: 0,
+          message: secrets.scrub(text),
+          complete: false,
+        }),
       effect: (name, fn) => runEffect(deps.store, message.messageId, name, fn),
     };
     let timer: Timer | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         timeout.abort(new Error("timed out"));
-        reject(new Error(`${processor.name} did not finish within ${Math.round(timeoutMs / 1000)} s`));
+        reject(
+          new Error(`${processor.name} did not finish within ${Math.round(timeoutMs / 1000)} s`),
+        );
       }, timeoutMs);
     });
     try {
@@ -105,7 +117,12 @@ interface EffectRecord {
   result: unknown;
 }
 
-async function runEffect<T>(store: Store, messageId: string, name: string, fn: () => Promise<T>): Promise<T> {
+async function runEffect<T>(
+  store: Store,
+  messageId: string,
+  name: string,
+  fn: () => Promise<T>,
+): Promise<T> {
   const key = ["actions", "effect", messageId, name];
   const recorded = await store.get<EffectRecord>(key);
   if (recorded) return recorded.result as T;

@@ -7,7 +7,14 @@ import type { ResilientApi } from "../resilient/types.ts";
 import type { Store } from "../store/store.ts";
 
 /** object_type values. */
-export const ObjectType = { incident: 0, task: 1, note: 2, milestone: 3, artifact: 4, attachment: 5 } as const;
+export const ObjectType = {
+  incident: 0,
+  task: 1,
+  note: 2,
+  milestone: 3,
+  artifact: 4,
+  attachment: 5,
+} as const;
 
 /** TaskDTO (the fields the agent reads; the platform sends more). */
 export interface TaskDTO {

@@ -56,7 +56,12 @@ export function parseCommandArgs<O extends NonNullable<ParseArgsConfig["options"
   config: { allowPositionals?: boolean } = {},
 ) {
   try {
-    return parseArgs({ args, options, allowPositionals: config.allowPositionals ?? false, strict: true });
+    return parseArgs({
+      args,
+      options,
+      allowPositionals: config.allowPositionals ?? false,
+      strict: true,
+    });
   } catch (error) {
     const message = (error as Error).message.replace(/\. To specify a positional.*$/s, "");
     throw new UsageError(message, command);

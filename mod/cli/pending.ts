@@ -2,7 +2,7 @@
  * Subcommands whose capability is not built yet: their help and argument parsing exist,
  * and running them says so clearly (exit 1) instead of pretending.
  */
-import { COMMON_HELP, COMMON_OPTIONS, type Command, parseCommandArgs } from "./command.ts";
+import { type Command, COMMON_HELP, COMMON_OPTIONS, parseCommandArgs } from "./command.ts";
 
 function pending(name: string, summary: string, usage: string, issue: number): Command {
   const help = `Usage: agent ${name} ${usage}\n\n${summary}.\n\n${COMMON_HELP}`;
@@ -16,7 +16,9 @@ function pending(name: string, summary: string, usage: string, issue: number): C
         deps.stdout(help + "\n");
         return Promise.resolve(0);
       }
-      deps.stderr(`agent ${name}: not available in this version yet (tracked in issue #${issue})\n`);
+      deps.stderr(
+        `agent ${name}: not available in this version yet (tracked in issue #${issue})\n`,
+      );
       return Promise.resolve(1);
     },
   };

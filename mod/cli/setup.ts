@@ -30,11 +30,16 @@ export function setupCommandLogging(values: CommonValues, config?: Config): void
   if (format !== undefined && format !== "text" && format !== "json") {
     throw new UsageError(`--log-format must be text or json, not "${format}"`);
   }
-  const level = values["log-level"]?.toLowerCase() ?? config?.agent.logLevel ?? config?.resilient?.loglevel;
+  const level = values["log-level"]?.toLowerCase() ?? config?.agent.logLevel ??
+    config?.resilient?.loglevel;
   if (level !== undefined && !LOG_LEVELS.includes(level as AgentLogLevel)) {
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${level}"`);
   }
   const r = config?.resilient;
   const file = r?.logdir ? join(r.logdir, r.logfile ?? "agent.log") : undefined;
-  setupLogging({ format: format as LogFormat | undefined, level: level as AgentLogLevel | undefined, file });
+  setupLogging({
+    format: format as LogFormat | undefined,
+    level: level as AgentLogLevel | undefined,
+    file,
+  });
 }

@@ -1,5 +1,11 @@
 /** `agent config init|check`. */
-import { COMMON_HELP, COMMON_OPTIONS, type Command, parseCommandArgs, UsageError } from "../cli/command.ts";
+import {
+  type Command,
+  COMMON_HELP,
+  COMMON_OPTIONS,
+  parseCommandArgs,
+  UsageError,
+} from "../cli/command.ts";
 import { loadCommandConfig } from "../cli/setup.ts";
 import type { Config } from "./config.ts";
 import { CONFIG_TEMPLATE } from "./template.ts";
@@ -50,7 +56,10 @@ export const configCommand: Command = {
       for (const warning of config.warnings) deps.stderr(`warning: ${warning}\n`);
       return 0;
     }
-    throw new UsageError(action ? `unknown config action "${action}"` : "config needs init or check", "config");
+    throw new UsageError(
+      action ? `unknown config action "${action}"` : "config needs init or check",
+      "config",
+    );
   },
 };
 

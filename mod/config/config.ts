@@ -124,9 +124,13 @@ export function parseConfig(
     doc = parseIni(text, options.file);
   } catch (error) {
     if (error instanceof IniSyntaxError) {
-      throw new ConfigError({ file: error.file, line: error.line }, error.message.split(": ").slice(1).join(": "), {
-        cause: error,
-      });
+      throw new ConfigError(
+        { file: error.file, line: error.line },
+        error.message.split(": ").slice(1).join(": "),
+        {
+          cause: error,
+        },
+      );
     }
     throw error;
   }
@@ -152,7 +156,9 @@ export function parseConfig(
     other[name] = Object.fromEntries([...entries].map(([k, e]) => [k, e.value]));
   }
   const warnings = [...readers.values()].flatMap((r) =>
-    r.present ? r.unusedKeys().map((k) => `${options.file} ${r.section}.${k}: unknown key, ignored`) : []
+    r.present
+      ? r.unusedKeys().map((k) => `${options.file} ${r.section}.${k}: unknown key, ignored`)
+      : []
   );
   return { file: options.file, agent, resilient, taskcalendar, other, effective, warnings };
 }
@@ -203,12 +209,18 @@ function readAuth(r: SectionReader): ResilientAuth {
   if (id && secret) return { kind: "api_key", id, secret };
   if (email && password) return { kind: "password", email, password };
   if (id || secret) {
-    throw r.error(id ? "api_key_secret" : "api_key_id", "missing; api_key_id and api_key_secret go together");
+    throw r.error(
+      id ? "api_key_secret" : "api_key_id",
+      "missing; api_key_id and api_key_secret go together",
+    );
   }
   if (email || password) {
     throw r.error(email ? "password" : "email", "missing; email and password go together");
   }
-  throw r.error(undefined, "no credentials: set api_key_id and api_key_secret (or email and password)");
+  throw r.error(
+    undefined,
+    "no credentials: set api_key_id and api_key_secret (or email and password)",
+  );
 }
 
 function readTaskCalendar(r: SectionReader): TaskCalendarConfig {

@@ -3,7 +3,8 @@
  * the repository is this text (a test keeps them equal). Kept as a string so that the
  * bundled file and the compiled binary carry it.
  */
-export const CONFIG_TEMPLATE = `# agent configuration. The format is the resilient-circuits app.config format (Python
+export const CONFIG_TEMPLATE =
+  `# agent configuration. The format is the resilient-circuits app.config format (Python
 # configparser): whole-line # or ; comments, "key = value", indented lines continue a value,
 # and a # inside a value is part of the value. A value $NAME or \${NAME} (also inside a longer
 # value) is read from the environment: keep secrets there, not in this file.

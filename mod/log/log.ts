@@ -84,10 +84,14 @@ const textFormatter: TextFormatter = (record) => {
     .map((part, i) => i % 2 === 0 ? String(part) : inspectValue(part))
     .join("");
   // Properties already shown through a {placeholder} are not repeated.
-  const template = typeof record.rawMessage === "string" ? record.rawMessage : record.rawMessage.join("");
+  const template = typeof record.rawMessage === "string"
+    ? record.rawMessage
+    : record.rawMessage.join("");
   const extra = Object.entries(record.properties).filter(([k]) => !template.includes(`{${k}}`));
   const props = extra.length ? " " + inspectValue(Object.fromEntries(extra)) : "";
-  return `${time} ${LEVEL_LABEL[record.level]} ${record.category.slice(1).join(".")}: ${message}${props}\n`;
+  return `${time} ${LEVEL_LABEL[record.level]} ${
+    record.category.slice(1).join(".")
+  }: ${message}${props}\n`;
 };
 
 function inspectValue(value: unknown): string {

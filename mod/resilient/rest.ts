@@ -79,7 +79,10 @@ export class RestClient implements ResilientApi {
   }
 
   /** Builds the client from `[resilient]`, logs in and resolves the org id. */
-  static async fromConfig(config: ResilientConfig, options: { signal?: AbortSignal } = {}): Promise<RestClient> {
+  static async fromConfig(
+    config: ResilientConfig,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<RestClient> {
     let caCerts: string[] | undefined;
     if (config.tls.kind === "cafile") caCerts = [await readCa(config.tls.path)];
     const port = config.port === 443 ? "" : `:${config.port}`;
@@ -93,7 +96,10 @@ export class RestClient implements ResilientApi {
   }
 
   /** Logs in and resolves the org id. */
-  static async connect(options: RestOptions, { signal }: { signal?: AbortSignal } = {}): Promise<RestClient> {
+  static async connect(
+    options: RestOptions,
+    { signal }: { signal?: AbortSignal } = {},
+  ): Promise<RestClient> {
     const http = options.caCerts ? Deno.createHttpClient({ caCerts: options.caCerts }) : undefined;
     const client = new RestClient(options, {
       http,
@@ -143,8 +149,13 @@ export class RestClient implements ResilientApi {
       try {
         return await this.put<T>(path, updated, options);
       } catch (error) {
-        if (!(error instanceof RestError && error.status === 409) || attempt >= MAX_CONFLICT_RETRIES) throw error;
-        logger.info("PUT {path} conflicted with another edit; re-reading (attempt {attempt})", { path, attempt });
+        if (
+          !(error instanceof RestError && error.status === 409) || attempt >= MAX_CONFLICT_RETRIES
+        ) throw error;
+        logger.info("PUT {path} conflicted with another edit; re-reading (attempt {attempt})", {
+          path,
+          attempt,
+        });
       }
     }
   }
@@ -152,7 +163,10 @@ export class RestClient implements ResilientApi {
   async ruleName(actionId: number, options?: RequestOptions): Promise<string | undefined> {
     const fresh = Date.now() - this.#rules.at < RULE_CACHE_MS;
     if (!fresh || !this.#rules.names.has(actionId)) {
-      const result = await this.get<{ entities?: { id: number; name: string }[] }>("/actions", options);
+      const result = await this.get<{ entities?: { id: number; name: string }[] }>(
+        "/actions",
+        options,
+      );
       this.#rules.names.clear();
       for (const rule of result.entities ?? []) this.#rules.names.set(rule.id, rule.name);
       this.#rules.at = Date.now();
@@ -165,9 +179,14 @@ export class RestClient implements ResilientApi {
     let info: SessionInfo;
     if (auth.kind === "api_key") {
       this.#session.headers = { authorization: `Basic ${btoa(`${auth.id}:${auth.secret}`)}` };
-      info = await this.#request<SessionInfo>("GET", "/rest/session", undefined, { signal }, { relogin: false });
+      info = await this.#request<SessionInfo>("GET", "/rest/session", undefined, { signal }, {
+        relogin: false,
+      });
     } else {
-      const response = await this.#fetch("POST", "/rest/session", { email: auth.email, password: auth.password }, {
+      const response = await this.#fetch("POST", "/rest/session", {
+        email: auth.email,
+        password: auth.password,
+      }, {
         signal,
         authHeaders: {},
       });
@@ -202,12 +221,17 @@ export class RestClient implements ResilientApi {
     options: RequestOptions = {},
     { relogin = true } = {},
   ): Promise<T> {
-    const url = path.startsWith("/rest/") ? path : `/rest/orgs/${this.#orgId}${path.startsWith("/") ? "" : "/"}${path}`;
+    const url = path.startsWith("/rest/")
+      ? path
+      : `/rest/orgs/${this.#orgId}${path.startsWith("/") ? "" : "/"}${path}`;
     const idempotent = method !== "POST";
     for (let attempt = 0;; attempt++) {
       let response: Response;
       try {
-        response = await this.#fetch(method, url, body, { ...options, authHeaders: this.#session.headers });
+        response = await this.#fetch(method, url, body, {
+          ...options,
+          authHeaders: this.#session.headers,
+        });
       } catch (error) {
         const tls = tlsErrorFrom(new URL(this.#options.baseUrl).hostname, error);
         if (tls) throw tls;
@@ -227,12 +251,16 @@ export class RestClient implements ResilientApi {
         return await parseJson<T>(response, method, url);
       }
       const detail = await errorDetail(response);
-      if (response.status === 401 && relogin && this.#options.auth.kind === "password" && attempt === 0) {
+      if (
+        response.status === 401 && relogin && this.#options.auth.kind === "password" &&
+        attempt === 0
+      ) {
         logger.info("Session expired; logging in again");
         await this.#login(options.signal);
         continue;
       }
-      const retryable = response.status === 429 || (idempotent && [502, 503, 504].includes(response.status));
+      const retryable = response.status === 429 ||
+        (idempotent && [502, 503, 504].includes(response.status));
       if (!retryable || attempt >= RETRY_DELAYS_MS.length) {
         throw new RestError(method, url, response.status, detail);
       }
@@ -283,9 +311,15 @@ async function parseJson<T>(response: Response, method: string, path: string): P
   try {
     return JSON.parse(text) as T;
   } catch (error) {
-    throw new RestError(method, path, response.status, `answered with a body that is not JSON: ${text.slice(0, 80)}`, {
-      cause: error,
-    });
+    throw new RestError(
+      method,
+      path,
+      response.status,
+      `answered with a body that is not JSON: ${text.slice(0, 80)}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -311,6 +345,8 @@ async function readCa(path: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
-    throw new Error(`Cannot read the CA bundle "${path}": ${(error as Error).message}`, { cause: error });
+    throw new Error(`Cannot read the CA bundle "${path}": ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }

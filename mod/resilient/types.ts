@@ -15,7 +15,11 @@ export interface ResilientApi {
   put<T = unknown>(path: string, body: unknown, options?: RequestOptions): Promise<T>;
   delete<T = unknown>(path: string, options?: RequestOptions): Promise<T>;
   /** GET, apply `change`, PUT; on 409 Conflict re-read and re-apply (bounded). */
-  getPut<T extends object>(path: string, change: (current: T) => T | void, options?: RequestOptions): Promise<T>;
+  getPut<T extends object>(
+    path: string,
+    change: (current: T) => T | void,
+    options?: RequestOptions,
+  ): Promise<T>;
   /** The same API, sending `X-Co3ContextToken` (so the platform does not re-fire rules). */
   withContext(contextToken: string | undefined): ResilientApi;
   /** Rule (action) display name for an action_id, from /rest/orgs/{org}/actions, cached. */

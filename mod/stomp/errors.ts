@@ -17,8 +17,14 @@ export class AuthError extends Error {
 }
 
 const TLS_REASONS: [RegExp, string][] = [
-  [/UnknownIssuer|unknown ca|self.signed|unable to get local issuer/i, "the certificate is not signed by a trusted CA (set cafile to the CA bundle that signed it)"],
-  [/NotValidForName|not valid for name|hostname|altname|IP address mismatch/i, "the certificate does not name this host"],
+  [
+    /UnknownIssuer|unknown ca|self.signed|unable to get local issuer/i,
+    "the certificate is not signed by a trusted CA (set cafile to the CA bundle that signed it)",
+  ],
+  [
+    /NotValidForName|not valid for name|hostname|altname|IP address mismatch/i,
+    "the certificate does not name this host",
+  ],
   [/Expired|NotValidYet|not valid yet|expired/i, "the certificate is expired or not yet valid"],
   [/CaUsedAsEndEntity/i, "the server presents a CA certificate as its own (CaUsedAsEndEntity)"],
 ];
@@ -28,7 +34,9 @@ export function tlsErrorFrom(host: string, error: unknown): TlsError | undefined
   const message = error instanceof Error ? error.message : String(error);
   if (!/certificate|tls|handshake|UnknownIssuer|NotValidForName/i.test(message)) return undefined;
   for (const [pattern, reason] of TLS_REASONS) {
-    if (pattern.test(message)) return new TlsError(host, `${reason} [${message}]`, { cause: error });
+    if (pattern.test(message)) {
+      return new TlsError(host, `${reason} [${message}]`, { cause: error });
+    }
   }
   return /invalid peer certificate/i.test(message)
     ? new TlsError(host, message, { cause: error })

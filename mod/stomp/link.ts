@@ -165,7 +165,11 @@ export class StompLink implements StompTransport {
     const transaction = `tx-${crypto.randomUUID()}`;
     this.#client.begin(transaction);
     this.#client.ack(id, delivery.headers["subscription"] ?? "", { transaction });
-    this.#client.publish({ destination: frame.destination, headers: { ...frame.headers, transaction }, body: frame.body });
+    this.#client.publish({
+      destination: frame.destination,
+      headers: { ...frame.headers, transaction },
+      body: frame.body,
+    });
     const receipt = `commit-${transaction}`;
     if (onCommitted) this.#client.watchForReceipt(receipt, () => onCommitted());
     this.#transmit("COMMIT", { transaction, receipt });
@@ -178,14 +182,16 @@ export class StompLink implements StompTransport {
    * stompjs change fails loudly rather than silently.
    */
   #transmit(command: string, headers: Record<string, string>): void {
-    const handler = (this.#client as unknown as { _stompHandler?: { _transmit?: unknown } })._stompHandler;
+    const handler =
+      (this.#client as unknown as { _stompHandler?: { _transmit?: unknown } })._stompHandler;
     if (!handler || typeof handler._transmit !== "function") {
       throw new Error("@stomp/stompjs internals changed: cannot send a COMMIT with a receipt");
     }
-    (handler._transmit as (params: { command: string; headers: Record<string, string> }) => void).call(handler, {
-      command,
-      headers,
-    });
+    (handler._transmit as (params: { command: string; headers: Record<string, string> }) => void)
+      .call(handler, {
+        command,
+        headers,
+      });
   }
 
   /** ACKs a delivery; false (nothing sent) when it came on an earlier connection. */
@@ -253,7 +259,9 @@ export class StompLink implements StompTransport {
     const message = frame.headers["message"] ?? "ERROR frame";
     const firstLine = frame.body?.trim().split("\n")[0] ?? "";
     const detail = firstLine && !message.includes(firstLine) ? `${message}: ${firstLine}` : message;
-    if (/password is invalid|authentication|not authorized|login|credentials|User name/i.test(detail)) {
+    if (
+      /password is invalid|authentication|not authorized|login|credentials|User name/i.test(detail)
+    ) {
       const error = new AuthError(`The broker at ${this.#url()} refused the login: ${detail}`);
       if (!this.#everConnected) this.#failFatally(error);
       else this.#logger.error("{error}; will keep retrying", { error: error.message });

@@ -53,8 +53,9 @@ export class DenoStompSocket implements IStompSocket {
     if (this.readyState !== OPEN || !this.#writer) return;
     let bytes: Uint8Array;
     if (typeof data === "string") bytes = this.#encoder.encode(data);
-    else if (ArrayBuffer.isView(data)) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    else if (data instanceof Blob) throw new TypeError("Blob frames are not supported");
+    else if (ArrayBuffer.isView(data)) {
+      bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    } else if (data instanceof Blob) throw new TypeError("Blob frames are not supported");
     else bytes = new Uint8Array(data);
     this.#writer.write(bytes).catch((error) => this.#fail(error));
   }
@@ -110,7 +111,10 @@ export class DenoStompSocket implements IStompSocket {
       }
     } catch (error) {
       if (this.readyState === OPEN) {
-        const failure: SocketFailure = { type: "error", error: error instanceof Error ? error : new Error(String(error)) };
+        const failure: SocketFailure = {
+          type: "error",
+          error: error instanceof Error ? error : new Error(String(error)),
+        };
         this.onerror?.(failure);
       }
     }

@@ -8,7 +8,10 @@ export interface StompTransport {
   readonly connected: boolean;
   readonly reconnects: number;
   subscribe(spec: SubscriptionSpec): void;
-  publish(frame: { destination: string; headers?: Record<string, string>; body: string }, onReceipt?: () => void): void;
+  publish(
+    frame: { destination: string; headers?: Record<string, string>; body: string },
+    onReceipt?: () => void,
+  ): void;
   ack(delivery: Delivery): boolean;
   /** ACK plus reply in one transaction; false when the delivery's connection is gone. */
   ackAndSend(

@@ -42,7 +42,9 @@ export class Store {
     try {
       kv = await withLockRetry(() => Deno.openKv(path));
     } catch (error) {
-      throw new Error(`Cannot open the store "${path}": ${(error as Error).message}`, { cause: error });
+      throw new Error(`Cannot open the store "${path}": ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     if (path !== ":memory:" && !/^https?:/.test(path)) {
       // It holds tokens: readable by the agent's user only.
@@ -86,7 +88,10 @@ export class Store {
   }
 
   /** Live records under `prefix`, in key order. */
-  async *list<T>(prefix: StoreKey, options: { limit?: number } = {}): AsyncGenerator<{ key: StoreKey; value: T }> {
+  async *list<T>(
+    prefix: StoreKey,
+    options: { limit?: number } = {},
+  ): AsyncGenerator<{ key: StoreKey; value: T }> {
     let count = 0;
     const iter = this.#kv.list<Envelope<T>>({ prefix }, { batchSize: 500 });
     for await (const entry of iter) {
@@ -103,7 +108,9 @@ export class Store {
   }
 
   /** Several writes and deletes that happen together or not at all. */
-  async commit(ops: { set?: [StoreKey, unknown, WriteOptions?][]; delete?: StoreKey[] }): Promise<void> {
+  async commit(
+    ops: { set?: [StoreKey, unknown, WriteOptions?][]; delete?: StoreKey[] },
+  ): Promise<void> {
     await withLockRetry(async () => {
       const tx = this.#kv.atomic();
       for (const [key, value, options = {}] of ops.set ?? []) {
@@ -124,7 +131,9 @@ export class Store {
   }
 
   #wrap(value: unknown, options: WriteOptions): Envelope<unknown> {
-    return options.ttlMs === undefined ? { v: value } : { v: value, exp: this.#now() + options.ttlMs };
+    return options.ttlMs === undefined
+      ? { v: value }
+      : { v: value, exp: this.#now() + options.ttlMs };
   }
 
   #expired(envelope: Envelope<unknown>): boolean {
@@ -146,10 +155,13 @@ async function withLockRetry<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (error) {
-      const locked = error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
+      const locked = error instanceof Error &&
+        /database is locked|SQLITE_BUSY/i.test(error.message);
       if (!locked || attempt >= LOCK_RETRIES) throw error;
       if (attempt === 5) logger.debug("Store is busy (another process holds the lock); retrying");
-      await new Promise((r) => setTimeout(r, Math.min(200, 5 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random())));
+      await new Promise((r) =>
+        setTimeout(r, Math.min(200, 5 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random()))
+      );
     }
   }
 }

@@ -34,7 +34,7 @@ globalThis.addEventListener("unload", () => {
   for (const broker of live) broker.kill();
 });
 
-export async function freePort(): Promise<number> {
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -48,30 +48,50 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
   const data = join(baseDir, "data");
   await Deno.mkdir(conf, { recursive: true });
   await Deno.mkdir(data, { recursive: true });
-  const stompPort = await freePort();
-  const sslPort = await freePort();
+  const stompPort = freePort();
+  const sslPort = freePort();
   const user = "agent";
   const password = "broker-pass-" + crypto.randomUUID().slice(0, 8);
   const keystore = pki.keystores[options.keystore ?? "server"];
-  await Deno.writeTextFile(join(conf, "activemq.xml"), brokerXml({ stompPort, sslPort, user, password, keystore, data }));
-  await Deno.writeTextFile(join(conf, "log4j.properties"), log4jProperties(join(data, "activemq.log")));
+  await Deno.writeTextFile(
+    join(conf, "activemq.xml"),
+    brokerXml({ stompPort, sslPort, user, password, keystore, data }),
+  );
+  await Deno.writeTextFile(
+    join(conf, "log4j.properties"),
+    log4jProperties(join(data, "activemq.log")),
+  );
 
   let child: Deno.ChildProcess | undefined;
   const launch = async () => {
     child = new Deno.Command("java", {
       args: [
-        "-Xms64m", "-Xmx384m",
-        `-Dactivemq.home=${ACTIVEMQ_HOME}`, `-Dactivemq.base=${baseDir}`, `-Dactivemq.conf=${conf}`,
-        `-Dactivemq.data=${data}`, `-Dactivemq.classpath=${conf}`, `-Djava.io.tmpdir=${data}`,
+        "-Xms64m",
+        "-Xmx384m",
+        `-Dactivemq.home=${ACTIVEMQ_HOME}`,
+        `-Dactivemq.base=${baseDir}`,
+        `-Dactivemq.conf=${conf}`,
+        `-Dactivemq.data=${data}`,
+        `-Dactivemq.classpath=${conf}`,
+        `-Djava.io.tmpdir=${data}`,
         `-Dlog4j.configuration=file:${join(conf, "log4j.properties")}`,
-        "-jar", `${ACTIVEMQ_HOME}/bin/activemq.jar`, "start", `xbean:file:${join(conf, "activemq.xml")}`,
+        "-jar",
+        `${ACTIVEMQ_HOME}/bin/activemq.jar`,
+        "start",
+        `xbean:file:${join(conf, "activemq.xml")}`,
       ],
       stdout: Deno.env.get("ACTIVEMQ_DEBUG") ? "inherit" : "null",
       stderr: Deno.env.get("ACTIVEMQ_DEBUG") ? "inherit" : "null",
       stdin: "null",
     }).spawn();
     const proc = child;
-    const entry = { kill: () => { try { proc.kill("SIGKILL"); } catch { /* gone */ } } };
+    const entry = {
+      kill: () => {
+        try {
+          proc.kill("SIGKILL");
+        } catch { /* gone */ }
+      },
+    };
     live.add(entry);
     proc.status.then(() => live.delete(entry));
     await waitForPort(sslPort, child);
@@ -112,7 +132,11 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
   return broker;
 }
 
-async function waitForPort(port: number, child: Deno.ChildProcess, timeoutMs = 60_000): Promise<void> {
+async function waitForPort(
+  port: number,
+  child: Deno.ChildProcess,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   child.status.then(() => (exited = true));
@@ -130,7 +154,14 @@ async function waitForPort(port: number, child: Deno.ChildProcess, timeoutMs = 6
 }
 
 function brokerXml(
-  o: { stompPort: number; sslPort: number; user: string; password: string; keystore: string; data: string },
+  o: {
+    stompPort: number;
+    sslPort: number;
+    user: string;
+    password: string;
+    keystore: string;
+    data: string;
+  },
 ) {
   return `<beans xmlns="http://www.springframework.org/schema/beans"
   xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"

@@ -8,7 +8,11 @@ export function assert(condition: unknown, message?: string): asserts condition 
   nodeAssert.ok(condition, message);
 }
 
-export function assertEquals<T>(actual: unknown, expected: T, message?: string): asserts actual is T {
+export function assertEquals<T>(
+  actual: unknown,
+  expected: T,
+  message?: string,
+): asserts actual is T {
   nodeAssert.deepStrictEqual(actual, expected, message);
 }
 
@@ -22,7 +26,9 @@ export function assertMatch(actual: string, pattern: RegExp, message?: string): 
 
 export function assertStringIncludes(actual: string, expected: string, message?: string): void {
   if (!actual.includes(expected)) {
-    nodeAssert.fail(message ?? `expected ${JSON.stringify(actual)} to include ${JSON.stringify(expected)}`);
+    nodeAssert.fail(
+      message ?? `expected ${JSON.stringify(actual)} to include ${JSON.stringify(expected)}`,
+    );
   }
 }
 
@@ -61,9 +67,15 @@ export async function assertRejects<E extends Error = Error>(
 
 function checkError(error: unknown, ErrorClass?: ErrorClass<Error>, includes?: string): void {
   if (ErrorClass && !(error instanceof ErrorClass)) {
-    nodeAssert.fail(`expected ${ErrorClass.name}, got ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
+    nodeAssert.fail(
+      `expected ${ErrorClass.name}, got ${
+        error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+      }`,
+    );
   }
   if (includes && !(error instanceof Error && error.message.includes(includes))) {
-    nodeAssert.fail(`expected an error including ${JSON.stringify(includes)}, got ${String(error)}`);
+    nodeAssert.fail(
+      `expected an error including ${JSON.stringify(includes)}, got ${String(error)}`,
+    );
   }
 }

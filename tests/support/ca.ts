@@ -30,31 +30,98 @@ export function testPki(): Promise<TestPki> {
 }
 
 async function openssl(dir: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" }).output();
+  const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
+    .output();
   if (!out.success) {
     throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
 }
 
 async function makeCa(dir: string, name: string): Promise<void> {
-  await openssl(dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-    "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "30", "-subj", `/CN=${name}`,
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
+  await openssl(
+    dir,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.pem`,
+    "-days",
+    "30",
+    "-subj",
+    `/CN=${name}`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  );
 }
 
 async function makeLeaf(dir: string, name: string, ca: string, san: string): Promise<void> {
-  await openssl(dir, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-    "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`);
-  await Deno.writeTextFile(join(dir, `${name}.ext`), [
-    "basicConstraints=critical,CA:FALSE",
-    "keyUsage=critical,digitalSignature,keyEncipherment",
-    "extendedKeyUsage=serverAuth",
-    `subjectAltName=${san}`,
-  ].join("\n"));
-  await openssl(dir, "x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.pem`, "-CAkey", `${ca}.key`,
-    "-CAcreateserial", "-out", `${name}.pem`, "-days", "30", "-extfile", `${name}.ext`);
-  await openssl(dir, "pkcs12", "-export", "-in", `${name}.pem`, "-inkey", `${name}.key`,
-    "-certfile", `${ca}.pem`, "-name", "broker", "-out", `${name}.p12`, "-passout", "pass:changeit");
+  await openssl(
+    dir,
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.csr`,
+    "-subj",
+    `/CN=${name}`,
+  );
+  await Deno.writeTextFile(
+    join(dir, `${name}.ext`),
+    [
+      "basicConstraints=critical,CA:FALSE",
+      "keyUsage=critical,digitalSignature,keyEncipherment",
+      "extendedKeyUsage=serverAuth",
+      `subjectAltName=${san}`,
+    ].join("\n"),
+  );
+  await openssl(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    `${ca}.pem`,
+    "-CAkey",
+    `${ca}.key`,
+    "-CAcreateserial",
+    "-out",
+    `${name}.pem`,
+    "-days",
+    "30",
+    "-extfile",
+    `${name}.ext`,
+  );
+  await openssl(
+    dir,
+    "pkcs12",
+    "-export",
+    "-in",
+    `${name}.pem`,
+    "-inkey",
+    `${name}.key`,
+    "-certfile",
+    `${ca}.pem`,
+    "-name",
+    "broker",
+    "-out",
+    `${name}.p12`,
+    "-passout",
+    "pass:changeit",
+  );
 }
 
 async function makePki(): Promise<TestPki> {

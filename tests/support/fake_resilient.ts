@@ -37,7 +37,9 @@ export class FakeResilient extends HttpsFake {
     this.route("POST", "/rest/session", (_req, _p, body) => {
       const { email, password } = JSON.parse(body || "{}");
       if (email !== this.email || password !== this.password) {
-        return Response.json({ message: "The user name or password is incorrect" }, { status: 401 });
+        return Response.json({ message: "The user name or password is incorrect" }, {
+          status: 401,
+        });
       }
       const session = crypto.randomUUID();
       const csrf = crypto.randomUUID();
@@ -46,15 +48,32 @@ export class FakeResilient extends HttpsFake {
         headers: { "set-cookie": `JSESSIONID=${session}; Path=/; Secure; HttpOnly` },
       });
     });
-    this.route("GET", "/rest/session", (req) => this.#authorized(req) ?? { orgs: orgs(), user_id: 1 });
-    this.route("GET", "/rest/orgs/:org/actions", (req) =>
-      this.#authorized(req) ?? { entities: [...this.rules].map(([id, name]) => ({ id, name, enabled: true })) });
+    this.route(
+      "GET",
+      "/rest/session",
+      (req) => this.#authorized(req) ?? { orgs: orgs(), user_id: 1 },
+    );
+    this.route(
+      "GET",
+      "/rest/orgs/:org/actions",
+      (req) =>
+        this.#authorized(req) ??
+          { entities: [...this.rules].map(([id, name]) => ({ id, name, enabled: true })) },
+    );
     this.route("GET", "/rest/orgs/:org/users/:id", (req, p) => {
       const denied = this.#authorized(req);
       if (denied) return denied;
       const user = this.users.get(Number(p.id));
-      if (!user) return Response.json({ success: false, message: `User ${p.id} not found` }, { status: 404 });
-      return { display_name: `${user.fname ?? ""} ${user.lname ?? ""}`.trim(), enabled: true, ...user };
+      if (!user) {
+        return Response.json({ success: false, message: `User ${p.id} not found` }, {
+          status: 404,
+        });
+      }
+      return {
+        display_name: `${user.fname ?? ""} ${user.lname ?? ""}`.trim(),
+        enabled: true,
+        ...user,
+      };
     });
     this.route("GET", "/rest/orgs/:org/groups/:id", (req, p) => {
       const denied = this.#authorized(req);
@@ -65,7 +84,8 @@ export class FakeResilient extends HttpsFake {
     this.route("GET", "/rest/orgs/:org/incidents/:id", (req, p) => {
       const denied = this.#authorized(req);
       if (denied) return denied;
-      return this.incidents.get(Number(p.id)) ?? Response.json({ message: "not found" }, { status: 404 });
+      return this.incidents.get(Number(p.id)) ??
+        Response.json({ message: "not found" }, { status: 404 });
     });
     this.route("PUT", "/rest/orgs/:org/incidents/:id", (req, p, body) => {
       const denied = this.#authorized(req);

@@ -66,7 +66,9 @@ export class HttpsFake {
     return this.requests.filter((r) => match.test(`${r.method} ${r.path}`));
   }
 
-  async start(options: { cert?: "server" | "wrongHost" | "untrusted"; port?: number } = {}): Promise<this> {
+  async start(
+    options: { cert?: "server" | "wrongHost" | "untrusted"; port?: number } = {},
+  ): Promise<this> {
     const pki = await testPki();
     const leaf = pki[options.cert ?? "server"];
     const ready = Promise.withResolvers<void>();
@@ -91,18 +93,30 @@ export class HttpsFake {
   async #handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const body = await request.text();
-    this.requests.push({ method: request.method, path: url.pathname, search: url.search, headers: new Headers(request.headers), body });
+    this.requests.push({
+      method: request.method,
+      path: url.pathname,
+      search: url.search,
+      headers: new Headers(request.headers),
+      body,
+    });
     const line = `${request.method} ${url.pathname}`;
     const fault = this.#faults.find((f) => f.left > 0 && (!f.match || f.match.test(line)));
     if (fault) {
       fault.left--;
       if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
       if (fault.rawBody !== undefined) {
-        return new Response(fault.rawBody, { status: fault.status ?? 200, headers: { "content-type": "application/json" } });
+        return new Response(fault.rawBody, {
+          status: fault.status ?? 200,
+          headers: { "content-type": "application/json" },
+        });
       }
       if (fault.status) {
         const headers: HeadersInit = fault.retryAfter ? { "retry-after": fault.retryAfter } : {};
-        return Response.json({ message: `injected ${fault.status}` }, { status: fault.status, headers });
+        return Response.json({ message: `injected ${fault.status}` }, {
+          status: fault.status,
+          headers,
+        });
       }
     }
     for (const route of this.#routes) {

@@ -28,7 +28,8 @@ export class PlatformClient {
 
   static async connect(broker: Broker): Promise<PlatformClient> {
     const client = new Client({
-      webSocketFactory: () => new DenoStompSocket({ hostname: "127.0.0.1", port: broker.stompPort }),
+      webSocketFactory: () =>
+        new DenoStompSocket({ hostname: "127.0.0.1", port: broker.stompPort }),
       connectHeaders: { login: broker.user, passcode: broker.password, host: "localhost" },
       heartbeatIncoming: 0,
       heartbeatOutgoing: 0,
@@ -90,13 +91,21 @@ export class PlatformClient {
       priority: "4",
     };
     const destination = `/queue/actions.${org}.${queue}`;
-    if (body instanceof Uint8Array) this.#client.publish({ destination, headers, binaryBody: body });
-    else this.#client.publish({ destination, headers, body: typeof body === "string" ? body : JSON.stringify(body) });
+    if (body instanceof Uint8Array) {
+      this.#client.publish({ destination, headers, binaryBody: body });
+    } else {this.#client.publish({
+        destination,
+        headers,
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      });}
     return correlationId;
   }
 
   /** Waits until `predicate(replies)` holds. */
-  async waitFor(predicate: (replies: ReceivedReply[]) => boolean, timeoutMs = 30_000): Promise<void> {
+  async waitFor(
+    predicate: (replies: ReceivedReply[]) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate(this.replies)) {
       const left = deadline - Date.now();
@@ -123,7 +132,10 @@ export class PlatformClient {
       if (message.headers["browser"] === "end") done.resolve(count);
       else count++;
     }, { browser: "true", ack: "auto" });
-    const timer = setTimeout(() => done.reject(new Error(`browsing ${queue} did not finish`)), 10_000);
+    const timer = setTimeout(
+      () => done.reject(new Error(`browsing ${queue} did not finish`)),
+      10_000,
+    );
     try {
       return await done.promise;
     } finally {
@@ -138,8 +150,28 @@ export class PlatformClient {
 }
 
 /** A task action message as the platform sends for a task rule. */
-export function taskAction(task: Partial<{ id: number; inc_id: number; name: string; owner_id: number | null; due_date: number | null; status: string }> = {}, extra: Record<string, unknown> = {}) {
-  const t = { id: 80, inc_id: 2095, name: "Investigate", owner_id: 4, due_date: null, status: "O", ...task };
+export function taskAction(
+  task: Partial<
+    {
+      id: number;
+      inc_id: number;
+      name: string;
+      owner_id: number | null;
+      due_date: number | null;
+      status: string;
+    }
+  > = {},
+  extra: Record<string, unknown> = {},
+) {
+  const t = {
+    id: 80,
+    inc_id: 2095,
+    name: "Investigate",
+    owner_id: 4,
+    due_date: null,
+    status: "O",
+    ...task,
+  };
   return {
     action_id: 11,
     object_type: 1,

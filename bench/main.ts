@@ -1,0 +1,46 @@
+/**
+ * `deno task bench [name...]`: runs the benchmarks, writes bench/results.json and prints a
+ * summary table. Figures are measured here, on this machine, in this run; ratios compare
+ * against baselines measured in the same run.
+ */
+import type { BenchResult } from "./_report.ts";
+import { benchStartup } from "./startup.ts";
+
+const BENCHES: Record<string, () => Promise<BenchResult>> = {
+  startup: () => benchStartup(),
+};
+
+const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);
+const results: BenchResult[] = [];
+for (const name of wanted) {
+  const bench = BENCHES[name];
+  if (!bench) {
+    console.error(`unknown benchmark "${name}"; known: ${Object.keys(BENCHES).join(", ")}`);
+    Deno.exit(2);
+  }
+  console.error(`running ${name} ...`);
+  results.push(await bench());
+}
+
+const report = {
+  at: new Date().toISOString(),
+  machine: {
+    os: Deno.build.os,
+    arch: Deno.build.arch,
+    cpus: navigator.hardwareConcurrency,
+    deno: Deno.version.deno,
+  },
+  results,
+};
+const file = new URL("./results.json", import.meta.url);
+await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
+
+for (const r of results) {
+  console.log(`\n${r.name}`);
+  for (const [k, v] of Object.entries(r.figures)) console.log(`  ${k.padEnd(34)} ${v}`);
+  for (const [k, t] of Object.entries(r.targets ?? {})) {
+    console.log(`  target ${k}: ${t.target} -> ${t.met ? "met" : "NOT met"}`);
+  }
+  for (const note of r.notes ?? []) console.log(`  note: ${note}`);
+}
+console.log(`\nwrote ${file.pathname}`);

@@ -1,0 +1,78 @@
+/**
+ * `agent replay`: runs a processor on recorded action messages without a broker (what
+ * resilient-circuits' res-action-test does) and prints the reply each would get, one JSON
+ * line per message; or lists the dead letters kept in the store.
+ */
+import {
+  type Command,
+  COMMON_HELP,
+  COMMON_OPTIONS,
+  parseCommandArgs,
+  UsageError,
+} from "../cli/command.ts";
+import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import type { ProcessorFactory } from "./factory.ts";
+
+const HELP = `Usage: agent replay FILE... --processor NAME [--config FILE] [--rest-fixtures FILE]
+       agent replay --dead-letters [--config FILE]
+
+Runs a processor on recorded action messages without a broker, with the platform's REST
+API and SMTP as configured, and prints per message one JSON line:
+  {"correlation_id": "invid:80", "reply": {"message_type": 0, "message": "...", "complete": true}}
+
+A FILE is what "--record DIR" writes ({"headers": {...}, "body": "<raw body>"}) or a bare
+ActionDataDTO. Side effects are real (mail is sent); each run counts as new messages.
+
+Options:
+      --processor NAME      Which processor handles the messages (e.g. calendar)
+      --rest-fixtures FILE  Answer REST calls from this JSON instead of the platform:
+                            {"GET /users/4": {"id": 4, "email": "ann@example.com"}}
+                            (used by default when the config has no [resilient])
+      --dead-letters        List the messages kept because they could not be
+                            processed, as JSON lines
+${COMMON_HELP}`;
+
+/** Builds the command with the processors it may run. */
+export function replayCommand(factories: Record<string, ProcessorFactory>): Command {
+  return {
+    name: "replay",
+    summary: "Run a processor on recorded action messages, or list dead letters",
+    help: HELP,
+    async run(args, deps) {
+      const { values, positionals } = parseCommandArgs("replay", args, {
+        ...COMMON_OPTIONS,
+        processor: { type: "string" },
+        "rest-fixtures": { type: "string" },
+        "dead-letters": { type: "boolean" },
+      }, { allowPositionals: true });
+      if (values.help) {
+        deps.stdout(HELP + "\n");
+        return 0;
+      }
+      if (values["dead-letters"]) {
+        if (positionals.length) throw new UsageError("--dead-letters takes no files", "replay");
+        const config = await loadCommandConfig(values, deps);
+        setupCommandLogging(values, config);
+        const { listDeadLetters } = await import("./replay.ts");
+        return await listDeadLetters(config, deps.stdout);
+      }
+      if (!values.processor) throw new UsageError("--processor NAME is required", "replay");
+      const factory = factories[values.processor];
+      if (!factory) {
+        throw new UsageError(
+          `unknown processor "${values.processor}" (known: ${Object.keys(factories).join(", ")})`,
+          "replay",
+        );
+      }
+      if (!positionals.length) throw new UsageError("no message files given", "replay");
+      const config = await loadCommandConfig(values, deps);
+      setupCommandLogging(values, config);
+      const { replayFiles } = await import("./replay.ts");
+      return await replayFiles(config, factory, positionals, {
+        restFixtures: values["rest-fixtures"],
+        stdout: deps.stdout,
+        signal: deps.signal,
+      });
+    },
+  };
+}

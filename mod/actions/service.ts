@@ -1,0 +1,121 @@
+/**
+ * Builds the action-listener service from `[resilient]`: the REST client (org id), the
+ * STOMP link (TLS as configured), the store, the listener with its processors. Used by
+ * `agent calendar` now and by `agent actions` / `agent run`.
+ */
+import type { ResilientConfig, TlsTrust } from "../config/config.ts";
+import { log } from "../log/log.ts";
+import { RestClient } from "../resilient/rest.ts";
+import { StompLink } from "../stomp/link.ts";
+import type { SocketTarget } from "../stomp/socket.ts";
+import type { Store } from "../store/store.ts";
+import { ActionListener } from "./listener.ts";
+import type { Processor } from "./types.ts";
+
+const logger = log("actions");
+
+/** A running action service. */
+export interface ActionService {
+  listener: ActionListener;
+  link: StompLink;
+  rest: RestClient;
+  /** Resolves when the service stops: after stop(), or on a fatal link error (rejects). */
+  done: Promise<void>;
+  stop(deadlineMs?: number): Promise<void>;
+}
+
+/** Options for {@linkcode startActionService}. */
+export interface ServiceOptions {
+  store: Store;
+  signal: AbortSignal;
+  recordDir?: string | undefined;
+  healthIntervalMs?: number;
+}
+
+/** Connects REST and STOMP and starts listening for the processors' queues. */
+export async function startActionService(
+  config: ResilientConfig,
+  processors: Processor[],
+  options: ServiceOptions,
+): Promise<ActionService> {
+  warnIfInsecure(config);
+  const rest = await RestClient.fromConfig(config, { signal: options.signal });
+  logger.info("Resolved org {org} to id {orgId}", { org: config.org, orgId: rest.orgId });
+  const login = config.auth.kind === "api_key"
+    ? { login: config.auth.id, passcode: config.auth.secret }
+    : { login: config.auth.email, passcode: config.auth.password };
+  const link = new StompLink({
+    target: await stompTarget(config),
+    ...login,
+  });
+  const listener = new ActionListener({
+    transport: link,
+    store: options.store,
+    orgId: rest.orgId,
+    rest,
+    workers: config.numWorkers,
+    prefetch: config.prefetch || undefined,
+    recordDir: options.recordDir,
+    healthIntervalMs: options.healthIntervalMs ?? 0,
+    signal: options.signal,
+  });
+  for (const processor of processors) listener.register(processor);
+  listener.start();
+  await link.start(options.signal);
+  logger.info("Listening for actions on {queues}", {
+    queues: processors.map((p) => `actions.${rest.orgId}.${p.queue}`).join(", "),
+  });
+  const stopped = Promise.withResolvers<void>();
+  let stopping: Promise<void> | undefined;
+  const stop = (deadlineMs = 10_000) => {
+    stopping ??= listener.stop(deadlineMs).then(() => stopped.resolve());
+    return stopping;
+  };
+  options.signal.addEventListener("abort", () => void stop(), { once: true });
+  const fatalWatch = setInterval(() => {
+    if (link.fatalError) {
+      clearInterval(fatalWatch);
+      stopped.reject(link.fatalError);
+    }
+  }, 500);
+  Deno.unrefTimer(fatalWatch);
+  stopped.promise.finally(() => clearInterval(fatalWatch)).catch(() => {});
+  return { listener, link, rest, done: stopped.promise, stop };
+}
+
+async function stompTarget(config: ResilientConfig): Promise<SocketTarget> {
+  return {
+    hostname: config.stompHost,
+    port: config.stompPort,
+    tls: { caCerts: await caCertsFor(config.stompTls) },
+  };
+}
+
+async function caCertsFor(trust: TlsTrust): Promise<string[] | undefined> {
+  if (trust.kind !== "cafile") return undefined;
+  try {
+    return [await Deno.readTextFile(trust.path)];
+  } catch (error) {
+    throw new Error(`Cannot read the CA bundle "${trust.path}": ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+function warnIfInsecure(config: ResilientConfig): void {
+  for (
+    const [key, trust, host] of [["cafile", config.tls, config.host], [
+      "stomp_cafile",
+      config.stompTls,
+      config.stompHost,
+    ]] as const
+  ) {
+    if (trust.kind !== "insecure") continue;
+    logger.warn(
+      "[resilient] {key} = false asks for NO certificate verification of {host}. The agent still verifies " +
+        "unless it was started with --unsafely-ignore-certificate-errors={host}; point {key} at the " +
+        "platform's CA bundle instead.",
+      { key, host },
+    );
+  }
+}

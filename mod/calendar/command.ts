@@ -1,0 +1,39 @@
+/** `agent calendar`: task owner / due date changes become calendar invites. */
+import { type Command, COMMON_HELP, COMMON_OPTIONS, parseCommandArgs } from "../cli/command.ts";
+import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+
+const HELP = `Usage: agent calendar [--config FILE] [--record DIR]
+
+Listens on the IBM SOAR Action Module for task owner and due date changes (the
+[taskcalendar] queue) and mails the task owner a calendar invite (.ics) that calendars
+accept and update; the previous owner gets a cancellation. Without smtpserver in
+[taskcalendar], invites are written as .eml files to outbox_dir.
+
+Options:
+      --record DIR      Write every received message to its own JSON file in DIR
+                        (replay them with "agent replay").
+${COMMON_HELP}`;
+
+export const calendarCommand: Command = {
+  name: "calendar",
+  summary: "Mail task owners calendar invites for SOAR task owner/due date changes",
+  help: HELP,
+  async run(args, deps) {
+    const { values } = parseCommandArgs("calendar", args, {
+      ...COMMON_OPTIONS,
+      record: { type: "string" },
+    });
+    if (values.help) {
+      deps.stdout(HELP + "\n");
+      return 0;
+    }
+    const config = await loadCommandConfig(values, deps);
+    setupCommandLogging(values, config);
+    const { serveProcessors } = await import("../actions/serve.ts");
+    const { createCalendar } = await import("./factory.ts");
+    return await serveProcessors(config, [createCalendar], {
+      signal: deps.signal,
+      recordDir: values.record,
+    });
+  },
+};

@@ -1,0 +1,220 @@
+/**
+ * Mail delivery with nodemailer: a pooled SMTP transport (STARTTLS required and verified
+ * when asked, implicit TLS, AUTH), temporary failures (4xx, connection refused, timeouts)
+ * retried with backoff within a deadline, permanent ones (5xx, TLS trust, AUTH) reported
+ * with the server's answer; or, with no SMTP server configured, .eml files in a folder.
+ */
+// @ts-types="@types/nodemailer"
+import nodemailer from "nodemailer";
+import type { TaskCalendarConfig } from "../config/config.ts";
+import { log } from "../log/log.ts";
+import { abortableSleep } from "../stomp/link.ts";
+import { type InviteMail, type Mailer, PermanentMailError, type SendResult } from "./types.ts";
+
+const logger = log("smtp");
+
+/** Options for {@linkcode SmtpMailer}. */
+export interface SmtpOptions {
+  host: string;
+  port: number;
+  /** Implicit TLS (SMTPS, usually port 465). */
+  secure: boolean;
+  /** Require STARTTLS (fail when the server does not offer it). */
+  requireStartTls: boolean;
+  auth?: { user: string; pass: string } | undefined;
+  /** PEM CA bundle to trust instead of the system roots. */
+  ca?: string | undefined;
+  /** Give up on a mail after this long (temporary failures are retried until then). */
+  deadlineMs?: number;
+  /** Backoff delays, ms; the last one repeats. */
+  retryDelaysMs?: number[];
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  maxConnections?: number;
+}
+
+/** The part of a nodemailer transporter we use (its typings vary by transport kind). */
+interface Transporter {
+  sendMail(mail: ReturnType<typeof message>): Promise<{
+    response?: string;
+    rejected?: unknown[];
+    /** streamTransport with buffer: the whole message. */
+    message?: Uint8Array;
+  }>;
+  close(): void;
+}
+
+function message(mail: InviteMail) {
+  return {
+    from: mail.from,
+    to: mail.to,
+    subject: oneLine(mail.subject),
+    text: mail.text,
+    messageId: mail.messageId,
+    headers: mail.headers ?? {},
+    icalEvent: { method: mail.method, content: mail.ics, filename: "invite.ics" },
+  };
+}
+
+/** SMTP delivery (see module doc). */
+export class SmtpMailer implements Mailer {
+  readonly #o: SmtpOptions;
+  readonly #transport: Transporter;
+
+  constructor(options: SmtpOptions) {
+    this.#o = options;
+    const plain = !options.secure && !options.requireStartTls;
+    this.#transport = nodemailer.createTransport({
+      pool: true,
+      maxConnections: options.maxConnections ?? 3,
+      host: options.host,
+      port: options.port,
+      secure: options.secure,
+      requireTLS: options.requireStartTls,
+      // use_start_tls = false and use_ssl = false mean plain SMTP, as configured.
+      ignoreTLS: plain,
+      ...(options.auth ? { auth: options.auth } : {}),
+      tls: {
+        rejectUnauthorized: true,
+        ...(options.ca ? { ca: [options.ca] } : {}),
+        servername: options.host,
+      },
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 30_000,
+    }) as unknown as Transporter;
+  }
+
+  /** From `[taskcalendar]`; undefined when no smtpserver is configured. */
+  static async fromConfig(config: TaskCalendarConfig): Promise<SmtpMailer | undefined> {
+    if (!config.smtpserver) return undefined;
+    let ca: string | undefined;
+    if (config.smtpTls.kind === "cafile") {
+      try {
+        ca = await Deno.readTextFile(config.smtpTls.path);
+      } catch (error) {
+        throw new Error(
+          `Cannot read smtp_cafile "${config.smtpTls.path}": ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+    }
+    return new SmtpMailer({
+      host: config.smtpserver,
+      port: config.smtpport,
+      secure: config.useSsl,
+      requireStartTls: config.useStartTls,
+      auth: config.smtpuser ? { user: config.smtpuser, pass: config.smtppw ?? "" } : undefined,
+      ca,
+    });
+  }
+
+  async send(mail: InviteMail, { signal }: { signal?: AbortSignal } = {}): Promise<SendResult> {
+    const deadline = Date.now() + (this.#o.deadlineMs ?? 120_000);
+    const delays = this.#o.retryDelaysMs ?? [1_000, 2_000, 4_000, 8_000, 15_000];
+    const sleep = this.#o.sleep ?? abortableSleep;
+    const server = `${this.#o.host}:${this.#o.port}`;
+    for (let attempt = 0;; attempt++) {
+      try {
+        const info = await this.#transport.sendMail(message(mail));
+        if (info.rejected?.length) {
+          throw new PermanentMailError(
+            `SMTP server ${server} rejected ${mail.to}: ${info.response}`,
+          );
+        }
+        return { kind: "smtp", detail: String(info.response ?? "accepted") };
+      } catch (error) {
+        const failure = classify(error, server, mail.to);
+        if (failure instanceof PermanentMailError) throw failure;
+        const delay = delays[Math.min(attempt, delays.length - 1)]!;
+        if (signal?.aborted || Date.now() + delay > deadline) {
+          throw new Error(`${failure.message}; gave up after ${attempt + 1} attempts`, {
+            cause: error,
+          });
+        }
+        logger.warn("{reason}; retrying in {delayMs} ms", {
+          reason: failure.message,
+          delayMs: delay,
+        });
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  close(): void {
+    this.#transport.close();
+  }
+}
+
+/** Writes each mail as an .eml file (the embedded default when no SMTP server is set). */
+export class FileMailer implements Mailer {
+  readonly #dir: string;
+  readonly #transport: Transporter;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+    this.#transport = nodemailer.createTransport({
+      streamTransport: true,
+      buffer: true,
+      newline: "windows",
+    }) as unknown as Transporter;
+  }
+
+  async send(mail: InviteMail): Promise<SendResult> {
+    await Deno.mkdir(this.#dir, { recursive: true });
+    const info = await this.#transport.sendMail(message(mail));
+    const name = `${new Date().toISOString().replace(/[:.]/g, "-")}-${
+      safeName(mail.messageId)
+    }.eml`;
+    const path = `${this.#dir}/${name}`;
+    if (!info.message) throw new Error("nodemailer returned no message to write");
+    await Deno.writeFile(path, info.message, { mode: 0o640 });
+    return { kind: "file", detail: path };
+  }
+
+  close(): void {
+    this.#transport.close();
+  }
+}
+
+interface SmtpFailure {
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  message?: string;
+}
+
+function classify(error: unknown, server: string, to: string): PermanentMailError | Error {
+  const e = (error ?? {}) as SmtpFailure;
+  if (error instanceof PermanentMailError) return error;
+  const answer = (e.response ?? e.message ?? String(error)).trim();
+  if (typeof e.responseCode === "number" && e.responseCode >= 500) {
+    return new PermanentMailError(`SMTP server ${server} refused the invite to ${to}: ${answer}`);
+  }
+  if (e.code === "EAUTH") {
+    return new PermanentMailError(`SMTP server ${server} refused the login: ${answer}`);
+  }
+  if (
+    /certificate|self.signed|unable to verify|CERT_|altname|UnknownIssuer|NotValidForName/i.test(
+      answer,
+    )
+  ) {
+    return new PermanentMailError(
+      `TLS verification of SMTP server ${server} failed: ${answer} (set smtp_cafile to the CA that signed it)`,
+    );
+  }
+  if (/STARTTLS|requireTLS/i.test(answer) && e.code === "ETLS") {
+    return new PermanentMailError(
+      `SMTP server ${server} does not offer STARTTLS, which use_start_tls requires`,
+    );
+  }
+  return new Error(`SMTP server ${server} is unavailable: ${answer}`);
+}
+
+/** Header values must stay on one line (CR/LF in a task name must not add headers). */
+export function oneLine(text: string): string {
+  return text.replace(/[\r\n\t\v\f\u0085\u2028\u2029]+/g, " ").trim();
+}
+
+function safeName(text: string): string {
+  return text.replace(/^<|>$/g, "").replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 80);
+}

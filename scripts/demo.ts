@@ -1,0 +1,74 @@
+/**
+ * `deno task demo`: the agent's main job on embedded defaults, with no external system.
+ * 1. Checks config.example.ini and says what `agent run` would start with it.
+ * 2. Calendar: replays bundled SOAR task messages (owner assigned, due date changed,
+ *    owner changed, group owner, no owner, task closed, a broken message) through the
+ *    calendar processor; REST answers come from a fixture file, and the invites are
+ *    written as .eml files to a temporary outbox, which the demo then shows.
+ */
+import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+const demo = `${root}scripts/demo`;
+
+async function agent(args: string[], cwd = root): Promise<{ code: number; stdout: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...AGENT_RUN_FLAGS, `${root}main.ts`, ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).output();
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout) };
+}
+
+function heading(text: string): void {
+  console.log(`\n\x1b[1m== ${text}\x1b[0m`);
+}
+
+heading("agent config check --config config.example.ini");
+const check = await agent(["config", "check", "--config", "config.example.ini"]);
+console.log(check.stdout.trim());
+console.log(
+  "\nWith this config, `agent run` would start: calendar (queue taskcalendar on the [resilient] platform).",
+);
+
+heading("Calendar: SOAR task messages -> calendar invites (agent replay)");
+const work = await Deno.makeTempDir({ prefix: "agent-demo-" });
+try {
+  await Deno.copyFile(`${demo}/app.config`, `${work}/app.config`);
+  const files = [...Deno.readDirSync(`${demo}/actions`)].map((e) => `${demo}/actions/${e.name}`)
+    .sort();
+  const replay = await agent([
+    "replay",
+    ...files,
+    "--processor",
+    "calendar",
+    "--config",
+    `${work}/app.config`,
+    "--rest-fixtures",
+    `${demo}/rest.json`,
+    "--log-level",
+    "error",
+  ], work);
+  for (const line of replay.stdout.trim().split("\n")) {
+    const { file, reply } = JSON.parse(line);
+    const name = file.split("/").pop().replace(".json", "");
+    const kind = reply.message_type === 0 ? "info " : "ERROR";
+    console.log(`  ${name.padEnd(22)} ${kind} ${reply.message.replaceAll(work + "/", "")}`);
+  }
+  const mails = [...Deno.readDirSync(`${work}/outbox`)].map((e) => e.name).sort();
+  heading(`${mails.length} invites written to the outbox`);
+  for (const mail of mails) console.log(`  ${mail}`);
+  const first = await Deno.readTextFile(`${work}/outbox/${mails[0]}`);
+  const ics = /BEGIN:VCALENDAR[\s\S]*?END:VCALENDAR/.exec(first)?.[0] ?? "(no calendar part found)";
+  heading(`The calendar part of ${mails[0]}`);
+  console.log(ics.split("\r\n").map((l) => `  ${l}`).join("\n"));
+  console.log(
+    "\nEach task keeps one UID; SEQUENCE grows with every update, the old owner gets a CANCEL,",
+  );
+  console.log("and the broken message got an error reply instead of crashing anything.");
+  if (replay.code !== 0 && replay.code !== 1) Deno.exit(replay.code);
+} finally {
+  await Deno.remove(work, { recursive: true });
+}

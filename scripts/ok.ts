@@ -1,0 +1,55 @@
+/**
+ * `deno task ok`: format check, lint, type check, then the tests; ends with the plain line
+ * "N passed, N failed" (CI reads it). A failed check counts as one failure.
+ */
+const deno = Deno.execPath();
+let failedChecks = 0;
+
+async function run(label: string, args: string[]): Promise<{ ok: boolean; output: string }> {
+  console.error(`\n== ${label}: deno ${args.join(" ")}`);
+  const child = new Deno.Command(deno, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const decoder = new TextDecoder();
+  let output = "";
+  const pump = async (stream: ReadableStream<Uint8Array>, sink: typeof Deno.stdout) => {
+    for await (const chunk of stream) {
+      output += decoder.decode(chunk, { stream: true });
+      await sink.write(chunk);
+    }
+  };
+  const [status] = await Promise.all([
+    child.status,
+    pump(child.stdout, Deno.stdout),
+    pump(child.stderr, Deno.stderr),
+  ]);
+  return { ok: status.success, output };
+}
+
+for (
+  const [label, args] of [
+    ["format", ["fmt", "--check"]],
+    ["lint", ["lint"]],
+    ["type check", ["check", "main.ts", "mod/", "tests/", "bench/", "scripts/"]],
+  ] as const
+) {
+  const { ok } = await run(label, [...args]);
+  if (!ok) failedChecks++;
+}
+
+const test = await run("tests", ["test", "-A", "--no-check", ...Deno.args]);
+const summary = /(?:ok|FAILED) \| (\d+) passed(?: \([^)]*\))? \| (\d+) failed/.exec(test.output);
+let passed = 0;
+let failed = failedChecks;
+if (summary) {
+  passed = Number(summary[1]);
+  failed += Number(summary[2]);
+} else if (!test.ok) {
+  failed += 1; // the runner itself failed (crash, no tests found)
+}
+if (!test.ok && summary && Number(summary[2]) === 0) failed += 1;
+console.log(`\n${passed} passed, ${failed} failed`);
+Deno.exit(failed === 0 ? 0 : 1);

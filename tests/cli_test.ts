@@ -1,0 +1,147 @@
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
+import { runAgent } from "./support/cli.ts";
+import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { CONFIG_TEMPLATE } from "../mod/config/template.ts";
+
+const COMMANDS = [
+  "run",
+  "calendar",
+  "replay",
+  "mail-bridge",
+  "authorize",
+  "enrich",
+  "doctor",
+  "config",
+];
+
+Deno.test("agent --help lists every command, and each command has its own --help", async (t) => {
+  const help = await runAgent(["--help"]);
+  assertEquals(help.code, 0);
+  for (const name of COMMANDS) assertMatch(help.stdout, new RegExp(`^  ${name} `, "m"));
+  for (const name of COMMANDS) {
+    await t.step(name, async () => {
+      const result = await runAgent([name, "--help"]);
+      assertEquals(result.code, 0, result.stderr);
+      assertStringIncludes(result.stdout, `Usage: agent ${name}`);
+    });
+  }
+});
+
+Deno.test("an unknown command or option prints usage on stderr and exits 2", async () => {
+  const unknown = await runAgent(["frobnicate"]);
+  assertEquals(unknown.code, 2);
+  assertStringIncludes(unknown.stderr, 'unknown command "frobnicate"');
+  assertStringIncludes(unknown.stderr, "Usage: agent <command>");
+  const option = await runAgent(["config", "check", "--bogus"]);
+  assertEquals(option.code, 2);
+  assertStringIncludes(option.stderr, "--bogus");
+  assertStringIncludes(option.stderr, "Usage: agent config");
+  const none = await runAgent([]);
+  assertEquals(none.code, 2);
+});
+
+Deno.test("agent config check validates config.example.ini and masks secrets", async () => {
+  const result = await runAgent(["config", "check", "--config", "config.example.ini"], {
+    cwd: new URL("..", import.meta.url).pathname,
+  });
+  assertEquals(result.code, 0, result.stderr);
+  assertStringIncludes(result.stdout, "config.example.ini: OK");
+  assertStringIncludes(result.stdout, "api_key_secret = ********");
+  assert(!result.stdout.includes("change-me"));
+});
+
+Deno.test("agent config check exits 2 naming file, line, section and key", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases: [string, string, string][] = [
+      [
+        "bad port",
+        "[resilient]\nhost = h\norg = o\napi_key_id = i\napi_key_secret = s\nport = 70000\n",
+        ":6 resilient.port: 70000 is out of range",
+      ],
+      [
+        "missing key",
+        "[resilient]\nhost = h\napi_key_id = i\napi_key_secret = s\n",
+        ":1 resilient.org: missing",
+      ],
+      [
+        "unset variable",
+        "[resilient]\nhost = h\norg = o\napi_key_id = i\napi_key_secret = $AGENT_TEST_UNSET\n",
+        ":5 resilient.api_key_secret: environment variable $AGENT_TEST_UNSET is not set",
+      ],
+    ];
+    for (const [name, text, expected] of cases) {
+      await t.step(name, async () => {
+        const file = `${dir}/${name.replaceAll(" ", "_")}.ini`;
+        await Deno.writeTextFile(file, text);
+        const result = await runAgent(["config", "check", "--config", file]);
+        assertEquals(result.code, 2);
+        assertStringIncludes(result.stderr, file + expected);
+      });
+    }
+    await t.step("APP_CONFIG_FILE is used when --config is absent", async () => {
+      const result = await runAgent(["config", "check"], {
+        env: { APP_CONFIG_FILE: `${dir}/bad_port.ini` },
+        cwd: dir,
+      });
+      assertEquals(result.code, 2);
+      assertStringIncludes(result.stderr, "bad_port.ini:6 resilient.port");
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("agent config init writes the template and will not overwrite without --force", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await runAgent(["config", "init", `${dir}/app.config`]);
+    assertEquals(first.code, 0, first.stderr);
+    assertEquals(await Deno.readTextFile(`${dir}/app.config`), CONFIG_TEMPLATE);
+    assertEquals((await Deno.stat(`${dir}/app.config`)).mode! & 0o777, 0o600);
+    const second = await runAgent(["config", "init", `${dir}/app.config`]);
+    assertEquals(second.code, 1);
+    assertStringIncludes(second.stderr, "exists; use --force");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno.json's agent task runs with the permission flags written down in permissions.ts", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  assertEquals(config.tasks.agent, `deno run ${AGENT_RUN_FLAGS.join(" ")} main.ts`);
+});
+
+Deno.test({
+  name: "the bundle runs agent --help from an empty DENO_DIR",
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const bundle = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("../scripts/bundle.ts", import.meta.url).pathname,
+          `${dir}/agent.js`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert(bundle.success, new TextDecoder().decode(bundle.stderr));
+      const emptyCache = `${dir}/deno-dir`;
+      const result = await runAgent(["--help"], {
+        entry: `${dir}/agent.js`,
+        denoDir: emptyCache,
+        cwd: dir,
+      });
+      assertEquals(result.code, 0, result.stderr);
+      assertStringIncludes(result.stdout, "Usage: agent <command>");
+      // Nothing was fetched into the empty cache: everything is inside the file.
+      const npm = await Deno.stat(`${emptyCache}/npm`).then(() => true).catch(() => false);
+      assertEquals(npm, false);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

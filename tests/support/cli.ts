@@ -1,0 +1,41 @@
+/** Runs the agent's CLI as a user would: a separate process with the real permission flags. */
+import { AGENT_RUN_FLAGS } from "../../mod/cli/permissions.ts";
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** `agent ...args` via `deno run <flags> main.ts` (or another entry file). */
+export async function runAgent(
+  args: string[],
+  options: {
+    env?: Record<string, string>;
+    cwd?: string;
+    entry?: string;
+    stdin?: string;
+    denoDir?: string;
+  } = {},
+): Promise<CliResult> {
+  const env: Record<string, string> = { NO_COLOR: "1", ...options.env };
+  if (options.denoDir) env.DENO_DIR = options.denoDir;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...AGENT_RUN_FLAGS, options.entry ?? MAIN, ...args],
+    env,
+    cwd: options.cwd,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const out = await child.output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
