@@ -12,7 +12,8 @@ export async function createCalendar(config: Config): Promise<BuiltProcessor> {
       "missing; the calendar needs this section",
     );
   }
-  const mailer = (await SmtpMailer.fromConfig(calendar)) ?? new FileMailer(calendar.outboxDir);
+  const mailer = (await SmtpMailer.fromConfig(calendar, config.file)) ??
+    new FileMailer(calendar.outboxDir);
   const processor = calendarProcessor(calendar, {
     mailer,
     platformHost: config.resilient?.host ?? "soar.invalid",

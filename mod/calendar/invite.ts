@@ -11,6 +11,7 @@ import ical, {
   ICalEventStatus,
 } from "ical-generator";
 import type { TaskDTO } from "../actions/types.ts";
+import { oneLine } from "../smtp/mailer.ts";
 
 /** What an invite says. */
 export interface InviteSpec {
@@ -40,7 +41,7 @@ export function inviteSummary(task: TaskDTO, incidentName: string | undefined): 
   const incident = incidentName
     ? `Incident ${task.inc_id}: ${incidentName}`
     : `Incident ${task.inc_id}`;
-  return `Task: ${task.name} (${incident})`;
+  return oneLine(`Task: ${task.name} (${incident})`);
 }
 
 /** Builds the .ics text. */

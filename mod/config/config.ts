@@ -243,7 +243,7 @@ function readTaskCalendar(r: SectionReader): TaskCalendarConfig {
     smtpTls: readTrust(r, "smtp_cafile", { kind: "system" }),
     timezone,
     allDay: r.bool("all_day", false),
-    debounceSeconds: r.int("debounce_seconds", { default: 5, min: 0, max: 3600 }),
+    debounceSeconds: r.decimal("debounce_seconds", { default: 5, min: 0, max: 3600 }),
     outboxDir: r.pathWithDefault("outbox_dir", "outbox"),
   };
 }

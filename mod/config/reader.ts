@@ -121,6 +121,22 @@ export class SectionReader {
     return value;
   }
 
+  /** A decimal number (e.g. seconds: "0.5"). */
+  decimal(key: string, options: { default: number; min?: number; max?: number }): number {
+    const text = this.optional(key);
+    if (text === undefined) {
+      this.#record(key, String(options.default), {}, true);
+      return options.default;
+    }
+    if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(text)) throw this.error(key, `"${text}" is not a number`);
+    const value = Number(text);
+    const { min = -Infinity, max = Infinity } = options;
+    if (value < min || value > max) {
+      throw this.error(key, `${value} is out of range (${min}..${max})`);
+    }
+    return value;
+  }
+
   port(key: string, fallback: number): number;
   port(key: string): number | undefined;
   port(key: string, fallback?: number): number | undefined {

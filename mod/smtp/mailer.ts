@@ -6,7 +6,7 @@
  */
 // @ts-types="@types/nodemailer"
 import nodemailer from "nodemailer";
-import type { TaskCalendarConfig } from "../config/config.ts";
+import { ConfigError, type TaskCalendarConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { abortableSleep } from "../stomp/link.ts";
 import { type InviteMail, type Mailer, PermanentMailError, type SendResult } from "./types.ts";
@@ -85,8 +85,18 @@ export class SmtpMailer implements Mailer {
   }
 
   /** From `[taskcalendar]`; undefined when no smtpserver is configured. */
-  static async fromConfig(config: TaskCalendarConfig): Promise<SmtpMailer | undefined> {
+  static async fromConfig(
+    config: TaskCalendarConfig,
+    file: string,
+  ): Promise<SmtpMailer | undefined> {
     if (!config.smtpserver) return undefined;
+    if ((config.useSsl || config.useStartTls) && isIp(config.smtpserver)) {
+      // Deno's node:tls always sends the host as SNI, which TLS forbids for IP addresses.
+      throw new ConfigError(
+        { file, section: "taskcalendar", key: "smtpserver" },
+        `"${config.smtpserver}" is an IP address; with TLS, give the host name the server's certificate names`,
+      );
+    }
     let ca: string | undefined;
     if (config.smtpTls.kind === "cafile") {
       try {
@@ -213,6 +223,10 @@ function classify(error: unknown, server: string, to: string): PermanentMailErro
 /** Header values must stay on one line (CR/LF in a task name must not add headers). */
 export function oneLine(text: string): string {
   return text.replace(/[\r\n\t\v\f\u0085\u2028\u2029]+/g, " ").trim();
+}
+
+function isIp(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(":");
 }
 
 function safeName(text: string): string {

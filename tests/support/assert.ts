@@ -5,7 +5,7 @@
 import nodeAssert from "node:assert/strict";
 
 export function assert(condition: unknown, message?: string): asserts condition {
-  nodeAssert.ok(condition, message);
+  nodeAssert.ok(condition, message as string);
 }
 
 export function assertEquals<T>(
@@ -13,15 +13,15 @@ export function assertEquals<T>(
   expected: T,
   message?: string,
 ): asserts actual is T {
-  nodeAssert.deepStrictEqual(actual, expected, message);
+  nodeAssert.deepStrictEqual(actual, expected, message as string);
 }
 
 export function assertNotEquals(actual: unknown, expected: unknown, message?: string): void {
-  nodeAssert.notDeepStrictEqual(actual, expected, message);
+  nodeAssert.notDeepStrictEqual(actual, expected, message as string);
 }
 
 export function assertMatch(actual: string, pattern: RegExp, message?: string): void {
-  nodeAssert.match(actual, pattern, message);
+  nodeAssert.match(actual, pattern, message as string);
 }
 
 export function assertStringIncludes(actual: string, expected: string, message?: string): void {

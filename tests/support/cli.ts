@@ -25,7 +25,7 @@ export async function runAgent(
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...AGENT_RUN_FLAGS, options.entry ?? MAIN, ...args],
     env,
-    cwd: options.cwd,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
