@@ -203,10 +203,21 @@ export class StompLink implements StompTransport {
     return true;
   }
 
-  /** Disconnects and stops reconnecting. */
-  async stop(): Promise<void> {
+  /**
+   * Disconnects (DISCONNECT, waiting up to `graceMs` for the broker's receipt, then drops
+   * the socket) and stops reconnecting.
+   */
+  async stop(graceMs = 2_000): Promise<void> {
     this.#stopping.abort();
-    await this.#client.deactivate({ force: !this.#connected });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const polite = this.#client.deactivate({ force: !this.#connected });
+    const late = new Promise<"late">((
+      resolve,
+    ) => (timer = setTimeout(() => resolve("late"), graceMs)));
+    if ((await Promise.race([polite, late])) === "late") {
+      await this.#client.deactivate({ force: true });
+    }
+    clearTimeout(timer);
     this.#connected = false;
   }
 
