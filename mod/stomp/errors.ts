@@ -31,7 +31,13 @@ const TLS_REASONS: [RegExp, string][] = [
 
 /** Classifies a connect error: a TlsError for certificate problems, else undefined. */
 export function tlsErrorFrom(host: string, error: unknown): TlsError | undefined {
-  const message = error instanceof Error ? error.message : String(error);
+  // fetch says only "fetch failed"; the reason is further down the cause chain.
+  const parts: string[] = [];
+  for (let e: unknown = error, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    parts.push(e instanceof Error ? e.message : String(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  const message = parts.join(": ");
   if (!/certificate|tls|handshake|UnknownIssuer|NotValidForName/i.test(message)) return undefined;
   for (const [pattern, reason] of TLS_REASONS) {
     if (pattern.test(message)) {

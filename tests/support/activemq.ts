@@ -27,6 +27,9 @@ export interface Broker {
 export interface BrokerOptions {
   /** Which leaf the SSL connector presents. */
   keystore?: "server" | "wrongHost" | "untrusted";
+  /** The login the broker accepts (the platform's API key id and secret). */
+  user?: string;
+  password?: string;
 }
 
 const live = new Set<{ kill(): void }>();
@@ -50,8 +53,8 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
   await Deno.mkdir(data, { recursive: true });
   const stompPort = freePort();
   const sslPort = freePort();
-  const user = "agent";
-  const password = "broker-pass-" + crypto.randomUUID().slice(0, 8);
+  const user = options.user ?? "agent";
+  const password = options.password ?? "broker-pass-" + crypto.randomUUID().slice(0, 8);
   const keystore = pki.keystores[options.keystore ?? "server"];
   await Deno.writeTextFile(
     join(conf, "activemq.xml"),

@@ -1,0 +1,159 @@
+import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
+import { startBroker } from "./support/activemq.ts";
+import { testPki } from "./support/ca.ts";
+import { FakeResilient } from "./support/fake_resilient.ts";
+import { PlatformClient, taskAction } from "./support/stomp_client.ts";
+import { TestSmtpServer } from "./support/smtp_server.ts";
+import { runAgent } from "./support/cli.ts";
+import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+
+const ORG = 201;
+const integration = { sanitizeOps: false, sanitizeResources: false };
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+const pki = await testPki();
+const fake = await new FakeResilient({ orgId: ORG }).start();
+fake.users.set(4, { id: 4, email: "ann@example.com", fname: "Ann", lname: "Example" });
+// The Action Module's broker takes the platform's API key as its STOMP login.
+const broker = await startBroker({ user: fake.apiKeyId, password: fake.apiKeySecret });
+const platform = await PlatformClient.connect(broker);
+const smtp = await new TestSmtpServer().start();
+const dir = await Deno.makeTempDir();
+
+function config(overrides: { stompCa?: string; queue: string }): string {
+  return `[agent]
+store = ${dir}/${overrides.queue}.kv
+[resilient]
+host = 127.0.0.1
+port = ${fake.port}
+org = ${fake.orgName}
+api_key_id = ${fake.apiKeyId}
+api_key_secret = $SOAR_SECRET
+cafile = ${pki.caCertFile}
+stomp_port = ${broker.sslPort}
+stomp_cafile = ${overrides.stompCa ?? pki.caCertFile}
+num_workers = 4
+[taskcalendar]
+queue = ${overrides.queue}
+smtpserver = 127.0.0.1
+smtpport = ${smtp.port}
+smtpfrom = soar@example.com
+debounce_seconds = 0
+`;
+}
+
+function spawnAgent(args: string[]) {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...AGENT_RUN_FLAGS, MAIN, ...args],
+    env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+Deno.test({
+  name: "agent calendar serves actions, records them with --record, and exits 0 on SIGTERM",
+  ...integration,
+  async fn() {
+    const queue = "clical";
+    const file = `${dir}/${queue}.ini`;
+    await Deno.writeTextFile(file, config({ queue }));
+    const recordDir = `${dir}/recorded`;
+    platform.listenForReplies(ORG, queue);
+    const child = spawnAgent([
+      "calendar",
+      "--config",
+      file,
+      "--record",
+      recordDir,
+      "--log-format",
+      "json",
+    ]);
+    const output = child.output();
+    try {
+      const good = platform.sendAction(ORG, queue, taskAction({ id: 300, owner_id: 4 }));
+      const bad = platform.sendAction(ORG, queue, "not json at all");
+      await platform.waitFor(
+        (r) => [good, bad].every((id) => r.some((x) => x.correlationId === id)),
+        30_000,
+      );
+      assertEquals(platform.replies.find((r) => r.correlationId === good)!.json!.message_type, 0);
+      assertEquals(platform.replies.find((r) => r.correlationId === bad)!.json!.message_type, 1);
+      await smtp.waitForMessages(1);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const result = await output;
+    const stderr = new TextDecoder().decode(result.stderr);
+    assertEquals(result.code, 0, stderr);
+    assertStringIncludes(stderr, "Stopped cleanly");
+    assert(!stderr.includes(fake.apiKeySecret), "the API key secret never reaches the log");
+    // Every received message was recorded, headers and raw body.
+    const recorded = await Array.fromAsync(Deno.readDir(recordDir));
+    assertEquals(recorded.length, 2);
+    const records = await Promise.all(
+      recorded.map(async (e) => JSON.parse(await Deno.readTextFile(`${recordDir}/${e.name}`))),
+    );
+    const goodRecord = records.find((r) => r.body.includes('"task"'))!;
+    assertEquals(goodRecord.headers["reply-to"], `/queue/acks.${ORG}.${queue}`);
+    assertEquals(JSON.parse(goodRecord.body).task.id, 300);
+
+    // The recorded message replays through the same processor, without a broker.
+    const goodFile = `${recordDir}/${recorded.find((e, i) => records[i] === goodRecord)!.name}`;
+    const replay = await runAgent([
+      "replay",
+      goodFile,
+      "--processor",
+      "calendar",
+      "--config",
+      file,
+      "--log-level",
+      "error",
+    ], {
+      env: { SOAR_SECRET: fake.apiKeySecret },
+    });
+    assertEquals(replay.code, 0, replay.stderr);
+    const line = JSON.parse(replay.stdout.trim());
+    assertEquals(line.correlation_id, goodRecord.headers["correlation-id"]);
+    assertEquals(line.reply.message_type, 0);
+    assertStringIncludes(line.reply.message, "SEQUENCE 1");
+
+    // The bad one was kept as a dead letter.
+    const dead = await runAgent(["replay", "--dead-letters", "--config", file], {
+      env: { SOAR_SECRET: fake.apiKeySecret },
+    });
+    assertEquals(dead.code, 0, dead.stderr);
+    const letters = dead.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(letters.length, 1);
+    assertStringIncludes(letters[0].problem, "not JSON");
+    assertEquals(atob(letters[0].body_base64), "not json at all");
+  },
+});
+
+Deno.test({
+  name: "agent calendar refuses an untrusted STOMP certificate: exit 1 naming host and reason",
+  ...integration,
+  async fn() {
+    const queue = "cliuntrusted";
+    const file = `${dir}/${queue}.ini`;
+    await Deno.writeTextFile(file, config({ queue, stompCa: `${pki.dir}/rogue-ca.pem` }));
+    const result = await spawnAgent(["calendar", "--config", file, "--log-format", "json"])
+      .output();
+    const stderr = new TextDecoder().decode(result.stderr);
+    assertEquals(result.code, 1, stderr);
+    assertStringIncludes(stderr, "TLS verification of 127.0.0.1 failed");
+    assertStringIncludes(stderr, "not signed by a trusted CA");
+  },
+});
+
+Deno.test({
+  name: "teardown: stop the CLI test's broker, SMTP server and fakes",
+  ...integration,
+  async fn() {
+    await platform.close();
+    await smtp.stop();
+    await fake.stop();
+    await broker.dispose();
+    await Deno.remove(dir, { recursive: true });
+  },
+});
