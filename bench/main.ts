@@ -5,9 +5,13 @@
  */
 import type { BenchResult } from "./_report.ts";
 import { benchStartup } from "./startup.ts";
+import { benchListener } from "./listener.ts";
+import { benchCalendar } from "./calendar.ts";
 
 const BENCHES: Record<string, () => Promise<BenchResult>> = {
   startup: () => benchStartup(),
+  listener: () => benchListener(),
+  calendar: () => benchCalendar(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);

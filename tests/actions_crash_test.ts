@@ -1,4 +1,4 @@
-import { assertEquals } from "./support/assert.ts";
+import { assert, assertEquals } from "./support/assert.ts";
 import { startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
 import { FakeResilient } from "./support/fake_resilient.ts";
@@ -18,67 +18,75 @@ Deno.test({
     const pki = await testPki();
     const dir = await Deno.makeTempDir();
     try {
-      // Each crash point sits between two steps whose order guarantees exactly-once.
-      for (const point of ["after-effect", "after-commit", "after-send"]) {
-        await t.step(`killed ${point.replace("-", " ")}`, async () => {
-          const queue = `crash-${point}`;
-          const effects = `${dir}/${point}.effects`;
-          platform.listenForReplies(ORG, queue);
-          const env = {
-            CHILD_CA: pki.caCertFile,
-            CHILD_STORE: `${dir}/${point}.kv`,
-            CHILD_REST_URL: fake.url,
-            CHILD_ORG: fake.orgName,
-            CHILD_KEY_ID: fake.apiKeyId,
-            CHILD_KEY_SECRET: fake.apiKeySecret,
-            CHILD_STOMP_PORT: String(broker.sslPort),
-            CHILD_STOMP_USER: broker.user,
-            CHILD_STOMP_PASS: broker.password,
-            CHILD_QUEUE: queue,
-            CHILD_EFFECTS: effects,
-          };
-          const spawn = (fault?: string) =>
-            new Deno.Command(Deno.execPath(), {
-              args: [
-                "run",
-                "-A",
-                new URL("./fixtures/listener_child.ts", import.meta.url).pathname,
-              ],
-              env: fault ? { ...env, AGENT_FAULT: fault } : env,
-              stdout: "null",
-              stderr: "inherit",
-            }).spawn();
-          const ids = Array.from(
-            { length: 20 },
-            (_, i) => platform.sendAction(ORG, queue, taskAction({ id: i })),
-          );
-          const crashing = spawn(`kill-${point}:5`);
-          const status = await crashing.status;
-          assertEquals(status.signal, "SIGKILL");
-          const survivor = spawn();
-          try {
-            await platform.waitFor(
-              (r) => ids.every((id) => r.some((x) => x.correlationId === id)),
-              60_000,
+      // Each crash point sits between two steps whose order guarantees exactly-once side
+      // effects; with transactions, exactly one reply too (else at least one).
+      for (const mode of ["outbox", "transactions"] as const) {
+        for (const point of ["after-effect", "after-commit", "after-send"]) {
+          await t.step(`${mode}: killed ${point.replace("-", " ")}`, async () => {
+            const queue = `crash-${mode}-${point}`;
+            const effects = `${dir}/${mode}-${point}.effects`;
+            platform.listenForReplies(ORG, queue);
+            const env = {
+              CHILD_CA: pki.caCertFile,
+              CHILD_STORE: `${dir}/${mode}-${point}.kv`,
+              CHILD_REST_URL: fake.url,
+              CHILD_ORG: fake.orgName,
+              CHILD_KEY_ID: fake.apiKeyId,
+              CHILD_KEY_SECRET: fake.apiKeySecret,
+              CHILD_STOMP_PORT: String(broker.sslPort),
+              CHILD_STOMP_USER: broker.user,
+              CHILD_STOMP_PASS: broker.password,
+              CHILD_QUEUE: queue,
+              CHILD_EFFECTS: effects,
+              CHILD_TX: mode === "transactions" ? "1" : "0",
+            };
+            const spawn = (fault?: string) =>
+              new Deno.Command(Deno.execPath(), {
+                args: [
+                  "run",
+                  "-A",
+                  new URL("./fixtures/listener_child.ts", import.meta.url).pathname,
+                ],
+                env: fault ? { ...env, AGENT_FAULT: fault } : env,
+                stdout: "null",
+                stderr: "inherit",
+              }).spawn();
+            const ids = Array.from(
+              { length: 20 },
+              (_, i) => platform.sendAction(ORG, queue, taskAction({ id: i })),
             );
-          } finally {
-            await new Promise((r) => setTimeout(r, 300)); // room for a duplicate to show up
-            survivor.kill("SIGTERM");
-            await survivor.status;
-          }
-          const lines = (await Deno.readTextFile(effects)).split("\n").filter((l) => l !== "");
-          assertEquals(
-            lines.sort(),
-            [...ids].sort(),
-            "each message's side effect happened exactly once",
-          );
-          for (const id of ids) {
-            const replies = platform.replies.filter((r) => r.correlationId === id);
-            assertEquals(replies.length, 1, `replies for ${id}`);
-            assertEquals(replies[0]!.json?.message_type, 0);
-          }
-          assertEquals(await platform.queueSize(`actions.${ORG}.${queue}`), 0);
-        });
+            const crashing = spawn(`kill-${point}:5`);
+            const status = await crashing.status;
+            assertEquals(status.signal, "SIGKILL");
+            const survivor = spawn();
+            try {
+              await platform.waitFor(
+                (r) => ids.every((id) => r.some((x) => x.correlationId === id)),
+                60_000,
+              );
+            } finally {
+              await new Promise((r) => setTimeout(r, 300)); // room for a duplicate to show up
+              survivor.kill("SIGTERM");
+              await survivor.status;
+            }
+            const lines = (await Deno.readTextFile(effects)).split("\n").filter((l) => l !== "");
+            assertEquals(
+              lines.sort(),
+              [...ids].sort(),
+              "each message's side effect happened exactly once",
+            );
+            for (const id of ids) {
+              const replies = platform.replies.filter((r) => r.correlationId === id);
+              if (mode === "transactions") assertEquals(replies.length, 1, `replies for ${id}`);
+              else {assert(
+                  replies.length >= 1 && replies.length <= 2,
+                  `${replies.length} replies for ${id}`,
+                );}
+              assertEquals(replies[0]!.json?.message_type, 0);
+            }
+            assertEquals(await platform.queueSize(`actions.${ORG}.${queue}`), 0);
+          });
+        }
       }
     } finally {
       await platform.close();

@@ -2,18 +2,26 @@
  * The action listener: receives Action Module messages, hands them to processors, and
  * acknowledges them the way the platform expects, without ever losing or repeating one.
  *
- * Per message: dedupe on `message-id` -> parse -> (debounce/defer) -> processor -> record
- * the reply in the store (the done ledger) -> ACK the frame and SEND the reply in one STOMP
- * transaction. The broker applies both or neither, so after a crash or a dropped link a
- * message is either finished (acked, replied) or redelivered; a redelivered message that
- * is already in the ledger is not processed again: its recorded reply is sent with the ACK.
- * Each message thus gets exactly one reply, and its processor runs to completion once.
+ * Per message: dedupe on `message-id` -> parse -> (debounce/defer) -> processor -> record the
+ * reply in the store -> ACK the frame -> SEND the reply. Records are written in groups (one
+ * store commit and one broker batch for whatever finished meanwhile).
+ *
+ * By default (the Action Module contract): the reply is recorded with an outbox entry in the
+ * same store commit, ACK and SEND go out, and the outbox entry is removed when the broker
+ * confirms the batch (a receipt on its last frame). Replies not confirmed when the link
+ * dropped, or when the agent died, are sent again after the next connect: never lost, and in
+ * that rare case possibly sent twice (harmless to the platform). A redelivered message that
+ * is in the ledger is ACKed and not processed again.
+ *
+ * With `transactions`, ACK and reply go out in one STOMP transaction instead: the broker
+ * applies both or neither, so each message gets exactly one reply; ActiveMQ syncs its
+ * journal per commit, which costs throughput.
  */
 import { Buffer } from "node:buffer";
 import { log } from "../log/log.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import type { Store } from "../store/store.ts";
-import type { Delivery, StompTransport } from "../stomp/types.ts";
+import type { Delivery, OutgoingFrame, StompTransport } from "../stomp/types.ts";
 import { faultPoint } from "./_faults.ts";
 import { KeyedQueue } from "./keyed_queue.ts";
 import { objectKey, parseDelivery } from "./message.ts";
@@ -40,6 +48,8 @@ export interface ListenerOptions {
   doneTtlMs?: number;
   /** Log a one-line summary this often (0 = never). */
   healthIntervalMs?: number;
+  /** ACK and reply in one STOMP transaction (exactly one reply; slower). */
+  transactions?: boolean | undefined;
   signal: AbortSignal;
 }
 
@@ -78,7 +88,24 @@ interface Pending {
   message: ActionMessage;
 }
 
+type SetOp = [Deno.KvKey, unknown, { ttlMs?: number }?];
+
+/** A handled message waiting to be recorded and acknowledged. */
+interface Completion {
+  id: string;
+  done: DoneRecord;
+  sets: SetOp[];
+  /** Send the recorded reply with the ACK (false: ACK only). */
+  withReply: boolean;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/** Deno KV takes up to 1000 mutations per atomic commit; a dead letter adds a second. */
+const MAX_BATCH = 400;
+
 const doneKey = (id: string) => ["actions", "done", id];
+const outboxKey = (id: string) => ["actions", "outbox", id];
 export const DEAD_LETTER_PREFIX = ["actions", "dead"];
 
 /** See module doc. */
@@ -88,10 +115,19 @@ export class ActionListener {
   readonly #queue: KeyedQueue;
   /** Messages being handled here, with their latest delivery (a redelivery replaces it). */
   readonly #active = new Map<string, Delivery>();
-  /** Transactions sent whose COMMIT the broker has not confirmed yet. */
-  readonly #committing = new Set<string>();
+
   readonly #debounced = new Map<string, { entries: Pending[]; timer: Timer | undefined }>();
   readonly #timers = new Set<Timer>();
+  readonly #completions: Completion[] = [];
+  readonly #lookups: {
+    id: string;
+    resolve(r: DoneRecord | undefined): void;
+    reject(e: unknown): void;
+  }[] = [];
+  #reading = false;
+  #committing = false;
+  /** Replies sent (or about to be) on this connection whose receipt has not come yet. */
+  readonly #unconfirmed = new Set<string>();
   readonly #stats: Omit<ListenerStats, "inFlight" | "reconnects"> = {
     received: 0,
     processed: 0,
@@ -122,7 +158,8 @@ export class ActionListener {
   start(): void {
     const { transport, orgId } = this.#o;
     const prefetch = this.#o.prefetch || this.#o.workers;
-    transport.onDisconnected(() => this.#committing.clear());
+    transport.onConnected(() => void this.#flushOutbox());
+    transport.onDisconnected(() => this.#unconfirmed.clear());
     for (const processor of this.#processors.values()) {
       const destination = `actions.${orgId}.${processor.queue}`;
       transport.subscribe({
@@ -155,7 +192,8 @@ export class ActionListener {
 
   /**
    * Stops taking messages, lets in-flight work finish within `deadlineMs` (what does not
-   * finish stays unacked and is redelivered), waits briefly for commit receipts, disconnects.
+   * finish stays unacked and is redelivered), disconnects (the broker handles our last
+   * COMMITs before the DISCONNECT).
    */
   async stop(deadlineMs = 10_000): Promise<void> {
     this.#stopping = true;
@@ -163,15 +201,16 @@ export class ActionListener {
     for (const group of this.#debounced.values()) clearTimeout(group.timer);
     for (const timer of this.#timers) clearTimeout(timer);
     this.#debounced.clear();
-    const deadline = Date.now() + deadlineMs;
     let timer: Timer | undefined;
     await Promise.race([
       this.#queue.idle(),
       new Promise((r) => (timer = setTimeout(r, deadlineMs))),
     ]);
     clearTimeout(timer);
-    const receiptDeadline = Math.min(deadline + 2_000, Date.now() + 2_000);
-    while (this.#committing.size > 0 && Date.now() < receiptDeadline) {
+    const receiptDeadline = Date.now() + 2_000;
+    while (
+      this.#unconfirmed.size > 0 && this.#o.transport.connected && Date.now() < receiptDeadline
+    ) {
       await new Promise((r) => setTimeout(r, 20));
     }
     await this.#o.transport.stop();
@@ -195,8 +234,8 @@ export class ActionListener {
       : id;
     void this.#queue.push(key, async () => {
       try {
-        const done = await this.#o.store.get<DoneRecord>(doneKey(id));
-        if (done) return this.#acknowledgeDuplicate(id, done);
+        const done = await this.#lookupDone(id);
+        if (done) return await this.#acknowledgeDuplicate(id, done);
         if (!parsed.ok) {
           logger.warn("Bad action message {messageId}: {problem}", {
             messageId: id,
@@ -299,14 +338,42 @@ export class ActionListener {
     this.#timers.add(timer);
   }
 
-  /** Records the outcome, then ACKs and replies in one transaction (see module doc). */
-  async #finish(
+  /**
+   * The ledger record of a message id. Lookups made while one read is in flight are read
+   * together (one store round trip for up to 10), like the group commit below.
+   */
+  #lookupDone(id: string): Promise<DoneRecord | undefined> {
+    const { promise, resolve, reject } = Promise.withResolvers<DoneRecord | undefined>();
+    this.#lookups.push({ id, resolve, reject });
+    if (!this.#reading) void this.#readLookups();
+    return promise;
+  }
+
+  async #readLookups(): Promise<void> {
+    this.#reading = true;
+    try {
+      while (this.#lookups.length > 0) {
+        const batch = this.#lookups.splice(0, 10);
+        try {
+          const records = await this.#o.store.getMany<DoneRecord>(batch.map((l) => doneKey(l.id)));
+          batch.forEach((l, i) => l.resolve(records[i]));
+        } catch (error) {
+          for (const l of batch) l.reject(error);
+        }
+      }
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  /** Records the outcome, then ACKs and replies (see module doc). */
+  #finish(
     id: string,
     reply: Reply,
     dead?: { queue: string; problem: string; delivery: Delivery },
   ): Promise<void> {
     const delivery = this.#active.get(id) ?? dead?.delivery;
-    if (!delivery) return;
+    if (!delivery) return Promise.resolve();
     const { headers } = delivery;
     const done: DoneRecord = {
       reply,
@@ -314,9 +381,9 @@ export class ActionListener {
       correlationId: headers["correlation-id"],
       at: Date.now(),
     };
-    const sets: [Deno.KvKey, unknown, { ttlMs?: number }?][] = [
-      [doneKey(id), done, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }],
-    ];
+    const sets: SetOp[] = [[doneKey(id), done, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }]];
+    const frame = replyFrame(done);
+    if (frame && !this.#o.transactions) sets.push([outboxKey(id), frame]);
     if (dead) {
       const letter: DeadLetter = {
         queue: dead.queue,
@@ -327,51 +394,128 @@ export class ActionListener {
       };
       sets.push([[...DEAD_LETTER_PREFIX, id], letter]);
     }
-    await this.#o.store.commit({ set: sets });
-    faultPoint("after-commit");
-    const latest = this.#active.get(id) ?? delivery;
-    this.#active.delete(id);
-    this.#complete(id, latest, done);
-    faultPoint("after-send");
+    return this.#enqueueCompletion({ id, done, sets, withReply: true });
   }
 
-  /** Already in the ledger: ACK this delivery together with the recorded reply. */
-  #acknowledgeDuplicate(id: string, done: DoneRecord): void {
-    const delivery = this.#active.get(id);
-    this.#active.delete(id);
+  /**
+   * Already in the ledger: ACK it without processing. With transactions the redelivery means
+   * the reply's transaction did not commit, so the recorded reply goes with the ACK;
+   * otherwise the reply was either confirmed or is still in the outbox (sent on connect).
+   */
+  #acknowledgeDuplicate(id: string, done: DoneRecord): Promise<void> {
     this.#stats.duplicates++;
     logger.info("Message {messageId} was already handled; acknowledging it without reprocessing", {
       messageId: id,
     });
-    if (delivery) this.#complete(id, delivery, done);
+    return this.#enqueueCompletion({
+      id,
+      done,
+      sets: [],
+      withReply: this.#o.transactions === true,
+    });
   }
 
-  /** ACK (+ reply in the same transaction). Not possible on a lost connection: redelivered. */
-  #complete(id: string, delivery: Delivery, done: DoneRecord): void {
-    const { transport } = this.#o;
-    if (!done.replyTo) {
-      if (transport.ack(delivery)) this.#stats.acked++;
-      return;
+  /**
+   * Group commit: completions that arrive while a batch is being committed go together in
+   * the next one, as one store commit and one broker transaction. An idle agent commits
+   * each at once; a busy one amortises the store and broker round trips.
+   */
+  #enqueueCompletion(completion: Omit<Completion, "resolve" | "reject">): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#completions.push({ ...completion, resolve, reject });
+    if (!this.#committing) void this.#commitBatches();
+    return promise;
+  }
+
+  async #commitBatches(): Promise<void> {
+    this.#committing = true;
+    try {
+      while (this.#completions.length > 0) {
+        const batch = this.#completions.splice(0, MAX_BATCH);
+        // Claimed before the commit so that an outbox flush does not send them as well.
+        if (!this.#o.transactions) {
+          for (const c of batch) if (c.withReply) this.#unconfirmed.add(c.id);
+        }
+        try {
+          const sets = batch.flatMap((c) => c.sets);
+          if (sets.length) await this.#o.store.commit({ set: sets });
+        } catch (error) {
+          // Not recorded, so not acknowledged: the broker redelivers these.
+          for (const c of batch) {
+            this.#unconfirmed.delete(c.id);
+            this.#active.delete(c.id);
+            c.reject(error);
+          }
+          continue;
+        }
+        for (const _ of batch) faultPoint("after-commit");
+        this.#acknowledge(batch);
+        for (const _ of batch) faultPoint("after-send");
+        for (const c of batch) c.resolve();
+      }
+    } finally {
+      this.#committing = false;
     }
-    const frame = {
-      destination: done.replyTo,
-      headers: replyHeaders(done.correlationId),
-      body: JSON.stringify(done.reply),
-    };
-    const sent = transport.ackAndSend(delivery, frame, () => {
-      this.#committing.delete(id);
-      this.#stats.replied++;
+  }
+
+  /** ACKs (+ replies) as one batch. Not possible on a lost connection: redelivered. */
+  #acknowledge(batch: Completion[]): void {
+    const items = batch.map((c) => {
+      const delivery = this.#active.get(c.id);
+      this.#active.delete(c.id);
+      return { id: c.id, delivery, reply: c.withReply ? replyFrame(c.done) : undefined };
+    }).filter((item): item is typeof item & { delivery: Delivery } => item.delivery !== undefined);
+    if (!items.length) return;
+    const replied = items.filter((item) => item.reply).map((item) => item.id);
+    const sent = this.#o.transport.ackAndSend(
+      items,
+      this.#o.transactions ? { transaction: true } : { onSent: () => this.#confirmed(replied) },
+    );
+    items.forEach((item, i) => {
+      if (sent[i]) {
+        this.#stats.acked++;
+        if (item.reply && this.#o.transactions) this.#stats.replied++;
+      } else {
+        this.#unconfirmed.delete(item.id); // the outbox sends it after the next connect
+        logger.info(
+          "Link lost before message {messageId} was acknowledged; the broker will redeliver it",
+          {
+            messageId: item.id,
+          },
+        );
+      }
     });
-    if (sent) {
-      this.#stats.acked++;
-      this.#committing.add(id);
-    } else {
-      logger.info(
-        "Link lost before message {messageId} was acknowledged; the broker will redeliver it",
-        {
-          messageId: id,
-        },
-      );
+  }
+
+  /** The broker has the replies: their outbox entries go. */
+  #confirmed(ids: string[]): void {
+    const done = ids.filter((id) => this.#unconfirmed.delete(id));
+    this.#stats.replied += done.length;
+    if (!done.length) return;
+    this.#o.store.commit({ delete: done.map(outboxKey) }).catch((error) =>
+      logger.warn("Could not clear {count} sent replies from the outbox: {error}", {
+        count: done.length,
+        error,
+      })
+    );
+  }
+
+  /** Sends replies left in the outbox (unconfirmed when the link dropped or the agent died). */
+  async #flushOutbox(): Promise<void> {
+    if (this.#o.transactions) return;
+    try {
+      for await (const { key, value } of this.#o.store.list<OutgoingFrame>(["actions", "outbox"])) {
+        const id = String(key[2]);
+        if (this.#unconfirmed.has(id) || !this.#o.transport.connected) continue;
+        this.#unconfirmed.add(id);
+        try {
+          this.#o.transport.publish(value, () => this.#confirmed([id]));
+        } catch {
+          this.#unconfirmed.delete(id);
+        }
+      }
+    } catch (error) {
+      logger.error("Could not read the reply outbox: {error}", { error });
     }
   }
 
@@ -405,6 +549,15 @@ export class ActionListener {
       logger.warn("Could not record message to {dir}: {error}", { dir, error });
     }
   }
+}
+
+function replyFrame(done: DoneRecord): OutgoingFrame | undefined {
+  if (!done.replyTo) return undefined;
+  return {
+    destination: done.replyTo,
+    headers: replyHeaders(done.correlationId),
+    body: JSON.stringify(done.reply),
+  };
 }
 
 /** Replies are persistent so that a broker restart does not lose them. */

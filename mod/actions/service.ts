@@ -55,6 +55,7 @@ export async function startActionService(
     rest,
     workers: config.numWorkers,
     prefetch: config.prefetch || undefined,
+    transactions: config.stompTransactions,
     recordDir: options.recordDir,
     healthIntervalMs: options.healthIntervalMs ?? 0,
     signal: options.signal,

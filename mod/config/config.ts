@@ -31,6 +31,8 @@ export interface ResilientConfig {
   stompTls: TlsTrust;
   numWorkers: number;
   prefetch: number;
+  /** ACK and reply in one STOMP transaction: exactly one reply per action, lower throughput. */
+  stompTransactions: boolean;
   logdir?: string | undefined;
   logfile?: string | undefined;
   loglevel?: AgentLogLevel | undefined;
@@ -193,6 +195,7 @@ function readResilient(r: SectionReader): ResilientConfig {
     stompTls: readTrust(r, "stomp_cafile", tls),
     numWorkers: r.int("num_workers", { default: 10, min: 1, max: 2000 }),
     prefetch: r.int("stomp_prefetch_limit", { default: 0, min: 0, max: 2000 }),
+    stompTransactions: r.bool("stomp_transactions", false),
     logdir: r.path("logdir"),
     logfile: r.optional("logfile"),
     loglevel: readLevel(r, "loglevel"),

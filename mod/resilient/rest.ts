@@ -116,7 +116,8 @@ export class RestClient implements ResilientApi {
   }
 
   withContext(contextToken: string | undefined): ResilientApi {
-    if (contextToken) secrets.add(contextToken);
+    // Not added to the secret registry: one per message would grow it without bound; the
+    // header and property names ("...Token") are redacted by name.
     return new RestClient(this.#options, {
       http: this.#http,
       session: this.#session,

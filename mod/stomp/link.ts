@@ -18,6 +18,13 @@ export interface Delivery {
   generation: number;
 }
 
+/** A frame to send. */
+export interface OutgoingFrame {
+  destination: string;
+  headers?: Record<string, string>;
+  body: string;
+}
+
 /** A subscription, re-made after every reconnect. */
 export interface SubscriptionSpec {
   destination: string;
@@ -47,6 +54,8 @@ export interface StompLinkOptions {
 }
 
 const DEFAULT_BACKOFF = [1_000, 4_000, 16_000, 60_000];
+/** How long sent frames wait before the broker is asked to confirm them. */
+const CONFIRM_DELAY_MS = 200;
 
 /** A self-healing STOMP connection (see module doc). */
 export class StompLink implements StompTransport {
@@ -148,50 +157,91 @@ export class StompLink implements StompTransport {
   }
 
   /**
-   * ACKs a delivery and sends a reply in one STOMP transaction (BEGIN, ACK, SEND, COMMIT),
-   * so the broker applies both or neither: after a crash or a dropped link either the reply
-   * is out and the message gone, or the message is redelivered. `onCommitted` runs when the
-   * broker confirms the COMMIT. Returns false (nothing sent) when the delivery came on an
-   * earlier connection: the broker redelivers it.
+   * ACKs deliveries and sends their replies as one batch, and returns per item whether it
+   * went out (not when the delivery came on an earlier connection: the broker redelivers it).
+   *
+   * - `transaction: true`: inside one STOMP transaction (BEGIN, ACK, SEND, ..., COMMIT), so
+   *   the broker applies all of it or none. A redelivery says the COMMIT did not happen, so
+   *   no receipt is needed. ActiveMQ syncs its journal per commit, so this is slower.
+   * - otherwise ACKs then SENDs; `onSent` runs once the broker has confirmed it (see
+   *   {@linkcode StompLink.#requestConfirmation}).
    */
   ackAndSend(
-    delivery: Delivery,
-    frame: { destination: string; headers?: Record<string, string>; body: string },
-    onCommitted?: () => void,
-  ): boolean {
-    if (!this.#connected || delivery.generation !== this.#generation) return false;
-    const id = delivery.headers["ack"] ?? delivery.headers["message-id"];
-    if (!id) return false;
-    const transaction = `tx-${crypto.randomUUID()}`;
-    this.#client.begin(transaction);
-    this.#client.ack(id, delivery.headers["subscription"] ?? "", { transaction });
-    this.#client.publish({
-      destination: frame.destination,
-      headers: { ...frame.headers, transaction },
-      body: frame.body,
+    items: { delivery: Delivery; reply?: OutgoingFrame | undefined }[],
+    options: { transaction?: boolean; onSent?: () => void } = {},
+  ): boolean[] {
+    const sendable = items.map(({ delivery }) =>
+      this.#connected && delivery.generation === this.#generation &&
+      (delivery.headers["ack"] ?? delivery.headers["message-id"]) !== undefined
+    );
+    if (!sendable.some(Boolean)) return sendable;
+    const tx = options.transaction ? this.#client.begin() : undefined;
+    const inTx: Record<string, string> = tx ? { transaction: tx.id } : {};
+    items.forEach(({ delivery, reply }, i) => {
+      if (!sendable[i]) return;
+      const id = delivery.headers["ack"] ?? delivery.headers["message-id"]!;
+      this.#client.ack(id, delivery.headers["subscription"] ?? "", { ...inTx });
+      if (reply) {
+        this.#client.publish({
+          destination: reply.destination,
+          headers: { ...reply.headers, ...inTx },
+          body: reply.body,
+        });
+      }
     });
-    const receipt = `commit-${transaction}`;
-    if (onCommitted) this.#client.watchForReceipt(receipt, () => onCommitted());
-    this.#transmit("COMMIT", { transaction, receipt });
-    return true;
+    tx?.commit();
+    if (options.onSent && !tx) this.#awaitConfirmation(options.onSent);
+    return sendable;
+  }
+
+  /** Callbacks for frames sent on this connection that the broker has not confirmed yet. */
+  #unconfirmed: (() => void)[] = [];
+  #confirmTimer: ReturnType<typeof setTimeout> | undefined;
+
+  #awaitConfirmation(callback: () => void): void {
+    this.#unconfirmed.push(callback);
+    this.#confirmTimer ??= setTimeout(() => this.#requestConfirmation(), CONFIRM_DELAY_MS);
   }
 
   /**
-   * Sends a raw frame. stompjs's commit() cannot carry a receipt header, which we need to
-   * know a COMMIT was applied; its handler's _transmit can. Checked at run time so a
-   * stompjs change fails loudly rather than silently.
+   * Asks the broker to confirm everything sent so far: an empty transaction whose BEGIN
+   * carries a receipt (frames on one connection are handled in order). Done at most every
+   * CONFIRM_DELAY_MS rather than per batch: a RECEIPT right before the broker's next MESSAGE
+   * makes that MESSAGE wait for our delayed TCP ACK (~40 ms) when the broker has Nagle on.
    */
-  #transmit(command: string, headers: Record<string, string>): void {
+  #requestConfirmation(): void {
+    this.#confirmTimer = undefined;
+    const callbacks = this.#unconfirmed;
+    this.#unconfirmed = [];
+    if (!this.#connected || callbacks.length === 0) return; // the caller's outbox resends
+    const transaction = `confirm-${crypto.randomUUID()}`;
+    const receipt = `receipt-${transaction}`;
+    this.#client.watchForReceipt(receipt, () => {
+      for (const callback of callbacks) callback();
+    });
+    if (!this.#transmit("BEGIN", { transaction, receipt })) {
+      this.#logger.warn(
+        "Cannot ask the broker for a receipt; replies stay in the outbox until reconnect",
+      );
+      return;
+    }
+    this.#client.abort(transaction);
+  }
+
+  /**
+   * Sends a raw frame. stompjs's begin() cannot carry a receipt header; its handler's
+   * _transmit can. Checked at run time: false if stompjs's internals changed.
+   */
+  #transmit(command: string, headers: Record<string, string>): boolean {
     const handler =
       (this.#client as unknown as { _stompHandler?: { _transmit?: unknown } })._stompHandler;
-    if (!handler || typeof handler._transmit !== "function") {
-      throw new Error("@stomp/stompjs internals changed: cannot send a COMMIT with a receipt");
-    }
+    if (!handler || typeof handler._transmit !== "function") return false;
     (handler._transmit as (params: { command: string; headers: Record<string, string> }) => void)
       .call(handler, {
         command,
         headers,
       });
+    return true;
   }
 
   /** ACKs a delivery; false (nothing sent) when it came on an earlier connection. */
@@ -294,6 +344,10 @@ export class StompLink implements StompTransport {
   #onClose(): void {
     const wasConnected = this.#connected;
     this.#connected = false;
+    // Not confirmed on this connection: the caller's outbox sends them again.
+    this.#unconfirmed = [];
+    clearTimeout(this.#confirmTimer);
+    this.#confirmTimer = undefined;
     if (this.#fatal || this.#stopping.signal.aborted) return;
     const reason = this.#lastError instanceof Error ? this.#lastError.message : "connection closed";
     if (wasConnected) {

@@ -43,6 +43,8 @@ export class DenoStompSocket implements IStompSocket {
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #encoder = new TextEncoder();
   #closedNotified = false;
+  /** Frames sent in one tick (BEGIN, ACK, SEND, COMMIT) go out as one write. */
+  #pending: Uint8Array[] = [];
 
   constructor(readonly target: SocketTarget) {
     this.url = `${target.tls ? "ssl" : "tcp"}://${target.hostname}:${target.port}`;
@@ -57,12 +59,29 @@ export class DenoStompSocket implements IStompSocket {
       bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     } else if (data instanceof Blob) throw new TypeError("Blob frames are not supported");
     else bytes = new Uint8Array(data);
+    if (this.#pending.push(bytes) === 1) queueMicrotask(() => this.#flush());
+  }
+
+  #flush(): void {
+    const chunks = this.#pending;
+    this.#pending = [];
+    if (!this.#writer || chunks.length === 0) return;
+    let bytes = chunks[0]!;
+    if (chunks.length > 1) {
+      bytes = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+      let offset = 0;
+      for (const c of chunks) {
+        bytes.set(c, offset);
+        offset += c.byteLength;
+      }
+    }
     this.#writer.write(bytes).catch((error) => this.#fail(error));
   }
 
   close(): void {
     if (this.readyState >= CLOSING) return;
     this.readyState = CLOSING;
+    this.#flush();
     // Let queued frames (DISCONNECT) go out before the socket closes.
     const writer = this.#writer;
     (writer ? writer.close().catch(() => {}) : Promise.resolve()).finally(() => this.#shutdown());

@@ -1,24 +1,21 @@
 /** The STOMP connection as the action listener uses it (StompLink implements it). */
-import type { Delivery, SubscriptionSpec } from "./link.ts";
+import type { Delivery, OutgoingFrame, SubscriptionSpec } from "./link.ts";
 
-export type { Delivery, SubscriptionSpec };
+export type { Delivery, OutgoingFrame, SubscriptionSpec };
 
 /** A connection that stays up (reconnecting underneath) and re-subscribes on its own. */
 export interface StompTransport {
   readonly connected: boolean;
   readonly reconnects: number;
   subscribe(spec: SubscriptionSpec): void;
-  publish(
-    frame: { destination: string; headers?: Record<string, string>; body: string },
-    onReceipt?: () => void,
-  ): void;
+  /** Sends a frame; with `onReceipt`, asks for a RECEIPT. Throws when not connected. */
+  publish(frame: OutgoingFrame, onReceipt?: () => void): void;
   ack(delivery: Delivery): boolean;
-  /** ACK plus reply in one transaction; false when the delivery's connection is gone. */
+  /** ACKs plus replies as one batch (see StompLink); per item false when its connection is gone. */
   ackAndSend(
-    delivery: Delivery,
-    frame: { destination: string; headers?: Record<string, string>; body: string },
-    onCommitted?: () => void,
-  ): boolean;
+    items: { delivery: Delivery; reply?: OutgoingFrame | undefined }[],
+    options?: { transaction?: boolean; onSent?: () => void },
+  ): boolean[];
   /** Called after every (re)connect. */
   onConnected(listener: () => void): void;
   /** Called when an established connection is lost. */

@@ -79,6 +79,12 @@ export class Store {
     return entry.value.v;
   }
 
+  /** Several records in one read (at most 10 keys, Deno KV's limit); undefined where absent. */
+  async getMany<T>(keys: StoreKey[]): Promise<(T | undefined)[]> {
+    const entries = await withLockRetry(() => this.#kv.getMany<Envelope<T>[]>(keys));
+    return entries.map((e) => e.value === null || this.#expired(e.value) ? undefined : e.value.v);
+  }
+
   async set(key: StoreKey, value: unknown, options: WriteOptions = {}): Promise<void> {
     await withLockRetry(() => this.#kv.set(key, this.#wrap(value, options), kvExpiry(options)));
   }

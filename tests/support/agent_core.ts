@@ -20,7 +20,7 @@ export async function startCore(
   broker: Broker,
   fake: FakeResilient,
   processors: Processor[],
-  options: { workers?: number; store?: Store } = {},
+  options: { workers?: number; store?: Store; prefetch?: number; transactions?: boolean } = {},
 ): Promise<Core> {
   const pki = await testPki();
   const store = options.store ?? await Store.open(":memory:");
@@ -43,6 +43,8 @@ export async function startCore(
     orgId: rest.orgId,
     rest,
     workers: options.workers ?? 10,
+    prefetch: options.prefetch,
+    transactions: options.transactions,
     signal: controller.signal,
   });
   for (const p of processors) listener.register(p);

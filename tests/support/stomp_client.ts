@@ -13,6 +13,8 @@ export interface ReceivedReply {
   headers: Record<string, string>;
   body: string;
   json: { message_type: number; message: string; complete: boolean } | undefined;
+  /** performance.now() when it arrived. */
+  at: number;
 }
 
 export class PlatformClient {
@@ -68,6 +70,7 @@ export class PlatformClient {
         headers: { ...message.headers },
         body: message.body,
         json,
+        at: performance.now(),
       });
       for (const wake of this.#waiters.splice(0)) wake();
     }, { ack: "auto" });
@@ -121,7 +124,20 @@ export class PlatformClient {
   }
 
   /**
-   * Messages still on a queue (not yet acknowledged), counted by browsing it: ActiveMQ
+   * Waits until the broker has handled everything sent so far: frames on one connection are
+   * handled in order, so a receipt for a last frame covers all before it.
+   */
+  async sync(): Promise<void> {
+    const receipt = `sync-${crypto.randomUUID()}`;
+    const done = Promise.withResolvers<void>();
+    this.#client.watchForReceipt(receipt, () => done.resolve());
+    this.#client.publish({ destination: "/topic/agent.test.sync", headers: { receipt }, body: "" });
+    await done.promise;
+  }
+
+  /**
+   * Messages still on a queue (not yet acknowledged; at most 400, ActiveMQ's browse page),
+   * counted by browsing it: ActiveMQ
    * sends every stored message to a `browser: true` subscription, then one marked
    * `browser: end`.
    */
