@@ -15,6 +15,7 @@ import { calendarProcessor } from "../mod/calendar/processor.ts";
 import { SmtpMailer } from "../mod/smtp/mailer.ts";
 import type { InviteMail, Mailer } from "../mod/smtp/types.ts";
 import { setupLogging } from "../mod/log/log.ts";
+import { calendarConfig } from "../tests/support/calendar.ts";
 
 const ORG = 201;
 const INVITES = 300;
@@ -43,18 +44,13 @@ export async function benchCalendar(): Promise<BenchResult> {
       },
       close: () => pooled.close(),
     };
-    const processor = calendarProcessor({
-      queue: "benchcal",
-      smtpport: smtp.port,
-      smtpfrom: "soar@example.com",
-      useStartTls: false,
-      useSsl: false,
-      smtpTls: { kind: "system" },
-      timezone: "UTC",
-      allDay: false,
-      debounceSeconds: 0,
-      outboxDir: "outbox",
-    }, { mailer: recording, platformHost: "soar.example.com" });
+    const processor = calendarProcessor(
+      calendarConfig({ queue: "benchcal", smtpport: smtp.port }),
+      {
+        mailer: recording,
+        platformHost: "soar.example.com",
+      },
+    );
     platform.listenForReplies(ORG, "benchcal");
     for (let i = 0; i < INVITES; i++) {
       platform.sendAction(ORG, "benchcal", taskAction({ id: 10_000 + i, owner_id: 4 }));

@@ -11,6 +11,7 @@ import { calendarProcessor } from "../mod/calendar/processor.ts";
 import { buildInvite, eventTimes } from "../mod/calendar/invite.ts";
 import { SmtpMailer } from "../mod/smtp/mailer.ts";
 import type { TaskCalendarConfig } from "../mod/config/config.ts";
+import { calendarConfig } from "./support/calendar.ts";
 import type { Processor, TaskDTO } from "../mod/actions/types.ts";
 import { runProcessor } from "../mod/actions/run.ts";
 import { parseDelivery } from "../mod/actions/message.ts";
@@ -22,22 +23,6 @@ const ORG = 201;
 const time = (value: unknown) => new Date(value as string).getTime();
 const integration = { sanitizeOps: false, sanitizeResources: false };
 const HOUR = 3600_000;
-
-function calendarConfig(overrides: Partial<TaskCalendarConfig> = {}): TaskCalendarConfig {
-  return {
-    queue: "taskcalendar",
-    smtpport: 25,
-    smtpfrom: "soar@example.com",
-    useStartTls: false,
-    useSsl: false,
-    smtpTls: { kind: "system" },
-    timezone: "UTC",
-    allDay: false,
-    debounceSeconds: 0,
-    outboxDir: "outbox",
-    ...overrides,
-  };
-}
 
 interface ParsedMail {
   to: string;
@@ -482,6 +467,21 @@ Deno.test("invite times: due date, overdue, no due date, all-day dates in the co
     due_date: due,
     init_date: init ?? null,
   });
+  const invite = (spec: TaskDTO, allDay: boolean) =>
+    buildInvite({
+      method: "REQUEST",
+      uid: "u@h",
+      sequence: 0,
+      task: spec,
+      incidentName: undefined,
+      organizer: { email: "o@example.com" },
+      attendee: { email: "a@example.com" },
+      url: "https://h/",
+      description: "",
+      timezone: "Europe/Berlin",
+      allDay,
+      now,
+    });
   await t.step("from the task's start to the due date", () => {
     const times = eventTimes({
       task: task(Date.UTC(2026, 11, 1), Date.UTC(2026, 10, 1)),
@@ -501,38 +501,12 @@ Deno.test("invite times: due date, overdue, no due date, all-day dates in the co
     assertEquals(times.end.getTime() - times.start.getTime(), HOUR);
   });
   await t.step("no due date: a single all-day event on today's date in the time zone", () => {
-    const ics = buildInvite({
-      method: "REQUEST",
-      uid: "u@h",
-      sequence: 0,
-      task: task(null),
-      incidentName: undefined,
-      organizer: { email: "o@example.com" },
-      attendee: { email: "a@example.com" },
-      url: "https://h/",
-      description: "",
-      timezone: "Europe/Berlin",
-      allDay: false,
-      now,
-    });
+    const ics = invite(task(null), false);
     assertStringIncludes(ics, "DTSTART;VALUE=DATE:20261124");
     assertStringIncludes(ics, "DTEND;VALUE=DATE:20261125");
   });
   await t.step("all_day with a due date", () => {
-    const ics = buildInvite({
-      method: "REQUEST",
-      uid: "u@h",
-      sequence: 0,
-      task: task(Date.UTC(2026, 11, 1, 23, 30)),
-      incidentName: undefined,
-      organizer: { email: "o@example.com" },
-      attendee: { email: "a@example.com" },
-      url: "https://h/",
-      description: "",
-      timezone: "Europe/Berlin",
-      allDay: true,
-      now,
-    });
+    const ics = invite(task(Date.UTC(2026, 11, 1, 23, 30)), true);
     assertStringIncludes(ics, "DTSTART;VALUE=DATE:20261124");
     assertStringIncludes(ics, "DTEND;VALUE=DATE:20261203"); // due 2 Dec 00:30 in Berlin; DTEND is exclusive
   });

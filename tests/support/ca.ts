@@ -29,7 +29,9 @@ export function testPki(): Promise<TestPki> {
   return pki;
 }
 
-async function openssl(dir: string, ...args: string[]): Promise<void> {
+/** Runs `openssl` with a command line (split on spaces; no argument here contains one). */
+async function openssl(dir: string, commandLine: string): Promise<void> {
+  const args = commandLine.trim().split(/\s+/);
   const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
     .output();
   if (!out.success) {
@@ -40,43 +42,17 @@ async function openssl(dir: string, ...args: string[]): Promise<void> {
 async function makeCa(dir: string, name: string): Promise<void> {
   await openssl(
     dir,
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.pem`,
-    "-days",
-    "30",
-    "-subj",
-    `/CN=${name}`,
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
+    `req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ${name}.key
+     -out ${name}.pem -days 30 -subj /CN=${name} -addext basicConstraints=critical,CA:TRUE
+     -addext keyUsage=critical,keyCertSign,cRLSign`,
   );
 }
 
 async function makeLeaf(dir: string, name: string, ca: string, san: string): Promise<void> {
   await openssl(
     dir,
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    `/CN=${name}`,
+    `req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ${name}.key -out ${name}.csr
+     -subj /CN=${name}`,
   );
   await Deno.writeTextFile(
     join(dir, `${name}.ext`),
@@ -89,38 +65,13 @@ async function makeLeaf(dir: string, name: string, ca: string, san: string): Pro
   );
   await openssl(
     dir,
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    `${ca}.pem`,
-    "-CAkey",
-    `${ca}.key`,
-    "-CAcreateserial",
-    "-out",
-    `${name}.pem`,
-    "-days",
-    "30",
-    "-extfile",
-    `${name}.ext`,
+    `x509 -req -in ${name}.csr -CA ${ca}.pem -CAkey ${ca}.key -CAcreateserial -out ${name}.pem
+     -days 30 -extfile ${name}.ext`,
   );
   await openssl(
     dir,
-    "pkcs12",
-    "-export",
-    "-in",
-    `${name}.pem`,
-    "-inkey",
-    `${name}.key`,
-    "-certfile",
-    `${ca}.pem`,
-    "-name",
-    "broker",
-    "-out",
-    `${name}.p12`,
-    "-passout",
-    "pass:changeit",
+    `pkcs12 -export -in ${name}.pem -inkey ${name}.key -certfile ${ca}.pem -name broker
+     -out ${name}.p12 -passout pass:changeit`,
   );
 }
 
