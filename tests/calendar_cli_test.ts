@@ -99,7 +99,7 @@ Deno.test({
     assertEquals(JSON.parse(goodRecord.body).task.id, 300);
 
     // The recorded message replays through the same processor, without a broker.
-    const goodFile = `${recordDir}/${recorded.find((e, i) => records[i] === goodRecord)!.name}`;
+    const goodFile = `${recordDir}/${recorded[records.indexOf(goodRecord)]!.name}`;
     const replay = await runAgent([
       "replay",
       goodFile,

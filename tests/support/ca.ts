@@ -39,6 +39,12 @@ async function openssl(dir: string, commandLine: string): Promise<void> {
   }
 }
 
+/** A random serial: leaves are signed at once, so a shared serial file would race. */
+function serial(): string {
+  return [...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
 async function makeCa(dir: string, name: string): Promise<void> {
   await openssl(
     dir,
@@ -65,7 +71,7 @@ async function makeLeaf(dir: string, name: string, ca: string, san: string): Pro
   );
   await openssl(
     dir,
-    `x509 -req -in ${name}.csr -CA ${ca}.pem -CAkey ${ca}.key -CAcreateserial -out ${name}.pem
+    `x509 -req -in ${name}.csr -CA ${ca}.pem -CAkey ${ca}.key -set_serial 0x${serial()} -out ${name}.pem
      -days 30 -extfile ${name}.ext`,
   );
   await openssl(
