@@ -9,12 +9,12 @@ import { configCommand } from "./mod/config/command.ts";
 import {
   authorizeCommand,
   doctorCommand,
-  enrichCommand,
   mailBridgeCommand,
   runCommand,
 } from "./mod/cli/pending.ts";
 import { VERSION } from "./mod/cli/version.ts";
 import { calendarCommand } from "./mod/calendar/command.ts";
+import { enrichCommand } from "./mod/enrich/command.ts";
 import { replayCommand } from "./mod/actions/replay_command.ts";
 import type { ProcessorFactory } from "./mod/actions/factory.ts";
 

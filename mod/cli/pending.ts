@@ -36,12 +36,6 @@ export const authorizeCommand = pending(
   "[--config FILE]",
   5,
 );
-export const enrichCommand = pending(
-  "enrich",
-  "SecureChange trigger: enrich a ticket with plugins and post one comment",
-  "[ARGS] < ticket_info.xml",
-  6,
-);
 export const runCommand = pending(
   "run",
   "Run every configured service in one process",

@@ -58,6 +58,31 @@ export interface TaskCalendarConfig {
   outboxDir: string;
 }
 
+/** `[securechange]`: the Tufin SecureChange REST API. */
+export interface SecureChangeConfig {
+  /** e.g. https://securechange.example.com */
+  url: string;
+  username: string;
+  password: string;
+  tls: TlsTrust;
+  timeoutSeconds: number;
+}
+
+/** `[enrich]`: the SecureChange trigger's enrichment. */
+export interface EnrichConfig {
+  /** Integrations to run, in comment order; empty = the default set. */
+  integrations: string[];
+  /** Where user plugins live (`<name>.js` / `.ts` / `.mjs`). */
+  integrationsDir?: string | undefined;
+  /** SCW_EVENT values to act on. */
+  events: string[];
+  /** Default time limit per plugin. */
+  timeoutSeconds: number;
+  maxCommentChars: number;
+  /** Post plugin failures in the comment (they always go to the log). */
+  postErrors: boolean;
+}
+
 /** `[agent]`: the agent's own settings. */
 export interface AgentSettings {
   store: string;
@@ -74,6 +99,8 @@ export interface Config {
   agent: AgentSettings;
   resilient?: ResilientConfig | undefined;
   taskcalendar?: TaskCalendarConfig | undefined;
+  securechange?: SecureChangeConfig | undefined;
+  enrich?: EnrichConfig | undefined;
   /** Sections later capabilities own, kept as raw key/values until they are read. */
   other: Record<string, Record<string, string>>;
   /** Every effective setting by section, for `agent config check`. */
@@ -84,7 +111,7 @@ export interface Config {
 
 const LEVELS: readonly AgentLogLevel[] = ["debug", "info", "warning", "error"];
 /** Sections whose every key the agent reads (unknown keys there are reported). */
-const OWN_SECTIONS = ["agent", "resilient", "taskcalendar"];
+const OWN_SECTIONS = ["agent", "resilient", "taskcalendar", "securechange", "enrich"];
 
 /** Where the config file is: --config, then APP_CONFIG_FILE, ./app.config, ~/.resilient/app.config. */
 export async function findConfigFile(
@@ -150,6 +177,10 @@ export function parseConfig(
   const resilient = resilientReader.present ? readResilient(resilientReader) : undefined;
   const calendarReader = readers.get("taskcalendar")!;
   const taskcalendar = calendarReader.present ? readTaskCalendar(calendarReader) : undefined;
+  const scReader = readers.get("securechange")!;
+  const securechange = scReader.present ? readSecureChange(scReader) : undefined;
+  const enrichReader = readers.get("enrich")!;
+  const enrich = enrichReader.present ? readEnrich(enrichReader) : undefined;
   for (const name of OWN_SECTIONS) if (!doc.sections.has(name)) effective.delete(name);
 
   const other: Record<string, Record<string, string>> = {};
@@ -162,7 +193,17 @@ export function parseConfig(
       ? r.unusedKeys().map((k) => `${options.file} ${r.section}.${k}: unknown key, ignored`)
       : []
   );
-  return { file: options.file, agent, resilient, taskcalendar, other, effective, warnings };
+  return {
+    file: options.file,
+    agent,
+    resilient,
+    taskcalendar,
+    securechange,
+    enrich,
+    other,
+    effective,
+    warnings,
+  };
 }
 
 function readAgent(r: SectionReader, file: string): AgentSettings {
@@ -248,6 +289,29 @@ function readTaskCalendar(r: SectionReader): TaskCalendarConfig {
     allDay: r.bool("all_day", false),
     debounceSeconds: r.decimal("debounce_seconds", { default: 5, min: 0, max: 3600 }),
     outboxDir: r.pathWithDefault("outbox_dir", "outbox"),
+  };
+}
+
+function readSecureChange(r: SectionReader): SecureChangeConfig {
+  const url = r.required("url");
+  if (!/^https:\/\/[^/\s]+/i.test(url)) throw r.error("url", `"${url}" is not an https:// URL`);
+  return {
+    url,
+    username: r.required("username"),
+    password: r.required("password", { secret: true }),
+    tls: readTrust(r, "cafile", { kind: "system" }),
+    timeoutSeconds: r.int("timeout", { default: 30, min: 1, max: 600 }),
+  };
+}
+
+function readEnrich(r: SectionReader): EnrichConfig {
+  return {
+    integrations: r.list("integrations"),
+    integrationsDir: r.path("integrations_dir"),
+    events: r.list("events", ["CREATE"]).map((e) => e.toUpperCase()),
+    timeoutSeconds: r.int("timeout_seconds", { default: 30, min: 1, max: 3600 }),
+    maxCommentChars: r.int("max_comment_chars", { default: 10_000, min: 200, max: 1_000_000 }),
+    postErrors: r.bool("post_errors", false),
   };
 }
 

@@ -68,4 +68,35 @@ all_day = false
 # Owner and due date changed together within this many seconds give one invite.
 debounce_seconds = 5
 outbox_dir = outbox
+
+[securechange]
+# Tufin SecureChange REST API, for \`agent enrich\` (the trigger script).
+url = https://securechange.example.com
+username = agent
+password = change-me
+#cafile = /etc/agent/securechange-ca.pem
+timeout = 30
+
+[enrich]
+# Integrations in comment order: built-ins (address_classification, risky_services,
+# http_lookup) and plugins (<name>.js/.ts/.mjs in integrations_dir). Default: the first
+# two built-ins plus every plugin in integrations_dir.
+integrations = address_classification, risky_services
+#integrations_dir = /opt/agent/integrations
+# SCW_EVENT values to act on.
+events = CREATE
+timeout_seconds = 30
+max_comment_chars = 10000
+post_errors = false
+
+# Each integration reads its own section. allow_net / allow_read grant its sandbox network
+# hosts and files (nothing by default); timeout_seconds overrides the default.
+[risky_services]
+max_range = 1000
+
+#[http_lookup]
+#url = https://cmdb.example.com/api/ci?ip={ip}
+#headers = Authorization: Bearer $CMDB_TOKEN
+#field = result.name
+#allow_net = cmdb.example.com
 `;

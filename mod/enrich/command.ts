@@ -1,0 +1,89 @@
+/**
+ * `agent enrich`: the SecureChange trigger script. SecureChange judges it by its exit code:
+ * 0 when done or nothing to do, 1 when it failed (SecureChange retries), 2 for bad input
+ * or config; the reason is one line on stderr.
+ */
+import {
+  type Command,
+  COMMON_HELP,
+  COMMON_OPTIONS,
+  parseCommandArgs,
+  UsageError,
+} from "../cli/command.ts";
+import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+
+const HELP = `Usage: agent enrich [--config FILE] < ticket_info.xml
+       agent enrich --ticket-file TICKET.json [--config FILE]
+
+The Tufin SecureChange trigger script. Register it under Settings > SecureChange API >
+Add Script (path: this binary or a wrapper, arguments: "enrich --config FILE"), with the
+workflow events to act on. SecureChange passes the event in SCW_EVENT and <ticket_info>
+XML on stdin; the agent fetches the ticket, runs every integration in its sandbox at once,
+and adds their findings as one comment on the current step. The Test button (SCW_EVENT=TEST
+or an empty <ticket_info/>) exits 0 at once.
+
+Options:
+      --ticket-file FILE  Read a saved ticket (the JSON GET tickets/{id} returns) instead
+                          of the API, and print the comment instead of posting it
+${COMMON_HELP}`;
+
+export const enrichCommand: Command = {
+  name: "enrich",
+  summary: "SecureChange trigger: enrich a ticket with plugins and post one comment",
+  help: HELP,
+  async run(rawArgs, deps) {
+    const { splitArguments, TriggerInputError } = await import("../securechange/trigger.ts");
+    let args: string[];
+    try {
+      args = splitArguments(rawArgs);
+    } catch (error) {
+      throw new UsageError((error as Error).message, "enrich");
+    }
+    const { values } = parseCommandArgs("enrich", args, {
+      ...COMMON_OPTIONS,
+      "ticket-file": { type: "string" },
+    });
+    if (values.help) {
+      deps.stdout(HELP + "\n");
+      return 0;
+    }
+    const event = (deps.env("SCW_EVENT") ?? "").trim().toUpperCase();
+    if (event === "TEST") {
+      deps.stdout("agent enrich: test trigger received\n");
+      return 0;
+    }
+    const { parseTicketInfo } = await import("../securechange/trigger.ts");
+    let info;
+    if (values["ticket-file"]) {
+      info = { ticketId: undefined };
+    } else {
+      const xml = await readStdin();
+      try {
+        info = parseTicketInfo(xml);
+      } catch (error) {
+        if (error instanceof TriggerInputError) {
+          deps.stderr(`agent enrich: ${error.message}\n`);
+          return 2;
+        }
+        throw error;
+      }
+      if (info.ticketId === undefined) {
+        deps.stdout("agent enrich: empty ticket_info (test trigger); nothing to do\n");
+        return 0;
+      }
+    }
+    const config = await loadCommandConfig(values, deps);
+    setupCommandLogging(values, config);
+    const { runEnrichFromCommand } = await import("./run.ts");
+    return await runEnrichFromCommand(config, {
+      info,
+      event: event || "CREATE",
+      ticketFile: values["ticket-file"],
+    }, deps);
+  },
+};
+
+async function readStdin(): Promise<string> {
+  if (Deno.stdin.isTerminal()) return "";
+  return await new Response(Deno.stdin.readable).text();
+}

@@ -1,0 +1,321 @@
+/**
+ * The SecureChange trigger: read the ticket, run every integration in its sandbox at once,
+ * and add what they found to the ticket as one comment. SecureChange retries a trigger up
+ * to five times, so each (ticket, step, event) gets one comment: a claim in the store before
+ * running, and the comment's marker line checked on the ticket (a run that crashed after
+ * posting is recognised).
+ */
+import { basename, extname, join } from "node:path";
+import { type Config, ConfigError, type EnrichConfig } from "../config/config.ts";
+import { parseIni } from "../config/ini.ts";
+import { log } from "../log/log.ts";
+import { secrets } from "../log/redact.ts";
+import { asList, type RawTicket, type SecureChangeApi } from "../securechange/types.ts";
+import type { TriggerInfo } from "../securechange/trigger.ts";
+import type { Store } from "../store/store.ts";
+import { BUILTINS } from "./builtins.ts";
+import { type PluginJob, type PluginOutcome, runPlugins } from "./sandbox.ts";
+import { buildTicketInfo } from "./ticket_info.ts";
+
+const logger = log("enrich");
+const DEFAULT_BUILTINS = ["address_classification", "risky_services"];
+const PLUGIN_EXTENSIONS = [".js", ".mjs", ".ts"];
+/** Keys of an integration's section that configure its sandbox, not the plugin. */
+const HOST_KEYS = new Set(["allow_net", "allow_read", "timeout_seconds", "cafile"]);
+const TITLES: Record<string, string> = {
+  address_classification: "Address classification",
+  risky_services: "Risky services",
+  http_lookup: "HTTP lookup",
+};
+
+/** What one trigger run did, for the exit code and the test suite. */
+export type EnrichResult =
+  | { kind: "skipped"; reason: string }
+  | { kind: "posted" | "printed"; comment: string; outcomes: PluginOutcome[] }
+  | { kind: "nothing-to-post"; outcomes: PluginOutcome[] };
+
+export interface EnrichDeps {
+  /** Absent with --ticket-file (the comment is printed instead). */
+  api: SecureChangeApi | undefined;
+  store: Store | undefined;
+  env: (name: string) => string | undefined;
+  signal?: AbortSignal;
+}
+
+/** Runs one trigger. */
+export async function runEnrichment(
+  trigger: { info: TriggerInfo; event: string; ticket?: RawTicket | undefined },
+  config: Config,
+  deps: EnrichDeps,
+): Promise<EnrichResult> {
+  const settings = config.enrich ?? defaultEnrichConfig();
+  const event = trigger.event.toUpperCase();
+  if (!trigger.ticket && !settings.events.includes(event)) {
+    return {
+      kind: "skipped",
+      reason: `event ${event} is not in [enrich] events (${settings.events.join(", ")})`,
+    };
+  }
+  const ticketId = trigger.info.ticketId ?? trigger.ticket?.id;
+  if (ticketId === undefined) return { kind: "skipped", reason: "no ticket id" };
+  const ticket = trigger.ticket ??
+    await deps.api!.getTicket(ticketId, deps.signal ? { signal: deps.signal } : {});
+  const target = commentTarget(ticket, trigger.info);
+  if (target.stale) {
+    return { kind: "skipped", reason: target.stale };
+  }
+  const marker = `[agent-enrich ${ticket.id}/${target.stepId ?? "-"}/${event}]`;
+  const claimKey = ["enrich", ticket.id, target.stepId ?? 0, event];
+  const jobs = await pluginJobs(config, settings, deps.env);
+
+  if (deps.api && deps.store) {
+    if (commentsOf(ticket).some((c) => c.includes(marker))) {
+      await deps.store.set(claimKey, { state: "done", at: Date.now() });
+      return {
+        kind: "skipped",
+        reason: `ticket ${ticket.id} already has the enrichment comment ${marker}`,
+      };
+    }
+    const ttlMs = Math.max(...jobs.map((j) => j.timeoutMs), 1_000) + 120_000;
+    if (!(await deps.store.claim(claimKey, { state: "running", at: Date.now() }, { ttlMs }))) {
+      const state = await deps.store.get<{ state: string }>(claimKey);
+      return {
+        kind: "skipped",
+        reason: state?.state === "done"
+          ? `ticket ${ticket.id} step ${target.stepId} was already enriched for ${event}`
+          : `another run is enriching ticket ${ticket.id} step ${target.stepId} for ${event}`,
+      };
+    }
+  }
+
+  const ticketInfo = buildTicketInfo(ticket);
+  const outcomes = await runPlugins(jobs, ticketInfo);
+  for (const o of outcomes) {
+    if (o.ok) logger.info("{plugin} finished in {ms} ms", { plugin: o.name, ms: o.ms });
+    else {logger.error("{plugin} failed after {ms} ms: {error}", {
+        plugin: o.name,
+        ms: o.ms,
+        error: o.error,
+      });}
+  }
+  const comment = composeComment(outcomes, { ticket, stage: target.stepName, marker, settings });
+  if (!comment) {
+    if (deps.store && deps.api) await deps.store.set(claimKey, { state: "done", at: Date.now() });
+    return { kind: "nothing-to-post", outcomes };
+  }
+  if (!deps.api) return { kind: "printed", comment, outcomes };
+  if (target.stepId === undefined || target.taskId === undefined) {
+    throw new Error(`ticket ${ticket.id} has no current step and task to comment on`);
+  }
+  try {
+    await deps.api.addComment(
+      { id: ticket.id, stepId: target.stepId, taskId: target.taskId },
+      comment,
+      deps.signal ? { signal: deps.signal } : {},
+    );
+  } catch (error) {
+    // Free the claim so SecureChange's retry can post.
+    await deps.store?.delete(claimKey);
+    throw error;
+  }
+  await deps.store?.set(claimKey, { state: "done", at: Date.now() });
+  return { kind: "posted", comment, outcomes };
+}
+
+function defaultEnrichConfig(): EnrichConfig {
+  return {
+    integrations: [],
+    events: ["CREATE"],
+    timeoutSeconds: 30,
+    maxCommentChars: 10_000,
+    postErrors: false,
+  };
+}
+
+function commentTarget(
+  ticket: RawTicket,
+  info: TriggerInfo,
+): { stepId?: number; taskId?: number; stepName?: string; stale?: string } {
+  const current = ticket.current_step || undefined;
+  const steps = asList(ticket.steps ? ticket.steps.step : undefined);
+  if (current && info.stage && info.stage.id !== current.id) {
+    return {
+      stale: `ticket_info says stage ${info.stage.id} but the ticket is at step ${current.id} ` +
+        `(SecureChange's race on CREATE/ADVANCE); leaving it to the trigger for the current step`,
+    };
+  }
+  const stepId = current?.id ?? info.stage?.id ?? steps.at(-1)?.id;
+  const step = steps.find((s) => s.id === stepId);
+  const task = asList(step?.tasks ? step.tasks.task : undefined)[0];
+  return {
+    ...(stepId !== undefined ? { stepId } : {}),
+    ...((task?.id ?? info.stage?.taskId) !== undefined
+      ? { taskId: (task?.id ?? info.stage?.taskId)! }
+      : {}),
+    ...((current?.name ?? step?.name) ? { stepName: (current?.name ?? step?.name)! } : {}),
+  };
+}
+
+function commentsOf(ticket: RawTicket): string[] {
+  return asList(ticket.comments ? ticket.comments.comment : undefined).map((c) =>
+    String(c.content ?? "")
+  );
+}
+
+/** Builds the sandbox jobs for the configured integrations. */
+export async function pluginJobs(
+  config: Config,
+  settings: EnrichConfig,
+  env: (name: string) => string | undefined,
+): Promise<PluginJob[]> {
+  const files = settings.integrationsDir
+    ? await pluginFiles(settings.integrationsDir)
+    : new Map<string, string>();
+  const legacy = settings.integrationsDir ? await legacySections(settings.integrationsDir) : {};
+  const names = settings.integrations.length
+    ? settings.integrations
+    : [...DEFAULT_BUILTINS, ...[...files.keys()].sort()];
+  return await Promise.all(names.map(async (name) => {
+    const section = config.other[name] ?? legacy[name] ?? {};
+    const values = Object.fromEntries(
+      Object.entries(section).map((
+        [k, v],
+      ) => [k, substitute(config.file, name, k, unquote(v), env)]),
+    );
+    const pluginConfig = Object.fromEntries(
+      Object.entries(values).filter(([k]) => !HOST_KEYS.has(k)),
+    );
+    if (values["cafile"]) {
+      // The sandbox cannot read files it was not granted: the host hands over the PEM.
+      try {
+        pluginConfig["ca_pem"] = await Deno.readTextFile(values["cafile"]);
+      } catch (error) {
+        throw new ConfigError(
+          { file: config.file, section: name, key: "cafile" },
+          `cannot read "${values["cafile"]}": ${(error as Error).message}`,
+        );
+      }
+    }
+    const timeout = values["timeout_seconds"]
+      ? Number(values["timeout_seconds"])
+      : settings.timeoutSeconds;
+    if (!Number.isFinite(timeout) || timeout <= 0) {
+      throw new ConfigError(
+        { file: config.file, section: name, key: "timeout_seconds" },
+        `"${values["timeout_seconds"]}" is not a number of seconds`,
+      );
+    }
+    const base = {
+      name,
+      config: pluginConfig,
+      allowNet: splitList(values["allow_net"]),
+      allowRead: splitList(values["allow_read"]),
+      timeoutMs: timeout * 1000,
+    };
+    const file = files.get(name);
+    if (file) return { ...base, source: { kind: "file" as const, path: file } };
+    const builtin = BUILTINS[name];
+    if (builtin) return { ...base, source: { kind: "function" as const, fn: builtin } };
+    throw new ConfigError(
+      { file: config.file, section: "enrich", key: "integrations" },
+      `no integration "${name}": not a built-in (${
+        Object.keys(BUILTINS).join(", ")
+      }) and no ${name}.js/.ts/.mjs in ${settings.integrationsDir ?? "integrations_dir (not set)"}`,
+    );
+  }));
+}
+
+async function pluginFiles(dir: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const ext = extname(entry.name);
+      if (
+        !entry.isFile || !PLUGIN_EXTENSIONS.includes(ext) || entry.name.endsWith(".d.ts") ||
+        entry.name.startsWith("_")
+      ) continue;
+      files.set(basename(entry.name, ext), join(dir, entry.name));
+    }
+  } catch (error) {
+    throw new Error(`Cannot read integrations_dir "${dir}": ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  return files;
+}
+
+/** The old add-on's integration_config.txt (INI, a section per integration), if present. */
+async function legacySections(dir: string): Promise<Record<string, Record<string, string>>> {
+  const path = join(dir, "integration_config.txt");
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    return {};
+  }
+  const doc = parseIni(text, path);
+  return Object.fromEntries(
+    [...doc.sections].map((
+      [name, entries],
+    ) => [name, Object.fromEntries([...entries].map(([k, e]) => [k, e.value]))]),
+  );
+}
+
+function unquote(value: string): string {
+  const m = /^(["'])(.*)\1$/s.exec(value.trim());
+  return m ? m[2]! : value;
+}
+
+function substitute(
+  file: string,
+  section: string,
+  key: string,
+  value: string,
+  env: (name: string) => string | undefined,
+): string {
+  const lookup = (name: string) => {
+    const v = env(name);
+    if (v === undefined) {
+      throw new ConfigError({ file, section, key }, `environment variable $${name} is not set`);
+    }
+    secrets.add(v);
+    return v;
+  };
+  const whole = /^\$([A-Za-z_][A-Za-z0-9_]*)$/.exec(value);
+  if (whole) return lookup(whole[1]!);
+  return value.replace(
+    /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=\s|$)/g,
+    (_, a, b) => lookup(a ?? b),
+  );
+}
+
+function splitList(value: string | undefined): string[] {
+  return (value ?? "").split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+/** The one comment: a header per integration in configured order, length-capped, marked. */
+export function composeComment(
+  outcomes: PluginOutcome[],
+  context: { ticket: RawTicket; stage: string | undefined; marker: string; settings: EnrichConfig },
+): string | undefined {
+  const sections: string[] = [];
+  for (const o of outcomes) {
+    const title = TITLES[o.name] ?? o.name;
+    if (o.ok && o.text) sections.push(`== ${title} ==\n${o.text.trim()}`);
+    else if (!o.ok && context.settings.postErrors) {
+      sections.push(`== ${title} ==\n(failed: ${secrets.scrub(o.error)})`);
+    }
+  }
+  if (!sections.length) return undefined;
+  const head = `Enrichment of ticket ${context.ticket.id}${
+    context.stage ? ` (${context.stage})` : ""
+  }`;
+  let body = sections.join("\n\n");
+  const budget = context.settings.maxCommentChars - head.length - context.marker.length - 80;
+  if (body.length > budget) {
+    const cut = body.length - budget;
+    body = `${body.slice(0, budget).trimEnd()}\n… (truncated: ${cut} more characters)`;
+    logger.warn("Comment truncated by {chars} characters (max_comment_chars)", { chars: cut });
+  }
+  return `${head}\n\n${body}\n\n${context.marker}`;
+}

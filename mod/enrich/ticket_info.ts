@@ -1,0 +1,247 @@
+/**
+ * Builds the `ticket_info` structure plugins expect from a ticket as GET tickets/{id}
+ * returns it. The mapping:
+ *
+ * - IP: the block (`cidr`, else the `netmask`); RANGE: the smallest list of CIDR blocks
+ *   covering first..last (at most 64, else unmapped); DNS: one /32 per resolved address
+ *   (`dns_ip_addresses`), unmapped without any; ANY and INTERNET: 0.0.0.0/0; Object: its
+ *   `object_details` when they read as an address or block, else unmapped; anything else
+ *   (LDAP_ENTITY, ...) unmapped.
+ * - PROTOCOL and PREDEFINED: protocol and port ("80" or "1000-2000"); ANY: "ANY" 0..65536;
+ *   Object and APPLICATION_IDENTITY: unmapped.
+ * - Server decommission requests: each server's addresses as Sources, Order "DECOMMISSION".
+ *
+ * Nothing is dropped silently: what cannot be mapped goes to `Unmapped`, as sent.
+ */
+import { asList, type RawTicket } from "../securechange/types.ts";
+import type { TicketAddress, TicketInfo, TicketRequest, TicketService } from "./plugin.ts";
+
+const MAX_RANGE_BLOCKS = 64;
+
+export function buildTicketInfo(ticket: RawTicket): TicketInfo {
+  const requests: TicketRequest[] = [];
+  for (const step of asList(ticket.steps ? ticket.steps.step : undefined)) {
+    for (const task of asList(step.tasks ? step.tasks.task : undefined)) {
+      for (const field of asList(task.fields ? task.fields.field : undefined)) {
+        for (const ar of asList(field.access_request)) requests.push(accessRequest(ar));
+        for (const sd of asList(field.server_decommission_request)) requests.push(decommission(sd));
+      }
+    }
+  }
+  const comments = asList(ticket.comments ? ticket.comments.comment : undefined)
+    .map((c) => String(c.content ?? "").trim())
+    .filter((c) => c !== "");
+  return {
+    Id: Number(ticket.id),
+    Subject: String(ticket.subject ?? ""),
+    WorkflowName: ticket.workflow ? String(ticket.workflow.name ?? "") : "",
+    Requester: String(ticket.requester ?? ""),
+    RequesterId: Number(ticket.requester_id ?? 0),
+    Status: String(ticket.status ?? ""),
+    Comments: comments.join("\n"),
+    Requests: requests,
+  };
+}
+
+type Entry = Record<string, unknown>;
+
+function accessRequest(ar: Entry): TicketRequest {
+  const request: TicketRequest = {
+    Sources: [],
+    Destinations: [],
+    Services: [],
+    Order: String(ar["order"] ?? ""),
+  };
+  const unmapped: NonNullable<TicketRequest["Unmapped"]> = [];
+  for (
+    const [list, field, key] of [
+      [request.Sources, "source", "sources"],
+      [request.Destinations, "destination", "destinations"],
+    ] as const
+  ) {
+    const container = ar[key] as Entry | "" | undefined;
+    for (
+      const entry of asList(
+        (container ? container[field] : undefined) as Entry | Entry[] | undefined,
+      )
+    ) {
+      const mapped = address(entry);
+      if (mapped) list.push(...mapped);
+      else unmapped.push({ field, entry });
+    }
+  }
+  const services = ar["services"] as Entry | "" | undefined;
+  for (
+    const entry of asList(
+      (services ? services["service"] : undefined) as Entry | Entry[] | undefined,
+    )
+  ) {
+    const mapped = service(entry);
+    if (mapped) request.Services.push(mapped);
+    else unmapped.push({ field: "service", entry });
+  }
+  if (unmapped.length) request.Unmapped = unmapped;
+  return request;
+}
+
+function decommission(sd: Entry): TicketRequest {
+  const request: TicketRequest = {
+    Sources: [],
+    Destinations: [],
+    Services: [],
+    Order: "DECOMMISSION",
+  };
+  const servers = sd["servers"] as Entry | "" | undefined;
+  for (
+    const entry of asList((servers ? servers["server"] : undefined) as Entry | Entry[] | undefined)
+  ) {
+    const mapped = address(entry);
+    if (mapped) request.Sources.push(...mapped);
+    else (request.Unmapped ??= []).push({ field: "server", entry });
+  }
+  return request;
+}
+
+function address(entry: Entry): TicketAddress[] | undefined {
+  const type = String(entry["@type"] ?? "IP").toUpperCase();
+  switch (type) {
+    case "IP": {
+      const ip = String(entry["ip_address"] ?? "");
+      const cidr = entry["cidr"] !== undefined
+        ? Number(entry["cidr"])
+        : maskToCidr(String(entry["netmask"] ?? "255.255.255.255"));
+      return block(ip, cidr, "IP");
+    }
+    case "RANGE": {
+      const first = toInt(String(entry["range_first_ip"] ?? ""));
+      const last = toInt(String(entry["range_last_ip"] ?? ""));
+      if (first === undefined || last === undefined || last < first) return undefined;
+      const blocks = rangeToBlocks(first, last);
+      if (blocks.length > MAX_RANGE_BLOCKS) return undefined;
+      return blocks.map(([start, prefix]) => make(start, prefix, "RANGE"));
+    }
+    case "DNS": {
+      const addresses = asList(entry["dns_ip_addresses"] as string | string[] | undefined)
+        .flatMap((a) =>
+          typeof a === "object" && a !== null ? asList((a as Entry)["ip_address"] as string) : [a]
+        );
+      const mapped = addresses.map((a) => block(String(a), 32, "DNS")).filter((a) =>
+        a !== undefined
+      ).flat();
+      if (!mapped.length) return undefined;
+      return mapped.map((a) => ({ ...a, HostName: String(entry["host_name"] ?? "") }));
+    }
+    case "ANY":
+    case "INTERNET":
+      return [make(0, 0, type)];
+    case "OBJECT": {
+      const details = String(entry["object_details"] ?? "").trim();
+      const m = /^(\d+\.\d+\.\d+\.\d+)(?:\/(\d+\.\d+\.\d+\.\d+|\d{1,2}))?$/.exec(details);
+      if (!m) return undefined;
+      const cidr = m[2] === undefined ? 32 : m[2].includes(".") ? maskToCidr(m[2]) : Number(m[2]);
+      return block(m[1]!, cidr, "Object");
+    }
+    default:
+      return undefined;
+  }
+}
+
+function service(entry: Entry): TicketService | undefined {
+  const type = String(entry["@type"] ?? "PROTOCOL").toUpperCase();
+  if (type === "ANY") return { Protocol: "ANY", Min: "0", Max: "65536" };
+  if (type !== "PROTOCOL" && type !== "PREDEFINED") return undefined;
+  const protocol = String(entry["protocol"] ?? "").toUpperCase();
+  const port = String(entry["port"] ?? "").trim();
+  const m = /^(\d+)(?:\s*-\s*(\d+))?$/.exec(port);
+  if (!protocol) return undefined;
+  const named = type === "PREDEFINED" && entry["predefined_name"]
+    ? { Name: String(entry["predefined_name"]) }
+    : {};
+  if (!m) return port === "" ? { Protocol: protocol, Min: "0", Max: "65536", ...named } : undefined;
+  return { Protocol: protocol, Min: m[1]!, Max: m[2] ?? m[1]!, ...named };
+}
+
+function block(ip: string, cidr: number, type: string): TicketAddress[] | undefined {
+  const value = toInt(ip);
+  if (value === undefined || !Number.isInteger(cidr) || cidr < 0 || cidr > 32) return undefined;
+  return [make(value, cidr, type)];
+}
+
+function make(value: number, prefix: number, type: string): TicketAddress {
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  const start = (value & mask) >>> 0;
+  return {
+    Ip: toDotted(start),
+    Mask: toDotted(mask),
+    Cidr: String(prefix),
+    Private: isPrivate(start, prefix),
+    Type: type,
+  };
+}
+
+/**
+ * Non-public ranges: RFC 1918, loopback, link-local, CGNAT, "this network", multicast,
+ * reserved, documentation, benchmarking, IETF assignments.
+ */
+const PRIVATE_RANGES: [string, number][] = [
+  ["10.0.0.0", 8],
+  ["172.16.0.0", 12],
+  ["192.168.0.0", 16],
+  ["127.0.0.0", 8],
+  ["169.254.0.0", 16],
+  ["100.64.0.0", 10],
+  ["0.0.0.0", 8],
+  ["224.0.0.0", 4],
+  ["240.0.0.0", 4],
+  ["192.0.2.0", 24],
+  ["198.51.100.0", 24],
+  ["203.0.113.0", 24],
+  ["198.18.0.0", 15],
+  ["192.0.0.0", 24],
+];
+
+export function isPrivate(start: number, prefix: number): boolean {
+  if (prefix === 0) return false;
+  return PRIVATE_RANGES.some(([net, bits]) => {
+    if (prefix < bits) return false;
+    const mask = (0xffffffff << (32 - bits)) >>> 0;
+    return ((start & mask) >>> 0) === toInt(net);
+  });
+}
+
+export function toInt(ip: string): number | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip.trim());
+  if (!m) return undefined;
+  const parts = m.slice(1).map(Number);
+  if (parts.some((p) => p > 255)) return undefined;
+  return ((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]!;
+}
+
+function toDotted(value: number): string {
+  return [24, 16, 8, 0].map((shift) => (value >>> shift) & 255).join(".");
+}
+
+function maskToCidr(mask: string): number {
+  const value = toInt(mask);
+  if (value === undefined) return NaN;
+  const bits = value.toString(2).padStart(32, "0");
+  return /^1*0*$/.test(bits) ? bits.indexOf("0") === -1 ? 32 : bits.indexOf("0") : NaN;
+}
+
+/** The fewest CIDR blocks covering first..last. */
+function rangeToBlocks(first: number, last: number): [number, number][] {
+  const blocks: [number, number][] = [];
+  let start = first;
+  while (start <= last && blocks.length <= MAX_RANGE_BLOCKS) {
+    let size = 32;
+    while (size > 0) {
+      const bigger = size - 1;
+      const blockSize = 2 ** (32 - bigger);
+      if (start % blockSize !== 0 || start + blockSize - 1 > last) break;
+      size = bigger;
+    }
+    blocks.push([start, size]);
+    start += 2 ** (32 - size);
+  }
+  return blocks;
+}
