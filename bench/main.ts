@@ -7,11 +7,13 @@ import type { BenchResult } from "./_report.ts";
 import { benchStartup } from "./startup.ts";
 import { benchListener } from "./listener.ts";
 import { benchCalendar } from "./calendar.ts";
+import { benchEnrich } from "./enrich.ts";
 
 const BENCHES: Record<string, () => Promise<BenchResult>> = {
   startup: () => benchStartup(),
   listener: () => benchListener(),
   calendar: () => benchCalendar(),
+  enrich: () => benchEnrich(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);
@@ -26,17 +28,26 @@ for (const name of wanted) {
   results.push(await bench());
 }
 
+// Running some benchmarks replaces their entries and keeps the others' last figures.
+const file = new URL("./results.json", import.meta.url);
+const previous: (BenchResult & { at?: string })[] = await Deno.readTextFile(file)
+  .then((text) => JSON.parse(text).results)
+  .catch(() => []);
+const at = new Date().toISOString();
+const merged = [
+  ...previous.filter((p) => !results.some((r) => r.name === p.name)),
+  ...results.map((r) => ({ ...r, at })),
+].sort((a, b) => Object.keys(BENCHES).indexOf(a.name) - Object.keys(BENCHES).indexOf(b.name));
 const report = {
-  at: new Date().toISOString(),
+  at,
   machine: {
     os: Deno.build.os,
     arch: Deno.build.arch,
     cpus: navigator.hardwareConcurrency,
     deno: Deno.version.deno,
   },
-  results,
+  results: merged,
 };
-const file = new URL("./results.json", import.meta.url);
 await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
 
 for (const r of results) {

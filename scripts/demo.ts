@@ -5,6 +5,9 @@
  *    owner changed, group owner, no owner, task closed, a broken message) through the
  *    calendar processor; REST answers come from a fixture file, and the invites are
  *    written as .eml files to a temporary outbox, which the demo then shows.
+ * 3. Enrich: runs the SecureChange trigger on a bundled ticket (IP, range, DNS and ANY
+ *    sources; TCP, predefined and ANY services) with the built-in integrations, each in its
+ *    sandbox, and prints the comment it would post.
  */
 import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
 
@@ -30,8 +33,9 @@ heading("agent config check --config config.example.ini");
 const check = await agent(["config", "check", "--config", "config.example.ini"]);
 console.log(check.stdout.trim());
 console.log(
-  "\nWith this config, `agent run` would start: calendar (queue taskcalendar on the [resilient] platform).",
+  "\nWith this config, `agent run` would start: calendar (queue taskcalendar on the [resilient] platform);",
 );
+console.log("SecureChange would run `agent enrich` as its trigger script.");
 
 heading("Calendar: SOAR task messages -> calendar invites (agent replay)");
 const work = await Deno.makeTempDir({ prefix: "agent-demo-" });
@@ -72,3 +76,27 @@ try {
 } finally {
   await Deno.remove(work, { recursive: true });
 }
+
+heading("Enrich: SecureChange ticket 42 -> one comment (agent enrich --ticket-file)");
+const enrich = await new Deno.Command(Deno.execPath(), {
+  args: [
+    "run",
+    ...AGENT_RUN_FLAGS,
+    `${root}main.ts`,
+    "enrich",
+    "--ticket-file",
+    `${demo}/ticket.json`,
+    "--config",
+    "config.example.ini",
+    "--log-level",
+    "error",
+  ],
+  cwd: root,
+  env: { SCW_EVENT: "CREATE", NO_COLOR: "1" },
+  stdout: "piped",
+  stderr: "inherit",
+}).output();
+console.log(
+  new TextDecoder().decode(enrich.stdout).trim().split("\n").map((l) => `  ${l}`).join("\n"),
+);
+if (!enrich.success) Deno.exit(enrich.code);

@@ -113,7 +113,7 @@ Deno.test("deno.json's agent task runs with the permission flags written down in
 });
 
 Deno.test({
-  name: "the bundle runs agent --help from an empty DENO_DIR",
+  name: "the bundle runs agent --help and the enrich plugins from an empty DENO_DIR",
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir();
@@ -137,6 +137,19 @@ Deno.test({
       });
       assertEquals(result.code, 0, result.stderr);
       assertStringIncludes(result.stdout, "Usage: agent <command>");
+      // The sandboxed plugins work from the single file too (their code travels as source).
+      const enrich = await runAgent([
+        "enrich",
+        "--ticket-file",
+        new URL("../scripts/demo/ticket.json", import.meta.url).pathname,
+        "--config",
+        new URL("../config.example.ini", import.meta.url).pathname,
+        "--log-level",
+        "error",
+      ], { entry: `${dir}/agent.js`, denoDir: emptyCache, cwd: dir });
+      assertEquals(enrich.code, 0, enrich.stderr);
+      assertStringIncludes(enrich.stdout, "192.168.10.0/24: private (RFC 1918), 256 addresses");
+      assertStringIncludes(enrich.stdout, "AR2: service ANY opens every port");
       // Nothing was fetched into the empty cache: every package is inside the file.
       const fetched = await Array.fromAsync(Deno.readDir(`${emptyCache}/npm`)).catch(() => []);
       assertEquals(fetched, []);

@@ -9,6 +9,10 @@
  * install` writes a unit whose flags list the configured hosts and paths.
  */
 export const AGENT_RUN_FLAGS: readonly string[] = [
+  // The bundle does not carry deno.json's "unstable" list: Deno KV, and Worker permissions
+  // for the plugin sandbox.
+  "--unstable-kv",
+  "--unstable-worker-options",
   "--allow-net",
   "--allow-read",
   "--allow-write",
