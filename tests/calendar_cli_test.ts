@@ -33,6 +33,8 @@ cafile = ${pki.caCertFile}
 stomp_port = ${broker.sslPort}
 stomp_cafile = ${overrides.stompCa ?? pki.caCertFile}
 num_workers = 4
+logdir = ${dir}
+logfile = ${overrides.queue}.log
 [taskcalendar]
 queue = ${overrides.queue}
 smtpserver = 127.0.0.1
@@ -88,6 +90,16 @@ Deno.test({
     assertEquals(result.code, 0, stderr);
     assertStringIncludes(stderr, "Stopped cleanly");
     assert(!stderr.includes(fake.apiKeySecret), "the API key secret never reaches the log");
+    // [resilient] logdir/logfile: the same records as JSON lines, secrets redacted there too.
+    const logFile = await Deno.readTextFile(`${dir}/${queue}.log`);
+    const logRecords = logFile.trim().split("\n").map((line) => JSON.parse(line));
+    assert(
+      logRecords.some((r) =>
+        String(r.message).startsWith("Connected to") &&
+        String(r.properties?.url).startsWith("stomp+ssl://")
+      ),
+    );
+    assert(!logFile.includes(fake.apiKeySecret), "the API key secret never reaches the log file");
     // Every received message was recorded, headers and raw body.
     const recorded = await Array.fromAsync(Deno.readDir(recordDir));
     assertEquals(recorded.length, 2);

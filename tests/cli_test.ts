@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
-import { runAgent } from "./support/cli.ts";
+import { demoEnrichArgs, runAgent } from "./support/cli.ts";
 import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { CONFIG_TEMPLATE } from "../mod/config/template.ts";
 
@@ -138,15 +138,11 @@ Deno.test({
       assertEquals(result.code, 0, result.stderr);
       assertStringIncludes(result.stdout, "Usage: agent <command>");
       // The sandboxed plugins work from the single file too (their code travels as source).
-      const enrich = await runAgent([
-        "enrich",
-        "--ticket-file",
-        new URL("../scripts/demo/ticket.json", import.meta.url).pathname,
-        "--config",
-        new URL("../config.example.ini", import.meta.url).pathname,
-        "--log-level",
-        "error",
-      ], { entry: `${dir}/agent.js`, denoDir: emptyCache, cwd: dir });
+      const enrich = await runAgent(demoEnrichArgs(), {
+        entry: `${dir}/agent.js`,
+        denoDir: emptyCache,
+        cwd: dir,
+      });
       assertEquals(enrich.code, 0, enrich.stderr);
       assertStringIncludes(enrich.stdout, "192.168.10.0/24: private (RFC 1918), 256 addresses");
       assertStringIncludes(enrich.stdout, "AR2: service ANY opens every port");

@@ -2,7 +2,7 @@ import { assert, assertEquals, assertStringIncludes, assertThrows } from "./supp
 import { testPki } from "./support/ca.ts";
 import { FakeSecureChange } from "./support/fake_securechange.ts";
 import { HttpsFake } from "./support/https_fake.ts";
-import { runAgent } from "./support/cli.ts";
+import { demoEnrichArgs, runAgent } from "./support/cli.ts";
 import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
 import { parseTicketInfo, splitArguments, TriggerInputError } from "../mod/securechange/trigger.ts";
 import type { RawTicket } from "../mod/securechange/types.ts";
@@ -335,15 +335,7 @@ Deno.test({
   name: "agent enrich --ticket-file prints the comment instead of posting it",
   ...integration,
   async fn() {
-    const result = await runAgent([
-      "enrich",
-      "--ticket-file",
-      new URL("../scripts/demo/ticket.json", import.meta.url).pathname,
-      "--config",
-      new URL("../config.example.ini", import.meta.url).pathname,
-      "--log-level",
-      "error",
-    ], { env: { SCW_EVENT: "CREATE" } });
+    const result = await runAgent(demoEnrichArgs(), { env: { SCW_EVENT: "CREATE" } });
     assertEquals(result.code, 0, result.stderr);
     assertStringIncludes(result.stdout, "Enrichment of ticket 42 (Business Approval)");
     assertStringIncludes(result.stdout, "203.0.113.10/32: documentation (TEST-NET-3), 1 address");

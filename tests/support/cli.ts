@@ -39,3 +39,16 @@ export async function runAgent(
   const decoder = new TextDecoder();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
+
+/** `agent enrich --ticket-file` on the demo ticket with config.example.ini. */
+export function demoEnrichArgs(): string[] {
+  return [
+    "enrich",
+    "--ticket-file",
+    new URL("../../scripts/demo/ticket.json", import.meta.url).pathname,
+    "--config",
+    new URL("../../config.example.ini", import.meta.url).pathname,
+    "--log-level",
+    "error",
+  ];
+}
