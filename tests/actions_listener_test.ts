@@ -155,7 +155,9 @@ for (const transactions of [false, true]) {
       const seen: string[] = [];
       const processor = echoProcessor(queue, seen);
       const handle = processor.handle;
+      let handlerRuns = 0;
       processor.handle = async (action, ctx) => {
+        handlerRuns++;
         await new Promise((r) => setTimeout(r, 5));
         return handle(action, ctx);
       };
@@ -176,6 +178,8 @@ for (const transactions of [false, true]) {
         );
         // Each side effect happened exactly once.
         assertEquals(seen.length, total, `side effects: ${seen.length}`);
+        // ...and no handled message ran its handler again after coming back (the ledger).
+        assertEquals(handlerRuns, total, `handler runs: ${handlerRuns}`);
         assertEquals(new Set(seen).size, total);
         // With transactions each reply arrives exactly once; with the outbox, a reply whose
         // receipt was lost in the restart may arrive twice, never zero times.

@@ -125,6 +125,8 @@ export class ActionListener {
     reject(e: unknown): void;
   }[] = [];
   #reading = false;
+  #lookupGeneration = -1;
+  #sinceConnect = 0;
   #committing = false;
   /** Replies sent (or about to be) on this connection whose receipt has not come yet. */
   readonly #unconfirmed = new Set<string>();
@@ -234,7 +236,7 @@ export class ActionListener {
       : id;
     void this.#queue.push(key, async () => {
       try {
-        const done = await this.#lookupDone(id);
+        const done = this.#mayBeHandled(delivery) ? await this.#lookupDone(id) : undefined;
         if (done) return await this.#acknowledgeDuplicate(id, done);
         if (!parsed.ok) {
           logger.warn("Bad action message {messageId}: {problem}", {
@@ -336,6 +338,24 @@ export class ActionListener {
       void this.#queue.push(key, () => this.#process(processor, pending, absorbed));
     }, ms);
     this.#timers.add(timer);
+  }
+
+  /**
+   * Whether a delivery may be one this agent (or another sharing the store) already handled.
+   * The broker marks messages it dispatched before as `redelivered`; only after a broker
+   * restart can a handled message come back unmarked, and then every consumer reconnects
+   * and the unacknowledged messages come first. So the ledger is read for redelivered
+   * messages and for the first prefetch windows after each connect; any other message is
+   * new. Should that ever be wrong, the effect records still keep side effects from
+   * repeating.
+   */
+  #mayBeHandled(delivery: Delivery): boolean {
+    if (delivery.headers["redelivered"] === "true") return true;
+    if (delivery.generation !== this.#lookupGeneration) {
+      this.#lookupGeneration = delivery.generation;
+      this.#sinceConnect = 0;
+    }
+    return this.#sinceConnect++ < 2 * (this.#o.prefetch || this.#o.workers);
   }
 
   /**
