@@ -32,6 +32,57 @@ async function preload(platform: PlatformClient, queue: string, count: number): 
   return ids;
 }
 
+/**
+ * Milliseconds from starting a consumer until the platform (a separate process, as in real
+ * life) has every reply to `count` preloaded messages.
+ */
+async function throughputRun(
+  broker: Broker,
+  queue: string,
+  count: number,
+  start: () => Promise<unknown>,
+): Promise<number> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./_platform_child.ts", import.meta.url).pathname,
+      String(broker.stompPort),
+      broker.user,
+      broker.password,
+      String(ORG),
+      queue,
+      String(count),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  const nextLine = async () => {
+    while (!buffer.includes("\n")) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error("the platform process ended early");
+      buffer += value;
+    }
+    const i = buffer.indexOf("\n");
+    const line = buffer.slice(0, i);
+    buffer = buffer.slice(i + 1);
+    return line;
+  };
+  if ((await nextLine()) !== "loaded") {
+    throw new Error("the platform process did not load the queue");
+  }
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode("go\n"));
+  await start();
+  const ms = Number(await nextLine());
+  await writer.close().catch(() => {});
+  await child.status;
+  return ms;
+}
+
 async function timeUntilReplied(
   platform: PlatformClient,
   ids: string[],
@@ -102,24 +153,20 @@ export async function benchListener(): Promise<BenchResult> {
     // Bare stompjs consumer vs the agent (no-op processor, its store on disk as in
     // production), at the agent's default prefetch (= workers) and at 20 for both.
     const throughput = async (prefetch: number) => {
-      const bareQueue = `bare${prefetch}`;
-      platform.listenForReplies(ORG, bareQueue);
-      const bareIds = await preload(platform, bareQueue, BURST);
       let bare: Client | undefined;
-      const bareMs = await timeUntilReplied(
-        platform,
-        bareIds,
-        async () => (bare = await bareConsumer(broker, bareQueue, prefetch)),
+      const bareMs = await throughputRun(
+        broker,
+        `bare${prefetch}`,
+        BURST,
+        async () => (bare = await bareConsumer(broker, `bare${prefetch}`, prefetch)),
       );
       await bare!.deactivate();
-      const agentQueue = `agent${prefetch}`;
-      platform.listenForReplies(ORG, agentQueue);
-      const agentIds = await preload(platform, agentQueue, BURST);
       let core: Awaited<ReturnType<typeof startCore>> | undefined;
-      const agentMs = await timeUntilReplied(
-        platform,
-        agentIds,
-        async () => (core = await startCore(broker, fake, [noop(agentQueue)], {
+      const agentMs = await throughputRun(
+        broker,
+        `agent${prefetch}`,
+        BURST,
+        async () => (core = await startCore(broker, fake, [noop(`agent${prefetch}`)], {
           store,
           workers: WORKERS,
           prefetch,
@@ -134,12 +181,11 @@ export async function benchListener(): Promise<BenchResult> {
     const agentRate = atDefault.agent;
 
     // The same with stomp_transactions (ACK + reply in one broker transaction).
-    platform.listenForReplies(ORG, "agenttx");
-    const txIds = await preload(platform, "agenttx", BURST);
     let txCore: Awaited<ReturnType<typeof startCore>> | undefined;
-    const txMs = await timeUntilReplied(
-      platform,
-      txIds,
+    const txMs = await throughputRun(
+      broker,
+      "agenttx",
+      BURST,
       async () => (txCore = await startCore(broker, fake, [noop("agenttx")], {
         store,
         workers: WORKERS,
@@ -220,7 +266,7 @@ export async function benchListener(): Promise<BenchResult> {
         },
       },
       notes: [
-        "STOMP+SSL to a stock-configured ActiveMQ on loopback, all on this 2-core machine; the agent's store is a KV file",
+        "STOMP+SSL to a stock-configured ActiveMQ on loopback, all on this 2-core machine; the agent's store is a KV file; throughput runs: the platform side (3000 preloaded messages, reply collection) is its own process, the consumer measured runs in the bench process",
         "the agent also records each message and reply in its ledger (dedupe, durable outbox) before ACK + reply; with stomp_transactions ACK and reply share one broker transaction (exactly one reply)",
         "latency: 1000 messages at ~200/s, from publish to the reply arriving at the platform side; the bare consumer's figure shows what the broker itself adds",
         "the agent records each message in its ledger before the ACK (never ack before done); that residence time (~3-6 ms under this load, store writes slowed by CPU contention with the broker) is what a larger prefetch hides",

@@ -392,6 +392,33 @@ Deno.test({
 });
 
 Deno.test({
+  name: "use_ssl: implicit TLS (SMTPS) with the test CA delivers the invite",
+  ...integration,
+  async fn() {
+    const smtps = await new TestSmtpServer({ tls: "server", implicitTls: true }).start();
+    try {
+      const mailer = new SmtpMailer({
+        host: "localhost",
+        port: smtps.port,
+        secure: true,
+        requireStartTls: false,
+        ca: pki.caCert,
+      });
+      await withCalendar({ smtp: smtps, mailer }, async (queue) => {
+        const reply = await replyFor(
+          platform.sendAction(ORG, queue, taskAction({ id: 105, owner_id: 4 })),
+        );
+        assertEquals(reply.message_type, 0, reply.message);
+        const [mail] = await smtps.waitForMessages(1);
+        assertEquals((await parseMail(mail!)).method, "REQUEST");
+      });
+    } finally {
+      await smtps.stop();
+    }
+  },
+});
+
+Deno.test({
   name: "a task name with CR/LF and emoji cannot inject mail headers or break the calendar file",
   ...integration,
   async fn() {

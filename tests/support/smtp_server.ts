@@ -19,6 +19,8 @@ export interface SmtpServerOptions {
   tls?: "server" | "wrongHost" | "untrusted";
   /** Require AUTH PLAIN/LOGIN with these credentials. */
   auth?: { user: string; pass: string };
+  /** TLS from the first byte (SMTPS, what use_ssl means) instead of STARTTLS. */
+  implicitTls?: boolean;
 }
 
 export class TestSmtpServer {
@@ -43,7 +45,7 @@ export class TestSmtpServer {
     const auth = this.#options.auth;
     const server = new SMTPServer({
       logger: false,
-      secure: false,
+      secure: this.#options.implicitTls === true,
       ...(leaf ? { key: leaf.key, cert: leaf.cert } : { hideSTARTTLS: true }),
       authOptional: !auth,
       ...(auth ? {} : { disabledCommands: ["AUTH"] }),
