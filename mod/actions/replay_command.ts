@@ -7,7 +7,7 @@ import {
   type Command,
   COMMON_HELP,
   COMMON_OPTIONS,
-  parseCommandArgs,
+  parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
 import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
@@ -39,16 +39,20 @@ export function replayCommand(factories: Record<string, ProcessorFactory>): Comm
     summary: "Run a processor on recorded action messages, or list dead letters",
     help: HELP,
     async run(args, deps) {
-      const { values, positionals } = parseCommandArgs("replay", args, {
-        ...COMMON_OPTIONS,
-        processor: { type: "string" },
-        "rest-fixtures": { type: "string" },
-        "dead-letters": { type: "boolean" },
-      }, { allowPositionals: true });
-      if (values.help) {
-        deps.stdout(HELP + "\n");
-        return 0;
-      }
+      const parsed = parseOrShowHelp(
+        { name: "replay", help: HELP },
+        args,
+        {
+          ...COMMON_OPTIONS,
+          processor: { type: "string" },
+          "rest-fixtures": { type: "string" },
+          "dead-letters": { type: "boolean" },
+        },
+        deps,
+        { allowPositionals: true },
+      );
+      if (!parsed) return 0;
+      const { values, positionals } = parsed;
       if (values["dead-letters"]) {
         if (positionals.length) throw new UsageError("--dead-letters takes no files", "replay");
         const config = await loadCommandConfig(values, deps);

@@ -1,5 +1,5 @@
 /** `agent calendar`: task owner / due date changes become calendar invites. */
-import { type Command, COMMON_HELP, COMMON_OPTIONS, parseCommandArgs } from "../cli/command.ts";
+import { type Command, COMMON_HELP, COMMON_OPTIONS, parseOrShowHelp } from "../cli/command.ts";
 import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
 
 const HELP = `Usage: agent calendar [--config FILE] [--record DIR]
@@ -19,14 +19,12 @@ export const calendarCommand: Command = {
   summary: "Mail task owners calendar invites for SOAR task owner/due date changes",
   help: HELP,
   async run(args, deps) {
-    const { values } = parseCommandArgs("calendar", args, {
+    const parsed = parseOrShowHelp({ name: "calendar", help: HELP }, args, {
       ...COMMON_OPTIONS,
       record: { type: "string" },
-    });
-    if (values.help) {
-      deps.stdout(HELP + "\n");
-      return 0;
-    }
+    }, deps);
+    if (!parsed) return 0;
+    const { values } = parsed;
     const config = await loadCommandConfig(values, deps);
     setupCommandLogging(values, config);
     const { serveProcessors } = await import("../actions/serve.ts");

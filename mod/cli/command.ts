@@ -67,3 +67,22 @@ export function parseCommandArgs<O extends NonNullable<ParseArgsConfig["options"
     throw new UsageError(message, command);
   }
 }
+
+/**
+ * parseCommandArgs, and for `--help` prints the command's help and returns undefined (the
+ * command then exits 0).
+ */
+export function parseOrShowHelp<O extends NonNullable<ParseArgsConfig["options"]>>(
+  command: { name: string; help: string },
+  args: string[],
+  options: O,
+  deps: Pick<Deps, "stdout">,
+  config: { allowPositionals?: boolean } = {},
+): ReturnType<typeof parseCommandArgs<O>> | undefined {
+  const parsed = parseCommandArgs(command.name, args, options, config);
+  if ((parsed.values as { help?: boolean }).help) {
+    deps.stdout(command.help + "\n");
+    return undefined;
+  }
+  return parsed;
+}

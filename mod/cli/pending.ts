@@ -2,7 +2,7 @@
  * Subcommands whose capability is not built yet: their help and argument parsing exist,
  * and running them says so clearly (exit 1) instead of pretending.
  */
-import { type Command, COMMON_HELP, COMMON_OPTIONS, parseCommandArgs } from "./command.ts";
+import { type Command, COMMON_HELP, COMMON_OPTIONS, parseOrShowHelp } from "./command.ts";
 
 function pending(name: string, summary: string, usage: string, issue: number): Command {
   const help = `Usage: agent ${name} ${usage}\n\n${summary}.\n\n${COMMON_HELP}`;
@@ -11,9 +11,9 @@ function pending(name: string, summary: string, usage: string, issue: number): C
     summary,
     help,
     run(args, deps) {
-      const { values } = parseCommandArgs(name, args, COMMON_OPTIONS, { allowPositionals: true });
-      if (values.help) {
-        deps.stdout(help + "\n");
+      if (
+        !parseOrShowHelp({ name, help }, args, COMMON_OPTIONS, deps, { allowPositionals: true })
+      ) {
         return Promise.resolve(0);
       }
       deps.stderr(

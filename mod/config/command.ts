@@ -3,7 +3,7 @@ import {
   type Command,
   COMMON_HELP,
   COMMON_OPTIONS,
-  parseCommandArgs,
+  parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
 import { loadCommandConfig } from "../cli/setup.ts";
@@ -25,14 +25,18 @@ export const configCommand: Command = {
   summary: "Write a config template or check a config file",
   help: HELP,
   async run(args, deps) {
-    const { values, positionals } = parseCommandArgs("config", args, {
-      ...COMMON_OPTIONS,
-      force: { type: "boolean" },
-    }, { allowPositionals: true });
-    if (values.help) {
-      deps.stdout(HELP + "\n");
-      return 0;
-    }
+    const parsed = parseOrShowHelp(
+      { name: "config", help: HELP },
+      args,
+      {
+        ...COMMON_OPTIONS,
+        force: { type: "boolean" },
+      },
+      deps,
+      { allowPositionals: true },
+    );
+    if (!parsed) return 0;
+    const { values, positionals } = parsed;
     const [action, ...rest] = positionals;
     if (action === "init") {
       if (rest.length > 1) throw new UsageError("config init takes at most one PATH", "config");

@@ -7,7 +7,7 @@ import {
   type Command,
   COMMON_HELP,
   COMMON_OPTIONS,
-  parseCommandArgs,
+  parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
 import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
@@ -39,14 +39,12 @@ export const enrichCommand: Command = {
     } catch (error) {
       throw new UsageError((error as Error).message, "enrich");
     }
-    const { values } = parseCommandArgs("enrich", args, {
+    const parsed = parseOrShowHelp({ name: "enrich", help: HELP }, args, {
       ...COMMON_OPTIONS,
       "ticket-file": { type: "string" },
-    });
-    if (values.help) {
-      deps.stdout(HELP + "\n");
-      return 0;
-    }
+    }, deps);
+    if (!parsed) return 0;
+    const { values } = parsed;
     const event = (deps.env("SCW_EVENT") ?? "").trim().toUpperCase();
     if (event === "TEST") {
       deps.stdout("agent enrich: test trigger received\n");
