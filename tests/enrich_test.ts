@@ -133,7 +133,12 @@ Deno.test("trigger input: ticket_info XML, the empty Test document, malformed XM
 
 /** A SecureChange fake, a lookup API, plugin files and a config for the CLI. */
 async function setup(
-  options: { plugins?: Record<string, string>; integrations?: string; sections?: string } = {},
+  options: {
+    plugins?: Record<string, string>;
+    integrations?: string;
+    sections?: string;
+    enrichExtra?: string;
+  } = {},
 ) {
   const pki = await testPki();
   const sc = await new FakeSecureChange().start();
@@ -168,6 +173,7 @@ integrations = ${
 integrations_dir = ${dir}/integrations
 events = CREATE, ADVANCE
 timeout_seconds = 10
+${options.enrichExtra ?? ""}
 [http_lookup]
 url = ${cmdb.url}/ci?ip={ip}
 field = result.name
@@ -293,6 +299,44 @@ Deno.test({
       assertStringIncludes(failure("quitter"), "called Deno.exit(3)");
       assertStringIncludes(failure("snooper"), "net access");
       assertStringIncludes(failure("reader"), "read access");
+    } finally {
+      await env.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "the memory guard stops a plugin that hoards memory; the others' results are posted",
+  ...integration,
+  async fn() {
+    const env = await setup({
+      plugins: {
+        hoarder: `export async function getData() {
+          const hoard = [];
+          // Bounded (~1.6 GB) so that a broken guard cannot take the machine down.
+          for (let i = 0; i < 100; i++) {
+            hoard.push(new Uint8Array(16 * 1024 * 1024).fill(7));
+            await new Promise((r) => setTimeout(r, 5));
+          }
+          await new Promise(() => {});
+        }`,
+        owner: OWNER_PLUGIN,
+      },
+      integrations: "hoarder, address_classification, owner",
+      enrichExtra: "max_memory_mb = 400",
+    });
+    try {
+      const result = await env.trigger("CREATE");
+      assertEquals(result.code, 0, result.stderr);
+      assertEquals(env.sc.posted.length, 1);
+      const { content } = env.sc.posted[0]!;
+      assertStringIncludes(content, "== Address classification ==");
+      assertStringIncludes(content, "== owner ==");
+      const logs = result.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) =>
+        JSON.parse(l)
+      );
+      const failure = logs.find((l) => l.properties?.plugin === "hoarder" && l.level === "ERROR");
+      assertStringIncludes(failure?.message ?? "", "stopped by the memory guard");
     } finally {
       await env.stop();
     }

@@ -81,6 +81,8 @@ export interface EnrichConfig {
   maxCommentChars: number;
   /** Post plugin failures in the comment (they always go to the log). */
   postErrors: boolean;
+  /** The memory guard: plugins still running are stopped when the agent passes this. */
+  maxMemoryMb: number;
 }
 
 /** `[agent]`: the agent's own settings. */
@@ -312,6 +314,7 @@ function readEnrich(r: SectionReader): EnrichConfig {
     timeoutSeconds: r.int("timeout_seconds", { default: 30, min: 1, max: 3600 }),
     maxCommentChars: r.int("max_comment_chars", { default: 10_000, min: 200, max: 1_000_000 }),
     postErrors: r.bool("post_errors", false),
+    maxMemoryMb: r.int("max_memory_mb", { default: 1024, min: 64, max: 65536 }),
   };
 }
 

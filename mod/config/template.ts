@@ -88,6 +88,8 @@ events = CREATE
 timeout_seconds = 30
 max_comment_chars = 10000
 post_errors = false
+# Plugins still running are stopped when the agent passes this much memory (MB).
+max_memory_mb = 1024
 
 # Each integration reads its own section. allow_net / allow_read grant its sandbox network
 # hosts and files (nothing by default); timeout_seconds overrides the default.

@@ -89,7 +89,7 @@ export async function runEnrichment(
   }
 
   const ticketInfo = buildTicketInfo(ticket);
-  const outcomes = await runPlugins(jobs, ticketInfo);
+  const outcomes = await runPlugins(jobs, ticketInfo, { maxMemoryMb: settings.maxMemoryMb });
   for (const o of outcomes) {
     if (o.ok) logger.info("{plugin} finished in {ms} ms", { plugin: o.name, ms: o.ms });
     else {logger.error("{plugin} failed after {ms} ms: {error}", {
@@ -129,6 +129,7 @@ function defaultEnrichConfig(): EnrichConfig {
     timeoutSeconds: 30,
     maxCommentChars: 10_000,
     postErrors: false,
+    maxMemoryMb: 1024,
   };
 }
 

@@ -72,15 +72,50 @@ function pluginHost(): void {
 
 let hostUrl: string | undefined;
 
-/** Runs every job at once; resolves when all have finished, failed or timed out. */
-export function runPlugins(jobs: PluginJob[], ticketInfo: TicketInfo): Promise<PluginOutcome[]> {
+/**
+ * Runs every job at once; resolves when all have finished, failed or timed out.
+ *
+ * Memory guard: Workers have no heap limit of their own and memory cannot be traced to one,
+ * so while plugins run the host watches the process's resident memory; past `maxMemoryMb`
+ * it stops the plugins still running (their reason says so) instead of letting the process
+ * die, and keeps the results already in.
+ */
+export async function runPlugins(
+  jobs: PluginJob[],
+  ticketInfo: TicketInfo,
+  options: { maxMemoryMb?: number; checkEveryMs?: number } = {},
+): Promise<PluginOutcome[]> {
   hostUrl ??= URL.createObjectURL(
     new Blob([`(${pluginHost.toString()})();`], { type: "application/javascript" }),
   );
-  return Promise.all(jobs.map((job) => runOne(job, ticketInfo, hostUrl!)));
+  const limit = (options.maxMemoryMb ?? 1024) * 1024 * 1024;
+  const running = jobs.map((job) => runOne(job, ticketInfo, hostUrl!));
+  const guard = setInterval(() => {
+    const rss = Deno.memoryUsage().rss;
+    if (rss <= limit) return;
+    const mb = Math.round(rss / 1024 / 1024);
+    for (const run of running) {
+      run.stop(
+        `stopped by the memory guard: the agent used ${mb} MB (max_memory_mb ${
+          options.maxMemoryMb ?? 1024
+        })`,
+      );
+    }
+  }, options.checkEveryMs ?? 50);
+  try {
+    return await Promise.all(running.map((run) => run.outcome));
+  } finally {
+    clearInterval(guard);
+  }
 }
 
-function runOne(job: PluginJob, ticketInfo: TicketInfo, host: string): Promise<PluginOutcome> {
+/** A started plugin: its outcome, and a way to stop it with a reason. */
+interface RunningPlugin {
+  outcome: Promise<PluginOutcome>;
+  stop(reason: string): void;
+}
+
+function runOne(job: PluginJob, ticketInfo: TicketInfo, host: string): RunningPlugin {
   const logger = log("enrich", job.name);
   const started = performance.now();
   const ms = () => Math.round(performance.now() - started);
@@ -111,19 +146,25 @@ function runOne(job: PluginJob, ticketInfo: TicketInfo, host: string): Promise<P
       },
     } as WorkerOptions);
   } catch (error) {
-    return Promise.resolve({
+    const outcome: PluginOutcome = {
       name: job.name,
       ok: false,
       error: `cannot start: ${(error as Error).message}`,
       ms: ms(),
-    });
+    };
+    return { outcome: Promise.resolve(outcome), stop: () => {} };
   }
-  return new Promise((resolve) => {
+  let stop: (reason: string) => void = () => {};
+  const outcome = new Promise<PluginOutcome>((resolve) => {
+    let done = false;
     const finish = (outcome: PluginOutcome) => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
       worker.terminate();
       resolve(outcome);
     };
+    stop = (reason) => finish({ name: job.name, ok: false, error: reason, ms: ms() });
     const timer = setTimeout(
       () =>
         finish({
@@ -163,4 +204,5 @@ function runOne(job: PluginJob, ticketInfo: TicketInfo, host: string): Promise<P
     };
     worker.postMessage({ ...message, ticketInfo, config: job.config });
   });
+  return { outcome, stop: (reason) => stop(reason) };
 }
