@@ -113,6 +113,11 @@ Deno.test("trigger input: ticket_info XML, the empty Test document, malformed XM
   assertEquals(closing.stage?.id, 5);
   assertEquals(parseTicketInfo("<ticket_info/>").ticketId, undefined);
   assertEquals(parseTicketInfo("").ticketId, undefined);
+  assertThrows(
+    () => parseTicketInfo("<ticket_info><id>4e2</id></ticket_info>"),
+    TriggerInputError,
+    "no valid ticket <id>",
+  );
   const broken = assertThrows(
     () => parseTicketInfo("<ticket_info><id>42</ticket_info>"),
     TriggerInputError,

@@ -33,7 +33,13 @@ export function parseTicketInfo(xml: string): TriggerInfo {
       `ticket_info is not well-formed XML: ${valid.err.msg} (line ${valid.err.line}, column ${valid.err.col})`,
     );
   }
-  const doc = parser.parse(text) as Record<string, unknown>;
+  let doc: Record<string, unknown>;
+  try {
+    doc = parser.parse(text) as Record<string, unknown>;
+  } catch (error) {
+    // e.g. external entities, which are refused rather than fetched.
+    throw new TriggerInputError(`ticket_info cannot be read: ${(error as Error).message}`);
+  }
   if (!("ticket_info" in doc)) {
     throw new TriggerInputError(
       `expected a <ticket_info> document, got <${Object.keys(doc)[0] ?? "nothing"}>`,
@@ -45,7 +51,7 @@ export function parseTicketInfo(xml: string): TriggerInfo {
   const id = record["id"];
   if (id === undefined) return { ticketId: undefined };
   const ticketId = Number(id);
-  if (!Number.isInteger(ticketId) || ticketId <= 0) {
+  if (!/^\d+$/.test(String(id).trim()) || ticketId <= 0) {
     throw new TriggerInputError(`ticket_info has no valid ticket <id> ("${String(id)}")`);
   }
   const completion = record["completion_data"] as Record<string, unknown> | undefined;

@@ -1,0 +1,200 @@
+/**
+ * Random and hostile input to every parser: each answers with a result or a clear error of
+ * its own kind, never a crash or a hang. Seeded, so a failure can be replayed.
+ */
+import { assert } from "./support/assert.ts";
+import { parseDelivery } from "../mod/actions/message.ts";
+import { parseTicketInfo, TriggerInputError } from "../mod/securechange/trigger.ts";
+import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
+import { ConfigError, parseConfig } from "../mod/config/config.ts";
+import type { RawTicket } from "../mod/securechange/types.ts";
+
+/** mulberry32: a small seeded PRNG. */
+function rng(seed: number) {
+  return () => {
+    seed |= 0;
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20261123);
+const ROUNDS = 400;
+
+function randomValue(r: () => number, depth = 0): unknown {
+  const pick = Math.floor(r() * (depth > 4 ? 5 : 8));
+  switch (pick) {
+    case 0:
+      return null;
+    case 1:
+      return r() < 0.5;
+    case 2:
+      return Math.floor(r() * 2 ** 32) - 2 ** 31;
+    case 3:
+      return [
+        "",
+        "ANY",
+        "10.0.0.1",
+        "255.255.255.0",
+        "1000-2000",
+        "\u0000\r\n",
+        "🎉",
+        "x".repeat(5000),
+      ][Math.floor(r() * 8)];
+    case 4:
+      return r() * 1e6;
+    case 5:
+      return Array.from({ length: Math.floor(r() * 4) }, () => randomValue(r, depth + 1));
+    default: {
+      const keys = [
+        "id",
+        "incident",
+        "task",
+        "object_type",
+        "steps",
+        "step",
+        "tasks",
+        "fields",
+        "field",
+        "access_request",
+        "sources",
+        "source",
+        "destinations",
+        "destination",
+        "services",
+        "service",
+        "@type",
+        "ip_address",
+        "netmask",
+        "cidr",
+        "range_first_ip",
+        "range_last_ip",
+        "dns_ip_addresses",
+        "port",
+        "protocol",
+        "comments",
+        "comment",
+        "content",
+        "current_step",
+        "workflow",
+        "server_decommission_request",
+        "servers",
+      ];
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < Math.floor(r() * 6); i++) {
+        out[keys[Math.floor(r() * keys.length)]!] = randomValue(r, depth + 1);
+      }
+      return out;
+    }
+  }
+}
+
+function randomBytes(r: () => number, n: number): Uint8Array {
+  return Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
+}
+
+Deno.test("action message parser: random bytes, random JSON and hostile shapes give a result or a stated problem", () => {
+  const r = rng(SEED);
+  for (let i = 0; i < ROUNDS; i++) {
+    const body = i % 3 === 0
+      ? randomBytes(r, Math.floor(r() * 200))
+      : new TextEncoder().encode(JSON.stringify(randomValue(r)));
+    const result = parseDelivery(
+      { "message-id": `m${i}`, destination: "/queue/actions.201.q" },
+      body,
+    );
+    assert(
+      result.ok || (typeof result.problem === "string" && result.problem.length > 0),
+      `round ${i}`,
+    );
+  }
+  // Deep nesting and a huge body.
+  const deep = new TextEncoder().encode("[".repeat(100_000) + "]".repeat(100_000));
+  const result = parseDelivery({}, deep);
+  assert(!result.ok);
+});
+
+Deno.test("ticket_info XML: random, truncated and hostile documents give a result or a TriggerInputError", () => {
+  const r = rng(SEED + 1);
+  const good =
+    "<ticket_info><id>42</id><subject>s</subject><current_stage><id>3</id></current_stage></ticket_info>";
+  const hostile = [
+    `<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]><ticket_info><id>1</id><subject>&b;</subject></ticket_info>`,
+    `<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><ticket_info><id>1</id><subject>&xxe;</subject></ticket_info>`,
+    "<ticket_info>" + "<a>".repeat(5000) + "</a>".repeat(5000) + "</ticket_info>",
+    "<ticket_info><id>-1</id></ticket_info>",
+    "<ticket_info><id>4e2</id></ticket_info>",
+    "\u0000\u0001<ticket_info/>",
+  ];
+  const inputs = [...hostile];
+  for (let i = 0; i < ROUNDS; i++) {
+    const cut = Math.floor(r() * good.length);
+    const mutated = good.slice(0, cut) + String.fromCharCode(Math.floor(r() * 128)) +
+      good.slice(cut + (r() < 0.5 ? 1 : 0));
+    inputs.push(i % 2 ? mutated : good.slice(0, cut));
+  }
+  for (const [i, xml] of inputs.entries()) {
+    try {
+      const info = parseTicketInfo(xml);
+      assert(
+        info.ticketId === undefined || (Number.isInteger(info.ticketId) && info.ticketId > 0),
+        `input ${i}`,
+      );
+    } catch (error) {
+      assert(error instanceof TriggerInputError, `input ${i}: ${String(error)}`);
+    }
+  }
+});
+
+Deno.test("ticket JSON: random ticket shapes never throw while building ticket_info", () => {
+  const r = rng(SEED + 2);
+  for (let i = 0; i < ROUNDS; i++) {
+    const ticket = { id: i, ...(randomValue(r) as object) } as RawTicket;
+    const info = buildTicketInfo(ticket);
+    assert(Array.isArray(info.Requests), `round ${i}`);
+    for (const request of info.Requests) {
+      for (const a of [...request.Sources, ...request.Destinations]) {
+        assert(
+          /^\d+\.\d+\.\d+\.\d+$/.test(a.Ip) && /^\d+$/.test(a.Cidr),
+          `round ${i}: ${JSON.stringify(a)}`,
+        );
+      }
+    }
+  }
+});
+
+Deno.test("config: random INI text gives a Config or a ConfigError, nothing else", () => {
+  const r = rng(SEED + 3);
+  const pieces = [
+    "[resilient]\n",
+    "[taskcalendar]\n",
+    "[agent]\n",
+    "host = h\n",
+    "port = x\n",
+    "org: o\n",
+    "  cont\n",
+    "# c\n",
+    "; c\n",
+    "key\n",
+    "= v\n",
+    "[\n",
+    "smtpfrom = a@b\n",
+    "api_key_id = i\napi_key_secret = $X\n",
+    "\r\n",
+    "\u0000",
+  ];
+  for (let i = 0; i < ROUNDS; i++) {
+    const text = Array.from(
+      { length: Math.floor(r() * 12) },
+      () => pieces[Math.floor(r() * pieces.length)],
+    ).join("");
+    try {
+      parseConfig(text, { file: "fuzz.ini", env: () => undefined });
+    } catch (error) {
+      assert(error instanceof ConfigError, `round ${i}: ${String(error)}\n${JSON.stringify(text)}`);
+      assert(error.message.startsWith("fuzz.ini"), `round ${i}: ${error.message}`);
+    }
+  }
+});
