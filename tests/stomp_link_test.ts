@@ -94,9 +94,9 @@ Deno.test({
       passcode: "p",
       heartbeatIncomingMs: 100,
       backoffMs: [10],
-      onConnected: () => {
-        if (++connects === 2) reconnected.resolve();
-      },
+    });
+    link.onConnected(() => {
+      if (++connects === 2) reconnected.resolve();
     });
     try {
       const started = Date.now();

@@ -73,14 +73,7 @@ export async function startActionService(
     return stopping;
   };
   options.signal.addEventListener("abort", () => void stop(), { once: true });
-  const fatalWatch = setInterval(() => {
-    if (link.fatalError) {
-      clearInterval(fatalWatch);
-      stopped.reject(link.fatalError);
-    }
-  }, 500);
-  Deno.unrefTimer(fatalWatch);
-  stopped.promise.finally(() => clearInterval(fatalWatch)).catch(() => {});
+  link.onFatal((error) => stopped.reject(error));
   return { listener, link, rest, done: stopped.promise, stop };
 }
 

@@ -44,9 +44,6 @@ export interface StompLinkOptions {
   /** Reconnect delays before jitter, ms; the last one repeats. */
   backoffMs?: number[];
   connectTimeoutMs?: number;
-  /** Called after every (re)connect, after subscriptions are re-made. */
-  onConnected?: (generation: number) => void;
-  onDisconnected?: (reason: string) => void;
   /** Waits `ms` (tests pass a fake clock). */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   random?: () => number;
@@ -74,6 +71,7 @@ export class StompLink implements StompTransport {
   #reconnects = 0;
   readonly #connectListeners: (() => void)[] = [];
   readonly #disconnectListeners: (() => void)[] = [];
+  readonly #fatalListeners: ((error: Error) => void)[] = [];
 
   constructor(options: StompLinkOptions) {
     this.#options = options;
@@ -107,11 +105,6 @@ export class StompLink implements StompTransport {
     return this.#connected;
   }
 
-  /** The current connection's number (increments on every connect). */
-  get generation(): number {
-    return this.#generation;
-  }
-
   get reconnects(): number {
     return this.#reconnects;
   }
@@ -124,12 +117,19 @@ export class StompLink implements StompTransport {
     return this.#started.promise;
   }
 
+  /** Called after every (re)connect, after the subscriptions are re-made. */
   onConnected(listener: () => void): void {
     this.#connectListeners.push(listener);
   }
 
+  /** Called when an established connection is lost. */
   onDisconnected(listener: () => void): void {
     this.#disconnectListeners.push(listener);
+  }
+
+  /** Called once if the link gives up for good (TLS trust, a refused first login). */
+  onFatal(listener: (error: Error) => void): void {
+    this.#fatalListeners.push(listener);
   }
 
   /** Adds a subscription (made now if connected, and after every reconnect). */
@@ -244,15 +244,6 @@ export class StompLink implements StompTransport {
     return true;
   }
 
-  /** ACKs a delivery; false (nothing sent) when it came on an earlier connection. */
-  ack(delivery: Delivery): boolean {
-    if (!this.#connected || delivery.generation !== this.#generation) return false;
-    const id = delivery.headers["ack"] ?? delivery.headers["message-id"];
-    if (!id) return false;
-    this.#client.ack(id, delivery.headers["subscription"] ?? "");
-    return true;
-  }
-
   /**
    * Disconnects (DISCONNECT, waiting up to `graceMs` for the broker's receipt, then drops
    * the socket) and stops reconnecting.
@@ -303,7 +294,6 @@ export class StompLink implements StompTransport {
     this.#lastError = undefined;
     this.#logger.info("Connected to {url}", { url: this.#url(), generation: this.#generation });
     for (const spec of this.#subscriptions) this.#subscribeOne(spec);
-    this.#options.onConnected?.(this.#generation);
     for (const listener of this.#connectListeners) listener();
     this.#started?.resolve();
   }
@@ -352,7 +342,6 @@ export class StompLink implements StompTransport {
     const reason = this.#lastError instanceof Error ? this.#lastError.message : "connection closed";
     if (wasConnected) {
       this.#logger.warn("Lost connection to {url}: {reason}", { url: this.#url(), reason });
-      this.#options.onDisconnected?.(reason);
       for (const listener of this.#disconnectListeners) listener();
     } else if (this.#attempt <= 2 || this.#attempt % 10 === 0) {
       this.#logger.warn("Cannot connect to {url}: {reason}", { url: this.#url(), reason });
@@ -366,11 +355,7 @@ export class StompLink implements StompTransport {
     this.#stopping.abort();
     void this.#client.deactivate({ force: true });
     if (this.#started) this.#started.reject(error);
-  }
-
-  /** The fatal error, once one has happened. */
-  get fatalError(): Error | undefined {
-    return this.#fatal;
+    for (const listener of this.#fatalListeners) listener(error);
   }
 
   #url(): string {

@@ -10,7 +10,6 @@ export interface StompTransport {
   subscribe(spec: SubscriptionSpec): void;
   /** Sends a frame; with `onReceipt`, asks for a RECEIPT. Throws when not connected. */
   publish(frame: OutgoingFrame, onReceipt?: () => void): void;
-  ack(delivery: Delivery): boolean;
   /** ACKs plus replies as one batch (see StompLink); per item false when its connection is gone. */
   ackAndSend(
     items: { delivery: Delivery; reply?: OutgoingFrame | undefined }[],
