@@ -2,6 +2,7 @@ import { assert, assertEquals, assertMatch, assertThrows } from "./support/asser
 import { parseIni } from "../mod/config/ini.ts";
 import { ConfigError, loadConfig, parseConfig } from "../mod/config/config.ts";
 import { CONFIG_TEMPLATE } from "../mod/config/template.ts";
+import { substituteEnv } from "../mod/config/reader.ts";
 
 const fixture = new URL("./fixtures/app.config", import.meta.url).pathname;
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
@@ -140,4 +141,19 @@ Deno.test("config.example.ini is the template that `agent config init` writes, a
   const config = parseConfig(example, { file: "config.example.ini", env: env({}) });
   assertEquals(config.resilient?.org, "Example Org");
   assertEquals(config.taskcalendar?.queue, "taskcalendar");
+});
+
+Deno.test("environment substitution: whole $NAME, ${NAME} in text, bare $NAME in text only when asked", () => {
+  const vars: Record<string, string> = { A: "1", TOKEN: "t0k" };
+  const lookup = (name: string) => {
+    const value = vars[name];
+    if (value === undefined) throw new Error(`$${name} is not set`);
+    return value;
+  };
+  assertEquals(substituteEnv("$A", lookup), "1");
+  assertEquals(substituteEnv("x-${A}-y", lookup), "x-1-y");
+  assertEquals(substituteEnv("Bearer $TOKEN", lookup), "Bearer $TOKEN");
+  assertEquals(substituteEnv("Bearer $TOKEN", lookup, { bareInText: true }), "Bearer t0k");
+  assertEquals(substituteEnv("price$5", lookup, { bareInText: true }), "price$5");
+  assertThrows(() => substituteEnv("${NOPE}", lookup), Error, "$NOPE is not set");
 });

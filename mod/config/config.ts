@@ -3,11 +3,11 @@
  * validated once at start-up into typed objects.
  */
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { AgentLogLevel, LogFormat } from "../log/log.ts";
 import { ConfigError } from "./errors.ts";
 import { type IniDocument, IniSyntaxError, parseIni } from "./ini.ts";
-import { configDir, type EffectiveValue, type Env, SectionReader } from "./reader.ts";
+import { type EffectiveValue, type Env, SectionReader } from "./reader.ts";
 
 export { ConfigError } from "./errors.ts";
 
@@ -214,7 +214,7 @@ function readAgent(r: SectionReader, file: string): AgentSettings {
     throw r.error("log_format", `"${logFormat}" is not one of text, json`);
   }
   return {
-    store: r.pathWithDefault("store", join(configDir(file), "agent.kv")),
+    store: r.pathWithDefault("store", join(dirname(file), "agent.kv")),
     logFormat,
     logLevel: readLevel(r, "log_level"),
     httpListen: r.optional("http_listen"),

@@ -3,7 +3,7 @@
  * name file, line, section and key, defaults, and a record of every effective value (for
  * `agent config check`, which masks the secret ones).
  */
-import { isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { secrets } from "../log/redact.ts";
 import { ConfigError } from "./errors.ts";
 import type { IniDocument, IniEntry } from "./ini.ts";
@@ -19,6 +19,24 @@ export type Env = (name: string) => string | undefined;
 
 const WHOLE_VAR = /^\$([A-Za-z_][A-Za-z0-9_]*)$/;
 const BRACED_VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+/** Also `$NAME` before a space or the end: "Bearer $TOKEN" in plugin settings. */
+const BRACED_OR_BARE_VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=\s|$)/g;
+
+/**
+ * Environment substitution in a config value: a value that is exactly `$NAME`, and
+ * `${NAME}` inside a longer value (with `bareInText`, also `$NAME` followed by a space or
+ * the end). `lookup` returns the variable's value or throws naming what is missing.
+ */
+export function substituteEnv(
+  raw: string,
+  lookup: (name: string) => string,
+  options: { bareInText?: boolean } = {},
+): string {
+  const whole = WHOLE_VAR.exec(raw);
+  if (whole) return lookup(whole[1]!);
+  const pattern = options.bareInText ? BRACED_OR_BARE_VAR : BRACED_VAR;
+  return raw.replace(pattern, (_, braced?: string, bare?: string) => lookup((braced ?? bare)!));
+}
 const TRUE = new Set(["1", "yes", "true", "on"]);
 const FALSE = new Set(["0", "no", "false", "off"]);
 
@@ -170,7 +188,7 @@ export class SectionReader {
   }
 
   resolvePath(path: string): string {
-    return isAbsolute(path) ? path : join(configDir(this.#doc.file), path);
+    return isAbsolute(path) ? path : join(dirname(this.#doc.file), path);
   }
 
   oneOf<T extends string>(key: string, choices: readonly T[], fallback: T): T {
@@ -195,22 +213,14 @@ export class SectionReader {
           `put the value in an environment variable and write $NAME`,
       );
     }
-    const lookup = (name: string) => {
+    return substituteEnv(raw, (name) => {
       const value = this.#env(name);
       if (value === undefined) throw this.error(key, `environment variable $${name} is not set`);
       return value;
-    };
-    const whole = WHOLE_VAR.exec(raw);
-    if (whole) return lookup(whole[1]!);
-    return raw.replace(BRACED_VAR, (_, name: string) => lookup(name));
+    });
   }
 
   #record(key: string, value: string, options: Common, fromDefault: boolean): void {
     this.#effective.set(key, { value, secret: options.secret ?? false, fromDefault });
   }
-}
-
-export function configDir(file: string): string {
-  const slash = file.lastIndexOf("/");
-  return slash < 0 ? "." : slash === 0 ? "/" : file.slice(0, slash);
 }

@@ -8,6 +8,7 @@
 import { basename, extname, join } from "node:path";
 import { type Config, ConfigError, type EnrichConfig } from "../config/config.ts";
 import { parseIni } from "../config/ini.ts";
+import { substituteEnv } from "../config/reader.ts";
 import { log } from "../log/log.ts";
 import { secrets } from "../log/redact.ts";
 import { asList, type RawTicket, type SecureChangeApi } from "../securechange/types.ts";
@@ -274,20 +275,14 @@ function substitute(
   value: string,
   env: (name: string) => string | undefined,
 ): string {
-  const lookup = (name: string) => {
+  return substituteEnv(value, (name) => {
     const v = env(name);
     if (v === undefined) {
       throw new ConfigError({ file, section, key }, `environment variable $${name} is not set`);
     }
     secrets.add(v);
     return v;
-  };
-  const whole = /^\$([A-Za-z_][A-Za-z0-9_]*)$/.exec(value);
-  if (whole) return lookup(whole[1]!);
-  return value.replace(
-    /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=\s|$)/g,
-    (_, a, b) => lookup(a ?? b),
-  );
+  }, { bareInText: true });
 }
 
 function splitList(value: string | undefined): string[] {
