@@ -3,7 +3,7 @@
  * STOMP link (TLS as configured), the store, the listener with its processors. Used by
  * `agent calendar` now and by `agent actions` / `agent run`.
  */
-import type { ResilientConfig, TlsTrust } from "../config/config.ts";
+import { caCertsFor, type ResilientConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { RestClient } from "../resilient/rest.ts";
 import { StompLink } from "../stomp/link.ts";
@@ -83,17 +83,6 @@ async function stompTarget(config: ResilientConfig): Promise<SocketTarget> {
     port: config.stompPort,
     tls: { caCerts: await caCertsFor(config.stompTls) },
   };
-}
-
-async function caCertsFor(trust: TlsTrust): Promise<string[] | undefined> {
-  if (trust.kind !== "cafile") return undefined;
-  try {
-    return [await Deno.readTextFile(trust.path)];
-  } catch (error) {
-    throw new Error(`Cannot read the CA bundle "${trust.path}": ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
 }
 
 function warnIfInsecure(config: ResilientConfig): void {

@@ -1,6 +1,6 @@
 /** The work behind `agent enrich` (see command.ts): wiring, then runEnrichment. */
 import type { Deps } from "../cli/command.ts";
-import { type Config, ConfigError } from "../config/config.ts";
+import { caCertsFor, type Config, ConfigError } from "../config/config.ts";
 import { SecureChangeClient } from "../securechange/client.ts";
 import type { TriggerInfo } from "../securechange/trigger.ts";
 import type { RawTicket } from "../securechange/types.ts";
@@ -35,8 +35,7 @@ export async function runEnrichFromCommand(
       "missing; enrich needs the SecureChange API",
     );
   }
-  let caCerts: string[] | undefined;
-  if (sc.tls.kind === "cafile") caCerts = [await Deno.readTextFile(sc.tls.path)];
+  const caCerts = await caCertsFor(sc.tls);
   const api = new SecureChangeClient({
     url: sc.url,
     username: sc.username,

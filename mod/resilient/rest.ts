@@ -4,7 +4,7 @@
  * acting for a message, retries with backoff that never blindly re-send a POST, the 409
  * re-read/re-apply loop, request timeouts, and TLS verified like STOMP.
  */
-import type { ResilientConfig } from "../config/config.ts";
+import { caCertsFor, type ResilientConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { secrets } from "../log/redact.ts";
 import { abortableSleep } from "../stomp/link.ts";
@@ -83,8 +83,7 @@ export class RestClient implements ResilientApi {
     config: ResilientConfig,
     options: { signal?: AbortSignal } = {},
   ): Promise<RestClient> {
-    let caCerts: string[] | undefined;
-    if (config.tls.kind === "cafile") caCerts = [await readCa(config.tls.path)];
+    const caCerts = await caCertsFor(config.tls);
     const port = config.port === 443 ? "" : `:${config.port}`;
     return await RestClient.connect({
       baseUrl: `https://${config.host}${port}`,
@@ -340,14 +339,4 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | u
   if (/^\d+$/.test(value.trim())) return Number(value) * 1000;
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-async function readCa(path: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (error) {
-    throw new Error(`Cannot read the CA bundle "${path}": ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
 }

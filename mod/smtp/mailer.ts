@@ -6,7 +6,7 @@
  */
 // @ts-types="@types/nodemailer"
 import nodemailer from "nodemailer";
-import { ConfigError, type TaskCalendarConfig } from "../config/config.ts";
+import { caCertsFor, ConfigError, type TaskCalendarConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { abortableSleep } from "../stomp/link.ts";
 import { type InviteMail, type Mailer, PermanentMailError, type SendResult } from "./types.ts";
@@ -97,17 +97,7 @@ export class SmtpMailer implements Mailer {
         `"${config.smtpserver}" is an IP address; with TLS, give the host name the server's certificate names`,
       );
     }
-    let ca: string | undefined;
-    if (config.smtpTls.kind === "cafile") {
-      try {
-        ca = await Deno.readTextFile(config.smtpTls.path);
-      } catch (error) {
-        throw new Error(
-          `Cannot read smtp_cafile "${config.smtpTls.path}": ${(error as Error).message}`,
-          { cause: error },
-        );
-      }
-    }
+    const ca = (await caCertsFor(config.smtpTls, "smtp_cafile"))?.[0];
     return new SmtpMailer({
       host: config.smtpserver,
       port: config.smtpport,
