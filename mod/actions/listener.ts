@@ -261,7 +261,7 @@ export class ActionListener {
             return await this.#debounce(processor, key, debounceKey, pending);
           }
         }
-        if (processor.deferMs) return this.#later(processor.deferMs, key, processor, pending, []);
+        if (processor.deferMs) return this.#later(processor.deferMs, key, processor, pending);
         await this.#process(processor, pending, []);
       } catch (error) {
         // Store trouble: leave the message unacked; the broker redelivers it.
@@ -288,8 +288,11 @@ export class ActionListener {
     const dead = outcome.badInput
       ? { queue: processor.queue, problem: outcome.reply.message, delivery: pending.delivery }
       : undefined;
-    await this.#finish(message.messageId, outcome.reply, dead);
-    for (const other of absorbed) await this.#finish(other.message.messageId, outcome.reply);
+    // Together, so that they share one group commit.
+    await Promise.all([
+      this.#finish(message.messageId, outcome.reply, dead),
+      ...absorbed.map((other) => this.#finish(other.message.messageId, outcome.reply)),
+    ]);
   }
 
   async #debounce(
@@ -307,12 +310,14 @@ export class ActionListener {
     }
     clearTimeout(group.timer);
     if (discard) {
-      for (const earlier of group.entries.splice(0)) {
-        await this.#finish(
-          earlier.message.messageId,
-          infoReply("Superseded by a later change to the same object; only the latest was handled"),
-        );
-      }
+      const superseded = infoReply(
+        "Superseded by a later change to the same object; only the latest was handled",
+      );
+      await Promise.all(
+        group.entries.splice(0).map((earlier) =>
+          this.#finish(earlier.message.messageId, superseded)
+        ),
+      );
     }
     group.entries.push(pending);
     const entries = group;
@@ -326,16 +331,11 @@ export class ActionListener {
     }, ms);
   }
 
-  #later(
-    ms: number,
-    key: string,
-    processor: Processor,
-    pending: Pending,
-    absorbed: Pending[],
-  ): void {
+  /** `defer`: handled after `ms`, in key order, unacknowledged until then. */
+  #later(ms: number, key: string, processor: Processor, pending: Pending): void {
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
-      void this.#queue.push(key, () => this.#process(processor, pending, absorbed));
+      void this.#queue.push(key, () => this.#process(processor, pending, []));
     }, ms);
     this.#timers.add(timer);
   }

@@ -71,6 +71,7 @@ function pluginHost(): void {
 }
 
 let hostUrl: string | undefined;
+const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
 /**
  * Runs every job at once; resolves when all have finished, failed or timed out.
@@ -184,13 +185,7 @@ function runOne(job: PluginJob, ticketInfo: TicketInfo, host: string): RunningPl
         error?: string;
       };
       if (data.kind === "log") {
-        const level = data.level === "warn"
-          ? "warn"
-          : data.level === "error"
-          ? "error"
-          : data.level === "debug"
-          ? "debug"
-          : "info";
+        const level = LOG_LEVELS.find((l) => l === data.level) ?? "info";
         logger[level]("{message}", { message: data.message });
       } else if (data.kind === "result") {
         finish({ name: job.name, ok: true, text: data.text ?? null, ms: ms() });
