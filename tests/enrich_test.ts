@@ -212,6 +212,22 @@ ${options.sections ?? ""}
   };
 }
 
+/** The one comment a trigger run posted, after checking it exited 0 and posted once. */
+function postedComment(
+  env: { sc: FakeSecureChange },
+  result: { code: number; stderr: string },
+): string {
+  assertEquals(result.code, 0, result.stderr);
+  assertEquals(env.sc.posted.length, 1);
+  return env.sc.posted[0]!.content;
+}
+
+/** Why a plugin failed, from the run's JSON-lines log ("" when it did not fail). */
+function pluginFailure(stderr: string, plugin: string): string {
+  const logs = stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  return logs.find((l) => l.properties?.plugin === plugin && l.level === "ERROR")?.message ?? "";
+}
+
 const OWNER_PLUGIN = `export function getData(ticket, logger, config) {
   logger.info("owner plugin ran");
   return config.greeting + ": ticket " + ticket.Id + " by " + ticket.Requester;
@@ -285,20 +301,14 @@ Deno.test({
     });
     try {
       const result = await env.trigger("CREATE");
-      assertEquals(result.code, 0, result.stderr);
-      assertEquals(env.sc.posted.length, 1);
-      const { content } = env.sc.posted[0]!;
+      const content = postedComment(env, result);
       assertStringIncludes(content, "== Address classification ==");
       assertStringIncludes(content, "== owner ==");
       for (const name of ["looper", "thrower", "quitter", "snooper", "reader"]) {
         assert(!content.includes(`== ${name} ==`), `${name} has no section`);
       }
       assert(!content.includes("lookup exploded"), "errors are not posted by default");
-      const logs = result.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) =>
-        JSON.parse(l)
-      );
-      const failure = (plugin: string) =>
-        logs.find((l) => l.properties?.plugin === plugin && l.level === "ERROR")?.message ?? "";
+      const failure = (plugin: string) => pluginFailure(result.stderr, plugin);
       assertStringIncludes(failure("looper"), "did not finish within 1 s");
       assertStringIncludes(failure("thrower"), "lookup exploded");
       assertStringIncludes(failure("quitter"), "called Deno.exit(3)");
@@ -332,16 +342,10 @@ Deno.test({
     });
     try {
       const result = await env.trigger("CREATE");
-      assertEquals(result.code, 0, result.stderr);
-      assertEquals(env.sc.posted.length, 1);
-      const { content } = env.sc.posted[0]!;
+      const content = postedComment(env, result);
       assertStringIncludes(content, "== Address classification ==");
       assertStringIncludes(content, "== owner ==");
-      const logs = result.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) =>
-        JSON.parse(l)
-      );
-      const failure = logs.find((l) => l.properties?.plugin === "hoarder" && l.level === "ERROR");
-      assertStringIncludes(failure?.message ?? "", "stopped by the memory guard");
+      assertStringIncludes(pluginFailure(result.stderr, "hoarder"), "stopped by the memory guard");
     } finally {
       await env.stop();
     }
