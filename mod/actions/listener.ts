@@ -38,7 +38,7 @@ export interface ListenerOptions {
   store: Store;
   orgId: number;
   rest: ResilientApi | undefined;
-  /** Actions handled at once. */
+  /** Actions handled at once per queue (unless a processor sets its own `workers`). */
   workers: number;
   /** The broker's prefetch (unacked messages sent to us); defaults to `workers`. */
   prefetch?: number | undefined;
@@ -112,7 +112,8 @@ export const DEAD_LETTER_PREFIX = ["actions", "dead"];
 export class ActionListener {
   readonly #o: ListenerOptions;
   readonly #processors = new Map<string, Processor>();
-  readonly #queue: KeyedQueue;
+  /** One worker pool per queue: a processor busy with slow work does not hold up the others. */
+  readonly #queues = new Map<string, KeyedQueue>();
   /** Messages being handled here, with their latest delivery (a redelivery replaces it). */
   readonly #active = new Map<string, Delivery>();
 
@@ -145,7 +146,6 @@ export class ActionListener {
 
   constructor(options: ListenerOptions) {
     this.#o = options;
-    this.#queue = new KeyedQueue(options.workers);
   }
 
   /** Adds a processor for its queue (before start). */
@@ -154,12 +154,12 @@ export class ActionListener {
       throw new Error(`Two processors want queue "${processor.queue}"`);
     }
     this.#processors.set(processor.queue, processor);
+    this.#queues.set(processor.queue, new KeyedQueue(processor.workers ?? this.#o.workers));
   }
 
   /** Subscribes every processor's queue; the transport re-subscribes after reconnects. */
   start(): void {
     const { transport, orgId } = this.#o;
-    const prefetch = this.#o.prefetch || this.#o.workers;
     transport.onConnected(() => void this.#flushOutbox());
     transport.onDisconnected(() => this.#unconfirmed.clear());
     for (const processor of this.#processors.values()) {
@@ -169,7 +169,9 @@ export class ActionListener {
         headers: {
           id: destination,
           ack: "client-individual",
-          "activemq.prefetchSize": String(prefetch),
+          "activemq.prefetchSize": String(
+            this.#o.prefetch || processor.workers || this.#o.workers,
+          ),
         },
         onMessage: (delivery) => this.#onMessage(processor, delivery),
       });
@@ -189,7 +191,9 @@ export class ActionListener {
   }
 
   stats(): ListenerStats {
-    return { ...this.#stats, inFlight: this.#queue.size, reconnects: this.#o.transport.reconnects };
+    let inFlight = 0;
+    for (const queue of this.#queues.values()) inFlight += queue.size;
+    return { ...this.#stats, inFlight, reconnects: this.#o.transport.reconnects };
   }
 
   /**
@@ -205,7 +209,7 @@ export class ActionListener {
     this.#debounced.clear();
     let timer: Timer | undefined;
     await Promise.race([
-      this.#queue.idle(),
+      Promise.all([...this.#queues.values()].map((queue) => queue.idle())),
       new Promise((r) => (timer = setTimeout(r, deadlineMs))),
     ]);
     clearTimeout(timer);
@@ -234,7 +238,7 @@ export class ActionListener {
     const key = parsed.ok
       ? processor.orderKey?.(parsed.message.data) ?? objectKey(parsed.message.data)
       : id;
-    void this.#queue.push(key, async () => {
+    void this.#queueOf(processor).push(key, async () => {
       try {
         const done = this.#mayBeHandled(delivery) ? await this.#lookupDone(id) : undefined;
         if (done) return await this.#acknowledgeDuplicate(id, done);
@@ -324,18 +328,22 @@ export class ActionListener {
     group.timer = setTimeout(() => {
       this.#debounced.delete(groupKey);
       const last = entries.entries.at(-1)!;
-      void this.#queue.push(
+      void this.#queueOf(processor).push(
         orderKey,
         () => this.#process(processor, last, entries.entries.slice(0, -1)),
       );
     }, ms);
   }
 
+  #queueOf(processor: Processor): KeyedQueue {
+    return this.#queues.get(processor.queue)!;
+  }
+
   /** `defer`: handled after `ms`, in key order, unacknowledged until then. */
   #later(ms: number, key: string, processor: Processor, pending: Pending): void {
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
-      void this.#queue.push(key, () => this.#process(processor, pending, []));
+      void this.#queueOf(processor).push(key, () => this.#process(processor, pending, []));
     }, ms);
     this.#timers.add(timer);
   }

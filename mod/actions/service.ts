@@ -19,6 +19,8 @@ export interface ActionService {
   listener: ActionListener;
   link: StompLink;
   rest: RestClient;
+  /** Processors not started because they failed their start-up check, with the reason. */
+  refused: { name: string; reason: string }[];
   /** Resolves when the service stops: after stop(), or on a fatal link error (rejects). */
   done: Promise<void>;
   stop(deadlineMs?: number): Promise<void>;
@@ -41,6 +43,7 @@ export async function startActionService(
   warnIfInsecure(config);
   const rest = await RestClient.fromConfig(config, { signal: options.signal });
   logger.info("Resolved org {org} to id {orgId}", { org: config.org, orgId: rest.orgId });
+  const { ready, refused } = await verifyProcessors(processors, rest, options.signal);
   const login = config.auth.kind === "api_key"
     ? { login: config.auth.id, passcode: config.auth.secret }
     : { login: config.auth.email, passcode: config.auth.password };
@@ -60,11 +63,11 @@ export async function startActionService(
     healthIntervalMs: options.healthIntervalMs ?? 0,
     signal: options.signal,
   });
-  for (const processor of processors) listener.register(processor);
+  for (const processor of ready) listener.register(processor);
   listener.start();
   await link.start(options.signal);
   logger.info("Listening for actions on {queues}", {
-    queues: processors.map((p) => `actions.${rest.orgId}.${p.queue}`).join(", "),
+    queues: ready.map((p) => `actions.${rest.orgId}.${p.queue}`).join(", "),
   });
   const stopped = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
@@ -74,7 +77,33 @@ export async function startActionService(
   };
   options.signal.addEventListener("abort", () => void stop(), { once: true });
   link.onFatal((error) => stopped.reject(error));
-  return { listener, link, rest, done: stopped.promise, stop };
+  return { listener, link, rest, refused, done: stopped.promise, stop };
+}
+
+/** Runs each processor's start-up check; one that fails is left out, not the agent. */
+async function verifyProcessors(
+  processors: Processor[],
+  rest: RestClient,
+  signal: AbortSignal,
+): Promise<{ ready: Processor[]; refused: { name: string; reason: string }[] }> {
+  const ready: Processor[] = [];
+  const refused: { name: string; reason: string }[] = [];
+  for (const processor of processors) {
+    try {
+      await processor.verify?.(rest, signal);
+      ready.push(processor);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      logger.error("Processor {name} not started: {reason}", { name: processor.name, reason });
+      refused.push({ name: processor.name, reason });
+    }
+  }
+  if (!ready.length) {
+    throw new Error(
+      `No processor could start: ${refused.map((r) => `${r.name}: ${r.reason}`).join("; ")}`,
+    );
+  }
+  return { ready, refused };
 }
 
 async function stompTarget(config: ResilientConfig): Promise<SocketTarget> {

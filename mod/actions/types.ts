@@ -16,48 +16,9 @@ export const ObjectType = {
   attachment: 5,
 } as const;
 
-/** TaskDTO (the fields the agent reads; the platform sends more). */
-export interface TaskDTO {
-  id: number;
-  inc_id: number;
-  inc_name?: string | null;
-  name: string;
-  description?: string | null;
-  instr_text?: string | null;
-  status?: "O" | "C" | string;
-  due_date?: number | null;
-  init_date?: number | null;
-  closed_date?: number | null;
-  owner_id?: number | null;
-  owner_fname?: string | null;
-  owner_lname?: string | null;
-  [field: string]: unknown;
-}
-
-/** IncidentDTO (always present in an action message). */
-export interface IncidentDTO {
-  id: number;
-  name?: string | null;
-  [field: string]: unknown;
-}
-
-/** ActionDataDTO: the body of an action message. */
-export interface ActionData {
-  action_id: number | null;
-  object_type: number;
-  operation_type?: "created" | "modified" | "deleted" | string;
-  incident: IncidentDTO;
-  task?: TaskDTO | null;
-  artifact?: Record<string, unknown> | null;
-  note?: Record<string, unknown> | null;
-  milestone?: Record<string, unknown> | null;
-  attachment?: Record<string, unknown> | null;
-  row?: Record<string, unknown> | null;
-  type_info?: Record<string, unknown>;
-  properties?: Record<string, unknown> | null;
-  user?: { id?: number; fname?: string; lname?: string; email?: string } | null;
-  [field: string]: unknown;
-}
+export type { ActionData, IncidentDTO, TaskDTO } from "../sdk/sdk.ts";
+import type { ActionData, HandlerResult, Reply } from "../sdk/sdk.ts";
+export type { HandlerResult, Reply };
 
 /** An action message: its STOMP headers and parsed body. */
 export interface ActionMessage {
@@ -73,17 +34,6 @@ export interface ActionMessage {
   headers: Record<string, string>;
   data: ActionData;
 }
-
-/** ActionAcknowledgementDTO: what goes back on the reply-to queue. */
-export interface Reply {
-  /** 0 = info, 1 = error. */
-  message_type: 0 | 1;
-  message: string;
-  complete: boolean;
-}
-
-/** What a handler may return: a string (info reply), a full Reply, or nothing ("OK"). */
-export type HandlerResult = string | Reply | undefined | void;
 
 /** What a handler gets besides the action data. */
 export interface ActionContext {
@@ -130,6 +80,14 @@ export interface Processor {
   deferMs?: number;
   /** A handler running longer fails the action with an error reply (default 5 min). */
   timeoutMs?: number;
+  /** Actions of this queue handled at once (default: the listener's workers). */
+  workers?: number;
+  /**
+   * Checks, once connected and before subscribing, that the platform has what this
+   * processor needs (required fields); throws naming what is missing. A processor that
+   * fails it is not started; the others are.
+   */
+  verify?(rest: ResilientApi, signal: AbortSignal): Promise<void>;
 }
 
 /** Thrown by a handler for an error reply that names the problem without a stack. */
@@ -140,7 +98,4 @@ export class ActionError extends Error {
   }
 }
 
-/** resilient-circuits' rule name normalisation: lower-case, `\W+` -> `_`. */
-export function normaliseRuleName(name: string): string {
-  return name.toLowerCase().replace(/\W+/g, "_");
-}
+export { normaliseRuleName } from "../sdk/sdk.ts";
