@@ -16,6 +16,7 @@ import { VERSION } from "./mod/cli/version.ts";
 import { calendarCommand } from "./mod/calendar/command.ts";
 import { enrichCommand } from "./mod/enrich/command.ts";
 import { replayCommand } from "./mod/actions/replay_command.ts";
+import { actionsCommand } from "./mod/processors/command.ts";
 import type { ProcessorFactory } from "./mod/actions/factory.ts";
 
 /** Processors `agent replay --processor NAME` can run (loaded only when used). */
@@ -26,6 +27,7 @@ const PROCESSORS: Record<string, ProcessorFactory> = {
 const COMMANDS: Command[] = [
   runCommand,
   calendarCommand,
+  actionsCommand,
   mailBridgeCommand,
   authorizeCommand,
   enrichCommand,

@@ -35,7 +35,7 @@ async function checkAndTest(): Promise<{ passed: number; failed: number }> {
     const [label, args] of [
       ["format", ["fmt", "--check"]],
       ["lint", ["lint"]],
-      ["type check", ["check", "main.ts", "mod/", "tests/", "bench/", "scripts/"]],
+      ["type check", ["check", "main.ts", "mod/", "tests/", "bench/", "scripts/", "examples/"]],
     ] as const
   ) {
     const { ok } = await run(label, [...args]);

@@ -11,6 +11,7 @@ import {
   UsageError,
 } from "../cli/command.ts";
 import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import type { Config } from "../config/config.ts";
 import type { ProcessorFactory } from "./factory.ts";
 
 const HELP = `Usage: agent replay FILE... --processor NAME [--config FILE] [--rest-fixtures FILE]
@@ -24,7 +25,8 @@ A FILE is what "--record DIR" writes ({"headers": {...}, "body": "<raw body>"}) 
 ActionDataDTO. Side effects are real (mail is sent); each run counts as new messages.
 
 Options:
-      --processor NAME      Which processor handles the messages (e.g. calendar)
+      --processor NAME      Which processor handles the messages: calendar, or one of
+                            yours in the processors folder
       --rest-fixtures FILE  Answer REST calls from this JSON instead of the platform:
                             {"GET /users/4": {"id": 4, "email": "ann@example.com"}}
                             (used by default when the config has no [resilient])
@@ -61,16 +63,11 @@ export function replayCommand(factories: Record<string, ProcessorFactory>): Comm
         return await listDeadLetters(config, deps.stdout);
       }
       if (!values.processor) throw new UsageError("--processor NAME is required", "replay");
-      const factory = factories[values.processor];
-      if (!factory) {
-        throw new UsageError(
-          `unknown processor "${values.processor}" (known: ${Object.keys(factories).join(", ")})`,
-          "replay",
-        );
-      }
       if (!positionals.length) throw new UsageError("no message files given", "replay");
       const config = await loadCommandConfig(values, deps);
       setupCommandLogging(values, config);
+      const factory = factories[values.processor] ??
+        await customFactory(values.processor, config, deps.env, Object.keys(factories));
       const { replayFiles } = await import("./replay.ts");
       return await replayFiles(config, factory, positionals, {
         restFixtures: values["rest-fixtures"],
@@ -79,4 +76,27 @@ export function replayCommand(factories: Record<string, ProcessorFactory>): Comm
       });
     },
   };
+}
+
+/** A processor from the processors folder (`agent actions`), by name. */
+async function customFactory(
+  name: string,
+  config: Config,
+  env: (name: string) => string | undefined,
+  builtIn: string[],
+): Promise<ProcessorFactory> {
+  const { buildProcessors, processorFiles, processorsDir } = await import(
+    "../processors/load.ts"
+  );
+  const dir = processorsDir(config);
+  const custom = dir ? await processorFiles(dir) : new Map<string, string>();
+  if (!custom.has(name)) {
+    throw new UsageError(
+      `unknown processor "${name}" (built in: ${builtIn.join(", ")}; in ${
+        dir ?? "processors_dir (not set)"
+      }: ${[...custom.keys()].join(", ") || "none"})`,
+      "replay",
+    );
+  }
+  return async (c) => (await buildProcessors(c, env, [name]))[0]!;
 }

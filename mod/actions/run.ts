@@ -117,17 +117,40 @@ interface EffectRecord {
   result: unknown;
 }
 
+const effectKey = (messageId: string, name: string) => ["actions", "effect", messageId, name];
+
+/** The recorded result of effect `name` of a message, if it ran. */
+export async function recordedEffect(
+  store: Store,
+  messageId: string,
+  name: string,
+): Promise<{ found: true; result: unknown } | { found: false }> {
+  const recorded = await store.get<EffectRecord>(effectKey(messageId, name));
+  return recorded ? { found: true, result: recorded.result } : { found: false };
+}
+
+/** Records that effect `name` of a message ran, with its (JSON) result. */
+export async function recordEffect(
+  store: Store,
+  messageId: string,
+  name: string,
+  result: unknown,
+): Promise<void> {
+  await store.set(effectKey(messageId, name), { result: result ?? null } satisfies EffectRecord, {
+    ttlMs: EFFECT_TTL_MS,
+  });
+  faultPoint("after-effect");
+}
+
 async function runEffect<T>(
   store: Store,
   messageId: string,
   name: string,
   fn: () => Promise<T>,
 ): Promise<T> {
-  const key = ["actions", "effect", messageId, name];
-  const recorded = await store.get<EffectRecord>(key);
-  if (recorded) return recorded.result as T;
+  const recorded = await recordedEffect(store, messageId, name);
+  if (recorded.found) return recorded.result as T;
   const result = await fn();
-  await store.set(key, { result: result ?? null } satisfies EffectRecord, { ttlMs: EFFECT_TTL_MS });
-  faultPoint("after-effect");
+  await recordEffect(store, messageId, name, result);
   return result;
 }

@@ -1,17 +1,17 @@
 /**
  * Runs action processors as a service until SIGINT/SIGTERM (exit 0) or a fatal error
- * (TLS trust, login: thrown). Shared by `agent calendar` and later `agent actions`/`run`.
+ * (TLS trust, login: thrown). Shared by `agent calendar`, `agent actions` and later `agent run`.
  */
 import type { Config } from "../config/config.ts";
 import { ConfigError } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { Store } from "../store/store.ts";
-import type { ProcessorFactory } from "./factory.ts";
+import type { BuiltProcessor } from "./factory.ts";
 import { startActionService } from "./service.ts";
 
 export async function serveProcessors(
   config: Config,
-  factories: ProcessorFactory[],
+  build: (config: Config) => Promise<BuiltProcessor[]>,
   options: { signal: AbortSignal; recordDir?: string | undefined },
 ): Promise<number> {
   if (!config.resilient) {
@@ -21,10 +21,10 @@ export async function serveProcessors(
     );
   }
   if (options.recordDir) await Deno.mkdir(options.recordDir, { recursive: true });
-  const built = [];
-  for (const factory of factories) built.push(await factory(config));
-  const store = await Store.open(config.agent.store);
+  const built = await build(config);
+  let store: Store | undefined;
   try {
+    store = await Store.open(config.agent.store);
     const service = await startActionService(config.resilient, built.map((b) => b.processor), {
       store,
       signal: options.signal,
@@ -36,6 +36,6 @@ export async function serveProcessors(
     return 0;
   } finally {
     for (const b of built) b.close();
-    store.close();
+    store?.close();
   }
 }

@@ -29,7 +29,7 @@ export const calendarCommand: Command = {
     setupCommandLogging(values, config);
     const { serveProcessors } = await import("../actions/serve.ts");
     const { createCalendar } = await import("./factory.ts");
-    return await serveProcessors(config, [createCalendar], {
+    return await serveProcessors(config, async (c) => [await createCalendar(c)], {
       signal: deps.signal,
       recordDir: values.record,
     });

@@ -8,21 +8,19 @@
 import { basename, extname, join } from "node:path";
 import { type Config, ConfigError, type EnrichConfig } from "../config/config.ts";
 import { parseIni } from "../config/ini.ts";
-import { substituteEnv } from "../config/reader.ts";
 import { log } from "../log/log.ts";
 import { secrets } from "../log/redact.ts";
 import { asList, type RawTicket, type SecureChangeApi } from "../securechange/types.ts";
 import type { TriggerInfo } from "../securechange/trigger.ts";
 import type { Store } from "../store/store.ts";
 import { BUILTINS } from "./builtins.ts";
+import { readSandboxSection } from "../sandbox/section.ts";
 import { type PluginJob, type PluginOutcome, runPlugins } from "./sandbox.ts";
 import { buildTicketInfo } from "./ticket_info.ts";
 
 const logger = log("enrich");
 const DEFAULT_BUILTINS = ["address_classification", "risky_services"];
 const PLUGIN_EXTENSIONS = [".js", ".mjs", ".ts"];
-/** Keys of an integration's section that configure its sandbox, not the plugin. */
-const HOST_KEYS = new Set(["allow_net", "allow_read", "timeout_seconds", "cafile"]);
 const TITLES: Record<string, string> = {
   address_classification: "Address classification",
   risky_services: "Risky services",
@@ -178,41 +176,18 @@ export async function pluginJobs(
     ? settings.integrations
     : [...DEFAULT_BUILTINS, ...[...files.keys()].sort()];
   return await Promise.all(names.map(async (name) => {
-    const section = config.other[name] ?? legacy[name] ?? {};
-    const values = Object.fromEntries(
-      Object.entries(section).map((
-        [k, v],
-      ) => [k, substitute(config.file, name, k, unquote(v), env)]),
+    const section = await readSandboxSection(
+      config,
+      name,
+      config.other[name] ?? legacy[name] ?? {},
+      env,
     );
-    const pluginConfig = Object.fromEntries(
-      Object.entries(values).filter(([k]) => !HOST_KEYS.has(k)),
-    );
-    if (values["cafile"]) {
-      // The sandbox cannot read files it was not granted: the host hands over the PEM.
-      try {
-        pluginConfig["ca_pem"] = await Deno.readTextFile(values["cafile"]);
-      } catch (error) {
-        throw new ConfigError(
-          { file: config.file, section: name, key: "cafile" },
-          `cannot read "${values["cafile"]}": ${(error as Error).message}`,
-        );
-      }
-    }
-    const timeout = values["timeout_seconds"]
-      ? Number(values["timeout_seconds"])
-      : settings.timeoutSeconds;
-    if (!Number.isFinite(timeout) || timeout <= 0) {
-      throw new ConfigError(
-        { file: config.file, section: name, key: "timeout_seconds" },
-        `"${values["timeout_seconds"]}" is not a number of seconds`,
-      );
-    }
     const base = {
       name,
-      config: pluginConfig,
-      allowNet: splitList(values["allow_net"]),
-      allowRead: splitList(values["allow_read"]),
-      timeoutMs: timeout * 1000,
+      config: section.settings,
+      allowNet: section.allowNet,
+      allowRead: section.allowRead,
+      timeoutMs: (section.timeoutSeconds ?? settings.timeoutSeconds) * 1000,
     };
     const file = files.get(name);
     if (file) return { ...base, source: { kind: "file" as const, path: file } };
@@ -261,32 +236,6 @@ async function legacySections(dir: string): Promise<Record<string, Record<string
       [name, entries],
     ) => [name, Object.fromEntries([...entries].map(([k, e]) => [k, e.value]))]),
   );
-}
-
-function unquote(value: string): string {
-  const m = /^(["'])(.*)\1$/s.exec(value.trim());
-  return m ? m[2]! : value;
-}
-
-function substitute(
-  file: string,
-  section: string,
-  key: string,
-  value: string,
-  env: (name: string) => string | undefined,
-): string {
-  return substituteEnv(value, (name) => {
-    const v = env(name);
-    if (v === undefined) {
-      throw new ConfigError({ file, section, key }, `environment variable $${name} is not set`);
-    }
-    secrets.add(v);
-    return v;
-  }, { bareInText: true });
-}
-
-function splitList(value: string | undefined): string[] {
-  return (value ?? "").split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
 }
 
 /** The one comment: a header per integration in configured order, length-capped, marked. */

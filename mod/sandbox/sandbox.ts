@@ -82,6 +82,7 @@ export class Sandbox {
   #nextId = 1;
   #alive = true;
   #pong: (() => void) | undefined;
+  #checking: Promise<void> | undefined;
 
   private constructor(worker: Worker, options: SandboxOptions) {
     this.name = options.name;
@@ -154,6 +155,11 @@ export class Sandbox {
     return this.#alive;
   }
 
+  /** Resolves when no responsiveness check is under way (then `alive` is its verdict). */
+  async checked(): Promise<void> {
+    await this.#checking;
+  }
+
   /** Calls in flight. */
   get busy(): number {
     return this.#pending.size;
@@ -174,7 +180,7 @@ export class Sandbox {
         reject(
           signal!.reason instanceof Error ? signal!.reason : new Error(String(signal!.reason)),
         );
-        void this.#checkResponsive();
+        this.#checking ??= this.#checkResponsive().finally(() => (this.#checking = undefined));
       };
       if (signal?.aborted) return onAbort();
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -236,14 +242,14 @@ export class Sandbox {
         const load = this.#pending.get(LOAD_ID);
         this.#pending.delete(LOAD_ID);
         if (data.op === "loaded") load?.resolve(data.description);
-        else load?.reject(new Error(data.error));
+        else load?.reject(this.#error(data.error));
         return;
       }
       case "result": {
         const call = this.#pending.get(data.id);
         this.#pending.delete(data.id);
         if (data.ok) call?.resolve(data.value);
-        else call?.reject(new Error(data.error));
+        else call?.reject(this.#error(data.error));
         return;
       }
       case "log": {
@@ -264,6 +270,13 @@ export class Sandbox {
         this.#pong?.();
         return;
     }
+  }
+
+  /** An error raised in the sandbox: the host's stack would only mislead. */
+  #error(message: string): Error {
+    const error = new Error(message);
+    error.stack = `Error: ${message}\n    in the sandbox of ${this.name}`;
+    return error;
   }
 
   async #answer(data: { rid: number; id: number; method: string; args: unknown[] }): Promise<void> {

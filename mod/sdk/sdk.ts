@@ -468,6 +468,12 @@ export class ResilientMock implements ResilientApi {
    * value, or a function of the call and the path's parameters. Throw a RestError from it
    * to answer with an HTTP error. Later registrations win.
    */
+  on(
+    method: string,
+    path: string,
+    answer: (call: MockCall, params: Record<string, string>) => unknown,
+  ): this;
+  on(method: string, path: string, answer: unknown): this;
   on(method: string, path: string, answer: MockAnswer): this {
     this.#routes.unshift({
       method: method.toUpperCase(),
@@ -589,7 +595,7 @@ export async function testAction(
   const ruleName = options.rule !== undefined
     ? normaliseRuleName(options.rule)
     : action.action_id !== null && action.action_id !== undefined
-    ? await mock.ruleName(action.action_id).then((n) =>
+    ? await rest.ruleName(action.action_id).then((n) =>
       n === undefined ? undefined : normaliseRuleName(n)
     )
     : undefined;

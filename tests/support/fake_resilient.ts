@@ -24,6 +24,11 @@ export class FakeResilient extends HttpsFake {
   readonly groups = new Map<number, { id: number; name: string }>();
   readonly rules = new Map<number, string>();
   readonly incidents = new Map<number, Record<string, unknown> & { vers: number }>();
+  /** Field definitions by type name (`incident`, `actioninvocation`). */
+  readonly fields = new Map<string, { name: string; input_type: string }[]>();
+  /** Notes (comments) and artifacts posted to incidents, with the context token they came with. */
+  readonly notes: { incidentId: number; text: unknown; contextToken: string | null }[] = [];
+  readonly artifacts: { incidentId: number; artifact: unknown; contextToken: string | null }[] = [];
   #sessions = new Map<string, string>();
 
   constructor(options: { orgId?: number; orgName?: string } = {}) {
@@ -86,6 +91,37 @@ export class FakeResilient extends HttpsFake {
       if (denied) return denied;
       return this.incidents.get(Number(p.id)) ??
         Response.json({ message: "not found" }, { status: 404 });
+    });
+    this.route("GET", "/rest/orgs/:org/types/:type/fields", (req, p) => {
+      const denied = this.#authorized(req);
+      if (denied) return denied;
+      return this.fields.get(p.type!) ??
+        Response.json({ message: `Type ${p.type} not found` }, { status: 404 });
+    });
+    this.route("POST", "/rest/orgs/:org/incidents/:id/comments", (req, p, body) => {
+      const denied = this.#authorized(req);
+      if (denied) return denied;
+      if (!this.incidents.has(Number(p.id))) {
+        return Response.json({ message: "not found" }, { status: 404 });
+      }
+      const { text } = JSON.parse(body);
+      this.notes.push({
+        incidentId: Number(p.id),
+        text,
+        contextToken: req.headers.get("x-co3contexttoken"),
+      });
+      return { id: 1000 + this.notes.length, inc_id: Number(p.id), text };
+    });
+    this.route("POST", "/rest/orgs/:org/incidents/:id/artifacts", (req, p, body) => {
+      const denied = this.#authorized(req);
+      if (denied) return denied;
+      const artifact = JSON.parse(body);
+      this.artifacts.push({
+        incidentId: Number(p.id),
+        artifact,
+        contextToken: req.headers.get("x-co3contexttoken"),
+      });
+      return [{ id: 2000 + this.artifacts.length, inc_id: Number(p.id), ...artifact }];
     });
     this.route("PUT", "/rest/orgs/:org/incidents/:id", (req, p, body) => {
       const denied = this.#authorized(req);

@@ -1,0 +1,122 @@
+/** `agent actions`: hosts the action processors users write (what resilient-circuits run does). */
+import {
+  type Command,
+  COMMON_HELP,
+  COMMON_OPTIONS,
+  parseOrShowHelp,
+  UsageError,
+} from "../cli/command.ts";
+import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { findConfigFile, loadConfig } from "../config/config.ts";
+
+const HELP = `Usage: agent actions [--config FILE] [--record DIR]
+       agent actions list [--config FILE]
+       agent actions new NAME [--dir DIR] [--config FILE]
+
+Hosts your own action processors: every module in the processors folder
+([agent] processors_dir, or [resilient] componentsdir) that default-exports
+defineProcessor({...}) is loaded into its own sandbox, and the agent listens on its queue.
+A processor that does not load, or needs fields the platform lacks, is refused with the
+reason; the others run.
+
+  (no subcommand)  Serve every processor until SIGINT/SIGTERM.
+  list             Load every processor and print what it handles (no platform needed).
+  new NAME         Write NAME.ts, NAME_test.ts and agent_sdk.ts into the folder and the
+                   [NAME] section into the config; "deno test NAME_test.ts" passes as is.
+
+Options:
+      --record DIR      Write every received message to its own JSON file in DIR
+      --dir DIR         Where "new" writes (default: the processors folder, else ./processors)
+${COMMON_HELP}`;
+
+export const actionsCommand: Command = {
+  name: "actions",
+  summary: "Host your own action processors (like resilient-circuits), each in a sandbox",
+  help: HELP,
+  async run(args, deps) {
+    const parsed = parseOrShowHelp(
+      { name: "actions", help: HELP },
+      args,
+      {
+        ...COMMON_OPTIONS,
+        record: { type: "string" },
+        dir: { type: "string" },
+      },
+      deps,
+      { allowPositionals: true },
+    );
+    if (!parsed) return 0;
+    const { values, positionals } = parsed;
+    const [sub, ...rest] = positionals;
+    if (sub === "new") {
+      if (rest.length !== 1) throw new UsageError("new takes one NAME", "actions");
+      return await newProcessor(rest[0]!, values, deps);
+    }
+    if (sub !== undefined && sub !== "list") {
+      throw new UsageError(`unknown subcommand "${sub}" (list, new)`, "actions");
+    }
+    if (rest.length) throw new UsageError(`unexpected "${rest[0]}"`, "actions");
+    const config = await loadCommandConfig(values, deps);
+    setupCommandLogging(values, config);
+    if (sub === "list") {
+      const { loadProcessors } = await import("./load.ts");
+      const { started, refused } = await loadProcessors(config, deps.env);
+      for (const p of started) {
+        const d = p.description;
+        deps.stdout(
+          `${p.processor.name}: queue ${p.processor.queue}; rules ${
+            [...d.rules, ...(d.catchAll ? ["(any other)"] : [])].join(", ")
+          }; ${p.processor.workers} workers; timeout ${(p.processor.timeoutMs ?? 0) / 1000} s${
+            d.requiredFields.length || d.requiredActionFields.length
+              ? `; requires ${
+                [...d.requiredFields, ...d.requiredActionFields].map((f) => f.name).join(", ")
+              }`
+              : ""
+          }\n`,
+        );
+        p.close();
+      }
+      for (const r of refused) deps.stdout(`${r.name}: NOT LOADED: ${r.reason}\n`);
+      return refused.length ? 1 : 0;
+    }
+    const { serveProcessors } = await import("../actions/serve.ts");
+    const { buildProcessors } = await import("./load.ts");
+    return await serveProcessors(config, (c) => buildProcessors(c, deps.env), {
+      signal: deps.signal,
+      recordDir: values.record,
+    });
+  },
+};
+
+async function newProcessor(
+  name: string,
+  values: { config?: string | undefined; dir?: string | undefined },
+  deps: Parameters<Command["run"]>[1],
+): Promise<number> {
+  const { scaffoldProcessor } = await import("./scaffold.ts");
+  const configFile = await findConfigFile(values.config, deps.env);
+  let dir = values.dir;
+  let config;
+  if (configFile) {
+    config = await loadConfig(configFile, { env: deps.env });
+    const { processorsDir } = await import("./load.ts");
+    dir ??= processorsDir(config);
+  }
+  dir ??= "processors";
+  const made = await scaffoldProcessor(name, dir);
+  for (const file of made.files) deps.stdout(`wrote ${file}\n`);
+  if (config && !(name in config.other)) {
+    await Deno.writeTextFile(config.file, made.section, { append: true });
+    deps.stdout(`added [${name}] to ${config.file}\n`);
+  } else if (!config) {
+    deps.stdout(`\nAdd this section to your config:\n${made.section}`);
+  }
+  if (config && !config.agent.processorsDir && !config.resilient?.componentsdir) {
+    deps.stdout(`\nSet "processors_dir = ${dir}" in [agent] so that "agent actions" finds it.\n`);
+  }
+  deps.stdout(
+    `\nTest it: cd ${dir} && deno test ${name}_test.ts\n` +
+      `Serve it: agent actions${configFile ? ` --config ${configFile}` : ""}\n`,
+  );
+  return 0;
+}

@@ -1,0 +1,378 @@
+/**
+ * Custom action processors (`agent actions`): processors dropped into the folder, each in
+ * its own sandbox, served through a real ActiveMQ over STOMP+SSL with the fake Resilient
+ * REST API; the scaffold, the SDK copies, replay, and the sandbox's limits.
+ */
+import { join } from "node:path";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
+import { startBroker } from "./support/activemq.ts";
+import { testPki } from "./support/ca.ts";
+import { runAgent } from "./support/cli.ts";
+import { FakeResilient } from "./support/fake_resilient.ts";
+import { PlatformClient, type ReceivedReply } from "./support/stomp_client.ts";
+import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { SDK_SOURCE } from "../mod/sdk/embedded.ts";
+import { sdkFileText } from "../mod/processors/scaffold.ts";
+import { runProcessor } from "../mod/actions/run.ts";
+import { parseDelivery } from "../mod/actions/message.ts";
+import { startCustomProcessor } from "../mod/processors/host.ts";
+import { ResilientMock } from "../mod/resilient/mock.ts";
+import { Store } from "../mod/store/store.ts";
+
+const ORG = 201;
+const integration = { sanitizeOps: false, sanitizeResources: false };
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const EXAMPLES = new URL("../examples/processors/", import.meta.url).pathname;
+
+const BOOM = `import { defineProcessor } from "./agent_sdk.ts";
+export default defineProcessor({
+  queue: "boom",
+  handle: () => { throw new Error("the lookup service is down"); },
+});
+`;
+
+const HANG = `import { defineProcessor } from "./agent_sdk.ts";
+export default defineProcessor({
+  queue: "hang",
+  workers: 2,
+  rules: {
+    wait: () => new Promise(() => {}),
+    spin: () => { for (;;) { /* a busy loop */ } },
+    quick: (action) => \`quick \${action.incident.id}\`,
+  },
+});
+`;
+
+const NEEDS_FIELD = `import { defineProcessor } from "./agent_sdk.ts";
+export default defineProcessor({
+  queue: "needs_field",
+  requiredFields: ["severity_code", "missing_field"],
+  handle: () => "never",
+});
+`;
+
+const FETCHER = `import { defineProcessor } from "./agent_sdk.ts";
+export default defineProcessor({
+  queue: "fetcher",
+  handle: async (_action, ctx) => {
+    const response = await fetch(ctx.config.url);
+    return \`HTTP \${response.status}\`;
+  },
+});
+`;
+
+/** A processors folder with the sample and the given modules. */
+async function processorsFolder(modules: Record<string, string>): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "processors-" });
+  for (const file of ["agent_sdk.ts", "add_note.ts"]) {
+    await Deno.copyFile(join(EXAMPLES, file), join(dir, file));
+  }
+  for (const [name, text] of Object.entries(modules)) {
+    await Deno.writeTextFile(join(dir, `${name}.ts`), text);
+  }
+  return dir;
+}
+
+Deno.test("the SDK copies (embedded for `actions new`, the sample's) match mod/sdk/sdk.ts", async () => {
+  const source = await Deno.readTextFile(new URL("../mod/sdk/sdk.ts", import.meta.url));
+  assert(SDK_SOURCE === source, "mod/sdk/embedded.ts is stale: run scripts/write_sdk.ts");
+  assertEquals(await Deno.readTextFile(join(EXAMPLES, "agent_sdk.ts")), sdkFileText(source));
+});
+
+Deno.test({
+  name: "processors in the folder serve their rules through ActiveMQ; a hanging and a throwing " +
+    "one fail alone; one needing a missing field is refused at start-up",
+  ...integration,
+  async fn() {
+    const pki = await testPki();
+    const fake = await new FakeResilient({ orgId: ORG }).start();
+    const broker = await startBroker({ user: fake.apiKeyId, password: fake.apiKeySecret });
+    const platform = await PlatformClient.connect(broker);
+    const dir = await processorsFolder({ boom: BOOM, hang: HANG, needs_field: NEEDS_FIELD });
+    fake.incidents.set(2095, { id: 2095, name: "Phishing", vers: 1 });
+    fake.rules.set(31, "Add note").set(41, "Wait").set(42, "Spin").set(43, "Quick");
+    fake.fields.set("incident", [{ name: "severity_code", input_type: "select" }]);
+    fake.fields.set("actioninvocation", [{ name: "note_text", input_type: "textarea" }]);
+    const configFile = join(dir, "app.config");
+    await Deno.writeTextFile(
+      configFile,
+      `[agent]
+store = ${dir}/agent.kv
+processors_dir = ${dir}
+[resilient]
+host = 127.0.0.1
+port = ${fake.port}
+org = ${fake.orgName}
+api_key_id = ${fake.apiKeyId}
+api_key_secret = $SOAR_SECRET
+cafile = ${pki.caCertFile}
+stomp_port = ${broker.sslPort}
+num_workers = 4
+[add_note]
+prefix = "[SOC]"
+[hang]
+timeout_seconds = 2
+`,
+    );
+    for (const queue of ["add_note", "boom", "hang", "needs_field"]) {
+      platform.listenForReplies(ORG, queue);
+    }
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...AGENT_RUN_FLAGS, MAIN, "actions", "--config", configFile],
+      env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = child.output();
+    const final = (id: string) => (r: ReceivedReply[]) =>
+      r.find((x) => x.correlationId === id && x.json?.complete);
+    const waitFinal = async (id: string, timeoutMs = 30_000) => {
+      await platform.waitFor((r) => !!final(id)(r), timeoutMs);
+      return final(id)(platform.replies)!;
+    };
+    try {
+      const action = (actionId: number, properties: Record<string, unknown> = {}) => ({
+        action_id: actionId,
+        object_type: 0,
+        operation_type: "modified",
+        incident: { id: 2095, name: "Phishing" },
+        properties,
+      });
+      const wait = platform.sendAction(ORG, "hang", action(41));
+      const spin = platform.sendAction(ORG, "hang", action(42));
+      const boom = platform.sendAction(ORG, "boom", action(7));
+      const note = platform.sendAction(
+        ORG,
+        "add_note",
+        action(31, { note_text: "User called back", artifact_type: "IP Address" }),
+      );
+      const refused = platform.sendAction(ORG, "needs_field", action(7));
+
+      // The sample processor answers while the hanging one is stuck.
+      const noteReply = await waitFinal(note);
+      assertEquals(noteReply.json, {
+        message_type: 0,
+        message: "Note 1001 added to incident 2095",
+        complete: true,
+      });
+      assertEquals(fake.notes, [{
+        incidentId: 2095,
+        text: { format: "text", content: "[SOC] User called back" },
+        contextToken: `ctx-${note}`,
+      }]);
+      const boomReply = await waitFinal(boom);
+      assertEquals(boomReply.json?.message_type, 1);
+      assertStringIncludes(boomReply.json!.message, "the lookup service is down");
+
+      // Both kinds of hang time out with an error reply; the busy loop costs its sandbox.
+      for (const id of [wait, spin]) {
+        const reply = await waitFinal(id);
+        assertEquals(reply.json?.message_type, 1, JSON.stringify(reply.json));
+        assertStringIncludes(reply.json!.message, "did not finish within 2 s");
+      }
+      const quick = platform.sendAction(ORG, "hang", action(43));
+      assertEquals((await waitFinal(quick)).json?.message, "quick 2095");
+      const second = platform.sendAction(ORG, "add_note", action(31, { note_text: "Again" }));
+      assertEquals((await waitFinal(second)).json?.message, "Note 1002 added to incident 2095");
+
+      // The refused processor never subscribed: its message waits on the queue.
+      assertEquals(platform.replies.filter((r) => r.correlationId === refused), []);
+      assertEquals(await platform.queueSize(`actions.${ORG}.needs_field`), 1);
+      for (const queue of ["add_note", "boom", "hang"]) {
+        assertEquals(await platform.queueSize(`actions.${ORG}.${queue}`), 0, queue);
+      }
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const { code, stderr } = await output;
+    const log = new TextDecoder().decode(stderr);
+    assertEquals(code, 0, log);
+    const refusal = log.split("\n").filter(Boolean).map((line) => JSON.parse(line))
+      .find((entry) => entry.message.includes("not started"));
+    assertEquals(refusal?.level, "ERROR");
+    assertEquals(refusal?.properties.name, "needs_field");
+    assertStringIncludes(refusal?.properties.reason, 'no incident field "missing_field"');
+    assert(!log.includes('"severity_code"'), "an existing field is not reported missing");
+    assertStringIncludes(log, "stopped responding (a busy loop?)");
+    assert(!log.includes(fake.apiKeySecret), "the API secret reached the log");
+    await platform.close();
+    await broker.stop();
+    await fake.stop();
+  },
+});
+
+Deno.test({
+  name: "agent actions new scaffolds a processor whose own test passes as written",
+  ...integration,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "scaffold-" });
+    const configFile = join(dir, "app.config");
+    await Deno.writeTextFile(configFile, `[agent]\nprocessors_dir = ${dir}/processors\n`);
+    const made = await runAgent(["actions", "new", "triage_helper", "--config", configFile]);
+    assertEquals(made.code, 0, made.stderr);
+    assertStringIncludes(made.stdout, "triage_helper_test.ts");
+    assertStringIncludes(await Deno.readTextFile(configFile), "[triage_helper]\n");
+    const test = await new Deno.Command(Deno.execPath(), {
+      args: ["test", "triage_helper_test.ts"],
+      cwd: join(dir, "processors"),
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(test.stdout) + new TextDecoder().decode(test.stderr);
+    assertEquals(test.code, 0, text);
+    assertMatch(text, /ok \| 2 passed \| 0 failed/);
+
+    // The agent loads what it scaffolded; a second `new` with the same name refuses.
+    const list = await runAgent(["actions", "list", "--config", configFile]);
+    assertEquals(list.code, 0, list.stderr);
+    assertMatch(list.stdout, /^triage_helper: queue triage_helper; rules triage_helper_example;/m);
+    const again = await runAgent(["actions", "new", "triage_helper", "--config", configFile]);
+    assertEquals(again.code, 1);
+    assertStringIncludes(again.stderr, "already exists");
+    const bad = await runAgent(["actions", "new", "Bad-Name", "--dir", dir]);
+    assertEquals(bad.code, 1);
+    assertStringIncludes(bad.stderr, "lower-case letters");
+  },
+});
+
+Deno.test({
+  name: "agent actions list names what does not load; replay runs a custom processor, " +
+    "whose sandbox refuses an undeclared host",
+  ...integration,
+  async fn() {
+    const dir = await processorsFolder({
+      fetcher: FETCHER,
+      broken: "export default { queue: 'broken' };\n",
+      syntax: "export default defineProcessor({ queue: ",
+    });
+    await Deno.writeTextFile(join(dir, "_helper.ts"), "export const x = 1;\n");
+    const configFile = join(dir, "app.config");
+    await Deno.writeTextFile(
+      configFile,
+      `[agent]\nstore = ${dir}/agent.kv\nprocessors_dir = ${dir}\n` +
+        `[fetcher]\nurl = https://example.invalid/lookup\n`,
+    );
+    const list = await runAgent(["actions", "list", "--config", configFile]);
+    assertEquals(list.code, 1);
+    assertMatch(list.stdout, /^add_note: queue add_note; rules add_note; .*requires note_text$/m);
+    assertMatch(list.stdout, /^fetcher: queue fetcher; rules \(any other\);/m);
+    assertMatch(list.stdout, /^broken: NOT LOADED: .*broken\.ts: it has no handler/m);
+    assertMatch(list.stdout, /^syntax: NOT LOADED: .*syntax\.ts: /m);
+    assert(!list.stdout.includes("_helper"), "a _private module is not a processor");
+
+    const message = join(dir, "message.json");
+    await Deno.writeTextFile(
+      message,
+      JSON.stringify({
+        headers: { "correlation-id": "invid:5", "Co3ContextToken": "ctx-5" },
+        body: JSON.stringify({
+          action_id: 31,
+          object_type: 0,
+          incident: { id: 2095 },
+          properties: { note_text: "From replay" },
+        }),
+      }),
+    );
+    const fixtures = join(dir, "rest.json");
+    await Deno.writeTextFile(
+      fixtures,
+      JSON.stringify({
+        "GET /actions": { entities: [{ id: 31, name: "Add note" }] },
+        "POST /incidents/2095/comments": { id: 77 },
+      }),
+    );
+    const replay = await runAgent([
+      "replay",
+      message,
+      "--processor",
+      "add_note",
+      "--rest-fixtures",
+      fixtures,
+      "--config",
+      configFile,
+    ]);
+    assertEquals(replay.code, 0, replay.stderr);
+    assertEquals(JSON.parse(replay.stdout).reply, {
+      message_type: 0,
+      message: "Note 77 added to incident 2095",
+      complete: true,
+    });
+    const denied = await runAgent([
+      "replay",
+      message,
+      "--processor",
+      "fetcher",
+      "--rest-fixtures",
+      fixtures,
+      "--config",
+      configFile,
+    ]);
+    assertEquals(denied.code, 1);
+    const reply = JSON.parse(denied.stdout).reply;
+    assertEquals(reply.message_type, 1);
+    assertMatch(reply.message, /net access to "example\.invalid(:443)?"/);
+    const unknown = await runAgent([
+      "replay",
+      message,
+      "--processor",
+      "nope",
+      "--config",
+      configFile,
+    ]);
+    assertEquals(unknown.code, 2);
+    assertStringIncludes(unknown.stderr, "add_note, broken, fetcher, syntax)");
+  },
+});
+
+Deno.test({
+  name: "a processor's effects run once per message across redelivery, through the sandbox",
+  ...integration,
+  async fn() {
+    const dir = await processorsFolder({});
+    const store = await Store.open(":memory:");
+    const custom = await startCustomProcessor({
+      name: "add_note",
+      path: join(dir, "add_note.ts"),
+      dir,
+      section: { settings: {}, allowNet: [], allowRead: [], timeoutSeconds: 5, values: {} },
+      defaultWorkers: 2,
+    });
+    try {
+      const mock = new ResilientMock()
+        .on("GET", "/actions", { entities: [{ id: 31, name: "Add note" }] })
+        .on("POST", "/incidents/:id/comments", { id: 5 })
+        .on("POST", "/incidents/:id/artifacts", () => {
+          throw new Error("artifact service unavailable");
+        });
+      const body = JSON.stringify({
+        action_id: 31,
+        object_type: 0,
+        incident: { id: 9 },
+        properties: { note_text: "n", artifact_type: "DNS Name", artifact_value: "x.example" },
+      });
+      const parsed = parseDelivery({
+        "message-id": "ID:redelivered-1",
+        destination: "/queue/actions.201.add_note",
+        "correlation-id": "invid:9",
+        "Co3ContextToken": "ctx-9",
+      }, new TextEncoder().encode(body));
+      assert(parsed.ok);
+      const deps = { rest: mock, store, signal: new AbortController().signal };
+      const first = await runProcessor(custom.processor, parsed.message, deps);
+      assertEquals(first.reply.message_type, 1);
+      assertStringIncludes(first.reply.message, "artifact service unavailable");
+      mock.on("POST", "/incidents/:id/artifacts", [{ id: 3 }]);
+      const again = await runProcessor(custom.processor, parsed.message, deps);
+      assertEquals(
+        again.reply.message,
+        "Note 5 and DNS Name artifact x.example added to incident 9",
+      );
+      assertEquals(mock.seen(/POST .*comments/).length, 1, "the note was posted once");
+      assert(mock.calls.every((c) => c.contextToken === "ctx-9"));
+    } finally {
+      custom.close();
+      store.close();
+    }
+  },
+});
