@@ -5,7 +5,9 @@
  *    owner changed, group owner, no owner, task closed, a broken message) through the
  *    calendar processor; REST answers come from a fixture file, and the invites are
  *    written as .eml files to a temporary outbox, which the demo then shows.
- * 3. Enrich: runs the SecureChange trigger on a bundled ticket (IP, range, DNS and ANY
+ * 3. Your own processor: lists the sample processor (examples/processors/add_note.ts) and
+ *    replays a menu-item action through it, in its sandbox, against the REST fixtures.
+ * 4. Enrich: runs the SecureChange trigger on a bundled ticket (IP, range, DNS and ANY
  *    sources; TCP, predefined and ANY services) with the built-in integrations, each in its
  *    sandbox, and prints the comment it would post.
  */
@@ -75,6 +77,41 @@ try {
   if (replay.code !== 0 && replay.code !== 1) Deno.exit(replay.code);
 } finally {
   await Deno.remove(work, { recursive: true });
+}
+
+heading("Your own processor: examples/processors/add_note.ts (agent actions list, agent replay)");
+const own = await Deno.makeTempDir({ prefix: "agent-demo-" });
+try {
+  await Deno.writeTextFile(
+    `${own}/app.config`,
+    (await Deno.readTextFile(`${demo}/app.config`)).replace(
+      "[agent]\n",
+      `[agent]\nprocessors_dir = ${root}examples/processors\n`,
+    ) + "\n[add_note]\nprefix = [SOC]\n",
+  );
+  const list = await agent(["actions", "list", "--config", `${own}/app.config`], own);
+  console.log(list.stdout.trim().split("\n").map((l) => `  ${l}`).join("\n"));
+  const replay = await agent([
+    "replay",
+    `${demo}/add_note.json`,
+    "--processor",
+    "add_note",
+    "--config",
+    `${own}/app.config`,
+    "--rest-fixtures",
+    `${demo}/rest.json`,
+    "--log-level",
+    "error",
+  ], own);
+  const { reply } = JSON.parse(replay.stdout);
+  console.log(`  menu item "Add note" on incident 2095 -> ${reply.message}`);
+  console.log(
+    "\nIt ran in its own sandbox; its REST calls went through the agent with the message's context",
+  );
+  console.log('token. "agent actions new NAME" scaffolds one like it, with a passing test.');
+  if (replay.code !== 0) Deno.exit(replay.code);
+} finally {
+  await Deno.remove(own, { recursive: true });
 }
 
 heading("Enrich: SecureChange ticket 42 -> one comment (agent enrich --ticket-file)");

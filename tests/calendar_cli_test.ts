@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
-import { FakeResilient } from "./support/fake_resilient.ts";
+import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { TestSmtpServer } from "./support/smtp_server.ts";
 import { runAgent } from "./support/cli.ts";
@@ -23,19 +23,13 @@ const dir = await Deno.makeTempDir();
 function config(overrides: { stompCa?: string; queue: string }): string {
   return `[agent]
 store = ${dir}/${overrides.queue}.kv
-[resilient]
-host = 127.0.0.1
-port = ${fake.port}
-org = ${fake.orgName}
-api_key_id = ${fake.apiKeyId}
-api_key_secret = $SOAR_SECRET
-cafile = ${pki.caCertFile}
-stomp_port = ${broker.sslPort}
-stomp_cafile = ${overrides.stompCa ?? pki.caCertFile}
-num_workers = 4
-logdir = ${dir}
-logfile = ${overrides.queue}.log
-[taskcalendar]
+${
+    resilientSection(fake, {
+      sslPort: broker.sslPort,
+      caCertFile: pki.caCertFile,
+      ...(overrides.stompCa ? { stompCaFile: overrides.stompCa } : {}),
+    }, `logdir = ${dir}\nlogfile = ${overrides.queue}.log\n`)
+  }[taskcalendar]
 queue = ${overrides.queue}
 smtpserver = 127.0.0.1
 smtpport = ${smtp.port}

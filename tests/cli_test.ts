@@ -113,7 +113,8 @@ Deno.test("deno.json's agent task runs with the permission flags written down in
 });
 
 Deno.test({
-  name: "the bundle runs agent --help and the enrich plugins from an empty DENO_DIR",
+  name:
+    "the bundle runs agent --help, the enrich plugins and a custom processor from an empty DENO_DIR",
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir();
@@ -146,6 +147,41 @@ Deno.test({
       assertEquals(enrich.code, 0, enrich.stderr);
       assertStringIncludes(enrich.stdout, "192.168.10.0/24: private (RFC 1918), 256 addresses");
       assertStringIncludes(enrich.stdout, "AR2: service ANY opens every port");
+      // So do custom processors (the sample, replayed against REST fixtures).
+      await Deno.writeTextFile(
+        `${dir}/app.config`,
+        `[agent]\nstore = ${dir}/agent.kv\nprocessors_dir = ${
+          new URL("../examples/processors", import.meta.url).pathname
+        }\n`,
+      );
+      await Deno.writeTextFile(
+        `${dir}/rest.json`,
+        JSON.stringify({
+          "GET /actions": { entities: [{ id: 31, name: "Add note" }] },
+          "POST /incidents/7/comments": { id: 70 },
+        }),
+      );
+      await Deno.writeTextFile(
+        `${dir}/action.json`,
+        JSON.stringify({
+          action_id: 31,
+          object_type: 0,
+          incident: { id: 7 },
+          properties: { note_text: "from the bundle" },
+        }),
+      );
+      const replay = await runAgent([
+        "replay",
+        `${dir}/action.json`,
+        "--processor",
+        "add_note",
+        "--rest-fixtures",
+        `${dir}/rest.json`,
+        "--config",
+        `${dir}/app.config`,
+      ], { entry: `${dir}/agent.js`, denoDir: emptyCache, cwd: dir });
+      assertEquals(replay.code, 0, replay.stderr);
+      assertStringIncludes(replay.stdout, "Note 70 added to incident 7");
       // Nothing was fetched into the empty cache: every package is inside the file.
       const fetched = await Array.fromAsync(Deno.readDir(`${emptyCache}/npm`)).catch(() => []);
       assertEquals(fetched, []);

@@ -8,7 +8,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "./suppo
 import { startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
 import { runAgent } from "./support/cli.ts";
-import { FakeResilient } from "./support/fake_resilient.ts";
+import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, type ReceivedReply } from "./support/stomp_client.ts";
 import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { SDK_SOURCE } from "../mod/sdk/embedded.ts";
@@ -17,6 +17,7 @@ import { runProcessor } from "../mod/actions/run.ts";
 import { parseDelivery } from "../mod/actions/message.ts";
 import { startCustomProcessor } from "../mod/processors/host.ts";
 import { ResilientMock } from "../mod/resilient/mock.ts";
+import { RestError } from "../mod/resilient/types.ts";
 import { Store } from "../mod/store/store.ts";
 
 const ORG = 201;
@@ -99,16 +100,7 @@ Deno.test({
       `[agent]
 store = ${dir}/agent.kv
 processors_dir = ${dir}
-[resilient]
-host = 127.0.0.1
-port = ${fake.port}
-org = ${fake.orgName}
-api_key_id = ${fake.apiKeyId}
-api_key_secret = $SOAR_SECRET
-cafile = ${pki.caCertFile}
-stomp_port = ${broker.sslPort}
-num_workers = 4
-[add_note]
+${resilientSection(fake, { sslPort: broker.sslPort, caCertFile: pki.caCertFile })}[add_note]
 prefix = "[SOC]"
 [hang]
 timeout_seconds = 2
@@ -370,6 +362,77 @@ Deno.test({
       );
       assertEquals(mock.seen(/POST .*comments/).length, 1, "the note was posted once");
       assert(mock.calls.every((c) => c.contextToken === "ctx-9"));
+    } finally {
+      custom.close();
+      store.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "ctx.incidents.update re-reads and re-applies on 409; the definition's options reach the " +
+    "listener",
+  ...integration,
+  async fn() {
+    const dir = await processorsFolder({
+      escalate: `import { defineProcessor } from "./agent_sdk.ts";
+export default defineProcessor({
+  queue: "escalate",
+  defer: 1.5,
+  debounce: { seconds: 2, discard: true, key: "task.id" },
+  workers: 3,
+  timeoutSeconds: 9,
+  handle: async (action, ctx) => {
+    const updated = await ctx.incidents.update(action.incident.id, (incident) => ({
+      ...incident,
+      severity_code: "High",
+    }));
+    return \`incident \${updated.id} at version \${updated.vers}\`;
+  },
+});
+`,
+    });
+    const store = await Store.open(":memory:");
+    const custom = await startCustomProcessor({
+      name: "escalate",
+      path: join(dir, "escalate.ts"),
+      dir,
+      section: { settings: {}, allowNet: [], allowRead: [], timeoutSeconds: undefined, values: {} },
+      defaultWorkers: 10,
+    });
+    try {
+      const p = custom.processor;
+      assertEquals([p.queue, p.deferMs, p.workers, p.timeoutMs], ["escalate", 1500, 3, 9000]);
+      assertEquals([p.debounce?.ms, p.debounce?.discard], [2000, true]);
+      const data = { action_id: null, object_type: 1, incident: { id: 4 }, task: { id: 80 } };
+      assertEquals(p.debounce?.key(data as never), "80");
+
+      // The platform changes the incident between our GET and PUT, once.
+      let version = 1;
+      let conflicts = 0;
+      const mock = new ResilientMock()
+        .on("GET", "/incidents/:id", () => ({ id: 4, vers: version }))
+        .on("PUT", "/incidents/:id", (call) => {
+          const body = call.body as { vers: number };
+          if (conflicts++ === 0) {
+            version++;
+            throw new RestError("PUT", call.path, 409, "Conflict");
+          }
+          assertEquals(body.vers, version);
+          return { ...body, vers: ++version };
+        });
+      const parsed = parseDelivery({
+        "message-id": "ID:esc-1",
+        destination: "/queue/actions.201.escalate",
+      }, new TextEncoder().encode(JSON.stringify(data)));
+      assert(parsed.ok);
+      const outcome = await runProcessor(p, parsed.message, {
+        rest: mock,
+        store,
+        signal: new AbortController().signal,
+      });
+      assertEquals(outcome.reply.message, "incident 4 at version 3");
+      assertEquals(mock.seen(/^(GET|PUT)/).map((c) => c.method), ["GET", "PUT", "GET", "PUT"]);
     } finally {
       custom.close();
       store.close();

@@ -79,7 +79,6 @@ Deno.test({
   async fn() {
     const fake = await new FakeResilient().start();
     fake.incidents.set(7, { id: 7, vers: 1 });
-    fake.route("POST", "/rest/orgs/:org/incidents/:id/artifacts", () => ({ id: 1 }));
     try {
       const client = await apiKeyClient(fake);
       waits.length = 0;
@@ -96,9 +95,10 @@ Deno.test({
       assertEquals(error.status, 503);
       assertEquals(fake.seen(/POST .*artifacts/).length, 1);
       fake.fault({ match: /POST .*artifacts/, status: 429, retryAfter: "1" });
-      assertEquals(await client.post("/incidents/7/artifacts", { type: 1, value: "1.2.3.4" }), {
-        id: 1,
-      });
+      assertEquals(await client.post("/incidents/7/artifacts", { type: 1, value: "1.2.3.4" }), [
+        { id: 2001, inc_id: 7, type: 1, value: "1.2.3.4" },
+      ]);
+      assertEquals(fake.artifacts.length, 1, "the POST reached the platform once");
       assertEquals(fake.seen(/POST .*artifacts/).length, 3);
     } finally {
       await fake.stop();

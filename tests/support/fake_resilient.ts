@@ -152,3 +152,25 @@ export class FakeResilient extends HttpsFake {
     this.#sessions.clear();
   }
 }
+
+/**
+ * The `[resilient]` section for an agent under test: this fake's REST API and the broker's
+ * STOMP+SSL port, the secret read from $SOAR_SECRET (so it stays out of the file).
+ */
+export function resilientSection(
+  fake: FakeResilient,
+  stomp: { sslPort: number; caCertFile: string; stompCaFile?: string },
+  extra = "",
+): string {
+  return `[resilient]
+host = 127.0.0.1
+port = ${fake.port}
+org = ${fake.orgName}
+api_key_id = ${fake.apiKeyId}
+api_key_secret = $SOAR_SECRET
+cafile = ${stomp.caCertFile}
+stomp_port = ${stomp.sslPort}
+stomp_cafile = ${stomp.stompCaFile ?? stomp.caCertFile}
+num_workers = 4
+${extra}`;
+}
