@@ -6,12 +6,8 @@
 import { type Command, type Deps, UsageError } from "./mod/cli/command.ts";
 import { ConfigError } from "./mod/config/config.ts";
 import { configCommand } from "./mod/config/command.ts";
-import {
-  authorizeCommand,
-  doctorCommand,
-  mailBridgeCommand,
-  runCommand,
-} from "./mod/cli/pending.ts";
+import { authorizeCommand, doctorCommand, mailBridgeCommand } from "./mod/cli/pending.ts";
+import { runCommand } from "./mod/run/command.ts";
 import { VERSION } from "./mod/cli/version.ts";
 import { calendarCommand } from "./mod/calendar/command.ts";
 import { enrichCommand } from "./mod/enrich/command.ts";

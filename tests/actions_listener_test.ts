@@ -6,6 +6,7 @@ import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { startCore } from "./support/agent_core.ts";
 import type { Processor } from "../mod/actions/types.ts";
 import { StompLink, TlsError } from "../mod/stomp/link.ts";
+import { Store } from "../mod/store/store.ts";
 
 const ORG = 201;
 const broker = await startBroker();
@@ -63,6 +64,34 @@ Deno.test({
       assertEquals(await platform.queueSize(`actions.${ORG}.${queue}`), 0);
     } finally {
       await core.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "confirmed replies leave the outbox (with later group commits, or at stop): a restart " +
+    "sends none again",
+  ...integration,
+  async fn() {
+    const queue = "outboxclear";
+    platform.listenForReplies(ORG, queue);
+    const store = await Store.open(":memory:");
+    try {
+      const first = await startCore(broker, fake, [echoProcessor(queue)], { store });
+      const ids = Array.from(
+        { length: 60 },
+        (_, i) => platform.sendAction(ORG, queue, taskAction({ id: 1000 + i })),
+      );
+      await platform.waitFor((r) => ids.every((id) => r.some((x) => x.correlationId === id)));
+      await first.stop();
+      assertEquals(await store.count(["actions", "outbox"]), 0);
+      const second = await startCore(broker, fake, [echoProcessor(queue)], { store });
+      await new Promise((r) => setTimeout(r, 500));
+      await second.stop();
+      const replies = platform.replies.filter((r) => ids.includes(r.correlationId));
+      assertEquals(replies.length, ids.length, "no reply was sent again after the restart");
+    } finally {
+      store.close();
     }
   },
 });

@@ -6,6 +6,7 @@ import { CONFIG_TEMPLATE } from "../mod/config/template.ts";
 const COMMANDS = [
   "run",
   "calendar",
+  "actions",
   "replay",
   "mail-bridge",
   "authorize",

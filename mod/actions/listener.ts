@@ -24,6 +24,7 @@ import type { Store } from "../store/store.ts";
 import type { Delivery, OutgoingFrame, StompTransport } from "../stomp/types.ts";
 import { faultPoint } from "./_faults.ts";
 import { KeyedQueue } from "./keyed_queue.ts";
+import { Histogram, type HistogramSnapshot } from "../ops/prometheus.ts";
 import { objectKey, parseDelivery } from "./message.ts";
 import { errorReply, infoReply, runProcessor } from "./run.ts";
 import type { ActionMessage, Processor, Reply } from "./types.ts";
@@ -86,7 +87,21 @@ export interface DeadLetter {
 interface Pending {
   delivery: Delivery;
   message: ActionMessage;
+  /** performance.now() when it arrived. */
+  receivedAt: number;
 }
+
+/** Per-queue counters and the message-to-reply latency, for /metrics. */
+export interface QueueCounters {
+  received: number;
+  /** Finished: recorded, acknowledged and replied to. */
+  acked: number;
+  /** Finished with an error reply. */
+  failed: number;
+}
+
+/** Upper bounds (seconds) of the reply latency histogram. */
+const LATENCY_BOUNDS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 type SetOp = [Deno.KvKey, unknown, { ttlMs?: number }?];
 
@@ -103,6 +118,10 @@ interface Completion {
 
 /** Deno KV takes up to 1000 mutations per atomic commit; a dead letter adds a second. */
 const MAX_BATCH = 400;
+/** Deno KV's limit of mutations in one atomic commit. */
+const KV_MUTATIONS = 1000;
+/** How long confirmed replies' outbox entries wait for a group commit to delete them. */
+const OUTBOX_CLEAR_MS = 250;
 
 const doneKey = (id: string) => ["actions", "done", id];
 const outboxKey = (id: string) => ["actions", "outbox", id];
@@ -129,6 +148,12 @@ export class ActionListener {
   #lookupGeneration = -1;
   #sinceConnect = 0;
   #committing = false;
+  /**
+   * Outbox entries of replies the broker confirmed, to delete with the next group commit
+   * (one store commit per batch instead of two), or after a short idle wait.
+   */
+  readonly #sentOutbox = new Set<string>();
+  #sentTimer: Timer | undefined;
   /** Replies sent (or about to be) on this connection whose receipt has not come yet. */
   readonly #unconfirmed = new Set<string>();
   readonly #stats: Omit<ListenerStats, "inFlight" | "reconnects"> = {
@@ -141,6 +166,8 @@ export class ActionListener {
     duplicates: 0,
   };
   #stopping = false;
+  readonly #counters = new Map<string, QueueCounters>();
+  readonly #latency = new Histogram(LATENCY_BOUNDS);
   #recordSeq = 0;
   #healthTimer: Timer | undefined;
 
@@ -219,6 +246,7 @@ export class ActionListener {
     ) {
       await new Promise((r) => setTimeout(r, 20));
     }
+    await this.#clearSentOutbox();
     await this.#o.transport.stop();
   }
 
@@ -235,6 +263,8 @@ export class ActionListener {
       return;
     }
     this.#active.set(id, delivery);
+    const receivedAt = performance.now();
+    this.#countersOf(processor.queue).received++;
     const key = parsed.ok
       ? processor.orderKey?.(parsed.message.data) ?? objectKey(parsed.message.data)
       : id;
@@ -248,7 +278,7 @@ export class ActionListener {
             problem: parsed.problem,
           });
           this.#stats.badInput++;
-          return await this.#finish(
+          await this.#finish(
             id,
             errorReply(`Cannot process this action: ${parsed.problem}`),
             {
@@ -257,8 +287,9 @@ export class ActionListener {
               delivery,
             },
           );
+          return this.#finished(processor.queue, 1, true, receivedAt);
         }
-        const pending: Pending = { delivery, message: parsed.message };
+        const pending: Pending = { delivery, message: parsed.message, receivedAt };
         if (processor.debounce) {
           const debounceKey = processor.debounce.key(parsed.message.data);
           if (debounceKey !== undefined) {
@@ -297,6 +328,31 @@ export class ActionListener {
       this.#finish(message.messageId, outcome.reply, dead),
       ...absorbed.map((other) => this.#finish(other.message.messageId, outcome.reply)),
     ]);
+    const failed = outcome.reply.message_type === 1;
+    for (const done of [pending, ...absorbed]) {
+      this.#finished(processor.queue, 1, failed, done.receivedAt);
+    }
+  }
+
+  /** Per-queue counters and the reply latency histogram (seconds). */
+  metrics(): { queues: Map<string, QueueCounters>; latency: HistogramSnapshot } {
+    return {
+      queues: new Map([...this.#counters].map(([q, c]) => [q, { ...c }])),
+      latency: this.#latency.snapshot(),
+    };
+  }
+
+  #countersOf(queue: string): QueueCounters {
+    let counters = this.#counters.get(queue);
+    if (!counters) this.#counters.set(queue, counters = { received: 0, acked: 0, failed: 0 });
+    return counters;
+  }
+
+  #finished(queue: string, count: number, failed: boolean, receivedAt: number): void {
+    const counters = this.#countersOf(queue);
+    counters.acked += count;
+    if (failed) counters.failed += count;
+    this.#latency.observe((performance.now() - receivedAt) / 1000);
   }
 
   async #debounce(
@@ -464,10 +520,14 @@ export class ActionListener {
         if (!this.#o.transactions) {
           for (const c of batch) if (c.withReply) this.#unconfirmed.add(c.id);
         }
+        const sets = batch.flatMap((c) => c.sets);
+        const deletes = sets.length
+          ? this.#takeSent(KV_MUTATIONS - sets.length).map(outboxKey)
+          : [];
         try {
-          const sets = batch.flatMap((c) => c.sets);
-          if (sets.length) await this.#o.store.commit({ set: sets });
+          if (sets.length) await this.#o.store.commit({ set: sets, delete: deletes });
         } catch (error) {
+          for (const key of deletes) this.#sentOutbox.add(String(key.at(-1)));
           // Not recorded, so not acknowledged: the broker redelivers these.
           for (const c of batch) {
             this.#unconfirmed.delete(c.id);
@@ -520,12 +580,40 @@ export class ActionListener {
     const done = ids.filter((id) => this.#unconfirmed.delete(id));
     this.#stats.replied += done.length;
     if (!done.length) return;
-    this.#o.store.commit({ delete: done.map(outboxKey) }).catch((error) =>
-      logger.warn("Could not clear {count} sent replies from the outbox: {error}", {
-        count: done.length,
-        error,
-      })
-    );
+    for (const id of done) this.#sentOutbox.add(id);
+    this.#sentTimer ??= setTimeout(() => {
+      this.#sentTimer = undefined;
+      void this.#clearSentOutbox();
+    }, OUTBOX_CLEAR_MS);
+  }
+
+  #takeSent(max: number): string[] {
+    const ids: string[] = [];
+    for (const id of this.#sentOutbox) {
+      if (ids.length >= max) break;
+      ids.push(id);
+    }
+    for (const id of ids) this.#sentOutbox.delete(id);
+    return ids;
+  }
+
+  /** Deletes the confirmed replies' outbox entries not yet deleted by a group commit. */
+  async #clearSentOutbox(): Promise<void> {
+    clearTimeout(this.#sentTimer);
+    this.#sentTimer = undefined;
+    while (this.#sentOutbox.size) {
+      const ids = this.#takeSent(KV_MUTATIONS);
+      try {
+        await this.#o.store.commit({ delete: ids.map(outboxKey) });
+      } catch (error) {
+        // Harmless: after a restart these replies are sent once more.
+        logger.warn("Could not clear {count} sent replies from the outbox: {error}", {
+          count: ids.length,
+          error,
+        });
+        return;
+      }
+    }
   }
 
   /** Sends replies left in the outbox (unconfirmed when the link dropped or the agent died). */
@@ -534,7 +622,9 @@ export class ActionListener {
     try {
       for await (const { key, value } of this.#o.store.list<OutgoingFrame>(["actions", "outbox"])) {
         const id = String(key[2]);
-        if (this.#unconfirmed.has(id) || !this.#o.transport.connected) continue;
+        if (
+          this.#unconfirmed.has(id) || this.#sentOutbox.has(id) || !this.#o.transport.connected
+        ) continue;
         this.#unconfirmed.add(id);
         try {
           this.#o.transport.publish(value, () => this.#confirmed([id]));

@@ -36,12 +36,6 @@ export const authorizeCommand = pending(
   "[--config FILE]",
   5,
 );
-export const runCommand = pending(
-  "run",
-  "Run every configured service in one process",
-  "[--config FILE]",
-  7,
-);
 export const doctorCommand = pending(
   "doctor",
   "Check connectivity, TLS and credentials of every configured system",

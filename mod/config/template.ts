@@ -19,6 +19,8 @@ store = agent.kv
 #log_level = info
 # A one-line health summary in the log every N minutes (0 = never).
 health_interval_minutes = 5
+# /healthz and /metrics for "agent run" (localhost unless you say otherwise).
+#http_listen = 127.0.0.1:9464
 # Your own action processors for "agent actions" ("agent actions new NAME" writes one);
 # resilient-circuits' [resilient] componentsdir is used when this is not set.
 #processors_dir = /etc/agent/processors

@@ -23,6 +23,7 @@ export class PlatformClient {
   readonly #subscriptions: (() => void)[] = [];
   #waiters: (() => void)[] = [];
   #seq = 0;
+  readonly #seenIds = new Set<string>();
 
   private constructor(client: Client) {
     this.#client = client;
@@ -58,7 +59,13 @@ export class PlatformClient {
   }
 
   #subscribeReplies(org: number, queue: string): void {
+    // Client acks, and duplicates (a redelivery after a lost ACK) dropped by message-id: a
+    // reply in flight when the broker stops is not lost to the platform side.
     this.#client.subscribe(`/queue/acks.${org}.${queue}`, (message: IMessage) => {
+      const brokerId = message.headers["message-id"] ?? "";
+      message.ack();
+      if (this.#seenIds.has(brokerId)) return;
+      this.#seenIds.add(brokerId);
       let json: ReceivedReply["json"];
       try {
         json = JSON.parse(message.body);
@@ -73,7 +80,7 @@ export class PlatformClient {
         at: performance.now(),
       });
       for (const wake of this.#waiters.splice(0)) wake();
-    }, { ack: "auto" });
+    }, { ack: "client-individual" });
   }
 
   /** Publishes an action message as the platform does; returns its correlation id. */

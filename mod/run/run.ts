@@ -1,0 +1,215 @@
+/**
+ * `agent run`: every service the config enables, in one process with one store and one log.
+ * Today that is the action service (the calendar when `[taskcalendar]` is present, and the
+ * custom processors of the processors folder, on one STOMP connection) and the HTTP listener
+ * (`[agent] http_listen`). A service that fails (the platform unreachable at start-up, a TLS
+ * or login error) is restarted with backoff and reported; the others keep running. SIGTERM
+ * drains everything.
+ */
+import type { BuiltProcessor } from "../actions/factory.ts";
+import { type ActionService, startActionService } from "../actions/service.ts";
+import type { Config } from "../config/config.ts";
+import { ConfigError } from "../config/errors.ts";
+import { log } from "../log/log.ts";
+import { type Health, parseListen, serveOps } from "../ops/http.ts";
+import { type Family, render } from "../ops/prometheus.ts";
+import { DEAD_LETTER_PREFIX } from "../actions/listener.ts";
+import { Store } from "../store/store.ts";
+
+const logger = log("run");
+const BACKOFF_MS = [1_000, 2_000, 5_000, 15_000, 30_000, 60_000];
+
+/** What `agent run` needs besides the config. */
+export interface RunDeps {
+  signal: AbortSignal;
+  env: (name: string) => string | undefined;
+  /** Called once the HTTP listener is up (tests learn its port). */
+  onListening?: (port: number) => void;
+}
+
+/** The processors the config enables. */
+async function buildEnabled(config: Config, env: RunDeps["env"]): Promise<BuiltProcessor[]> {
+  const built: BuiltProcessor[] = [];
+  try {
+    if (config.taskcalendar) {
+      const { createCalendar } = await import("../calendar/factory.ts");
+      built.push(await createCalendar(config));
+    }
+    const { processorsDir, buildProcessors } = await import("../processors/load.ts");
+    if (processorsDir(config)) built.push(...await buildProcessors(config, env));
+    return built;
+  } catch (error) {
+    for (const b of built) b.close();
+    throw error;
+  }
+}
+
+/** Runs until the signal aborts; returns the exit code. */
+export async function runServices(config: Config, deps: RunDeps): Promise<number> {
+  const resilient = config.resilient;
+  if (!resilient) {
+    throw new ConfigError(
+      { file: config.file, section: "resilient" },
+      "missing: agent run has nothing to run (the action service needs the platform)",
+    );
+  }
+  const processorsDir = config.agent.processorsDir ?? resilient.componentsdir;
+  if (!config.taskcalendar && !processorsDir) {
+    throw new ConfigError(
+      { file: config.file, section: "agent" },
+      "nothing to run: configure [taskcalendar] or [agent] processors_dir",
+    );
+  }
+  const store = await Store.open(config.agent.store);
+  let current: ActionService | undefined;
+  let state = "starting";
+  try {
+    const sources = {
+      health: () => Promise.resolve(health(current, state, resilient.numWorkers)),
+      metrics: () => metrics(current, store),
+    };
+    const http = config.agent.httpListen
+      ? await serveOps(parseListen(config.agent.httpListen, config), sources, deps.signal)
+      : undefined;
+    if (http) deps.onListening?.(http.port);
+
+    for (let attempt = 0; !deps.signal.aborted; attempt++) {
+      let built: BuiltProcessor[] = [];
+      try {
+        built = await buildEnabled(config, deps.env);
+        current = await startActionService(resilient, built.map((b) => b.processor), {
+          store,
+          signal: deps.signal,
+          healthIntervalMs: config.agent.healthIntervalMinutes * 60_000,
+        });
+        state = "running";
+        attempt = 0;
+        await current.done;
+        logger.info("Actions service stopped: {stats}", { stats: current.listener.stats() });
+      } catch (error) {
+        if (deps.signal.aborted) break;
+        const waitMs = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)]!;
+        state = `failed: ${error instanceof Error ? error.message : String(error)}`;
+        logger.error("Actions service failed: {error}; restarting in {seconds} s", {
+          error: error instanceof Error ? error.message : String(error),
+          seconds: waitMs / 1000,
+        });
+        await current?.stop(1_000).catch(() => {});
+        current = undefined;
+        await abortableSleep(waitMs, deps.signal);
+      } finally {
+        for (const b of built) b.close();
+      }
+    }
+    await http?.finished;
+    return 0;
+  } finally {
+    store.close();
+  }
+}
+
+function health(
+  service: ActionService | undefined,
+  state: string,
+  workers: number,
+): Record<string, Health> {
+  if (!service) return { actions: { healthy: false, detail: state } };
+  const stats = service.listener.stats();
+  const backlog = Math.max(100, 10 * workers);
+  if (!service.link.connected) {
+    return { actions: { healthy: false, detail: "not connected to the Action Module" } };
+  }
+  if (stats.inFlight > backlog) {
+    return {
+      actions: { healthy: false, detail: `backlogged: ${stats.inFlight} actions in flight` },
+    };
+  }
+  const refused = service.refused.map((r) => `${r.name} refused (${r.reason})`);
+  return {
+    actions: {
+      healthy: true,
+      detail: [`connected; ${stats.inFlight} in flight`, ...refused].join("; "),
+    },
+  };
+}
+
+async function metrics(service: ActionService | undefined, store: Store): Promise<string> {
+  const families: Family[] = [];
+  if (service) {
+    const { queues, latency } = service.listener.metrics();
+    const perQueue = (pick: (c: { received: number; acked: number; failed: number }) => number) =>
+      [...queues].map(([queue, c]) => ({ labels: { queue }, value: pick(c) }));
+    const stats = service.listener.stats();
+    families.push(
+      {
+        name: "agent_actions_received_total",
+        help: "Action messages received, by queue.",
+        type: "counter",
+        samples: perQueue((c) => c.received),
+      },
+      {
+        name: "agent_actions_acked_total",
+        help: "Action messages finished: recorded, acknowledged and replied to.",
+        type: "counter",
+        samples: perQueue((c) => c.acked),
+      },
+      {
+        name: "agent_actions_failed_total",
+        help: "Action messages finished with an error reply.",
+        type: "counter",
+        samples: perQueue((c) => c.failed),
+      },
+      {
+        name: "agent_action_reply_seconds",
+        help: "Time from receiving an action message to acknowledging it with its reply.",
+        type: "histogram",
+        histogram: latency,
+      },
+      {
+        name: "agent_actions_in_flight",
+        help: "Action messages being handled.",
+        type: "gauge",
+        samples: [{ value: stats.inFlight }],
+      },
+      {
+        name: "agent_stomp_connected",
+        help: "1 while connected to the Action Module.",
+        type: "gauge",
+        samples: [{ value: service.link.connected ? 1 : 0 }],
+      },
+      {
+        name: "agent_stomp_reconnects_total",
+        help: "Reconnects to the Action Module.",
+        type: "counter",
+        samples: [{ value: stats.reconnects }],
+      },
+    );
+  }
+  families.push(
+    {
+      name: "agent_outbox_size",
+      help: "Replies recorded but not yet confirmed by the broker.",
+      type: "gauge",
+      samples: [{ value: await store.count(["actions", "outbox"]) }],
+    },
+    {
+      name: "agent_dead_letters",
+      help: "Action messages kept because they could not be processed.",
+      type: "gauge",
+      samples: [{ value: await store.count(DEAD_LETTER_PREFIX) }],
+    },
+  );
+  return render(families);
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,150 @@
+/**
+ * `agent run`: the calendar and a custom processor on one connection, /healthz and /metrics,
+ * through a broker outage.
+ */
+import { join } from "node:path";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
+import { freePort, startBroker } from "./support/activemq.ts";
+import { testPki } from "./support/ca.ts";
+import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
+import { PlatformClient, type ReceivedReply, taskAction } from "./support/stomp_client.ts";
+import { runAgent } from "./support/cli.ts";
+import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+
+const ORG = 201;
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const EXAMPLES = new URL("../examples/processors/", import.meta.url).pathname;
+const integration = { sanitizeOps: false, sanitizeResources: false };
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+Deno.test({
+  name: "agent run serves the calendar and a custom processor on one connection; /healthz " +
+    "goes unhealthy while the broker is down and healthy again; /metrics counts per queue",
+  ...integration,
+  async fn() {
+    const pki = await testPki();
+    const fake = await new FakeResilient({ orgId: ORG }).start();
+    fake.users.set(4, { id: 4, email: "ann@example.com", fname: "Ann", lname: "Example" });
+    fake.incidents.set(2095, { id: 2095, name: "Phishing", vers: 1 });
+    fake.rules.set(31, "Add note").set(11, "taskcalendar");
+    fake.fields.set("actioninvocation", [{ name: "note_text", input_type: "textarea" }]);
+    const broker = await startBroker({ user: fake.apiKeyId, password: fake.apiKeySecret });
+    const platform = await PlatformClient.connect(broker);
+    const dir = await Deno.makeTempDir({ prefix: "agent-run-" });
+    const processors = join(dir, "processors");
+    await Deno.mkdir(processors);
+    for (const file of ["agent_sdk.ts", "add_note.ts"]) {
+      await Deno.copyFile(join(EXAMPLES, file), join(processors, file));
+    }
+    const port = freePort();
+    const configFile = join(dir, "app.config");
+    await Deno.writeTextFile(
+      configFile,
+      `[agent]
+store = ${dir}/agent.kv
+processors_dir = ${processors}
+http_listen = 127.0.0.1:${port}
+${resilientSection(fake, { sslPort: broker.sslPort, caCertFile: pki.caCertFile })}
+[taskcalendar]
+queue = runcal
+smtpfrom = soar@example.com
+debounce_seconds = 0
+outbox_dir = ${dir}/outbox
+`,
+    );
+    platform.listenForReplies(ORG, "runcal");
+    platform.listenForReplies(ORG, "add_note");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...AGENT_RUN_FLAGS, MAIN, "run", "--config", configFile],
+      env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = child.output();
+    const base = `http://127.0.0.1:${port}`;
+    const healthz = async () => {
+      const response = await fetch(`${base}/healthz`);
+      return { status: response.status, body: await response.json() };
+    };
+    const final = (id: string) => (r: ReceivedReply[]) =>
+      r.some((x) => x.correlationId === id && x.json?.complete);
+    try {
+      await waitUntil("/healthz is 200", async () => (await healthz()).status === 200);
+      const invite = platform.sendAction(ORG, "runcal", taskAction({ id: 300, owner_id: 4 }));
+      const note = platform.sendAction(ORG, "add_note", {
+        action_id: 31,
+        object_type: 0,
+        incident: { id: 2095 },
+        properties: { note_text: "via agent run" },
+      });
+      await platform.waitFor((r) => final(invite)(r) && final(note)(r));
+      assertEquals(fake.notes.length, 1);
+      assertEquals((await Array.fromAsync(Deno.readDir(`${dir}/outbox`))).length, 1);
+
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assertMatch(metrics, /^agent_actions_received_total\{queue="runcal"\} 1$/m);
+      assertMatch(metrics, /^agent_actions_acked_total\{queue="add_note"\} 1$/m);
+      assertMatch(metrics, /^agent_actions_failed_total\{queue="add_note"\} 0$/m);
+      assertMatch(metrics, /^agent_action_reply_seconds_count 2$/m);
+      assertMatch(metrics, /^agent_stomp_connected 1$/m);
+      assertMatch(metrics, /^agent_dead_letters 0$/m);
+      assertEquals((await fetch(`${base}/nope`)).status, 404);
+
+      await broker.stop();
+      await waitUntil("/healthz is 503", async () => (await healthz()).status === 503);
+      const down = await healthz();
+      assertEquals(down.body.services.actions.healthy, false);
+      assertStringIncludes(down.body.services.actions.detail, "not connected");
+      await broker.restart();
+      await waitUntil("/healthz is 200 again", async () => (await healthz()).status === 200);
+      const after = platform.sendAction(ORG, "add_note", {
+        action_id: 31,
+        object_type: 0,
+        incident: { id: 2095 },
+        properties: { note_text: "after the outage" },
+      });
+      await platform.waitFor(final(after), 30_000);
+      assertEquals(fake.notes.length, 2);
+      assertMatch(
+        await (await fetch(`${base}/metrics`)).text(),
+        /^agent_stomp_reconnects_total [1-9]/m,
+      );
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const { code, stderr } = await output;
+    const log = new TextDecoder().decode(stderr);
+    assertEquals(code, 0, log);
+    assert(!log.includes(fake.apiKeySecret), "the API secret reached the log");
+    await platform.close();
+    await broker.dispose();
+    await fake.stop();
+  },
+});
+
+Deno.test("agent run refuses a config with nothing to run, naming what to configure", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = join(dir, "app.config");
+  await Deno.writeTextFile(
+    file,
+    "[resilient]\nhost = soar.example.com\norg = Example\napi_key_id = a\napi_key_secret = b\n",
+  );
+  const result = await runAgent(["run", "--config", file]);
+  assertEquals(result.code, 2);
+  assertStringIncludes(result.stderr, "configure [taskcalendar] or [agent] processors_dir");
+  await Deno.writeTextFile(
+    file,
+    `[agent]\nhttp_listen = nowhere\nprocessors_dir = ${dir}\n` +
+      "[resilient]\nhost = soar.example.com\norg = Example\napi_key_id = a\napi_key_secret = b\n",
+  );
+  const bad = await runAgent(["run", "--config", file]);
+  assertEquals(bad.code, 2);
+  assertStringIncludes(bad.stderr, 'agent.http_listen: "nowhere" is not host:port');
+});
