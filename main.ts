@@ -8,6 +8,7 @@ import { ConfigError } from "./mod/config/config.ts";
 import { configCommand } from "./mod/config/command.ts";
 import { authorizeCommand, doctorCommand, mailBridgeCommand } from "./mod/cli/pending.ts";
 import { runCommand } from "./mod/run/command.ts";
+import { serviceCommand } from "./mod/service/command.ts";
 import { VERSION } from "./mod/cli/version.ts";
 import { calendarCommand } from "./mod/calendar/command.ts";
 import { enrichCommand } from "./mod/enrich/command.ts";
@@ -28,6 +29,7 @@ const COMMANDS: Command[] = [
   authorizeCommand,
   enrichCommand,
   doctorCommand,
+  serviceCommand,
   replayCommand(PROCESSORS),
   configCommand,
 ];

@@ -12,6 +12,7 @@ const COMMANDS = [
   "authorize",
   "enrich",
   "doctor",
+  "service",
   "config",
 ];
 
@@ -190,4 +191,37 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("agent service install writes a hardened unit running agent run; uninstall removes it", async () => {
+  const dir = await Deno.makeTempDir();
+  const config = `${dir}/app.config`;
+  await Deno.writeTextFile(
+    config,
+    `[agent]\nstore = ${dir}/state/agent.kv\n[resilient]\nhost = soar.example.com\n` +
+      `org = Example\napi_key_id = a\napi_key_secret = $SECRET\nlogdir = ${dir}/logs\n` +
+      `[taskcalendar]\nsmtpfrom = soar@example.com\noutbox_dir = ${dir}/outbox\n`,
+  );
+  const installed = await runAgent(
+    ["service", "install", "--config", config, "--unit-dir", dir, "--user", "soaragent"],
+    { env: { SECRET: "s3cret-value" } },
+  );
+  assertEquals(installed.code, 0, installed.stderr);
+  const unit = await Deno.readTextFile(`${dir}/agent.service`);
+  const line = (key: string) => unit.split("\n").find((l) => l.startsWith(`${key}=`));
+  assertEquals(line("User"), "User=soaragent");
+  assertEquals(line("Restart"), "Restart=always");
+  assertEquals(line("ProtectSystem"), "ProtectSystem=strict");
+  assertEquals(line("NoNewPrivileges"), "NoNewPrivileges=true");
+  assertEquals(line("ReadWritePaths"), `ReadWritePaths=${dir}/state ${dir}/logs ${dir}/outbox`);
+  // The same narrow permissions as the agent task, then "run" with this config.
+  const exec = line("ExecStart")!;
+  assertStringIncludes(exec, ` run ${AGENT_RUN_FLAGS.join(" ")} `);
+  assert(exec.endsWith(` run --config ${config}`), exec);
+  assert(!unit.includes("s3cret-value"), "a secret was written into the unit");
+  assertStringIncludes(installed.stdout, "systemctl daemon-reload && systemctl enable --now agent");
+  const removed = await runAgent(["service", "uninstall", "--unit-dir", dir]);
+  assertEquals(removed.code, 0, removed.stderr);
+  assertEquals(await Deno.stat(`${dir}/agent.service`).catch(() => undefined), undefined);
+  await Deno.remove(dir, { recursive: true });
 });
