@@ -287,7 +287,7 @@ export class ActionListener {
               delivery,
             },
           );
-          return this.#finished(processor.queue, 1, true, receivedAt);
+          return this.#finished(processor.queue, true, receivedAt);
         }
         const pending: Pending = { delivery, message: parsed.message, receivedAt };
         if (processor.debounce) {
@@ -330,7 +330,7 @@ export class ActionListener {
     ]);
     const failed = outcome.reply.message_type === 1;
     for (const done of [pending, ...absorbed]) {
-      this.#finished(processor.queue, 1, failed, done.receivedAt);
+      this.#finished(processor.queue, failed, done.receivedAt);
     }
   }
 
@@ -348,10 +348,10 @@ export class ActionListener {
     return counters;
   }
 
-  #finished(queue: string, count: number, failed: boolean, receivedAt: number): void {
+  #finished(queue: string, failed: boolean, receivedAt: number): void {
     const counters = this.#countersOf(queue);
-    counters.acked += count;
-    if (failed) counters.failed += count;
+    counters.acked++;
+    if (failed) counters.failed++;
     this.#latency.observe((performance.now() - receivedAt) / 1000);
   }
 

@@ -79,7 +79,7 @@ async function runOne(
       allowNet: job.allowNet,
       allowRead: job.allowRead,
       logger: log("enrich", job.name),
-      loadTimeoutMs: job.timeoutMs,
+      signal,
     });
     sandbox = (await starting).sandbox;
     const text = await sandbox.call({ ticketInfo, config: job.config }, { signal });

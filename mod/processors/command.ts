@@ -59,20 +59,15 @@ export const actionsCommand: Command = {
     const config = await loadCommandConfig(values, deps);
     setupCommandLogging(values, config);
     if (sub === "list") {
-      const { loadProcessors } = await import("./load.ts");
+      const { loadProcessors, ruleList } = await import("./load.ts");
       const { started, refused } = await loadProcessors(config, deps.env);
       for (const p of started) {
         const d = p.description;
+        const required = [...d.requiredFields, ...d.requiredActionFields].map((f) => f.name);
         deps.stdout(
-          `${p.processor.name}: queue ${p.processor.queue}; rules ${
-            [...d.rules, ...(d.catchAll ? ["(any other)"] : [])].join(", ")
-          }; ${p.processor.workers} workers; timeout ${(p.processor.timeoutMs ?? 0) / 1000} s${
-            d.requiredFields.length || d.requiredActionFields.length
-              ? `; requires ${
-                [...d.requiredFields, ...d.requiredActionFields].map((f) => f.name).join(", ")
-              }`
-              : ""
-          }\n`,
+          `${p.processor.name}: queue ${p.processor.queue}; rules ${ruleList(d)}; ` +
+            `${p.processor.workers} workers; timeout ${(p.processor.timeoutMs ?? 0) / 1000} s` +
+            `${required.length ? `; requires ${required.join(", ")}` : ""}\n`,
         );
         p.close();
       }

@@ -13,7 +13,7 @@ import { log } from "../log/log.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import { Sandbox } from "../sandbox/sandbox.ts";
 import type { SandboxSection } from "../sandbox/section.ts";
-import type { ActionData, ProcessorDescription } from "../sdk/sdk.ts";
+import { type ActionData, type ProcessorDescription, requestVia } from "../sdk/sdk.ts";
 
 const DEFAULT_TIMEOUT_SECONDS = 300;
 
@@ -131,11 +131,7 @@ async function answer(ctx: ActionContext, method: string, args: unknown[]): Prom
       const [verb, path, body] = args as [string, string, unknown];
       if (!ctx.rest) throw new Error("no REST API in this run ([resilient] is not configured)");
       if (typeof path !== "string") throw new Error("a REST path must be a string");
-      if (verb === "GET") return await ctx.rest.get(path, { signal: ctx.signal });
-      if (verb === "POST") return await ctx.rest.post(path, body, { signal: ctx.signal });
-      if (verb === "PUT") return await ctx.rest.put(path, body, { signal: ctx.signal });
-      if (verb === "DELETE") return await ctx.rest.delete(path, { signal: ctx.signal });
-      throw new Error(`unknown REST method ${verb}`);
+      return await requestVia(ctx.rest, verb, path, body, { signal: ctx.signal });
     }
     case "effectGet":
       return await recordedEffect(ctx.store, messageId, String(args[0]));

@@ -8,6 +8,7 @@ import type { BuiltProcessor } from "../actions/factory.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { readSandboxSection } from "../sandbox/section.ts";
+import type { ProcessorDescription } from "../sdk/sdk.ts";
 import { type CustomProcessor, startCustomProcessor } from "./host.ts";
 
 const logger = log("actions");
@@ -105,6 +106,11 @@ export async function loadProcessors(
   return result;
 }
 
+/** The rules a processor handles, for people: "add_note, (any other)". */
+export function ruleList(description: ProcessorDescription): string {
+  return [...description.rules, ...(description.catchAll ? ["(any other)"] : [])].join(", ");
+}
+
 /** The processors as the action service takes them; fails when none could load. */
 export async function buildProcessors(
   config: Config,
@@ -120,13 +126,12 @@ export async function buildProcessors(
     );
   }
   for (const p of started) {
-    const d = p.description;
     logger.info(
       "Loaded processor {name}: queue {queue}, rules {rules}, {workers} workers",
       {
         name: p.processor.name,
         queue: p.processor.queue,
-        rules: [...d.rules, ...(d.catchAll ? ["(any other)"] : [])].join(", "),
+        rules: ruleList(p.description),
         workers: p.processor.workers,
       },
     );

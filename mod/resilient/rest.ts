@@ -10,6 +10,7 @@ import { secrets } from "../log/redact.ts";
 import { abortableSleep } from "../stomp/link.ts";
 import { tlsErrorFrom } from "../stomp/errors.ts";
 import { type RequestOptions, type ResilientApi, RestError } from "./types.ts";
+import { getPutWithRetry } from "../sdk/sdk.ts";
 
 const logger = log("resilient");
 const RETRY_DELAYS_MS = [500, 1_000, 2_000, 4_000];
@@ -138,26 +139,20 @@ export class RestClient implements ResilientApi {
     return this.#request<T>("DELETE", path, undefined, options);
   }
 
-  async getPut<T extends object>(
+  getPut<T extends object>(
     path: string,
     change: (current: T) => T | void,
     options?: RequestOptions,
   ): Promise<T> {
-    for (let attempt = 1;; attempt++) {
-      const current = await this.get<T>(path, options);
-      const updated = change(current) ?? current;
-      try {
-        return await this.put<T>(path, updated, options);
-      } catch (error) {
-        if (
-          !(error instanceof RestError && error.status === 409) || attempt >= MAX_CONFLICT_RETRIES
-        ) throw error;
+    return getPutWithRetry(this, path, change, {
+      ...(options ? { request: options } : {}),
+      attempts: MAX_CONFLICT_RETRIES,
+      onConflict: (attempt) =>
         logger.info("PUT {path} conflicted with another edit; re-reading (attempt {attempt})", {
           path,
           attempt,
-        });
-      }
-    }
+        }),
+    });
   }
 
   async ruleName(actionId: number, options?: RequestOptions): Promise<string | undefined> {

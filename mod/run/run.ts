@@ -15,6 +15,8 @@ import { type Health, parseListen, serveOps } from "../ops/http.ts";
 import { type Family, render } from "../ops/prometheus.ts";
 import { DEAD_LETTER_PREFIX } from "../actions/listener.ts";
 import { Store } from "../store/store.ts";
+import { abortableSleep } from "../stomp/link.ts";
+import { buildProcessors, processorsDir } from "../processors/load.ts";
 
 const logger = log("run");
 const BACKOFF_MS = [1_000, 2_000, 5_000, 15_000, 30_000, 60_000];
@@ -35,7 +37,6 @@ async function buildEnabled(config: Config, env: RunDeps["env"]): Promise<BuiltP
       const { createCalendar } = await import("../calendar/factory.ts");
       built.push(await createCalendar(config));
     }
-    const { processorsDir, buildProcessors } = await import("../processors/load.ts");
     if (processorsDir(config)) built.push(...await buildProcessors(config, env));
     return built;
   } catch (error) {
@@ -53,8 +54,7 @@ export async function runServices(config: Config, deps: RunDeps): Promise<number
       "missing: agent run has nothing to run (the action service needs the platform)",
     );
   }
-  const processorsDir = config.agent.processorsDir ?? resilient.componentsdir;
-  if (!config.taskcalendar && !processorsDir) {
+  if (!config.taskcalendar && !processorsDir(config)) {
     throw new ConfigError(
       { file: config.file, section: "agent" },
       "nothing to run: configure [taskcalendar] or [agent] processors_dir",
@@ -96,7 +96,7 @@ export async function runServices(config: Config, deps: RunDeps): Promise<number
         });
         await current?.stop(1_000).catch(() => {});
         current = undefined;
-        await abortableSleep(waitMs, deps.signal);
+        await abortableSleep(waitMs, deps.signal).catch(() => {});
       } finally {
         for (const b of built) b.close();
       }
@@ -200,16 +200,4 @@ async function metrics(service: ActionService | undefined, store: Store): Promis
     },
   );
   return render(families);
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

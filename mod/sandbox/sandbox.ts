@@ -38,6 +38,8 @@ export interface SandboxOptions {
   logger: Logger;
   /** How long loading the module may take (default 30 s). */
   loadTimeoutMs?: number;
+  /** Stops loading (the start rejects with the reason). */
+  signal?: AbortSignal;
   /** How long an aborted sandbox may take to answer a ping before it counts as stuck. */
   pingTimeoutMs?: number;
 }
@@ -139,6 +141,12 @@ export class Sandbox {
       () => sandbox.terminate(`its module did not load within ${timeoutMs / 1000} s`),
       timeoutMs,
     );
+    const onAbort = () => {
+      const reason = options.signal?.reason;
+      sandbox.terminate(reason instanceof Error ? reason.message : String(reason ?? "aborted"));
+    };
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) onAbort();
     worker.postMessage({ op: "load", kind: options.kind, ...load });
     try {
       return { sandbox, description: await loaded };
@@ -147,6 +155,7 @@ export class Sandbox {
       throw error;
     } finally {
       clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
     }
   }
 
@@ -215,7 +224,7 @@ export class Sandbox {
 
   /** After an abort: a sandbox that does not answer a ping is stuck, and is terminated. */
   async #checkResponsive(): Promise<void> {
-    if (this.#pong || !this.#alive) return;
+    if (!this.#alive) return;
     const answered = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), this.#options.pingTimeoutMs ?? 1_000);
       this.#pong = () => {

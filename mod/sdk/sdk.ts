@@ -113,6 +113,50 @@ export interface ResilientApi {
   ruleName(actionId: number, options?: RequestOptions): Promise<string | undefined>;
 }
 
+/** Sends one request by method name (how a handler's REST call reaches a ResilientApi). */
+export function requestVia(
+  api: ResilientApi,
+  method: string,
+  path: string,
+  body: unknown,
+  options?: RequestOptions,
+): Promise<unknown> {
+  switch (method) {
+    case "GET":
+      return api.get(path, options);
+    case "POST":
+      return api.post(path, body, options);
+    case "PUT":
+      return api.put(path, body, options);
+    case "DELETE":
+      return api.delete(path, options);
+    default:
+      return Promise.reject(new Error(`unknown REST method ${method}`));
+  }
+}
+
+/**
+ * The 409 loop behind `getPut`: GET, apply `change`, PUT; on 409 Conflict re-read and
+ * re-apply, up to `attempts` times. `onConflict` hears of each retry.
+ */
+export async function getPutWithRetry<T extends object>(
+  api: Pick<ResilientApi, "get" | "put">,
+  path: string,
+  change: (current: T) => T | void,
+  options: { request?: RequestOptions; attempts?: number; onConflict?(attempt: number): void } = {},
+): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    const current = await api.get<T>(path, options.request);
+    try {
+      return await api.put<T>(path, change(current) ?? current, options.request);
+    } catch (error) {
+      if (!(error instanceof RestError && error.status === 409)) throw error;
+      if (attempt >= (options.attempts ?? 5)) throw error;
+      options.onConflict?.(attempt);
+    }
+  }
+}
+
 /** An HTTP error from the platform, naming the request. */
 export class RestError extends Error {
   constructor(
@@ -504,15 +548,8 @@ export class ResilientMock implements ResilientApi {
     return this.#call("DELETE", path, undefined);
   }
 
-  async getPut<T extends object>(path: string, change: (current: T) => T | void): Promise<T> {
-    for (let attempt = 1;; attempt++) {
-      const current = await this.get<T>(path);
-      try {
-        return await this.put<T>(path, change(current) ?? current);
-      } catch (error) {
-        if (!(error instanceof RestError) || error.status !== 409 || attempt >= 5) throw error;
-      }
-    }
+  getPut<T extends object>(path: string, change: (current: T) => T | void): Promise<T> {
+    return getPutWithRetry(this, path, change);
   }
 
   async ruleName(actionId: number): Promise<string | undefined> {
@@ -609,18 +646,7 @@ export async function testAction(
     );
   }
   const ctx = buildContext({
-    request: (method, path, body) => {
-      switch (method) {
-        case "GET":
-          return rest.get(path);
-        case "POST":
-          return rest.post(path, body);
-        case "PUT":
-          return rest.put(path, body);
-        case "DELETE":
-          return rest.delete(path);
-      }
-    },
+    request: (method, path, body) => requestVia(rest, method, path, body),
     status: (text) => void statuses.push(text),
     log: (level, text) => void logs.push({ level, message: text }),
     effectGet: (name) =>
