@@ -22,7 +22,7 @@ import { log } from "../log/log.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import type { Store } from "../store/store.ts";
 import type { Delivery, OutgoingFrame, StompTransport } from "../stomp/types.ts";
-import { faultPoint } from "./_faults.ts";
+import { faultPoint } from "../ops/faults.ts";
 import { KeyedQueue } from "./keyed_queue.ts";
 import { Histogram, type HistogramSnapshot } from "../ops/prometheus.ts";
 import { objectKey, parseDelivery } from "./message.ts";

@@ -3,7 +3,7 @@
  * platform gets. Shared by the live listener and `agent replay`.
  */
 import { log } from "../log/log.ts";
-import { faultPoint } from "./_faults.ts";
+import { faultPoint } from "../ops/faults.ts";
 import { secrets } from "../log/redact.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import type { Store } from "../store/store.ts";

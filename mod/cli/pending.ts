@@ -24,18 +24,6 @@ function pending(name: string, summary: string, usage: string, issue: number): C
   };
 }
 
-export const mailBridgeCommand = pending(
-  "mail-bridge",
-  "Turn mail in a Microsoft 365 mailbox into Jira issues and comments",
-  "[--once] [--config FILE]",
-  5,
-);
-export const authorizeCommand = pending(
-  "authorize",
-  "Obtain and store the Microsoft Graph token the mail bridge uses",
-  "[--config FILE]",
-  5,
-);
 export const doctorCommand = pending(
   "doctor",
   "Check connectivity, TLS and credentials of every configured system",

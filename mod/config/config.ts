@@ -8,8 +8,17 @@ import type { AgentLogLevel, LogFormat } from "../log/log.ts";
 import { ConfigError } from "./errors.ts";
 import { type IniDocument, IniSyntaxError, parseIni } from "./ini.ts";
 import { type EffectiveValue, type Env, SectionReader } from "./reader.ts";
+import {
+  type GraphConfig,
+  type JiraConfig,
+  type MailBridgeConfig,
+  readGraph,
+  readJira,
+  readMailBridge,
+} from "./mail.ts";
 
 export { ConfigError } from "./errors.ts";
+export type { GraphConfig, JiraConfig, MailBridgeConfig } from "./mail.ts";
 
 /** Credentials for the Resilient REST API and the STOMP login. */
 export type ResilientAuth =
@@ -122,6 +131,10 @@ export interface Config {
   taskcalendar?: TaskCalendarConfig | undefined;
   securechange?: SecureChangeConfig | undefined;
   enrich?: EnrichConfig | undefined;
+  graph?: GraphConfig | undefined;
+  jira?: JiraConfig | undefined;
+  /** Present when [mail_bridge], [graph] or [jira] is. */
+  mailBridge?: MailBridgeConfig | undefined;
   /** Sections later capabilities own, kept as raw key/values until they are read. */
   other: Record<string, Record<string, string>>;
   /** Every effective setting by section, for `agent config check`. */
@@ -132,7 +145,16 @@ export interface Config {
 
 const LEVELS: readonly AgentLogLevel[] = ["debug", "info", "warning", "error"];
 /** Sections whose every key the agent reads (unknown keys there are reported). */
-const OWN_SECTIONS = ["agent", "resilient", "taskcalendar", "securechange", "enrich"];
+const OWN_SECTIONS = [
+  "agent",
+  "resilient",
+  "taskcalendar",
+  "securechange",
+  "enrich",
+  "graph",
+  "jira",
+  "mail_bridge",
+];
 
 /** Where the config file is: --config, then APP_CONFIG_FILE, ./app.config, ~/.resilient/app.config. */
 export async function findConfigFile(
@@ -202,6 +224,15 @@ export function parseConfig(
   const securechange = scReader.present ? readSecureChange(scReader) : undefined;
   const enrichReader = readers.get("enrich")!;
   const enrich = enrichReader.present ? readEnrich(enrichReader) : undefined;
+  const graphReader = readers.get("graph")!;
+  const trustIn = (r: SectionReader) => (key: string) => readTrust(r, key, { kind: "system" });
+  const graph = graphReader.present ? readGraph(graphReader, trustIn(graphReader)) : undefined;
+  const jiraReader = readers.get("jira")!;
+  const jira = jiraReader.present ? readJira(jiraReader, trustIn(jiraReader)) : undefined;
+  const bridgeReader = readers.get("mail_bridge")!;
+  const mailBridge = bridgeReader.present || graph || jira
+    ? readMailBridge(bridgeReader, jira?.project ?? "MAIL")
+    : undefined;
   for (const name of OWN_SECTIONS) if (!doc.sections.has(name)) effective.delete(name);
 
   const other: Record<string, Record<string, string>> = {};
@@ -221,6 +252,9 @@ export function parseConfig(
     taskcalendar,
     securechange,
     enrich,
+    graph,
+    jira,
+    mailBridge,
     other,
     effective,
     warnings,

@@ -19,6 +19,7 @@ export type RouteHandler = (
   request: Request,
   params: Record<string, string>,
   body: string,
+  bytes: Uint8Array<ArrayBuffer>,
 ) => Response | Promise<Response> | unknown;
 
 /** A fault to apply to the next matching requests. */
@@ -41,6 +42,10 @@ export class HttpsFake {
   readonly #faults: (Fault & { left: number })[] = [];
   #server: Deno.HttpServer<Deno.NetAddr> | undefined;
   #port = 0;
+  /** Added to every answer (a SaaS API's round trip, for benchmarks). */
+  latencyMs = 0;
+  /** Keep bodies in `requests` up to this many characters (benchmarks send megabytes). */
+  keepBodyChars = Infinity;
 
   get url(): string {
     return `https://127.0.0.1:${this.#port}`;
@@ -79,7 +84,7 @@ export class HttpsFake {
       key: leaf.key,
       onListen: () => ready.resolve(),
       onError: (error) => Response.json({ error: String(error) }, { status: 500 }),
-    }, (request) => this.#handle(request));
+    }, (request) => this.handle(request));
     await ready.promise;
     this.#port = this.#server.addr.port;
     return this;
@@ -90,16 +95,18 @@ export class HttpsFake {
     this.#server = undefined;
   }
 
-  async #handle(request: Request): Promise<Response> {
+  protected async handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    const body = await request.text();
+    const bytes = new Uint8Array(await request.arrayBuffer());
+    const body = new TextDecoder().decode(bytes);
     this.requests.push({
       method: request.method,
       path: url.pathname,
       search: url.search,
       headers: new Headers(request.headers),
-      body,
+      body: body.length > this.keepBodyChars ? body.slice(0, this.keepBodyChars) : body,
     });
+    if (this.latencyMs) await new Promise((r) => setTimeout(r, this.latencyMs));
     const line = `${request.method} ${url.pathname}`;
     const fault = this.#faults.find((f) => f.left > 0 && (!f.match || f.match.test(line)));
     if (fault) {
@@ -124,9 +131,9 @@ export class HttpsFake {
       const match = route.pattern.exec({ pathname: url.pathname });
       if (!match) continue;
       const params = Object.fromEntries(
-        Object.entries(match.pathname.groups).map(([k, v]) => [k, v ?? ""]),
+        Object.entries(match.pathname.groups).map(([k, v]) => [k, decodeURIComponent(v ?? "")]),
       );
-      const result = await route.handler(request, params, body);
+      const result = await route.handler(request, params, body, bytes);
       return result instanceof Response ? result : Response.json(result);
     }
     return Response.json({ message: `no route for ${line}` }, { status: 404 });

@@ -1,6 +1,6 @@
 /**
  * Failpoints for crash tests: `AGENT_FAULT=kill-after-commit:3` kills the process with
- * SIGKILL the 3rd time the listener passes the point "after-commit". Unset in production,
+ * SIGKILL the 3rd time the agent passes the point "after-commit". Unset in production,
  * where faultPoint() is a cheap no-op.
  */
 let spec: { point: string; at: number } | undefined | null = null;

@@ -1,0 +1,190 @@
+/**
+ * The mail bridge's sections: `[graph]` (the Microsoft 365 mailbox), `[jira]` and
+ * `[mail_bridge]` (what turns a mail into an issue). Read by config.ts.
+ */
+import type { SectionReader } from "./reader.ts";
+import type { TlsTrust } from "./config.ts";
+
+/** `[graph]`: the mailbox, read with application permissions (client credentials). */
+export interface GraphConfig {
+  tenantId: string;
+  clientId: string;
+  credential:
+    | { kind: "secret"; secret: string }
+    | { kind: "certificate"; thumbprint: string; privateKeyFile: string };
+  /** e.g. https://login.microsoftonline.com (national clouds and test fakes differ). */
+  authorityHost: string;
+  /** e.g. https://graph.microsoft.com/v1.0 */
+  graphUrl: string;
+  tls: TlsTrust;
+  mailbox: string;
+  folders: string[];
+  pageSize: number;
+  pollSeconds: number;
+  /** Graph allows 4 concurrent requests per app and mailbox. */
+  maxConcurrency: number;
+  timeoutSeconds: number;
+}
+
+/** `[jira]`: Jira Cloud (REST v3, ADF) or Server/Data Center (REST v2, wiki markup). */
+export interface JiraConfig {
+  url: string;
+  deployment: "cloud" | "server";
+  auth:
+    | { kind: "basic"; user: string; token: string }
+    | { kind: "bearer"; token: string };
+  project: string;
+  issueType: string;
+  tls: TlsTrust;
+  timeoutSeconds: number;
+}
+
+/** `[mail_bridge]`: filters, threading and content rules. */
+export interface MailBridgeConfig {
+  labels: string[];
+  /** Put on every issue the bridge creates; crash recovery searches by it. */
+  bridgeLabel: string;
+  categories: string[];
+  defaultCategory?: string | undefined;
+  /** Recipient address (lower case) -> project key. */
+  projects: Map<string, string>;
+  /** Project keys a subject tag `[KEY]` may pick (the configured ones). */
+  projectKeys: string[];
+  allowedDomains: string[];
+  blockedAddresses: string[];
+  defaultReporter?: string | undefined;
+  watchersFromCc: boolean;
+  /** Outlook importance (low/high) -> Jira priority name. */
+  priorities: Map<string, string>;
+  ackMail: boolean;
+  /** `{key}` is replaced by the issue key. */
+  markCategory: string;
+  moveTo?: string | undefined;
+  maxSummary: number;
+  maxMailBytes: number;
+  /** How far back crash recovery searches for an issue created but not recorded. */
+  reconcileDays: number;
+  /** The header the bridge puts on its own mail, so it never ingests it. */
+  ownHeader: string;
+  /** Embedded defaults without [graph]/[jira]: a folder of .eml files, issues as JSON. */
+  mailDir: string;
+  issuesDir: string;
+}
+
+export function readGraph(r: SectionReader, trust: (key: string) => TlsTrust): GraphConfig {
+  const secret = r.optional("client_secret", { secret: true });
+  const certificate = r.path("certificate_file");
+  const thumbprint = r.optional("certificate_thumbprint");
+  let credential: GraphConfig["credential"];
+  if (secret) credential = { kind: "secret", secret };
+  else if (certificate && thumbprint) {
+    credential = { kind: "certificate", thumbprint, privateKeyFile: certificate };
+  } else if (certificate || thumbprint) {
+    throw r.error(
+      certificate ? "certificate_thumbprint" : "certificate_file",
+      "missing; certificate_file and certificate_thumbprint go together",
+    );
+  } else {
+    throw r.error(
+      undefined,
+      "no credentials: set client_secret (or certificate_file and certificate_thumbprint)",
+    );
+  }
+  return {
+    tenantId: r.required("tenant_id"),
+    clientId: r.required("client_id"),
+    credential,
+    authorityHost: httpsUrl(r, "authority_host", "https://login.microsoftonline.com"),
+    graphUrl: httpsUrl(r, "graph_url", "https://graph.microsoft.com/v1.0"),
+    tls: trust("cafile"),
+    mailbox: r.required("mailbox"),
+    folders: r.list("folders", ["Inbox"]),
+    pageSize: r.int("page_size", { default: 50, min: 1, max: 1000 }),
+    pollSeconds: r.decimal("poll_seconds", { default: 30, min: 1, max: 86400 }),
+    maxConcurrency: r.int("max_concurrency", { default: 4, min: 1, max: 4 }),
+    timeoutSeconds: r.int("timeout", { default: 30, min: 1, max: 600 }),
+  };
+}
+
+export function readJira(r: SectionReader, trust: (key: string) => TlsTrust): JiraConfig {
+  const deployment = r.oneOf("deployment", ["cloud", "server"] as const, "cloud");
+  const pat = r.optional("personal_access_token", { secret: true });
+  const user = r.optional("user");
+  const token = r.optional("api_token", { secret: true });
+  let auth: JiraConfig["auth"];
+  if (pat) auth = { kind: "bearer", token: pat };
+  else if (user && token) auth = { kind: "basic", user, token };
+  else if (user || token) {
+    throw r.error(user ? "api_token" : "user", "missing; user and api_token go together");
+  } else {
+    throw r.error(undefined, "no credentials: set user and api_token (or personal_access_token)");
+  }
+  return {
+    url: httpsUrl(r, "url").replace(/\/+$/, ""),
+    deployment,
+    auth,
+    project: r.required("project"),
+    issueType: r.withDefault("issue_type", "Task"),
+    tls: trust("cafile"),
+    timeoutSeconds: r.int("timeout", { default: 30, min: 1, max: 600 }),
+  };
+}
+
+export function readMailBridge(r: SectionReader, defaultProject: string): MailBridgeConfig {
+  const projects = new Map<string, string>();
+  for (const entry of r.list("projects")) {
+    const [address, key] = entry.split(/\s*[=:]\s*(?=[A-Z][A-Z0-9_]*$)/);
+    if (!address || !key || !address.includes("@")) {
+      throw r.error("projects", `"${entry}" is not "address = PROJECTKEY"`);
+    }
+    projects.set(address.toLowerCase(), key);
+  }
+  const priorities = new Map<string, string>();
+  for (const entry of r.list("priorities", ["high:High", "low:Low"])) {
+    const [importance, name] = entry.split(/\s*:\s*/, 2);
+    if (!importance || !name || !["low", "normal", "high"].includes(importance.toLowerCase())) {
+      throw r.error("priorities", `"${entry}" is not "low|normal|high:Priority name"`);
+    }
+    priorities.set(importance.toLowerCase(), name);
+  }
+  const categories = r.list("categories");
+  const defaultCategory = r.optional("default_category");
+  if (defaultCategory && categories.length && !categories.includes(defaultCategory)) {
+    throw r.error("default_category", `"${defaultCategory}" is not one of the categories`);
+  }
+  const ownHeader = r.withDefault("own_header", "X-Agent-Mail-Bridge");
+  if (!/^x-[a-z0-9-]+$/i.test(ownHeader)) {
+    throw r.error(
+      "own_header",
+      `"${ownHeader}" must be an X- header name (Graph allows only those)`,
+    );
+  }
+  return {
+    labels: r.list("labels"),
+    bridgeLabel: r.withDefault("bridge_label", "mail-bridge"),
+    categories,
+    defaultCategory,
+    projects,
+    projectKeys: [...new Set([defaultProject, ...projects.values(), ...r.list("project_keys")])],
+    allowedDomains: r.list("allowed_domains").map((d) => d.toLowerCase().replace(/^@/, "")),
+    blockedAddresses: r.list("blocked_addresses").map((a) => a.toLowerCase()),
+    defaultReporter: r.optional("default_reporter"),
+    watchersFromCc: r.bool("watchers_from_cc", true),
+    priorities,
+    ackMail: r.bool("ack_mail", true),
+    markCategory: r.withDefault("mark_category", "Jira: {key}"),
+    moveTo: r.optional("move_to"),
+    maxSummary: r.int("max_summary", { default: 200, min: 20, max: 255 }),
+    maxMailBytes: r.int("max_mail_mb", { default: 25, min: 1, max: 1024 }) * 1024 * 1024,
+    reconcileDays: r.int("reconcile_days", { default: 14, min: 1, max: 365 }),
+    ownHeader,
+    mailDir: r.pathWithDefault("mail_dir", "mail"),
+    issuesDir: r.pathWithDefault("issues_dir", "issues"),
+  };
+}
+
+function httpsUrl(r: SectionReader, key: string, fallback?: string): string {
+  const url = fallback === undefined ? r.required(key) : r.withDefault(key, fallback);
+  if (!/^https:\/\/[^/\s]+/i.test(url)) throw r.error(key, `"${url}" is not an https:// URL`);
+  return url.replace(/\/+$/, "");
+}

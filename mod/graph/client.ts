@@ -1,0 +1,468 @@
+/**
+ * The Microsoft Graph mailbox: delta queries per folder, messages with their internet
+ * headers and unique body, attachments as streams, marking by category (and move), and
+ * replies carrying the bridge's own header. Every request sends `Prefer:
+ * IdType="ImmutableId"`; at most `max_concurrency` (Graph allows 4) are in flight per
+ * mailbox; `429`/`503` pause the whole mailbox for `Retry-After`.
+ */
+import { caCertsFor, type GraphConfig } from "../config/config.ts";
+import { log } from "../log/log.ts";
+import { retryAfterMs } from "../resilient/rest.ts";
+import { abortableSleep } from "../stomp/link.ts";
+import type { TokenSource } from "./token.ts";
+import {
+  type Address,
+  type AttachmentInfo,
+  type ChangePage,
+  type Mailbox,
+  type MailMessage,
+  SyncReset,
+} from "./types.ts";
+
+const logger = log("graph");
+const MAX_ATTEMPTS = 8;
+/** Throttling is Graph asking for patience, not failing: wait longer before giving up. */
+const MAX_THROTTLED = 30;
+const SELECT = [
+  "id",
+  "internetMessageId",
+  "conversationId",
+  "subject",
+  "from",
+  "toRecipients",
+  "ccRecipients",
+  "receivedDateTime",
+  "importance",
+  "body",
+  "uniqueBody",
+  "internetMessageHeaders",
+  "hasAttachments",
+  "categories",
+].join(",");
+/** Delta pages carry only what says which messages changed; each is then read whole. */
+const DELTA_SELECT = "id,internetMessageId,receivedDateTime";
+
+/** Counters for /metrics. */
+export interface GraphStats {
+  requests: number;
+  throttled: number;
+  throttleWaitMs: number;
+}
+
+/** An error answer from Graph, with its status and Graph's error code. */
+export class GraphError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code?: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "GraphError";
+  }
+}
+
+export class GraphMailbox implements Mailbox {
+  readonly address: string;
+  readonly stats: GraphStats = { requests: 0, throttled: 0, throttleWaitMs: 0 };
+  readonly #config: GraphConfig;
+  readonly #tokens: TokenSource;
+  readonly #client: Deno.HttpClient | undefined;
+  readonly #sleep: typeof abortableSleep;
+  #inFlight = 0;
+  readonly #waiting: (() => void)[] = [];
+  #pausedUntil = 0;
+
+  private constructor(
+    config: GraphConfig,
+    tokens: TokenSource,
+    client: Deno.HttpClient | undefined,
+    sleep: typeof abortableSleep,
+  ) {
+    this.address = config.mailbox;
+    this.#config = config;
+    this.#tokens = tokens;
+    this.#client = client;
+    this.#sleep = sleep;
+  }
+
+  static async fromConfig(
+    config: GraphConfig,
+    tokens: TokenSource,
+    options: { sleep?: typeof abortableSleep } = {},
+  ): Promise<GraphMailbox> {
+    const caCerts = await caCertsFor(config.tls, "[graph] cafile");
+    const client = caCerts ? Deno.createHttpClient({ caCerts }) : undefined;
+    return new GraphMailbox(config, tokens, client, options.sleep ?? abortableSleep);
+  }
+
+  get #base(): string {
+    return `${this.#config.graphUrl}/users/${encodeURIComponent(this.#config.mailbox)}`;
+  }
+
+  async *changes(
+    folder: string,
+    resume: string | undefined,
+    signal?: AbortSignal,
+  ): AsyncIterable<ChangePage> {
+    let url = resume ??
+      `${this.#base}/mailFolders/${
+        encodeURIComponent(folder)
+      }/messages/delta?$select=${DELTA_SELECT}`;
+    for (;;) {
+      let page: Record<string, unknown>;
+      try {
+        page = await this.#json("GET", url, { signal, pageSize: this.#config.pageSize });
+      } catch (error) {
+        if (
+          resume && error instanceof GraphError &&
+          (error.status === 410 || /syncStateNotFound|resyncRequired/i.test(error.code ?? ""))
+        ) {
+          throw new SyncReset(`The delta position for folder "${folder}" expired`, {
+            cause: error,
+          });
+        }
+        throw error;
+      }
+      const items = (page.value as Record<string, unknown>[] | undefined) ?? [];
+      const messages: MailMessage[] = [];
+      for (const item of items) {
+        if (item["@removed"]) continue;
+        messages.push(await this.get(String(item.id), signal));
+      }
+      const next = page["@odata.nextLink"] as string | undefined;
+      const delta = page["@odata.deltaLink"] as string | undefined;
+      if (!next && !delta) {
+        throw new GraphError(
+          `Graph's delta page for "${folder}" has neither nextLink nor deltaLink`,
+          502,
+        );
+      }
+      yield { messages, resume: (next ?? delta)!, last: !next };
+      if (!next) return;
+      url = next;
+    }
+  }
+
+  async *receivedSince(
+    folder: string,
+    since: Date,
+    signal?: AbortSignal,
+  ): AsyncIterable<MailMessage[]> {
+    const filter = encodeURIComponent(`receivedDateTime ge ${since.toISOString()}`);
+    let url: string | undefined = `${this.#base}/mailFolders/${encodeURIComponent(folder)}` +
+      `/messages?$select=id&$filter=${filter}&$orderby=receivedDateTime&$top=${this.#config.pageSize}`;
+    while (url) {
+      const page: Record<string, unknown> = await this.#json("GET", url, { signal });
+      const ids = ((page.value as { id: string }[] | undefined) ?? []).map((m) => m.id);
+      yield await Promise.all(ids.map((id) => this.get(id, signal)));
+      url = page["@odata.nextLink"] as string | undefined;
+    }
+  }
+
+  async get(id: string, signal?: AbortSignal): Promise<MailMessage> {
+    const raw = await this.#json<Record<string, unknown>>(
+      "GET",
+      `${this.#base}/messages/${encodeURIComponent(id)}?$select=${SELECT}`,
+      { signal },
+    );
+    return toMessage(raw);
+  }
+
+  async attachments(messageId: string, signal?: AbortSignal): Promise<AttachmentInfo[]> {
+    const out: AttachmentInfo[] = [];
+    let url: string | undefined = `${this.#base}/messages/${encodeURIComponent(messageId)}` +
+      `/attachments?$select=id,name,contentType,size,isInline`;
+    while (url) {
+      const page: Record<string, unknown> = await this.#json("GET", url, { signal });
+      for (const a of (page.value as Record<string, unknown>[] | undefined) ?? []) {
+        // Item and reference attachments have no $value; only files are uploaded.
+        if (a["@odata.type"] && a["@odata.type"] !== "#microsoft.graph.fileAttachment") continue;
+        out.push({
+          id: String(a.id),
+          name: String(a.name ?? "attachment"),
+          contentType: String(a.contentType ?? "application/octet-stream"),
+          size: Number(a.size ?? 0),
+          isInline: a.isInline === true,
+          contentId: typeof a.contentId === "string" ? a.contentId : undefined,
+        });
+      }
+      url = page["@odata.nextLink"] as string | undefined;
+    }
+    return out;
+  }
+
+  async attachmentContent(
+    messageId: string,
+    attachmentId: string,
+    signal?: AbortSignal,
+  ): Promise<ReadableStream<Uint8Array>> {
+    const url = `${this.#base}/messages/${encodeURIComponent(messageId)}/attachments/` +
+      `${encodeURIComponent(attachmentId)}/$value`;
+    // The slot is held until the body is read: a stream counts as a request in flight.
+    const { response, release } = await this.#send("GET", url, { signal, keepSlot: true });
+    if (!response.body) {
+      release();
+      return new ReadableStream({ start: (c) => c.close() });
+    }
+    return response.body.pipeThrough(
+      new TransformStream({ flush: release }),
+      signal ? { signal } : {},
+    );
+  }
+
+  async mark(
+    messageId: string,
+    options: { category: string; moveTo?: string | undefined },
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const url = `${this.#base}/messages/${encodeURIComponent(messageId)}`;
+    const current = await this.#json<{ categories?: string[] }>(
+      "GET",
+      `${url}?$select=categories`,
+      { signal },
+    );
+    const categories = [...new Set([...(current.categories ?? []), options.category])];
+    await this.#json("PATCH", url, { signal, body: { categories } });
+    if (options.moveTo) {
+      await this.#json("POST", `${url}/move`, { signal, body: { destinationId: options.moveTo } });
+    }
+  }
+
+  async reply(
+    messageId: string,
+    options: { html: string; headers: Record<string, string> },
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.#json("POST", `${this.#base}/messages/${encodeURIComponent(messageId)}/reply`, {
+      signal,
+      body: {
+        message: {
+          body: { contentType: "HTML", content: options.html },
+          internetMessageHeaders: Object.entries(options.headers).map(([name, value]) => ({
+            name,
+            value,
+          })),
+        },
+      },
+    });
+  }
+
+  async probe(signal?: AbortSignal): Promise<void> {
+    const folder = encodeURIComponent(this.#config.folders[0] ?? "Inbox");
+    await this.#json("GET", `${this.#base}/mailFolders/${folder}/messages?$top=1&$select=id`, {
+      signal,
+    });
+  }
+
+  async #json<T = Record<string, unknown>>(
+    method: string,
+    url: string,
+    options: { signal?: AbortSignal | undefined; body?: unknown; pageSize?: number },
+  ): Promise<T> {
+    const { response } = await this.#send(method, url, options);
+    const text = await response.text();
+    if (!text) return {} as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch (error) {
+      throw new GraphError(
+        `${method} ${redactUrl(url)}: Graph answered ${response.status} with a body that is not ` +
+          `JSON: ${JSON.stringify(text.slice(0, 80))}`,
+        502,
+        undefined,
+        { cause: error },
+      );
+    }
+  }
+
+  /** One request with the concurrency limit, the shared pause, 401 refresh and retries. */
+  async #send(
+    method: string,
+    url: string,
+    options: {
+      signal?: AbortSignal | undefined;
+      body?: unknown;
+      pageSize?: number;
+      keepSlot?: boolean;
+    },
+  ): Promise<{ response: Response; release: () => void }> {
+    let forceToken = false;
+    for (let attempt = 1;; attempt++) {
+      await this.#acquire(options.signal);
+      let released = false;
+      const release = () => {
+        if (!released) (released = true, this.#release());
+      };
+      let response: Response;
+      try {
+        await this.#waitForPause(options.signal);
+        const token = await this.#tokens.token({ force: forceToken });
+        const headers: Record<string, string> = {
+          authorization: `Bearer ${token}`,
+          prefer: `IdType="ImmutableId"` +
+            (options.pageSize ? `, odata.maxpagesize=${options.pageSize}` : ""),
+        };
+        if (options.body !== undefined) headers["content-type"] = "application/json";
+        const timeout = AbortSignal.timeout(this.#config.timeoutSeconds * 1000);
+        this.stats.requests++;
+        response = await fetch(url, {
+          method,
+          headers,
+          ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+          signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
+          ...(this.#client ? { client: this.#client } : {}),
+        });
+      } catch (error) {
+        release();
+        if (options.signal?.aborted || attempt >= MAX_ATTEMPTS || !isTransient(error)) {
+          throw wrap(method, url, error);
+        }
+        logger.warning("Graph {method} failed ({error}); retrying", {
+          method,
+          error: (error as Error).message,
+        });
+        await this.#sleep(backoff(attempt), options.signal);
+        continue;
+      }
+      if (response.ok) {
+        if (!options.keepSlot) release();
+        return { response, release };
+      }
+      const retryAfter = retryAfterMs(response.headers.get("retry-after"));
+      const detail = await errorOf(response);
+      release();
+      if (response.status === 401 && !forceToken) {
+        forceToken = true;
+        continue;
+      }
+      const throttled = response.status === 429 || response.status === 503;
+      const retry = throttled
+        ? attempt < MAX_THROTTLED
+        : (response.status === 502 || response.status === 504) && attempt < MAX_ATTEMPTS;
+      if (retry) {
+        const wait = retryAfter ?? backoff(attempt);
+        if (throttled) {
+          this.stats.throttled++;
+          this.stats.throttleWaitMs += wait;
+          this.#pausedUntil = Math.max(this.#pausedUntil, Date.now() + wait);
+        }
+        logger.info("Graph answered {status} to {method}; waiting {seconds} s", {
+          status: response.status,
+          method,
+          seconds: Math.round(wait / 100) / 10,
+        });
+        if (!throttled) await this.#sleep(wait, options.signal);
+        continue;
+      }
+      throw new GraphError(
+        `${method} ${redactUrl(url)}: Graph answered ${response.status}` +
+          (detail.code ? ` ${detail.code}` : "") + (detail.message ? `: ${detail.message}` : ""),
+        response.status,
+        detail.code,
+      );
+    }
+  }
+
+  async #waitForPause(signal?: AbortSignal): Promise<void> {
+    const wait = this.#pausedUntil - Date.now();
+    if (wait > 0) await this.#sleep(wait, signal);
+  }
+
+  #acquire(signal?: AbortSignal): Promise<void> {
+    if (this.#inFlight < this.#config.maxConcurrency) {
+      this.#inFlight++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const grant = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const i = this.#waiting.indexOf(grant);
+        if (i >= 0) this.#waiting.splice(i, 1);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.push(grant);
+    });
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#inFlight--;
+  }
+}
+
+function toMessage(raw: Record<string, unknown>): MailMessage {
+  const headers: Record<string, string> = {};
+  for (const h of (raw.internetMessageHeaders as { name: string; value: string }[]) ?? []) {
+    headers[h.name.toLowerCase()] = h.value;
+  }
+  const body = raw.body as { contentType?: string; content?: string } | undefined;
+  const unique = raw.uniqueBody as { contentType?: string; content?: string } | undefined;
+  const importance = String(raw.importance ?? "normal").toLowerCase();
+  return {
+    id: String(raw.id),
+    internetMessageId: String(raw.internetMessageId ?? ""),
+    conversationId: String(raw.conversationId ?? ""),
+    subject: String(raw.subject ?? ""),
+    from: address(raw.from),
+    to: ((raw.toRecipients as unknown[]) ?? []).map(address),
+    cc: ((raw.ccRecipients as unknown[]) ?? []).map(address),
+    receivedDateTime: String(raw.receivedDateTime ?? ""),
+    importance: importance === "low" || importance === "high" ? importance : "normal",
+    body: bodyOf(body),
+    uniqueBody: unique?.content !== undefined ? bodyOf(unique) : undefined,
+    headers,
+    hasAttachments: raw.hasAttachments === true,
+    categories: (raw.categories as string[] | undefined) ?? [],
+  };
+}
+
+function bodyOf(body: { contentType?: string; content?: string } | undefined) {
+  return {
+    contentType: String(body?.contentType ?? "text").toLowerCase() === "html"
+      ? "html" as const
+      : "text" as const,
+    content: String(body?.content ?? ""),
+  };
+}
+
+function address(value: unknown): Address {
+  const email = (value as { emailAddress?: { name?: string; address?: string } } | undefined)
+    ?.emailAddress;
+  return { name: email?.name ?? "", address: (email?.address ?? "").toLowerCase() };
+}
+
+async function errorOf(response: Response): Promise<{ code?: string; message?: string }> {
+  const text = await response.text().catch(() => "");
+  try {
+    const error = JSON.parse(text).error ?? {};
+    return { code: error.code, message: String(error.message ?? "").slice(0, 200) };
+  } catch {
+    return { message: text.slice(0, 200) };
+  }
+}
+
+function isTransient(error: unknown): boolean {
+  const name = (error as Error)?.name;
+  return name === "TimeoutError" || error instanceof TypeError;
+}
+
+function backoff(attempt: number): number {
+  return Math.min(30_000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2);
+}
+
+function wrap(method: string, url: string, error: unknown): Error {
+  return new Error(`${method} ${redactUrl(url)} failed: ${(error as Error).message}`, {
+    cause: error,
+  });
+}
+
+/** Delta and skip tokens are long and mean nothing to a reader. */
+function redactUrl(url: string): string {
+  return url.replace(/(\$(delta|skip)token=)[^&]+/gi, "$1…").replace(/\?\$select=[^&]*/, "");
+}

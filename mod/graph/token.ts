@@ -1,0 +1,174 @@
+/**
+ * Microsoft Graph tokens with MSAL's client-credentials flow. MSAL's token cache is kept in
+ * the agent's store (never in a plain file, never in logs), so `agent authorize` and a
+ * restarted bridge reuse a valid token instead of asking Entra ID again.
+ */
+import {
+  ConfidentialClientApplication,
+  type Configuration,
+  type ICachePlugin,
+  type INetworkModule,
+  type NetworkRequestOptions,
+  type NetworkResponse,
+} from "@azure/msal-node";
+import { caCertsFor, type GraphConfig } from "../config/config.ts";
+import { secrets } from "../log/redact.ts";
+import type { Store } from "../store/store.ts";
+
+export const GRAPH_SCOPE = "https://graph.microsoft.com/.default";
+
+/** Hands out bearer tokens for Graph. */
+export interface TokenSource {
+  /** A valid access token; `force` asks Entra ID for a new one (after a 401). */
+  token(options?: { force?: boolean }): Promise<string>;
+}
+
+/** Entra ID refused or could not be reached; the message says which and why. */
+export class TokenError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TokenError";
+  }
+}
+
+export class MsalTokenSource implements TokenSource {
+  readonly #app: ConfidentialClientApplication;
+  readonly #config: GraphConfig;
+
+  private constructor(app: ConfidentialClientApplication, config: GraphConfig) {
+    this.#app = app;
+    this.#config = config;
+  }
+
+  static async fromConfig(
+    config: GraphConfig,
+    options: { store?: Store | undefined; fetch?: typeof fetch } = {},
+  ): Promise<MsalTokenSource> {
+    const caCerts = await caCertsFor(config.tls, "[graph] cafile");
+    const client = caCerts ? Deno.createHttpClient({ caCerts }) : undefined;
+    const doFetch = options.fetch ??
+      ((input: string, init: RequestInit) => fetch(input, client ? { ...init, client } : init));
+    const authority = `${config.authorityHost}/${config.tenantId}`;
+    const credential = config.credential.kind === "secret"
+      ? { clientSecret: config.credential.secret }
+      : {
+        clientCertificate: {
+          thumbprintSha256: config.credential.thumbprint,
+          privateKey: await Deno.readTextFile(config.credential.privateKeyFile),
+        },
+      };
+    const msal: Configuration = {
+      auth: {
+        clientId: config.clientId,
+        authority,
+        ...credential,
+        // Entra ID's endpoints follow one layout in every cloud: given here, MSAL does no
+        // discovery round trip (and works against a national cloud or a test fake alike).
+        knownAuthorities: [new URL(config.authorityHost).host],
+        authorityMetadata: JSON.stringify(authorityMetadata(authority)),
+        cloudDiscoveryMetadata: JSON.stringify(discoveryMetadata(config.authorityHost)),
+      },
+      system: { networkClient: networkClient(doFetch, config.timeoutSeconds * 1000) },
+    };
+    if (options.store) {
+      msal.cache = {
+        cachePlugin: storeCache(options.store, [
+          "graph",
+          "msal_cache",
+          config.tenantId,
+          config.clientId,
+        ]),
+      };
+    }
+    return new MsalTokenSource(new ConfidentialClientApplication(msal), config);
+  }
+
+  async token(options: { force?: boolean } = {}): Promise<string> {
+    try {
+      const result = await this.#app.acquireTokenByClientCredential({
+        scopes: [GRAPH_SCOPE],
+        skipCache: options.force ?? false,
+      });
+      if (!result?.accessToken) throw new Error("no access token in the answer");
+      secrets.add(result.accessToken);
+      return result.accessToken;
+    } catch (error) {
+      const detail = (error as { errorMessage?: string }).errorMessage || (error as Error).message;
+      throw new TokenError(
+        `Cannot get a Graph token for client ${this.#config.clientId} in tenant ` +
+          `${this.#config.tenantId} from ${this.#config.authorityHost}: ${firstLine(detail)}`,
+        { cause: error },
+      );
+    }
+  }
+}
+
+function authorityMetadata(authority: string) {
+  return {
+    token_endpoint: `${authority}/oauth2/v2.0/token`,
+    authorization_endpoint: `${authority}/oauth2/v2.0/authorize`,
+    end_session_endpoint: `${authority}/oauth2/v2.0/logout`,
+    issuer: `${authority}/v2.0`,
+    jwks_uri: `${authority}/discovery/v2.0/keys`,
+  };
+}
+
+function discoveryMetadata(authorityHost: string) {
+  const host = new URL(authorityHost).host;
+  return {
+    tenant_discovery_endpoint: `${authorityHost}/common/v2.0/.well-known/openid-configuration`,
+    "api-version": "1.1",
+    metadata: [{ preferred_network: host, preferred_cache: host, aliases: [host] }],
+  };
+}
+
+/** MSAL's HTTP calls through Deno's fetch, with the configured CA and a timeout. */
+function networkClient(
+  doFetch: (input: string, init: RequestInit) => Promise<Response>,
+  timeoutMs: number,
+): INetworkModule {
+  const send = async <T>(
+    method: string,
+    url: string,
+    options: NetworkRequestOptions = {},
+  ): Promise<NetworkResponse<T>> => {
+    const response = await doFetch(url, {
+      method,
+      headers: options.headers ?? {},
+      ...(options.body !== undefined ? { body: options.body } : {}),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await response.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = { error: "invalid_response", error_description: `not JSON: ${text.slice(0, 120)}` };
+    }
+    return {
+      status: response.status,
+      headers: Object.fromEntries(response.headers),
+      body: body as T,
+    };
+  };
+  return {
+    sendGetRequestAsync: (url, options) => send("GET", url, options),
+    sendPostRequestAsync: (url, options) => send("POST", url, options),
+  };
+}
+
+function storeCache(store: Store, key: Deno.KvKey): ICachePlugin {
+  return {
+    async beforeCacheAccess(context) {
+      const saved = await store.get<string>(key);
+      if (saved) context.tokenCache.deserialize(saved);
+    },
+    async afterCacheAccess(context) {
+      if (context.cacheHasChanged) await store.set(key, context.tokenCache.serialize());
+    },
+  };
+}
+
+function firstLine(text: string): string {
+  return text.split(/\r?\n/)[0]!.replace(/^[a-z_]+:\s*/i, "").trim();
+}

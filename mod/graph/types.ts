@@ -1,0 +1,98 @@
+/**
+ * A mailbox as the mail bridge sees it. The Microsoft Graph client and the embedded
+ * folder-of-.eml mailbox implement it; the bridge imports only this.
+ */
+
+export interface Address {
+  name: string;
+  address: string;
+}
+
+/** One message, with what threading, filtering and content need. */
+export interface MailMessage {
+  /** The mailbox's id (Graph: the immutable id). */
+  id: string;
+  /** RFC 5322 Message-ID, with angle brackets as Graph gives it. */
+  internetMessageId: string;
+  conversationId: string;
+  subject: string;
+  from: Address;
+  to: Address[];
+  cc: Address[];
+  receivedDateTime: string;
+  importance: "low" | "normal" | "high";
+  body: { contentType: "html" | "text"; content: string };
+  /** The part new in this message (Graph's uniqueBody), when the mailbox knows it. */
+  uniqueBody?: { contentType: "html" | "text"; content: string } | undefined;
+  /** Internet headers, names in lower case (last one wins). */
+  headers: Record<string, string>;
+  hasAttachments: boolean;
+  categories: string[];
+  /** Approximate size in bytes, when known. */
+  size?: number | undefined;
+  /** Present when the delta says the message left the folder. */
+  removed?: boolean;
+}
+
+export interface AttachmentInfo {
+  id: string;
+  name: string;
+  contentType: string;
+  size: number;
+  isInline: boolean;
+  contentId?: string | undefined;
+}
+
+/** A page of changes: the messages, and where to resume after they are recorded. */
+export interface ChangePage {
+  messages: MailMessage[];
+  /** The link to resume from (next page, or the delta link after the last page). */
+  resume: string;
+  last: boolean;
+}
+
+/** What the bridge needs from a mailbox. */
+export interface Mailbox {
+  readonly address: string;
+  /**
+   * Changes in `folder` since `resume` (undefined: everything). A `SyncReset` error means
+   * the stored position expired: start again without it.
+   */
+  changes(
+    folder: string,
+    resume: string | undefined,
+    signal?: AbortSignal,
+  ): AsyncIterable<ChangePage>;
+  /** Messages received since `since` (backfill), newest last. */
+  receivedSince(folder: string, since: Date, signal?: AbortSignal): AsyncIterable<MailMessage[]>;
+  get(id: string, signal?: AbortSignal): Promise<MailMessage>;
+  attachments(messageId: string, signal?: AbortSignal): Promise<AttachmentInfo[]>;
+  /** The attachment's bytes as a stream (never whole in memory). */
+  attachmentContent(
+    messageId: string,
+    attachmentId: string,
+    signal?: AbortSignal,
+  ): Promise<ReadableStream<Uint8Array>>;
+  /** Adds a category and optionally moves the message: marks it processed. */
+  mark(
+    messageId: string,
+    options: { category: string; moveTo?: string | undefined },
+    signal?: AbortSignal,
+  ): Promise<void>;
+  /** Replies to the sender in the same thread, carrying `headers`. */
+  reply(
+    messageId: string,
+    options: { html: string; headers: Record<string, string> },
+    signal?: AbortSignal,
+  ): Promise<void>;
+  /** Reads one message to prove access (`agent authorize`). */
+  probe(signal?: AbortSignal): Promise<void>;
+}
+
+/** The stored delta position is no longer valid (410 / syncStateNotFound). */
+export class SyncReset extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SyncReset";
+  }
+}

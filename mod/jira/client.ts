@@ -1,0 +1,503 @@
+/**
+ * Jira through jira.js 5: `Version3Client` (Cloud, ADF) or `Version2Client` (Server/DC,
+ * wiki markup), chosen by `[jira] deployment`.
+ *
+ * - axios under Deno hangs on the request after a multipart upload with a keep-alive
+ *   agent, and ignores DENO_CERT: every request goes through an explicit
+ *   `https.Agent({ keepAlive: false, ca })`.
+ * - jira.js does not retry `429`, and its optional retry re-sends POSTs: retries are ours.
+ *   `429`/`503` (the request was not processed) wait for `Retry-After` and go again; other
+ *   failures of a write are thrown, and the bridge reconciles before it writes again.
+ * - Attachments are not sent through jira.js, which builds the whole file in memory: the
+ *   multipart body is streamed from the mailbox to Jira with fetch.
+ */
+import { Agent } from "node:https";
+import { Version2Client, Version3Client } from "jira.js";
+import { caCertsFor, type JiraConfig } from "../config/config.ts";
+import { log } from "../log/log.ts";
+import { retryAfterMs } from "../resilient/rest.ts";
+import { abortableSleep } from "../stomp/link.ts";
+import { type AdfDoc, forCloud } from "./adf.ts";
+import { adfToWiki } from "./wiki.ts";
+import {
+  type AttachmentUpload,
+  type IssueDraft,
+  JiraError,
+  type Tracker,
+  type UserRef,
+} from "./types.ts";
+
+const logger = log("jira");
+const MAX_ATTEMPTS = 8;
+const RECONCILE_PAGE = 100;
+const RECONCILE_MAX = 2000;
+
+/** Counters for /metrics. */
+export interface JiraStats {
+  requests: number;
+  throttled: number;
+  throttleWaitMs: number;
+}
+
+// The two clients share method names but not parameter types; calls go through `any`
+// where the flavour decides the shape (the body is ADF on Cloud, wiki text on Server/DC).
+// deno-lint-ignore no-explicit-any
+type AnyClient = any;
+
+export class JiraTracker implements Tracker {
+  readonly deployment: "cloud" | "server";
+  readonly stats: JiraStats = { requests: 0, throttled: 0, throttleWaitMs: 0 };
+  readonly #config: JiraConfig;
+  readonly #client: AnyClient;
+  readonly #http: Deno.HttpClient | undefined;
+  readonly #sleep: typeof abortableSleep;
+  #limit: Promise<{ enabled: boolean; uploadLimit: number }> | undefined;
+
+  private constructor(
+    config: JiraConfig,
+    client: AnyClient,
+    http: Deno.HttpClient | undefined,
+    sleep: typeof abortableSleep,
+  ) {
+    this.deployment = config.deployment;
+    this.#config = config;
+    this.#client = client;
+    this.#http = http;
+    this.#sleep = sleep;
+  }
+
+  static async fromConfig(
+    config: JiraConfig,
+    options: { sleep?: typeof abortableSleep } = {},
+  ): Promise<JiraTracker> {
+    const ca = await caCertsFor(config.tls, "[jira] cafile");
+    const httpsAgent = new Agent({
+      keepAlive: false,
+      ...(ca ? { ca } : {}),
+      rejectUnauthorized: config.tls.kind !== "insecure",
+    });
+    const jiraConfig = {
+      host: config.url,
+      authentication: config.auth.kind === "basic"
+        ? { basic: { email: config.auth.user, apiToken: config.auth.token } }
+        : { oauth2: { accessToken: config.auth.token } },
+      baseRequestConfig: { httpsAgent, timeout: config.timeoutSeconds * 1000, proxy: false },
+    };
+    // jira.js types bearer auth as OAuth 2.0 without a host; the header it sends is the same.
+    const typed = jiraConfig as ConstructorParameters<typeof Version3Client>[0];
+    const client = config.deployment === "cloud"
+      ? new Version3Client(typed)
+      : new Version2Client(typed);
+    const http = ca ? Deno.createHttpClient({ caCerts: ca }) : undefined;
+    return new JiraTracker(config, client, http, options.sleep ?? abortableSleep);
+  }
+
+  browseUrl(key: string): string {
+    return `${this.#config.url}/browse/${key}`;
+  }
+
+  #body(doc: AdfDoc): unknown {
+    return this.deployment === "cloud" ? forCloud(doc) : adfToWiki(doc);
+  }
+
+  async findUser(email: string, signal?: AbortSignal): Promise<UserRef | undefined> {
+    const query = this.deployment === "cloud" ? { query: email } : { username: email };
+    const users: { accountId?: string; name?: string; emailAddress?: string; active?: boolean }[] =
+      await this.#call(
+        `find user "${email}"`,
+        false,
+        signal,
+        () => this.#client.userSearch.findUsers({ ...query, maxResults: 10 }),
+      );
+    const exact = users.filter((u) =>
+      u.active !== false && u.emailAddress?.toLowerCase() === email
+    );
+    // Cloud hides most addresses: one match for the query is the person.
+    const user = exact[0] ??
+      (users.length === 1 && users[0]!.active !== false ? users[0] : undefined);
+    if (!user) return undefined;
+    return this.deployment === "cloud"
+      ? (user.accountId ? { accountId: user.accountId } : undefined)
+      : (user.name ? { name: user.name } : undefined);
+  }
+
+  async issueKey(key: string, signal?: AbortSignal): Promise<string | undefined> {
+    try {
+      const issue = await this.#call(
+        `read ${key}`,
+        false,
+        signal,
+        () => this.#client.issues.getIssue({ issueIdOrKey: key, fields: ["summary"] }),
+      );
+      return String(issue.key);
+    } catch (error) {
+      if (error instanceof JiraError && (error.status === 404 || error.status === 403)) {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  async createIssue(draft: IssueDraft, signal?: AbortSignal): Promise<{ key: string }> {
+    const fields: Record<string, unknown> = {
+      project: { key: draft.project },
+      issuetype: { name: draft.issueType },
+      summary: draft.summary,
+      description: this.#body(draft.description),
+      labels: draft.labels,
+    };
+    if (draft.priority) fields.priority = { name: draft.priority };
+    if (draft.reporter) fields.reporter = draft.reporter;
+    const created = await this.#call(
+      `create an issue in ${draft.project}`,
+      true,
+      signal,
+      () => this.#client.issues.createIssue({ fields, properties: draft.properties }),
+    );
+    return { key: String(created.key) };
+  }
+
+  async findIssueByProperty(
+    query: { label: string; propertyKey: string; messageId: string; days: number },
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
+    const jql = `labels = "${query.label.replace(/"/g, '\\"')}" AND created >= -${query.days}d ` +
+      `ORDER BY created DESC`;
+    let nextPageToken: string | undefined;
+    for (let seen = 0; seen < RECONCILE_MAX;) {
+      const params = {
+        jql,
+        maxResults: RECONCILE_PAGE,
+        fields: ["summary"],
+        properties: [query.propertyKey],
+      };
+      const page = await this.#call(
+        "search the bridge's recent issues",
+        false,
+        signal,
+        () =>
+          this.deployment === "cloud"
+            ? this.#client.issueSearch.searchForIssuesUsingJqlEnhancedSearch({
+              ...params,
+              ...(nextPageToken ? { nextPageToken } : {}),
+            })
+            : this.#client.issueSearch.searchForIssuesUsingJql({ ...params, startAt: seen }),
+      );
+      const issues: { key: string; properties?: Record<string, { messageId?: string }> }[] =
+        page.issues ?? [];
+      const hit = issues.find((i) =>
+        i.properties?.[query.propertyKey]?.messageId === query.messageId
+      );
+      if (hit) return hit.key;
+      seen += issues.length;
+      nextPageToken = page.nextPageToken;
+      const more = this.deployment === "cloud"
+        ? Boolean(nextPageToken) && !page.isLast
+        : seen < (page.total ?? 0);
+      if (!issues.length || !more) return undefined;
+    }
+    return undefined;
+  }
+
+  async addComment(
+    key: string,
+    body: AdfDoc,
+    property: { key: string; value: unknown },
+    signal?: AbortSignal,
+  ): Promise<{ id: string }> {
+    const comment = await this.#call(
+      `comment on ${key}`,
+      true,
+      signal,
+      () =>
+        this.#client.issueComments.addComment({
+          issueIdOrKey: key,
+          comment: this.#body(body),
+          properties: [property],
+        }),
+    );
+    return { id: String(comment.id) };
+  }
+
+  async findCommentByProperty(
+    key: string,
+    query: { propertyKey: string; messageId: string },
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
+    for (let startAt = 0;;) {
+      const page = await this.#call(
+        `read the comments of ${key}`,
+        false,
+        signal,
+        () =>
+          this.#client.issueComments.getComments({
+            issueIdOrKey: key,
+            startAt,
+            maxResults: 100,
+            expand: "properties",
+          }),
+      );
+      const comments: {
+        id: string;
+        properties?: { key: string; value?: { messageId?: string } }[];
+      }[] = page.comments ?? [];
+      const hit = comments.find((c) =>
+        (c.properties ?? []).some((p) =>
+          p.key === query.propertyKey && p.value?.messageId === query.messageId
+        )
+      );
+      if (hit) return String(hit.id);
+      startAt += comments.length;
+      if (!comments.length || startAt >= (page.total ?? 0)) return undefined;
+    }
+  }
+
+  attachmentLimit(signal?: AbortSignal): Promise<{ enabled: boolean; uploadLimit: number }> {
+    this.#limit ??= this.#call(
+      "read the attachment settings",
+      false,
+      signal,
+      () => this.#client.issueAttachments.getAttachmentMeta(),
+    )
+      .then((meta: { enabled?: boolean; uploadLimit?: number }) => ({
+        enabled: meta.enabled !== false,
+        uploadLimit: Number(meta.uploadLimit ?? Infinity),
+      }))
+      .catch((error: unknown) => {
+        this.#limit = undefined;
+        throw error;
+      });
+    return this.#limit;
+  }
+
+  async attachmentNames(
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<{ filename: string; size: number }[]> {
+    const issue = await this.#call(
+      `read the attachments of ${key}`,
+      false,
+      signal,
+      () => this.#client.issues.getIssue({ issueIdOrKey: key, fields: ["attachment"] }),
+    );
+    return ((issue.fields?.attachment ?? []) as { filename: string; size: number }[])
+      .map((a) => ({ filename: a.filename, size: Number(a.size) }));
+  }
+
+  async addAttachment(key: string, upload: AttachmentUpload, signal?: AbortSignal): Promise<void> {
+    const url = `${this.#config.url}/rest/api/${this.deployment === "cloud" ? 3 : 2}/issue/` +
+      `${encodeURIComponent(key)}/attachments`;
+    await this.#call(`attach "${upload.filename}" to ${key}`, true, signal, async () => {
+      const boundary = `----agent-${crypto.randomUUID()}`;
+      const content = await upload.open();
+      const response = await fetch(url, {
+        method: "POST",
+        headers: {
+          authorization: this.#authorization(),
+          "x-atlassian-token": "no-check",
+          "content-type": `multipart/form-data; boundary=${boundary}`,
+        },
+        body: multipart(boundary, upload, content),
+        signal: signal
+          ? AbortSignal.any([signal, AbortSignal.timeout(this.#config.timeoutSeconds * 10_000)])
+          : AbortSignal.timeout(this.#config.timeoutSeconds * 10_000),
+        ...(this.#http ? { client: this.#http } : {}),
+      });
+      const text = await response.text();
+      if (!response.ok) throw new FetchStatus(response.status, response.headers, text);
+    });
+  }
+
+  async addWatcher(key: string, user: UserRef, signal?: AbortSignal): Promise<void> {
+    const id = "accountId" in user ? user.accountId : user.name;
+    await this.#call(
+      `add a watcher to ${key}`,
+      true,
+      signal,
+      () => this.#client.issueWatchers.addWatcher({ issueIdOrKey: key, accountId: id }),
+    );
+  }
+
+  async link(inward: string, outward: string, signal?: AbortSignal): Promise<void> {
+    await this.#call(
+      `link ${inward} to ${outward}`,
+      true,
+      signal,
+      () =>
+        this.#client.issueLinks.linkIssues({
+          type: { name: "Relates" },
+          inwardIssue: { key: inward },
+          outwardIssue: { key: outward },
+        }),
+    );
+  }
+
+  async probe(project: string, issueType: string, signal?: AbortSignal): Promise<void> {
+    await this.#call(
+      "read the current user",
+      false,
+      signal,
+      () => this.#client.myself.getCurrentUser(),
+    );
+    let found: { issueTypes?: { name: string }[] };
+    try {
+      found = await this.#call(
+        `read project ${project}`,
+        false,
+        signal,
+        () => this.#client.projects.getProject({ projectIdOrKey: project, expand: "issueTypes" }),
+      );
+    } catch (error) {
+      if (error instanceof JiraError && error.status === 404) {
+        throw new JiraError(`Jira has no project "${project}" (or the user cannot see it)`, 404, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    const types = (found.issueTypes ?? []).map((t) => t.name);
+    if (!types.includes(issueType)) {
+      throw new JiraError(
+        `Project ${project} has no issue type "${issueType}" (it has: ${types.join(", ")})`,
+        404,
+      );
+    }
+  }
+
+  #authorization(): string {
+    const auth = this.#config.auth;
+    return auth.kind === "basic"
+      ? `Basic ${btoa(`${auth.user}:${auth.token}`)}`
+      : `Bearer ${auth.token}`;
+  }
+
+  /** One Jira operation with the retry rules in the module doc. */
+  async #call(
+    what: string,
+    write: boolean,
+    signal: AbortSignal | undefined,
+    fn: () => Promise<unknown>,
+  ): Promise<AnyClient> {
+    for (let attempt = 1;; attempt++) {
+      signal?.throwIfAborted();
+      this.stats.requests++;
+      try {
+        return await fn();
+      } catch (error) {
+        const { status, retryAfter, detail } = describe(error);
+        const throttled = status === 429 || status === 503;
+        const transientRead = !write && (status === 0 || status >= 500);
+        if ((throttled || transientRead) && attempt < MAX_ATTEMPTS && !signal?.aborted) {
+          const wait = retryAfter ?? Math.min(30_000, 500 * 2 ** (attempt - 1));
+          if (throttled) {
+            this.stats.throttled++;
+            this.stats.throttleWaitMs += wait;
+          }
+          logger.info("Jira answered {status} to {what}; waiting {seconds} s", {
+            status: status || "no answer",
+            what,
+            seconds: Math.round(wait / 100) / 10,
+          });
+          await this.#sleep(wait, signal);
+          continue;
+        }
+        throw new JiraError(
+          `Cannot ${what}: ${status ? `Jira answered ${status}` : "no answer from Jira"}` +
+            (detail ? `: ${detail}` : ""),
+          status,
+          { cause: error },
+        );
+      }
+    }
+  }
+}
+
+/** A failed fetch (attachments) in the shape `describe` reads. */
+class FetchStatus extends Error {
+  constructor(readonly status: number, readonly headers: Headers, readonly text: string) {
+    super(`HTTP ${status}`);
+  }
+}
+
+function describe(
+  error: unknown,
+): { status: number; retryAfter?: number | undefined; detail: string } {
+  if (error instanceof FetchStatus) {
+    return {
+      status: error.status,
+      retryAfter: retryAfterMs(error.headers.get("retry-after")),
+      detail: jiraMessages(safeJson(error.text)) || error.text.slice(0, 200),
+    };
+  }
+  const e = error as {
+    status?: number;
+    response?: { status?: number; data?: unknown; headers?: Record<string, string> };
+    cause?: { response?: { status?: number; data?: unknown; headers?: Record<string, string> } };
+    message?: string;
+  };
+  const response = e.cause?.response ?? e.response;
+  const status = Number(
+    response?.status ?? (typeof e.status === "number" && response ? e.status : 0),
+  );
+  const header = response?.headers?.["retry-after"] ?? null;
+  return {
+    status,
+    retryAfter: retryAfterMs(header),
+    detail: jiraMessages(response?.data) || (status ? "" : String(e.message ?? error)),
+  };
+}
+
+/** Jira's `{errorMessages: [], errors: {field: message}}` as one line. */
+function jiraMessages(data: unknown): string {
+  if (!data || typeof data !== "object") return typeof data === "string" ? data.slice(0, 200) : "";
+  const d = data as { errorMessages?: string[]; errors?: Record<string, string>; message?: string };
+  const parts = [
+    ...(d.errorMessages ?? []),
+    ...Object.entries(d.errors ?? {}).map(([field, message]) => `${field}: ${message}`),
+  ];
+  if (!parts.length && d.message) parts.push(d.message);
+  return parts.join("; ").slice(0, 300);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** A multipart/form-data body with one file part, streamed. */
+function multipart(
+  boundary: string,
+  upload: AttachmentUpload,
+  content: ReadableStream<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  const name = upload.filename.replace(/["\r\n\\]/g, "_");
+  const head = encoder.encode(
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"; ` +
+      `filename*=UTF-8''${encodeURIComponent(upload.filename)}\r\n` +
+      `Content-Type: ${upload.contentType.replace(/[\r\n]/g, "")}\r\n\r\n`,
+  );
+  const tail = encoder.encode(`\r\n--${boundary}--\r\n`);
+  const reader = content.getReader();
+  let started = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!started) {
+        started = true;
+        controller.enqueue(head);
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) {
+        controller.enqueue(tail);
+        controller.close();
+      } else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}

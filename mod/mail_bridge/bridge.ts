@@ -1,0 +1,561 @@
+/**
+ * The mail bridge: mail in a mailbox becomes Jira issues, replies become comments, and
+ * nothing is lost or done twice.
+ *
+ * Each pass reads each folder's changes page by page; a page's mails are handled (each one
+ * stepping through the ledger) before the page's resume link is stored. A mail that fails
+ * for a reason that will pass (throttling that outlasted the retries, Jira or Graph down)
+ * keeps its ledger state and stops the pass, so the page is read again next time; one that
+ * fails for good goes to the dead letters (`--retry-failed`). The mailbox is marked only
+ * after Jira has everything.
+ */
+import type { MailBridgeConfig } from "../config/config.ts";
+import type { AttachmentInfo, Mailbox, MailMessage } from "../graph/types.ts";
+import { SyncReset } from "../graph/types.ts";
+import { type AdfDoc, adfText, concatAdf, htmlToAdf, textToAdf } from "../jira/adf.ts";
+import type { Tracker, UserRef } from "../jira/types.ts";
+import { log } from "../log/log.ts";
+import { KeyedQueue } from "../actions/keyed_queue.ts";
+import { faultPoint } from "../ops/faults.ts";
+import { escapeHtml, sanitizeMailHtml, stripQuotesAndSignature, textToHtml } from "./html.ts";
+import { type Ledger, type MailRecord, messageKeyOf } from "./ledger.ts";
+import { cleanSubject, isForward, placement, skipReason, subjectKeys } from "./rules.ts";
+
+const logger = log("mail-bridge");
+/** The issue and comment property holding the source mail. */
+export const MAIL_PROPERTY = "agent.mail";
+/** Jira's text fields take 32,767 characters; leave room for the markup. */
+const TEXT_BUDGET = 30_000;
+const CLAIM_MS = 10 * 60_000;
+const WORKERS = 8;
+
+/** What happened to one mail in this pass. */
+export type Outcome = "created" | "commented" | "skipped" | "known" | "failed" | "busy" | "retry";
+
+export interface BridgeStats {
+  created: number;
+  commented: number;
+  skipped: number;
+  failed: number;
+  known: number;
+}
+
+/** A failure that will likely pass: the mail keeps its state and is tried again. */
+function isTransient(error: unknown): boolean {
+  const status = (error as { status?: number })?.status;
+  if (typeof status === "number") {
+    return status === 0 || status === 408 || status === 429 || status >= 500;
+  }
+  return error instanceof TypeError || (error as Error)?.name === "TimeoutError";
+}
+
+export class MailBridge {
+  readonly stats: BridgeStats = { created: 0, commented: 0, skipped: 0, failed: 0, known: 0 };
+  readonly #mailbox: Mailbox;
+  readonly #tracker: Tracker;
+  readonly #ledger: Ledger;
+  readonly #config: MailBridgeConfig;
+  readonly #project: string;
+  readonly #issueType: string;
+  readonly #users = new Map<string, Promise<UserRef | undefined>>();
+
+  constructor(
+    deps: { mailbox: Mailbox; tracker: Tracker; ledger: Ledger },
+    options: { config: MailBridgeConfig; project: string; issueType: string },
+  ) {
+    this.#mailbox = deps.mailbox;
+    this.#tracker = deps.tracker;
+    this.#ledger = deps.ledger;
+    this.#config = options.config;
+    this.#project = options.project;
+    this.#issueType = options.issueType;
+  }
+
+  /**
+   * One pass: mails left half done first, then each folder's changes. Throws when a
+   * retryable failure stopped it (the next pass picks up from the same place).
+   */
+  async sync(folders: string[], signal?: AbortSignal): Promise<void> {
+    await this.resumeOpen(signal);
+    for (const folder of folders) await this.#syncFolder(folder, signal);
+  }
+
+  async #syncFolder(folder: string, signal?: AbortSignal): Promise<void> {
+    let resume = await this.#ledger.cursor(folder);
+    for (let restarted = false;;) {
+      try {
+        for await (const page of this.#mailbox.changes(folder, resume, signal)) {
+          await this.#handleAll(page.messages, signal);
+          await this.#ledger.setCursor(folder, page.resume);
+        }
+        return;
+      } catch (error) {
+        if (!(error instanceof SyncReset) || restarted) throw error;
+        // The delta position expired: read the folder again; the ledger skips what is done.
+        logger.warning("{message}; reading the folder again from the start", {
+          message: error.message,
+        });
+        restarted = true;
+        resume = undefined;
+        await this.#ledger.setCursor(folder, undefined);
+      }
+    }
+  }
+
+  /** Mails a crash or a retryable error left half done. */
+  async resumeOpen(signal?: AbortSignal): Promise<void> {
+    const open: MailMessage[] = [];
+    for await (const { record } of this.#ledger.open()) {
+      open.push(await this.#mailbox.get(record.mailId, signal));
+    }
+    if (open.length) {
+      logger.info("Finishing {count} mail(s) left half done", { count: open.length });
+    }
+    await this.#handleAll(open, signal);
+  }
+
+  /** Dead letters handled again; resolves to how many were retried. */
+  async retryFailed(signal?: AbortSignal): Promise<number> {
+    const failed: MailMessage[] = [];
+    for await (const { record } of this.#ledger.failed()) {
+      failed.push(await this.#mailbox.get(record.mailId, signal));
+    }
+    await this.#handleAll(failed, signal, { retryFailed: true });
+    return failed.length;
+  }
+
+  /** Mails received in the last `days` days that the ledger does not know. */
+  async backfill(
+    folders: string[],
+    days: number,
+    options: { signal?: AbortSignal; progress?: (done: number, outcome: Outcome) => void } = {},
+  ): Promise<void> {
+    const since = new Date(Date.now() - days * 86_400_000);
+    let done = 0;
+    for (const folder of folders) {
+      for await (const batch of this.#mailbox.receivedSince(folder, since, options.signal)) {
+        await this.#handleAll(batch, options.signal, {
+          onOutcome: (outcome) => options.progress?.(++done, outcome),
+        });
+      }
+    }
+  }
+
+  /**
+   * Handles mails (threads in order of arrival, different threads at once); throws the
+   * first retryable failure after all have had their turn.
+   */
+  async #handleAll(
+    messages: MailMessage[],
+    signal?: AbortSignal,
+    options: { retryFailed?: boolean; onOutcome?: (outcome: Outcome) => void } = {},
+  ): Promise<void> {
+    const sorted = [...messages].sort((a, b) =>
+      a.receivedDateTime.localeCompare(b.receivedDateTime)
+    );
+    const queue = new KeyedQueue(WORKERS);
+    let retryable: unknown;
+    for (const message of sorted) {
+      queue.push(message.conversationId || message.id, async () => {
+        if (signal?.aborted) return;
+        try {
+          const outcome = await this.handle(message, { signal, retryFailed: options.retryFailed });
+          options.onOutcome?.(outcome);
+        } catch (error) {
+          retryable ??= error;
+          options.onOutcome?.("retry");
+        }
+      });
+    }
+    await queue.idle();
+    signal?.throwIfAborted();
+    if (retryable) throw retryable;
+  }
+
+  /**
+   * One mail through the ledger. Resolves to what happened; throws only for a retryable
+   * failure (the mail keeps its state).
+   */
+  async handle(
+    message: MailMessage,
+    options: { signal?: AbortSignal | undefined; retryFailed?: boolean | undefined } = {},
+  ): Promise<Outcome> {
+    const messageKey = messageKeyOf(message.internetMessageId, message.id);
+    let record = await this.#ledger.get(messageKey);
+    if (record && ["marked", "skipped"].includes(record.state)) {
+      this.stats.known++;
+      return "known";
+    }
+    if (record?.state === "failed" && !options.retryFailed) {
+      this.stats.known++;
+      return "known";
+    }
+    if (!await this.#ledger.claim(messageKey, CLAIM_MS)) return "busy";
+    try {
+      record ??= await this.#ledger.move(messageKey, newRecord(message), "seen");
+      if (record.state === "failed") {
+        record = await this.#ledger.move(messageKey, record, record.key ? "created" : "seen", {
+          error: undefined,
+        }, "retry");
+      }
+      return await this.#advance(message, messageKey, record, options.signal);
+    } catch (error) {
+      const current = (await this.#ledger.get(messageKey)) ?? newRecord(message);
+      const text = (error as Error).message ?? String(error);
+      if (isTransient(error) || options.signal?.aborted) {
+        await this.#ledger.move(messageKey, current, current.state, {
+          error: text,
+          attempts: current.attempts + 1,
+        }, `will retry: ${text}`);
+        logger.warning("Mail {messageId} from {from}: {error} (will retry)", {
+          messageId: message.internetMessageId,
+          from: message.from.address,
+          error: text,
+        });
+        throw error;
+      }
+      this.stats.failed++;
+      await this.#ledger.move(messageKey, current, "failed", {
+        error: text,
+        attempts: current.attempts + 1,
+      }, text);
+      logger.error("Mail {messageId} from {from} failed: {error} (kept as a dead letter)", {
+        messageId: message.internetMessageId,
+        from: message.from.address,
+        error: text,
+      });
+      return "failed";
+    } finally {
+      await this.#ledger.release(messageKey);
+    }
+  }
+
+  async #advance(
+    message: MailMessage,
+    messageKey: string,
+    start: MailRecord,
+    signal?: AbortSignal,
+  ): Promise<Outcome> {
+    let record = start;
+    if (record.state === "seen") {
+      const reason = skipReason(message, this.#config, this.#mailbox.address);
+      if (reason) {
+        await this.#ledger.move(messageKey, record, "skipped", { reason }, reason);
+        this.stats.skipped++;
+        logger.info("Skipped mail {messageId} from {from}: {reason}", {
+          messageId: message.internetMessageId,
+          from: message.from.address,
+          reason,
+        });
+        return "skipped";
+      }
+    }
+    const attachments = message.hasAttachments || /cid:/i.test(message.body.content)
+      ? await this.#mailbox.attachments(message.id, signal)
+      : [];
+    const limit = attachments.length
+      ? await this.#tracker.attachmentLimit(signal)
+      : { enabled: true, uploadLimit: Infinity };
+    const tooBig = attachments.filter((a) => !limit.enabled || a.size > limit.uploadLimit);
+
+    if (record.state === "seen" || record.state === "creating") {
+      record = await this.#write(message, messageKey, record, attachments, tooBig, signal);
+    }
+    const key = record.key!;
+    if (record.state === "created") {
+      const done = new Set(record.attachmentsDone);
+      // After a crash an upload may have landed without being recorded: Jira's list decides.
+      const present = start.state === "created" && done.size < attachments.length
+        ? await this.#tracker.attachmentNames(key, signal)
+        : [];
+      for (const attachment of attachments) {
+        if (done.has(attachment.id)) continue;
+        const skip = tooBig.includes(attachment) ||
+          present.some((p) => p.filename === attachment.name && p.size === attachment.size);
+        if (!skip) {
+          await this.#tracker.addAttachment(key, {
+            filename: attachment.name,
+            contentType: attachment.contentType,
+            size: attachment.size,
+            open: () => this.#mailbox.attachmentContent(message.id, attachment.id, signal),
+          }, signal);
+        }
+        done.add(attachment.id);
+        record = await this.#ledger.move(messageKey, record, "created", {
+          attachmentsDone: [...done],
+        }, skip ? `not uploaded: ${attachment.name}` : `uploaded ${attachment.name}`);
+      }
+      record = await this.#ledger.move(messageKey, record, "attachments_done");
+    }
+    if (record.state === "attachments_done") {
+      await this.#mailbox.mark(message.id, {
+        category: this.#config.markCategory.replaceAll("{key}", key),
+        moveTo: this.#config.moveTo,
+      }, signal);
+      record = await this.#ledger.move(messageKey, record, "marked");
+    }
+    if (record.kind === "issue" && this.#config.ackMail && !record.acknowledged) {
+      await this.#acknowledge(message, key, signal).then(
+        () =>
+          this.#ledger.move(
+            messageKey,
+            record,
+            record.state,
+            { acknowledged: true },
+            "acknowledged",
+          ),
+        (error) =>
+          logger.warning("Cannot send the acknowledgement for {key} to {to}: {error}", {
+            key,
+            to: message.from.address,
+            error: (error as Error).message,
+          }),
+      );
+    }
+    return record.kind === "issue" ? "created" : "commented";
+  }
+
+  /** Creates the issue or the comment (reconciling first after a crash). */
+  async #write(
+    message: MailMessage,
+    messageKey: string,
+    start: MailRecord,
+    attachments: AttachmentInfo[],
+    tooBig: AttachmentInfo[],
+    signal?: AbortSignal,
+  ): Promise<MailRecord> {
+    let record = start;
+    const reconciling = record.state === "creating";
+    const target = reconciling && record.kind
+      ? { kind: record.kind, key: record.key, linkTo: undefined }
+      : await this.#target(message, signal);
+    const property = {
+      key: MAIL_PROPERTY,
+      value: { messageId: message.internetMessageId, mailbox: this.#mailbox.address },
+    };
+    const images = new Map(
+      attachments.filter((a) => a.contentId).map((a) => [a.contentId!, a.name]),
+    );
+
+    if (target.kind === "comment") {
+      const key = target.key!;
+      if (!reconciling) {
+        record = await this.#ledger.move(messageKey, record, "creating", { kind: "comment", key });
+      }
+      let commentId = reconciling
+        ? await this.#tracker.findCommentByProperty(key, {
+          propertyKey: MAIL_PROPERTY,
+          messageId: message.internetMessageId,
+        }, signal)
+        : undefined;
+      if (!commentId) {
+        const body = concatAdf(
+          senderLine(message, "wrote"),
+          this.#commentBody(message, images),
+          notAttached(tooBig, attachments),
+        );
+        commentId = (await this.#tracker.addComment(key, fit(body), property, signal)).id;
+        faultPoint("after-jira-create");
+      }
+      this.stats.commented++;
+      logger.info("Mail {messageId} from {from} -> comment on {key}", {
+        messageId: message.internetMessageId,
+        from: message.from.address,
+        key,
+      });
+      return await this.#ledger.move(
+        messageKey,
+        record,
+        "created",
+        { commentId },
+        `comment ${commentId} on ${key}`,
+      );
+    }
+
+    if (!reconciling) {
+      record = await this.#ledger.move(messageKey, record, "creating", { kind: "issue" });
+    }
+    let key = reconciling
+      ? await this.#tracker.findIssueByProperty({
+        label: this.#config.bridgeLabel,
+        propertyKey: MAIL_PROPERTY,
+        messageId: message.internetMessageId,
+        days: this.#config.reconcileDays,
+      }, signal)
+      : undefined;
+    if (key) {
+      logger.info("Found {key} created for mail {messageId} before a restart", {
+        key,
+        messageId: message.internetMessageId,
+      });
+    }
+    if (!key) {
+      const place = placement(message, this.#config, this.#project);
+      const sender = await this.#user(message.from.address, signal);
+      const reporter = sender ?? await this.#defaultReporter(signal);
+      const description = concatAdf(
+        senderLine(message, sender ? "wrote" : "wrote (not a Jira user)"),
+        this.#bodyOf(message.body, images),
+        notAttached(tooBig, attachments),
+      );
+      key = (await this.#tracker.createIssue({
+        project: place.project,
+        issueType: this.#issueType,
+        summary: cleanSubject(message.subject, place.tags, this.#config.maxSummary),
+        description: fit(description),
+        labels: place.labels,
+        priority: place.priority,
+        reporter,
+        properties: [property],
+      }, signal)).key;
+      faultPoint("after-jira-create");
+    }
+    record = await this.#ledger.move(messageKey, record, "created", { key }, `issue ${key}`);
+    this.stats.created++;
+    logger.info("Mail {messageId} from {from} -> new issue {key}", {
+      messageId: message.internetMessageId,
+      from: message.from.address,
+      key,
+    });
+    // Watchers and links are idempotent in Jira: safe to repeat after a crash.
+    if (this.#config.watchersFromCc) {
+      for (const cc of message.cc) {
+        if (cc.address === this.#mailbox.address.toLowerCase()) continue;
+        const user = await this.#user(cc.address, signal);
+        if (user) await this.#tracker.addWatcher(key, user, signal);
+      }
+    }
+    if (target.linkTo) await this.#tracker.link(key, target.linkTo, signal);
+    return record;
+  }
+
+  /** Threading: subject key, then In-Reply-To/References, then the conversation. */
+  async #target(
+    message: MailMessage,
+    signal?: AbortSignal,
+  ): Promise<{ kind: "issue" | "comment"; key?: string | undefined; linkTo?: string | undefined }> {
+    const found = await this.#thread(message, signal);
+    if (!found) return { kind: "issue" };
+    // A forward of a thread starts a new issue, linked to the old one.
+    return isForward(message.subject)
+      ? { kind: "issue", linkTo: found }
+      : { kind: "comment", key: found };
+  }
+
+  async #thread(message: MailMessage, signal?: AbortSignal): Promise<string | undefined> {
+    for (const candidate of subjectKeys(message.subject, this.#config.projectKeys)) {
+      const key = await this.#tracker.issueKey(candidate, signal);
+      if (key) return key;
+    }
+    const referenced = [
+      ...messageIds(message.headers["in-reply-to"] ?? ""),
+      ...messageIds(message.headers["references"] ?? "").reverse(),
+    ];
+    for (const id of referenced) {
+      const key = await this.#ledger.issueOfMessage(id);
+      if (key) return key;
+    }
+    return await this.#ledger.conversationIssue(message.conversationId);
+  }
+
+  #bodyOf(body: MailMessage["body"], images: Map<string, string>): AdfDoc {
+    const html = body.contentType === "html" ? body.content : textToHtml(body.content);
+    return htmlToAdf(sanitizeMailHtml(html), { images });
+  }
+
+  #commentBody(message: MailMessage, images: Map<string, string>): AdfDoc {
+    const source = message.uniqueBody?.content.trim() ? message.uniqueBody : message.body;
+    const html = source.contentType === "html" ? source.content : textToHtml(source.content);
+    return htmlToAdf(sanitizeMailHtml(stripQuotesAndSignature(html)), { images });
+  }
+
+  #user(email: string, signal?: AbortSignal): Promise<UserRef | undefined> {
+    const key = email.toLowerCase();
+    let found = this.#users.get(key);
+    if (!found) {
+      found = this.#tracker.findUser(key, signal);
+      this.#users.set(key, found);
+      found.catch(() => this.#users.delete(key));
+    }
+    return found;
+  }
+
+  async #defaultReporter(signal?: AbortSignal): Promise<UserRef | undefined> {
+    const value = this.#config.defaultReporter;
+    if (!value) return undefined;
+    if (value.includes("@")) return await this.#user(value, signal);
+    return this.#tracker.deployment === "cloud" ? { accountId: value } : { name: value };
+  }
+
+  async #acknowledge(message: MailMessage, key: string, signal?: AbortSignal): Promise<void> {
+    const url = this.#tracker.browseUrl(key);
+    await this.#mailbox.reply(message.id, {
+      html: `<p>Thank you. Your message is now tracked as <a href="${escapeHtml(url)}">` +
+        `${escapeHtml(key)}</a>. Reply to this mail, or keep ${escapeHtml(key)} in the subject, ` +
+        `to add to it.</p>`,
+      headers: { [this.#config.ownHeader]: `ack; issue=${key}` },
+    }, signal);
+  }
+}
+
+function newRecord(message: MailMessage): MailRecord {
+  return {
+    state: "seen",
+    mailId: message.id,
+    messageId: message.internetMessageId,
+    conversationId: message.conversationId,
+    subject: message.subject.slice(0, 300),
+    from: message.from.address,
+    receivedAt: message.receivedDateTime,
+    attachmentsDone: [],
+    attempts: 0,
+    history: [],
+  };
+}
+
+function senderLine(message: MailMessage, verb: string): AdfDoc {
+  const who = message.from.name
+    ? `${message.from.name} <${message.from.address}>`
+    : message.from.address;
+  return {
+    type: "doc",
+    version: 1,
+    content: [{
+      type: "paragraph",
+      content: [{ type: "text", text: `${who} ${verb}:`, marks: [{ type: "strong" }] }],
+    }],
+  };
+}
+
+function notAttached(tooBig: AttachmentInfo[], all: AttachmentInfo[]): AdfDoc {
+  if (!tooBig.length) return textToAdf();
+  const lines = tooBig.map((a) => `${a.name} (${mb(a.size)})`);
+  return textToAdf(
+    `Not attached (larger than Jira's upload limit or attachments disabled): ${lines.join(", ")}` +
+      (all.length > tooBig.length
+        ? `; the other ${all.length - tooBig.length} are attached.`
+        : "."),
+  );
+}
+
+function mb(bytes: number): string {
+  return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MB` : `${Math.ceil(bytes / 1024)} KB`;
+}
+
+/** Keeps a document under Jira's text limit, saying so when it cuts. */
+function fit(doc: AdfDoc): AdfDoc {
+  if (adfText(doc).length <= TEXT_BUDGET) return doc;
+  const content = [...doc.content];
+  while (content.length > 1 && adfText({ ...doc, content }).length > TEXT_BUDGET - 200) {
+    content.pop();
+  }
+  return concatAdf(
+    { ...doc, content },
+    textToAdf("[The rest of the mail was cut: Jira's text limit.]"),
+  );
+}
+
+/** `<a@b> <c@d>` -> ["<a@b>", "<c@d>"]. */
+function messageIds(header: string): string[] {
+  return [...header.matchAll(/<[^<>\s]+>/g)].map((m) => m[0]);
+}

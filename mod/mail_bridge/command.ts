@@ -1,0 +1,188 @@
+/** `agent mail-bridge` and `agent authorize`. */
+import {
+  type Command,
+  COMMON_HELP,
+  COMMON_OPTIONS,
+  type Deps,
+  parseOrShowHelp,
+  UsageError,
+} from "../cli/command.ts";
+import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { type Config, ConfigError } from "../config/config.ts";
+import { Store } from "../store/store.ts";
+import type { Outcome } from "./bridge.ts";
+import { Ledger } from "./ledger.ts";
+import { openBridge, pollForever } from "./service.ts";
+
+const HELP = `Usage: agent mail-bridge [--once] [--retry-failed] [--config FILE]
+       agent mail-bridge backfill --days N [--config FILE]
+       agent mail-bridge failed [--config FILE]
+
+Turns mail arriving in a Microsoft 365 mailbox ([graph]) into Jira issues ([jira]) and
+replies into comments, with a ledger in the store so that no mail is lost or bridged
+twice. The mailbox is marked (category "Jira: KEY") only after Jira has everything.
+Without [graph] and [jira] it runs on the embedded defaults of [mail_bridge]: .eml
+files from mail_dir, issues as JSON files in issues_dir.
+
+Commands:
+  (none)                Poll every poll_seconds until stopped
+  backfill --days N     Re-scan the last N days; create only what the ledger lacks
+  failed                List the dead letters (mails that failed for good)
+
+Options:
+      --once            One pass, then exit (1 if a mail could not be bridged)
+      --retry-failed    Handle the dead letters again (then poll, or exit with --once)
+      --days N          For backfill: how many days back
+${COMMON_HELP}`;
+
+export const mailBridgeCommand: Command = {
+  name: "mail-bridge",
+  summary: "Turn mail in a Microsoft 365 mailbox into Jira issues and comments",
+  help: HELP,
+  async run(args, deps) {
+    const parsed = parseOrShowHelp(
+      { name: "mail-bridge", help: HELP },
+      args,
+      {
+        ...COMMON_OPTIONS,
+        once: { type: "boolean" },
+        "retry-failed": { type: "boolean" },
+        days: { type: "string" },
+      },
+      deps,
+      { allowPositionals: true },
+    );
+    if (!parsed) return 0;
+    const { values, positionals } = parsed;
+    const [sub, ...extra] = positionals;
+    if (extra.length || (sub !== undefined && sub !== "backfill" && sub !== "failed")) {
+      throw new UsageError(`unknown argument "${extra[0] ?? sub}"`);
+    }
+    const config = await loadCommandConfig(values, deps);
+    setupCommandLogging(values, config);
+    const store = await Store.open(config.agent.store);
+    try {
+      if (sub === "failed") return await listFailed(config, store, deps);
+      const open = await openBridge(config, store);
+      if (sub === "backfill") {
+        const days = Number(values.days);
+        if (!values.days || !Number.isInteger(days) || days < 1 || days > 3650) {
+          throw new UsageError("backfill needs --days N (a whole number of days, 1 to 3650)");
+        }
+        const progress = progressReporter(deps);
+        await open.bridge.backfill(open.folders, days, {
+          signal: deps.signal,
+          progress: progress.step,
+        });
+        progress.done();
+        deps.stdout(summary(open.bridge.stats) + "\n");
+        return open.bridge.stats.failed ? 1 : 0;
+      }
+      if (values["retry-failed"]) {
+        const n = await open.bridge.retryFailed(deps.signal);
+        deps.stdout(`Retried ${n} dead letter(s).\n`);
+      }
+      if (values.once) {
+        await open.bridge.sync(open.folders, deps.signal);
+        deps.stdout(summary(open.bridge.stats) + "\n");
+        return open.bridge.stats.failed ? 1 : 0;
+      }
+      await pollForever(open, { signal: deps.signal });
+      return 0;
+    } finally {
+      store.close();
+    }
+  },
+};
+
+async function listFailed(config: Config, store: Store, deps: Deps): Promise<number> {
+  const mailbox = config.graph?.mailbox ?? "local";
+  let n = 0;
+  for await (const { record } of new Ledger(store, mailbox).failed()) {
+    n++;
+    deps.stdout(
+      `${record.receivedAt}  ${record.from}  ${JSON.stringify(record.subject)}\n` +
+        `    ${record.messageId}: ${record.error}\n`,
+    );
+  }
+  deps.stdout(`${n} dead letter(s). "agent mail-bridge --retry-failed" handles them again.\n`);
+  return 0;
+}
+
+function summary(
+  stats: { created: number; commented: number; skipped: number; failed: number; known: number },
+): string {
+  return `mail-bridge: ${stats.created} issue(s) created, ${stats.commented} comment(s), ` +
+    `${stats.skipped} skipped, ${stats.failed} failed, ${stats.known} already done`;
+}
+
+/** A progress bar on a terminal, a line per 100 mails otherwise. */
+function progressReporter(deps: Deps) {
+  const counts = new Map<Outcome, number>();
+  let done = 0;
+  const line = () => `${done} mail(s): ` + [...counts].map(([k, v]) => `${v} ${k}`).join(", ");
+  return {
+    step: (n: number, outcome: Outcome) => {
+      done = n;
+      counts.set(outcome, (counts.get(outcome) ?? 0) + 1);
+      if (deps.isTerminal) {
+        const bar = "#".repeat(Math.min(30, Math.floor(Math.log2(n + 1) * 3))).padEnd(30, ".");
+        deps.stderr(`\r[${bar}] ${line()}`);
+      } else if (n % 100 === 0) deps.stderr(`backfill: ${line()}\n`);
+    },
+    done: () => deps.stderr(deps.isTerminal ? `\r${line()}\n` : `backfill: ${line()}\n`),
+  };
+}
+
+const AUTH_HELP = `Usage: agent authorize [--config FILE]
+
+Gets a Microsoft Graph token for [graph] (client credentials: client secret or
+certificate), proves it by reading the mailbox, and stores MSAL's token cache in the
+agent's store (readable by the agent's user only; never written to logs or plain
+files). The mail bridge then starts without another round trip to Entra ID.
+
+The app registration needs the application permission Mail.ReadWrite (and Mail.Send
+for acknowledgement mail). Limit it to the bridged mailbox with an Exchange
+application access policy (RBAC for Applications), so the app can read no other.
+
+${COMMON_HELP}`;
+
+export const authorizeCommand: Command = {
+  name: "authorize",
+  summary: "Obtain and store the Microsoft Graph token the mail bridge uses",
+  help: AUTH_HELP,
+  async run(args, deps) {
+    const parsed = parseOrShowHelp(
+      { name: "authorize", help: AUTH_HELP },
+      args,
+      COMMON_OPTIONS,
+      deps,
+    );
+    if (!parsed) return 0;
+    const config = await loadCommandConfig(parsed.values, deps);
+    setupCommandLogging(parsed.values, config);
+    const graph = config.graph;
+    if (!graph) {
+      throw new ConfigError(
+        { file: config.file, section: "graph" },
+        "no [graph] section: nothing to authorize",
+      );
+    }
+    const store = await Store.open(config.agent.store);
+    try {
+      const { MsalTokenSource } = await import("../graph/token.ts");
+      const { GraphMailbox } = await import("../graph/client.ts");
+      const tokens = await MsalTokenSource.fromConfig(graph, { store });
+      await tokens.token({ force: true });
+      const mailbox = await GraphMailbox.fromConfig(graph, tokens);
+      await mailbox.probe(deps.signal);
+      deps.stdout(
+        `Authorized: client ${graph.clientId} in tenant ${graph.tenantId} can read ` +
+          `${graph.mailbox}; the token is stored in ${config.agent.store}.\n`,
+      );
+      return 0;
+    } finally {
+      store.close();
+    }
+  },
+};

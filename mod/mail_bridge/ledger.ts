@@ -1,0 +1,156 @@
+/**
+ * The bridge's ledger: one record per mail in the store, moving
+ * `seen -> creating -> created(KEY) -> attachments_done -> marked` (or `skipped` with the
+ * reason, or `failed` with the error). It is written before each step that has an effect
+ * elsewhere, so a restart knows where every mail stood; `creating` means "Jira may have
+ * it": reconcile before creating again.
+ */
+import type { Store, StoreKey } from "../store/store.ts";
+
+export type MailState =
+  | "seen"
+  | "creating"
+  | "created"
+  | "attachments_done"
+  | "marked"
+  | "skipped"
+  | "failed";
+
+/** One mail as the ledger knows it. */
+export interface MailRecord {
+  state: MailState;
+  /** The mailbox's id (Graph immutable id). */
+  mailId: string;
+  messageId: string;
+  conversationId: string;
+  subject: string;
+  from: string;
+  receivedAt: string;
+  /** What the mail became: a new issue or a comment on one. */
+  kind?: "issue" | "comment" | undefined;
+  key?: string | undefined;
+  commentId?: string | undefined;
+  /** Attachment ids uploaded (or deliberately not). */
+  attachmentsDone: string[];
+  acknowledged?: boolean | undefined;
+  reason?: string | undefined;
+  error?: string | undefined;
+  attempts: number;
+  history: { state: MailState; at: string; note?: string | undefined }[];
+}
+
+const HISTORY_MAX = 20;
+/** States a mail is left in only by a crash or an error that will be retried. */
+const OPEN_STATES = new Set<MailState>(["seen", "creating", "created", "attachments_done"]);
+
+export class Ledger {
+  readonly #store: Store;
+  readonly #mailbox: string;
+  readonly #now: () => Date;
+
+  constructor(store: Store, mailbox: string, options: { now?: () => Date } = {}) {
+    this.#store = store;
+    this.#mailbox = mailbox.toLowerCase();
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  #key(...parts: string[]): StoreKey {
+    return ["mail", this.#mailbox, ...parts];
+  }
+
+  get(messageKey: string): Promise<MailRecord | undefined> {
+    return this.#store.get<MailRecord>(this.#key("msg", messageKey));
+  }
+
+  /** Moves `record` to `state` (with changes) and writes it, with its indexes, at once. */
+  async move(
+    messageKey: string,
+    record: MailRecord,
+    state: MailState,
+    changes: Partial<MailRecord> = {},
+    note?: string,
+  ): Promise<MailRecord> {
+    const next: MailRecord = {
+      ...record,
+      ...changes,
+      state,
+      history: [...record.history, {
+        state,
+        at: this.#now().toISOString(),
+        ...(note ? { note } : {}),
+      }]
+        .slice(-HISTORY_MAX),
+    };
+    const set: [StoreKey, unknown][] = [[this.#key("msg", messageKey), next]];
+    const del: StoreKey[] = [];
+    if (state === "failed") set.push([this.#key("failed", messageKey), this.#now().toISOString()]);
+    else del.push(this.#key("failed", messageKey));
+    if (OPEN_STATES.has(state)) set.push([this.#key("open", messageKey), next.mailId]);
+    else del.push(this.#key("open", messageKey));
+    if (next.kind === "issue" && next.key && next.conversationId) {
+      set.push([this.#key("conv", next.conversationId), next.key]);
+    }
+    await this.#store.commit({ set, delete: del });
+    return next;
+  }
+
+  /** The issue a conversation became, when the bridge created one. */
+  conversationIssue(conversationId: string): Promise<string | undefined> {
+    return conversationId
+      ? this.#store.get<string>(this.#key("conv", conversationId))
+      : Promise.resolve(undefined);
+  }
+
+  /** The issue a Message-ID went into (as a new issue or a comment). */
+  async issueOfMessage(messageId: string): Promise<string | undefined> {
+    const record = await this.get(messageKeyOf(messageId));
+    return record?.key;
+  }
+
+  async *failed(): AsyncGenerator<{ messageKey: string; record: MailRecord }> {
+    for await (const { key } of this.#store.list(this.#key("failed"))) {
+      const messageKey = String(key[key.length - 1]);
+      const record = await this.get(messageKey);
+      if (record?.state === "failed") yield { messageKey, record };
+    }
+  }
+
+  /** Mails a crash or a retryable error left half done. */
+  async *open(): AsyncGenerator<{ messageKey: string; record: MailRecord }> {
+    for await (const { key } of this.#store.list(this.#key("open"))) {
+      const messageKey = String(key[key.length - 1]);
+      const record = await this.get(messageKey);
+      if (record && OPEN_STATES.has(record.state)) yield { messageKey, record };
+    }
+  }
+
+  async *all(): AsyncGenerator<{ messageKey: string; record: MailRecord }> {
+    for await (const { key, value } of this.#store.list<MailRecord>(this.#key("msg"))) {
+      yield { messageKey: String(key[key.length - 1]), record: value };
+    }
+  }
+
+  cursor(folder: string): Promise<string | undefined> {
+    return this.#store.get<string>(this.#key("cursor", folder.toLowerCase()));
+  }
+
+  setCursor(folder: string, resume: string | undefined): Promise<void> {
+    const key = this.#key("cursor", folder.toLowerCase());
+    return resume === undefined ? this.#store.delete(key) : this.#store.set(key, resume);
+  }
+
+  /** Only one agent sharing the store works on a mail at a time. */
+  claim(messageKey: string, ttlMs: number): Promise<boolean> {
+    return this.#store.claim(this.#key("lock", messageKey), true, { ttlMs });
+  }
+
+  release(messageKey: string): Promise<void> {
+    return this.#store.delete(this.#key("lock", messageKey));
+  }
+}
+
+/** The ledger's key for a mail: its Message-ID, normalised (`<A@B>` -> `a@b`). */
+export function messageKeyOf(messageId: string, fallbackId?: string): string {
+  const id = messageId.trim().replace(/^<|>$/g, "").toLowerCase();
+  return id || `mailbox:${fallbackId ?? ""}`;
+}

@@ -1,0 +1,138 @@
+/**
+ * What a mail means before anything is written: whether to take it at all (loop
+ * protection, sender rules), its summary, project, labels and priority.
+ */
+import type { MailBridgeConfig } from "../config/config.ts";
+import type { MailMessage } from "../graph/types.ts";
+
+/** Why a mail is not bridged, or undefined when it is. */
+export function skipReason(
+  message: MailMessage,
+  config: MailBridgeConfig,
+  mailbox: string,
+): string | undefined {
+  const h = message.headers;
+  const from = message.from.address.toLowerCase();
+  if (h[config.ownHeader.toLowerCase()] !== undefined) return "sent by the bridge itself";
+  if (from && from === mailbox.toLowerCase()) return "sent from the bridged mailbox";
+  const auto = h["auto-submitted"];
+  if (auto && auto.trim().toLowerCase() !== "no") {
+    return `automatic reply (Auto-Submitted: ${auto.trim()})`;
+  }
+  if (h["x-autoreply"] !== undefined || h["x-autorespond"] !== undefined) {
+    return "automatic reply (X-Autoreply)";
+  }
+  const precedence = h["precedence"]?.trim().toLowerCase();
+  if (precedence && /^(bulk|junk|list)$/.test(precedence)) {
+    return `bulk mail (Precedence: ${precedence})`;
+  }
+  if (h["list-id"] || h["list-unsubscribe"]) {
+    return "mailing-list mail (List-Id / List-Unsubscribe)";
+  }
+  if (
+    /multipart\/report/i.test(h["content-type"] ?? "") ||
+    /^(mailer-daemon|postmaster)@/i.test(from) ||
+    /^(undeliverable|delivery status notification|mail delivery failed)/i.test(message.subject)
+  ) {
+    return "delivery status report";
+  }
+  if (!from) return "no sender address";
+  if (config.blockedAddresses.some((blocked) => matches(from, blocked))) {
+    return `sender ${from} is blocked`;
+  }
+  const domain = from.split("@")[1] ?? "";
+  if (config.allowedDomains.length && !config.allowedDomains.includes(domain)) {
+    return `sender domain ${domain} is not allowed`;
+  }
+  if (message.size !== undefined && message.size > config.maxMailBytes) {
+    return `mail is larger than ${Math.round(config.maxMailBytes / 1048576)} MB`;
+  }
+  return undefined;
+}
+
+/** An address or a `*@domain` / `@domain` pattern. */
+function matches(address: string, pattern: string): boolean {
+  if (pattern.startsWith("*@") || pattern.startsWith("@")) {
+    return address.endsWith(pattern.replace(/^\*/, ""));
+  }
+  return address === pattern;
+}
+
+const REPLY_TAG = /^\s*(re|aw|sv|vs|antw|ref|fw|fwd|wg|tr|rv|enc)(\[\d+\])?\s*:\s*/i;
+const FORWARD_TAG = /^\s*(fw|fwd|wg|tr|rv|enc)\s*:/i;
+
+export function isForward(subject: string): boolean {
+  return FORWARD_TAG.test(subject);
+}
+
+/** The subject without reply/forward tags and bracket tags the bridge used. */
+export function cleanSubject(subject: string, tags: string[], max: number): string {
+  let out = subject.replace(/[\r\n\t]+/g, " ");
+  for (let previous = ""; previous !== out;) {
+    previous = out;
+    out = out.replace(REPLY_TAG, "");
+  }
+  for (const tag of tags) {
+    out = out.replace(new RegExp(`\\[${escapeRegExp(tag)}\\]\\s*`, "i"), "");
+  }
+  out = out.replace(/\s+/g, " ").trim() || "(no subject)";
+  return out.length > max ? out.slice(0, max - 1).trimEnd() + "…" : out;
+}
+
+/** Issue keys in a subject, left-most first, of the given projects. */
+export function subjectKeys(subject: string, projects: string[]): string[] {
+  const keys: string[] = [];
+  for (
+    const match of subject.matchAll(/(?<![A-Za-z0-9_-])([A-Z][A-Z0-9_]+)-(\d+)(?![A-Za-z0-9_])/g)
+  ) {
+    if (projects.includes(match[1]!)) keys.push(match[0]);
+  }
+  return keys;
+}
+
+/** Where a new issue goes and how it is labelled. */
+export interface Placement {
+  project: string;
+  labels: string[];
+  category?: string | undefined;
+  priority?: string | undefined;
+  /** Bracket tags read from the subject (removed from the summary). */
+  tags: string[];
+}
+
+export function placement(
+  message: MailMessage,
+  config: MailBridgeConfig,
+  defaultProject: string,
+): Placement {
+  const tags = [...message.subject.matchAll(/\[([^\]\r\n]{1,40})\]/g)].map((m) => m[1]!.trim());
+  const category = tags.find((t) =>
+    config.categories.some((c) => c.toLowerCase() === t.toLowerCase())
+  );
+  const projectTag = tags.find((t) => config.projectKeys.includes(t.toUpperCase()));
+  const byRecipient = [...message.to, ...message.cc]
+    .map((a) => config.projects.get(a.address.toLowerCase()))
+    .find((p) => p !== undefined);
+  const project = byRecipient ?? projectTag?.toUpperCase() ?? defaultProject;
+  const chosenCategory = category
+    ? config.categories.find((c) => c.toLowerCase() === category.toLowerCase())
+    : config.defaultCategory;
+  const labels = [
+    ...new Set([
+      ...config.labels,
+      config.bridgeLabel,
+      ...(chosenCategory ? [chosenCategory] : []),
+    ].map((l) => l.replace(/\s+/g, "_"))),
+  ];
+  return {
+    project,
+    labels,
+    category: chosenCategory,
+    priority: config.priorities.get(message.importance),
+    tags: [category, projectTag].filter((t): t is string => t !== undefined),
+  };
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}

@@ -1,0 +1,104 @@
+/**
+ * The mail bridge assembled from the config, and its poll loop. With [graph] and [jira]
+ * it bridges a Microsoft 365 mailbox to Jira; without them it runs on the embedded
+ * defaults: `.eml` files from `mail_dir`, issues as JSON in `issues_dir`, replies as
+ * `.eml` in `issues_dir/outbox` (the demo).
+ */
+import { type Config, ConfigError } from "../config/config.ts";
+import type { Mailbox } from "../graph/types.ts";
+import type { Tracker } from "../jira/types.ts";
+import { log } from "../log/log.ts";
+import { abortableSleep } from "../stomp/link.ts";
+import type { Store } from "../store/store.ts";
+import { MailBridge } from "./bridge.ts";
+import { Ledger } from "./ledger.ts";
+
+const logger = log("mail-bridge");
+const RETRY_BACKOFF_S = [5, 15, 30, 60, 120, 300];
+
+/** A bridge with what it talks to. */
+export interface OpenBridge {
+  bridge: MailBridge;
+  mailbox: Mailbox;
+  tracker: Tracker;
+  folders: string[];
+  pollSeconds: number;
+  /** Graph/Jira counters for /metrics, when they are the real ones. */
+  stats(): { graph?: unknown; jira?: unknown };
+}
+
+export async function openBridge(config: Config, store: Store): Promise<OpenBridge> {
+  const settings = config.mailBridge;
+  if (!settings) {
+    throw new ConfigError(
+      { file: config.file, section: "mail_bridge" },
+      "the mail bridge is not configured: add [graph] and [jira] (or [mail_bridge] alone for the embedded demo defaults)",
+    );
+  }
+  let mailbox: Mailbox;
+  let graphStats: unknown;
+  if (config.graph) {
+    const { MsalTokenSource } = await import("../graph/token.ts");
+    const { GraphMailbox } = await import("../graph/client.ts");
+    const tokens = await MsalTokenSource.fromConfig(config.graph, { store });
+    const graph = await GraphMailbox.fromConfig(config.graph, tokens);
+    graphStats = graph.stats;
+    mailbox = graph;
+  } else {
+    const { DirMailbox } = await import("./local.ts");
+    mailbox = new DirMailbox(settings.mailDir, { store, outbox: `${settings.issuesDir}/outbox` });
+  }
+  let tracker: Tracker;
+  let jiraStats: unknown;
+  if (config.jira) {
+    const { JiraTracker } = await import("../jira/client.ts");
+    const jira = await JiraTracker.fromConfig(config.jira);
+    jiraStats = jira.stats;
+    tracker = jira;
+  } else {
+    const { FileTracker } = await import("./local.ts");
+    tracker = new FileTracker(settings.issuesDir);
+  }
+  const project = config.jira?.project ?? "MAIL";
+  const bridge = new MailBridge(
+    { mailbox, tracker, ledger: new Ledger(store, mailbox.address) },
+    { config: settings, project, issueType: config.jira?.issueType ?? "Task" },
+  );
+  return {
+    bridge,
+    mailbox,
+    tracker,
+    folders: config.graph?.folders ?? ["Inbox"],
+    pollSeconds: config.graph?.pollSeconds ?? 30,
+    stats: () => ({ graph: graphStats, jira: jiraStats }),
+  };
+}
+
+/**
+ * Passes every `pollSeconds` until `signal`; a pass that a retryable failure stopped is
+ * tried again with backoff. `onPass` hears each pass's result (health).
+ */
+export async function pollForever(
+  open: OpenBridge,
+  options: { signal: AbortSignal; onPass?: (error?: unknown) => void },
+): Promise<void> {
+  let failures = 0;
+  while (!options.signal.aborted) {
+    let wait = open.pollSeconds * 1000;
+    try {
+      await open.bridge.sync(open.folders, options.signal);
+      failures = 0;
+      options.onPass?.();
+    } catch (error) {
+      if (options.signal.aborted) break;
+      const seconds = RETRY_BACKOFF_S[Math.min(failures++, RETRY_BACKOFF_S.length - 1)]!;
+      wait = Math.min(wait, seconds * 1000);
+      logger.warning("Mail pass stopped: {error}; trying again in {seconds} s", {
+        error: (error as Error).message,
+        seconds,
+      });
+      options.onPass?.(error);
+    }
+    await abortableSleep(wait, options.signal).catch(() => {});
+  }
+}

@@ -1,0 +1,397 @@
+/**
+ * A fake Microsoft 365 tenant over HTTPS, from the documented shapes: the Entra ID token
+ * endpoint (client credentials) and the Graph mail API the bridge uses - delta queries
+ * with nextLink/deltaLink and `Prefer: odata.maxpagesize`, messages with
+ * internetMessageHeaders and uniqueBody, attachments and their `$value`, PATCH
+ * categories, move, reply, and a receivedDateTime filter. It counts requests in flight
+ * per mailbox and answers 429 (MailboxConcurrency) above 4, like Graph. Fault injection
+ * comes from HttpsFake; `expireDeltaTokens()` makes stored delta links answer 410.
+ */
+import { HttpsFake } from "./https_fake.ts";
+
+export interface FakeAttachment {
+  id: string;
+  name: string;
+  contentType: string;
+  isInline: boolean;
+  contentId?: string;
+  /** Content, or a size to generate (large attachments are streamed, never held). */
+  content?: Uint8Array<ArrayBuffer>;
+  size: number;
+}
+
+export interface FakeMessage {
+  id: string;
+  internetMessageId: string;
+  conversationId: string;
+  subject: string;
+  from: { name: string; address: string };
+  to: string[];
+  cc: string[];
+  receivedDateTime: string;
+  importance: "low" | "normal" | "high";
+  body: { contentType: "html" | "text"; content: string };
+  uniqueBody?: { contentType: "html" | "text"; content: string };
+  headers: Record<string, string>;
+  attachments: FakeAttachment[];
+  categories: string[];
+  folder: string;
+  /** Bumped on every change (delta). */
+  changeSeq: number;
+}
+
+export interface SentReply {
+  messageId: string;
+  body: string;
+  headers: { name: string; value: string }[];
+}
+
+export interface NewMail {
+  from: string;
+  fromName?: string;
+  subject: string;
+  html?: string;
+  text?: string;
+  uniqueHtml?: string;
+  to?: string[];
+  cc?: string[];
+  headers?: Record<string, string>;
+  inReplyTo?: string;
+  references?: string[];
+  conversationId?: string;
+  importance?: "low" | "normal" | "high";
+  attachments?: Omit<FakeAttachment, "id">[];
+  folder?: string;
+  receivedDateTime?: string;
+}
+
+const GRAPH = "/v1.0/users/:mailbox";
+const CONCURRENCY_LIMIT = 4;
+
+export class FakeGraph extends HttpsFake {
+  readonly tenantId = "11111111-2222-3333-4444-555555555555";
+  readonly clientId = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+  readonly clientSecret = "graph-secret-" + crypto.randomUUID().slice(0, 8);
+  readonly mailbox = "helpdesk@example.com";
+  readonly messages = new Map<string, FakeMessage>();
+  readonly replies: SentReply[] = [];
+  readonly tokensIssued: string[] = [];
+  /** The most requests seen in flight at once for the mailbox. */
+  maxInFlight = 0;
+  /** Whether requests over 4 at once are refused with 429 (Graph does). */
+  enforceConcurrency = true;
+  #inFlight = 0;
+  #seq = 0;
+  #nextId = 1;
+  #deltaEpoch = 1;
+  #validTokens = new Set<string>();
+
+  constructor() {
+    super();
+    this.route("POST", "/:tenant/oauth2/v2.0/token", (_req, p, body) => {
+      const form = new URLSearchParams(body);
+      if (p.tenant !== this.tenantId) {
+        return Response.json({
+          error: "invalid_tenant",
+          error_description: `AADSTS90002: Tenant '${p.tenant}' not found.`,
+        }, { status: 400 });
+      }
+      if (
+        form.get("client_id") !== this.clientId || form.get("client_secret") !== this.clientSecret
+      ) {
+        return Response.json({
+          error: "invalid_client",
+          error_description: "AADSTS7000215: Invalid client secret provided.",
+        }, { status: 401 });
+      }
+      if (form.get("grant_type") !== "client_credentials") {
+        return Response.json({ error: "unsupported_grant_type" }, { status: 400 });
+      }
+      const token = "eyJ0eXAi." + crypto.randomUUID().replaceAll("-", "") + ".sig";
+      this.tokensIssued.push(token);
+      this.#validTokens.add(token);
+      return {
+        token_type: "Bearer",
+        expires_in: 3599,
+        ext_expires_in: 3599,
+        access_token: token,
+      };
+    });
+    this.route("GET", `${GRAPH}/mailFolders/:folder/messages/delta`, (req) => this.#delta(req));
+    this.route(
+      "GET",
+      `${GRAPH}/mailFolders/:folder/messages`,
+      (req, p) => this.#list(req, p.folder!),
+    );
+    this.route("GET", `${GRAPH}/messages/:id`, (_req, p) => {
+      const m = this.messages.get(p.id!);
+      return m ? this.#json(m) : notFound(p.id!);
+    });
+    this.route("PATCH", `${GRAPH}/messages/:id`, (_req, p, body) => {
+      const m = this.messages.get(p.id!);
+      if (!m) return notFound(p.id!);
+      const patch = JSON.parse(body);
+      if (Array.isArray(patch.categories)) m.categories = patch.categories;
+      m.changeSeq = ++this.#seq;
+      return this.#json(m);
+    });
+    this.route("POST", `${GRAPH}/messages/:id/move`, (_req, p, body) => {
+      const m = this.messages.get(p.id!);
+      if (!m) return notFound(p.id!);
+      m.folder = String(JSON.parse(body).destinationId).toLowerCase();
+      m.changeSeq = ++this.#seq;
+      return this.#json(m);
+    });
+    this.route("POST", `${GRAPH}/messages/:id/reply`, (_req, p, body) => {
+      const m = this.messages.get(p.id!);
+      if (!m) return notFound(p.id!);
+      const message = JSON.parse(body).message ?? {};
+      this.replies.push({
+        messageId: m.internetMessageId,
+        body: message.body?.content ?? "",
+        headers: message.internetMessageHeaders ?? [],
+      });
+      return new Response(null, { status: 202 });
+    });
+    this.route("GET", `${GRAPH}/messages/:id/attachments`, (_req, p) => {
+      const m = this.messages.get(p.id!);
+      if (!m) return notFound(p.id!);
+      return {
+        value: m.attachments.map((a) => ({
+          "@odata.type": "#microsoft.graph.fileAttachment",
+          id: a.id,
+          name: a.name,
+          contentType: a.contentType,
+          size: a.size,
+          isInline: a.isInline,
+          contentId: a.contentId ?? null,
+        })),
+      };
+    });
+    this.route("GET", `${GRAPH}/messages/:id/attachments/:aid/$value`, (_req, p) => {
+      const a = this.messages.get(p.id!)?.attachments.find((x) => x.id === p.aid);
+      if (!a) return notFound(p.aid!);
+      return new Response(a.content ?? generated(a.size), {
+        headers: { "content-type": a.contentType },
+      });
+    });
+  }
+
+  /** Delivers a mail to the mailbox; resolves to the stored message. */
+  deliver(mail: NewMail): FakeMessage {
+    const id = `AAMkAD${String(this.#nextId++).padStart(6, "0")}=`;
+    const internetMessageId = `<${crypto.randomUUID()}@mail.example.com>`;
+    const headers: Record<string, string> = { ...mail.headers };
+    if (mail.inReplyTo) headers["In-Reply-To"] = mail.inReplyTo;
+    if (mail.references) headers["References"] = mail.references.join(" ");
+    headers["Message-ID"] = internetMessageId;
+    const body = mail.html !== undefined
+      ? { contentType: "html" as const, content: mail.html }
+      : { contentType: "text" as const, content: mail.text ?? "" };
+    const message: FakeMessage = {
+      id,
+      internetMessageId,
+      conversationId: mail.conversationId ?? `conv-${crypto.randomUUID()}`,
+      subject: mail.subject,
+      from: { name: mail.fromName ?? "", address: mail.from },
+      to: mail.to ?? [this.mailbox],
+      cc: mail.cc ?? [],
+      receivedDateTime: mail.receivedDateTime ??
+        new Date(Date.now() + this.#nextId).toISOString().replace(/\.\d+Z$/, "Z"),
+      importance: mail.importance ?? "normal",
+      body,
+      ...(mail.uniqueHtml !== undefined
+        ? { uniqueBody: { contentType: "html" as const, content: mail.uniqueHtml } }
+        : {}),
+      headers,
+      attachments: (mail.attachments ?? []).map((a, i) => ({ ...a, id: `${id}-att${i}` })),
+      categories: [],
+      folder: (mail.folder ?? "inbox").toLowerCase(),
+      changeSeq: ++this.#seq,
+    };
+    this.messages.set(id, message);
+    return message;
+  }
+
+  /** A reply to `original` in the same conversation. */
+  replyTo(original: FakeMessage, mail: Omit<NewMail, "inReplyTo" | "conversationId">): FakeMessage {
+    return this.deliver({
+      ...mail,
+      inReplyTo: original.internetMessageId,
+      references: [
+        ...(original.headers["References"]?.split(" ") ?? []),
+        original.internetMessageId,
+      ],
+      conversationId: original.conversationId,
+    });
+  }
+
+  /** Stored delta links stop working (Graph: 410 Gone, syncStateNotFound). */
+  expireDeltaTokens(): void {
+    this.#deltaEpoch++;
+  }
+
+  /** The request counter wraps every Graph answer (the token endpoint is Entra ID's). */
+  protected override async handle(request: Request): Promise<Response> {
+    const graph = new URL(request.url).pathname.startsWith("/v1.0/");
+    if (!graph) return await super.handle(request);
+    const auth = request.headers.get("authorization") ?? "";
+    if (!this.#validTokens.has(auth.replace(/^Bearer /, ""))) {
+      return Response.json({
+        error: { code: "InvalidAuthenticationToken", message: "Access token is empty or invalid." },
+      }, { status: 401 });
+    }
+    this.#inFlight++;
+    try {
+      this.maxInFlight = Math.max(this.maxInFlight, this.#inFlight);
+      if (this.enforceConcurrency && this.#inFlight > CONCURRENCY_LIMIT) {
+        return Response.json({
+          error: { code: "ApplicationThrottled", message: "MailboxConcurrency limit exceeded" },
+        }, { status: 429, headers: { "retry-after": "1" } });
+      }
+      return await super.handle(request);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  /** Every issued token stops working (the next request gets 401). */
+  revokeTokens(): void {
+    this.#validTokens.clear();
+  }
+
+  #delta(req: Request): Response {
+    const url = new URL(req.url);
+    const folder = decodeURIComponent(url.pathname.split("/mailFolders/")[1]!.split("/")[0]!)
+      .toLowerCase();
+    const pageSize = Number(
+      /odata\.maxpagesize=(\d+)/.exec(req.headers.get("prefer") ?? "")?.[1] ?? 10,
+    );
+    const deltaToken = url.searchParams.get("$deltatoken");
+    const skipToken = url.searchParams.get("$skiptoken");
+    // Tokens: "<epoch>.<since>" (delta) and "<epoch>.<since>.<until>.<after>" (next page):
+    // changes after `since` up to the snapshot `until`, continuing after change `after`.
+    let since = 0;
+    let until = this.#seq;
+    let after = 0;
+    const token = deltaToken ?? skipToken;
+    if (token) {
+      const [epoch, a, b, c] = token.split(".").map(Number);
+      if (epoch !== this.#deltaEpoch) {
+        return Response.json({
+          error: { code: "SyncStateNotFound", message: "The sync state generation is not found." },
+        }, { status: 410 });
+      }
+      if (deltaToken) since = a!;
+      else (since = a!, until = b!, after = c!);
+    }
+    const changed = [...this.messages.values()]
+      .filter((m) =>
+        m.folder === folder && m.changeSeq > Math.max(since, after) && m.changeSeq <= until
+      )
+      .sort((x, y) => x.changeSeq - y.changeSeq);
+    const page = changed.slice(0, pageSize);
+    const base = `${url.origin}${url.pathname}`;
+    const more = changed.length > pageSize;
+    const last = page[page.length - 1]?.changeSeq ?? after;
+    return Response.json({
+      "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(message)",
+      value: page.map((m) => ({
+        "@odata.type": "#microsoft.graph.message",
+        id: m.id,
+        internetMessageId: m.internetMessageId,
+        receivedDateTime: m.receivedDateTime,
+      })),
+      ...(more
+        ? { "@odata.nextLink": `${base}?$skiptoken=${this.#deltaEpoch}.${since}.${until}.${last}` }
+        : { "@odata.deltaLink": `${base}?$deltatoken=${this.#deltaEpoch}.${until}` }),
+    });
+  }
+
+  #list(req: Request, folder: string): Response {
+    const url = new URL(req.url);
+    const filter = url.searchParams.get("$filter") ?? "";
+    const since = /receivedDateTime ge (\S+)/.exec(filter)?.[1];
+    const top = Number(url.searchParams.get("$top") ?? 10);
+    const skip = Number(url.searchParams.get("$skip") ?? 0);
+    const all = [...this.messages.values()]
+      .filter((m) => m.folder === folder.toLowerCase() && (!since || m.receivedDateTime >= since))
+      .sort((a, b) => a.receivedDateTime.localeCompare(b.receivedDateTime));
+    const page = all.slice(skip, skip + top);
+    const next = skip + top < all.length
+      ? `${url.origin}${url.pathname}?${new URLSearchParams({
+        ...Object.fromEntries(url.searchParams),
+        $skip: String(skip + top),
+      })}`
+      : undefined;
+    return Response.json({
+      value: page.map((m) => ({ id: m.id })),
+      ...(next ? { "@odata.nextLink": next } : {}),
+    });
+  }
+
+  #json(m: FakeMessage): Response {
+    const address = (a: string, name = "") => ({ emailAddress: { name, address: a } });
+    return Response.json({
+      "@odata.type": "#microsoft.graph.message",
+      id: m.id,
+      internetMessageId: m.internetMessageId,
+      conversationId: m.conversationId,
+      subject: m.subject,
+      from: address(m.from.address, m.from.name),
+      sender: address(m.from.address, m.from.name),
+      toRecipients: m.to.map((a) => address(a)),
+      ccRecipients: m.cc.map((a) => address(a)),
+      receivedDateTime: m.receivedDateTime,
+      importance: m.importance,
+      body: m.body,
+      uniqueBody: m.uniqueBody ?? m.body,
+      internetMessageHeaders: Object.entries(m.headers).map(([name, value]) => ({ name, value })),
+      hasAttachments: m.attachments.some((a) => !a.isInline),
+      categories: m.categories,
+      isRead: false,
+    });
+  }
+}
+
+function notFound(id: string): Response {
+  return Response.json({
+    error: {
+      code: "ErrorItemNotFound",
+      message: `The specified object ${id} was not found in the store.`,
+    },
+  }, { status: 404 });
+}
+
+/** `size` bytes generated as they are read. */
+function generated(size: number): ReadableStream<Uint8Array> {
+  const chunk = new Uint8Array(64 * 1024).fill(0x61);
+  let left = size;
+  return new ReadableStream({
+    pull(controller) {
+      if (left <= 0) return controller.close();
+      const n = Math.min(left, chunk.length);
+      controller.enqueue(chunk.slice(0, n));
+      left -= n;
+    },
+  });
+}
+
+/** The `[graph]` section for a fake tenant. */
+export function graphSection(
+  fake: FakeGraph,
+  caCertFile: string,
+  extra: Record<string, string> = {},
+): string {
+  const lines = {
+    tenant_id: fake.tenantId,
+    client_id: fake.clientId,
+    client_secret: fake.clientSecret,
+    authority_host: fake.url,
+    graph_url: `${fake.url}/v1.0`,
+    cafile: caCertFile,
+    mailbox: fake.mailbox,
+    ...extra,
+  };
+  return `[graph]\n${Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join("\n")}\n`;
+}

@@ -1,0 +1,438 @@
+/**
+ * A fake Jira over HTTPS in either flavour, from the documented shapes: Cloud (REST v3,
+ * ADF bodies, users by accountId, `/search/jql` with nextPageToken) or Server/DC (REST v2,
+ * wiki text, users by name, `/search` with startAt). Issues with entity properties,
+ * comments with properties (`expand=properties`), multipart attachments (checked for
+ * `X-Atlassian-Token: no-check`), `attachment/meta`, watchers, links, user search,
+ * myself and projects. It validates what a real Jira rejects (an ADF description on v2,
+ * a string on v3, unknown projects, reporter by the wrong kind of id). Fault injection
+ * comes from HttpsFake.
+ */
+import { HttpsFake } from "./https_fake.ts";
+
+export interface FakeJiraUser {
+  accountId: string;
+  name: string;
+  emailAddress: string;
+  displayName: string;
+}
+
+export interface FakeIssue {
+  id: string;
+  key: string;
+  fields: Record<string, unknown>;
+  properties: Record<string, unknown>;
+  comments: { id: string; body: unknown; properties: { key: string; value: unknown }[] }[];
+  attachments: {
+    id: string;
+    filename: string;
+    size: number;
+    mimeType: string;
+    bytes?: Uint8Array;
+  }[];
+  watchers: string[];
+  links: string[];
+  created: string;
+}
+
+export class FakeJira extends HttpsFake {
+  readonly user = "bridge@example.com";
+  readonly token = "jira-token-" + crypto.randomUUID().slice(0, 8);
+  readonly issues = new Map<string, FakeIssue>();
+  readonly users: FakeJiraUser[] = [
+    {
+      accountId: "557058:ann",
+      name: "ann",
+      emailAddress: "ann@example.com",
+      displayName: "Ann Agent",
+    },
+    {
+      accountId: "557058:bob",
+      name: "bob",
+      emailAddress: "bob@example.com",
+      displayName: "Bob Builder",
+    },
+    {
+      accountId: "557058:svc",
+      name: "svc",
+      emailAddress: "servicedesk@example.com",
+      displayName: "Service Desk",
+    },
+  ];
+  readonly projects = new Map<string, string[]>([
+    ["SUP", ["Task", "Bug"]],
+    ["OPS", ["Task"]],
+  ]);
+  uploadLimit = 10 * 1024 * 1024;
+  /** Keep uploaded bytes (tests); benchmarks only count them. */
+  keepAttachments = true;
+  #ids = 10000;
+  #numbers = new Map<string, number>();
+
+  constructor(readonly deployment: "cloud" | "server" = "cloud") {
+    super();
+    const api = `/rest/api/${deployment === "cloud" ? 3 : 2}`;
+    this.route(
+      "POST",
+      `${api}/issue`,
+      (req, _p, body) => this.#guard(req) ?? this.#create(JSON.parse(body)),
+    );
+    this.route("GET", `${api}/issue/:key`, (req, p) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const issue = this.issues.get(p.key!);
+      if (!issue) {
+        return Response.json({
+          errorMessages: ["Issue does not exist or you do not have permission to see it."],
+          errors: {},
+        }, { status: 404 });
+      }
+      return {
+        id: issue.id,
+        key: issue.key,
+        fields: {
+          ...issue.fields,
+          attachment: issue.attachments.map(({ bytes: _b, ...a }) => a),
+        },
+      };
+    });
+    this.route("POST", `${api}/issue/:key/comment`, (req, p, body) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const issue = this.issues.get(p.key!);
+      if (!issue) {
+        return Response.json({ errorMessages: ["Issue does not exist"], errors: {} }, {
+          status: 404,
+        });
+      }
+      const parsed = JSON.parse(body);
+      const bad = this.#badBody(parsed.body, "comment");
+      if (bad) return bad;
+      const comment = {
+        id: String(this.#ids++),
+        body: parsed.body,
+        properties: parsed.properties ?? [],
+      };
+      issue.comments.push(comment);
+      return Response.json({ id: comment.id, body: comment.body }, { status: 201 });
+    });
+    this.route("GET", `${api}/issue/:key/comment`, (req, p) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const issue = this.issues.get(p.key!);
+      if (!issue) {
+        return Response.json({ errorMessages: ["Issue does not exist"] }, { status: 404 });
+      }
+      const url = new URL(req.url);
+      const startAt = Number(url.searchParams.get("startAt") ?? 0);
+      const max = Number(url.searchParams.get("maxResults") ?? 50);
+      const expand = (url.searchParams.get("expand") ?? "").includes("properties");
+      const page = issue.comments.slice(startAt, startAt + max);
+      return {
+        startAt,
+        maxResults: max,
+        total: issue.comments.length,
+        comments: page.map((c) => ({
+          id: c.id,
+          body: c.body,
+          ...(expand ? { properties: c.properties } : {}),
+        })),
+      };
+    });
+    this.route("POST", `${api}/issue/:key/attachments`, async (req, p, _body, bytes) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      if (req.headers.get("x-atlassian-token") !== "no-check") {
+        return Response.json({ message: "XSRF check failed" }, { status: 403 });
+      }
+      const issue = this.issues.get(p.key!);
+      if (!issue) {
+        return Response.json({ errorMessages: ["Issue does not exist"] }, { status: 404 });
+      }
+      const form = await new Response(bytes, {
+        headers: { "content-type": req.headers.get("content-type") ?? "" },
+      }).formData();
+      const files = form.getAll("file").filter((f): f is File => f instanceof File);
+      if (!files.length) return Response.json({ errorMessages: ["No file part"] }, { status: 400 });
+      const out = [];
+      for (const file of files) {
+        if (file.size > this.uploadLimit) {
+          return Response.json({ errorMessages: ["The file is too large"] }, { status: 413 });
+        }
+        const attachment = {
+          id: String(this.#ids++),
+          filename: file.name,
+          size: file.size,
+          mimeType: file.type,
+          ...(this.keepAttachments ? { bytes: new Uint8Array(await file.arrayBuffer()) } : {}),
+        };
+        issue.attachments.push(attachment);
+        out.push({ id: attachment.id, filename: attachment.filename, size: attachment.size });
+      }
+      return out;
+    });
+    this.route(
+      "GET",
+      `${api}/attachment/meta`,
+      (req) => this.#guard(req) ?? { enabled: true, uploadLimit: this.uploadLimit },
+    );
+    this.route("POST", `${api}/issue/:key/watchers`, (req, p, body) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const issue = this.issues.get(p.key!);
+      if (!issue) {
+        return Response.json({ errorMessages: ["Issue does not exist"] }, { status: 404 });
+      }
+      const id = JSON.parse(body);
+      if (!this.users.some((u) => (deployment === "cloud" ? u.accountId : u.name) === id)) {
+        return Response.json({ errorMessages: [`User '${id}' does not exist.`] }, { status: 404 });
+      }
+      if (!issue.watchers.includes(id)) issue.watchers.push(id);
+      return new Response(null, { status: 204 });
+    });
+    this.route("POST", `${api}/issueLink`, (req, _p, body) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const link = JSON.parse(body);
+      const inward = this.issues.get(link.inwardIssue?.key);
+      if (!inward || !this.issues.get(link.outwardIssue?.key)) {
+        return Response.json({ errorMessages: ["Issue does not exist"] }, { status: 404 });
+      }
+      inward.links.push(`${link.type?.name}:${link.outwardIssue.key}`);
+      return new Response(null, { status: 201 });
+    });
+    this.route("GET", `${api}/user/search`, (req) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const url = new URL(req.url);
+      const q = (url.searchParams.get(deployment === "cloud" ? "query" : "username") ?? "")
+        .toLowerCase();
+      if (!q) return Response.json({ errorMessages: ["query is required"] }, { status: 400 });
+      return this.users.filter((u) =>
+        u.emailAddress === q || u.name === q || u.displayName.toLowerCase().includes(q)
+      )
+        .map((u) =>
+          deployment === "cloud"
+            ? {
+              accountId: u.accountId,
+              emailAddress: u.emailAddress,
+              displayName: u.displayName,
+              active: true,
+            }
+            : {
+              name: u.name,
+              key: u.name,
+              emailAddress: u.emailAddress,
+              displayName: u.displayName,
+              active: true,
+            }
+        );
+    });
+    this.route(
+      "GET",
+      `${api}/myself`,
+      (req) => this.#guard(req) ?? { accountId: "557058:bridge", emailAddress: this.user },
+    );
+    this.route("GET", `${api}/project/:key`, (req, p) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const types = this.projects.get(p.key!);
+      if (!types) {
+        return Response.json(
+          { errorMessages: [`No project could be found with key '${p.key}'.`] },
+          { status: 404 },
+        );
+      }
+      return { key: p.key, issueTypes: types.map((name) => ({ name })) };
+    });
+    this.route("GET", deployment === "cloud" ? `${api}/search/jql` : `${api}/search`, (req) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      return this.#search(new URL(req.url));
+    });
+  }
+
+  get api(): string {
+    return `/rest/api/${this.deployment === "cloud" ? 3 : 2}`;
+  }
+
+  /** Issues whose entity property `agent.mail` names this Message-ID. */
+  issuesForMessage(messageId: string): FakeIssue[] {
+    return [...this.issues.values()].filter((i) =>
+      (i.properties["agent.mail"] as { messageId?: string })?.messageId === messageId
+    );
+  }
+
+  #guard(req: Request): Response | undefined {
+    const auth = req.headers.get("authorization") ?? "";
+    if (auth !== `Basic ${btoa(`${this.user}:${this.token}`)}`) {
+      return new Response("Unauthorized", { status: 401 });
+    }
+    return undefined;
+  }
+
+  #badBody(body: unknown, what: string): Response | undefined {
+    if (this.deployment === "cloud") {
+      const doc = body as { type?: string; version?: number; content?: unknown[] };
+      if (!doc || doc.type !== "doc" || doc.version !== 1 || !Array.isArray(doc.content)) {
+        return Response.json({
+          errorMessages: [],
+          errors: {
+            [what]:
+              "Operation value must be an Atlassian Document (see the Atlassian Document Format)",
+          },
+        }, { status: 400 });
+      }
+      const bad = findInvalidNode(doc);
+      if (bad) {
+        return Response.json({
+          errorMessages: [],
+          errors: { [what]: `INVALID_INPUT: unknown node ${bad}` },
+        }, { status: 400 });
+      }
+    } else if (typeof body !== "string") {
+      return Response.json({
+        errorMessages: [],
+        errors: { [what]: "Operation value must be a string" },
+      }, { status: 400 });
+    }
+    if (JSON.stringify(body).length > 32767 + 20000) {
+      return Response.json({
+        errorMessages: [],
+        errors: { [what]: "The entered text is too long." },
+      }, { status: 400 });
+    }
+    return undefined;
+  }
+
+  #create(
+    body: { fields?: Record<string, unknown>; properties?: { key: string; value: unknown }[] },
+  ): Response {
+    const fields = body.fields ?? {};
+    const project = (fields.project as { key?: string })?.key ?? "";
+    const types = this.projects.get(project);
+    if (!types) {
+      return Response.json(
+        { errorMessages: [], errors: { project: "valid project is required" } },
+        { status: 400 },
+      );
+    }
+    if (!types.includes((fields.issuetype as { name?: string })?.name ?? "")) {
+      return Response.json({
+        errorMessages: [],
+        errors: { issuetype: "valid issue type is required" },
+      }, { status: 400 });
+    }
+    if (
+      !fields.summary || String(fields.summary).length > 255 ||
+      /[\r\n]/.test(String(fields.summary))
+    ) {
+      return Response.json({
+        errorMessages: [],
+        errors: { summary: "Summary must be less than 255 characters and one line." },
+      }, { status: 400 });
+    }
+    const bad = this.#badBody(fields.description, "description");
+    if (bad) return bad;
+    const reporter = fields.reporter as { accountId?: string; name?: string } | undefined;
+    if (reporter) {
+      const ok = this.deployment === "cloud"
+        ? this.users.some((u) => u.accountId === reporter.accountId)
+        : this.users.some((u) => u.name === reporter.name);
+      if (!ok) {
+        return Response.json({
+          errorMessages: [],
+          errors: { reporter: "Specified reporter does not exist" },
+        }, { status: 400 });
+      }
+    }
+    const n = (this.#numbers.get(project) ?? 0) + 1;
+    this.#numbers.set(project, n);
+    const key = `${project}-${n}`;
+    const id = String(this.#ids++);
+    this.issues.set(key, {
+      id,
+      key,
+      fields,
+      properties: Object.fromEntries((body.properties ?? []).map((p) => [p.key, p.value])),
+      comments: [],
+      attachments: [],
+      watchers: [],
+      links: [],
+      created: new Date().toISOString(),
+    });
+    return Response.json({ id, key, self: `${this.url}${this.api}/issue/${id}` }, { status: 201 });
+  }
+
+  #search(url: URL): Response {
+    const jql = url.searchParams.get("jql") ?? "";
+    const label = /labels\s*=\s*"([^"]+)"/.exec(jql)?.[1];
+    const properties = (url.searchParams.get("properties") ?? "").split(",").filter(Boolean);
+    const max = Number(url.searchParams.get("maxResults") ?? 50);
+    const all = [...this.issues.values()]
+      .filter((i) => !label || ((i.fields.labels as string[]) ?? []).includes(label))
+      .sort((a, b) => Number(b.id) - Number(a.id));
+    const start = this.deployment === "cloud"
+      ? Number(url.searchParams.get("nextPageToken") ?? 0)
+      : Number(url.searchParams.get("startAt") ?? 0);
+    const page = all.slice(start, start + max).map((i) => ({
+      id: i.id,
+      key: i.key,
+      fields: { summary: i.fields.summary },
+      properties: Object.fromEntries(
+        properties.filter((p) => p in i.properties).map((p) => [p, i.properties[p]]),
+      ),
+    }));
+    const more = start + max < all.length;
+    return Response.json(
+      this.deployment === "cloud"
+        ? { issues: page, isLast: !more, ...(more ? { nextPageToken: String(start + max) } : {}) }
+        : { startAt: start, maxResults: max, total: all.length, issues: page },
+    );
+  }
+}
+
+const ADF_NODES = new Set([
+  "doc",
+  "paragraph",
+  "text",
+  "hardBreak",
+  "heading",
+  "bulletList",
+  "orderedList",
+  "listItem",
+  "codeBlock",
+  "blockquote",
+  "rule",
+  "table",
+  "tableRow",
+  "tableHeader",
+  "tableCell",
+]);
+
+function findInvalidNode(node: { type?: string; content?: unknown[] }): string | undefined {
+  if (!node.type || !ADF_NODES.has(node.type)) return String(node.type);
+  for (const child of (node.content ?? []) as { type?: string }[]) {
+    const bad = findInvalidNode(child);
+    if (bad) return bad;
+  }
+  return undefined;
+}
+
+/** The `[jira]` section for a fake Jira. */
+export function jiraSection(
+  fake: FakeJira,
+  caCertFile: string,
+  extra: Record<string, string> = {},
+): string {
+  const lines = {
+    url: fake.url,
+    deployment: fake.deployment,
+    user: fake.user,
+    api_token: fake.token,
+    project: "SUP",
+    cafile: caCertFile,
+    ...extra,
+  };
+  return `[jira]\n${Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join("\n")}\n`;
+}
