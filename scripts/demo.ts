@@ -10,6 +10,9 @@
  * 4. Enrich: runs the SecureChange trigger on a bundled ticket (IP, range, DNS and ANY
  *    sources; TCP, predefined and ANY services) with the built-in integrations, each in its
  *    sandbox, and prints the comment it would post.
+ * 5. Mail bridge: bundled .eml files (a new request with HTML, a table, an attachment and
+ *    hostile bits; a reply; an out-of-office; a newsletter) through `agent mail-bridge
+ *    --once` on the embedded defaults: issues as JSON files, the acknowledgement as .eml.
  */
 import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
 
@@ -137,3 +140,40 @@ console.log(
   new TextDecoder().decode(enrich.stdout).trim().split("\n").map((l) => `  ${l}`).join("\n"),
 );
 if (!enrich.success) Deno.exit(enrich.code);
+
+heading("Mail bridge: a mailbox of .eml files -> issues (agent mail-bridge --once)");
+const mail = await Deno.makeTempDir({ prefix: "agent-demo-" });
+try {
+  await Deno.writeTextFile(
+    `${mail}/app.config`,
+    `[agent]\nstore = demo.kv\n\n[mail_bridge]\nmail_dir = ${demo}/mail\nissues_dir = issues\n` +
+      "categories = network, general\n",
+  );
+  const bridge = await agent(
+    ["mail-bridge", "--once", "--config", `${mail}/app.config`, "--log-format", "text"],
+    mail,
+  );
+  console.log(`  ${bridge.stdout.trim()}`);
+  const issue = JSON.parse(await Deno.readTextFile(`${mail}/issues/MAIL-1.json`));
+  heading(
+    `${issue.key} "${issue.summary}" (labels ${
+      issue.labels.join(", ")
+    }; priority ${issue.priority})`,
+  );
+  console.log(issue.description.split("\n").map((l: string) => `  ${l}`).join("\n"));
+  console.log(
+    `\n  attachments: ${issue.attachments.map((a: { filename: string }) => a.filename).join(", ")}`,
+  );
+  for (const c of issue.comments) {
+    console.log(`  comment ${c.id}: ${c.body.replaceAll("\n\n", " ")}`);
+  }
+  const acks = [...Deno.readDirSync(`${mail}/issues/outbox`)].map((e) => e.name);
+  console.log(`  acknowledgement mail: ${acks.join(", ")}`);
+  console.log(
+    "\nThe script, the javascript: link and the tracking pixel are gone; the reply lost its quote and",
+  );
+  console.log("signature; the out-of-office and the newsletter were skipped (loop protection).");
+  if (bridge.code !== 0) Deno.exit(bridge.code);
+} finally {
+  await Deno.remove(mail, { recursive: true });
+}

@@ -64,6 +64,11 @@ export interface MailBridgeConfig {
   maxMailBytes: number;
   /** How far back crash recovery searches for an issue created but not recorded. */
   reconcileDays: number;
+  /**
+   * How long a mail is reserved for the agent working on it (agents sharing a store); after
+   * a crash its mails wait this long. 0: no reservation (one bridge per mailbox).
+   */
+  claimSeconds: number;
   /** The header the bridge puts on its own mail, so it never ingests it. */
   ownHeader: string;
   /** Embedded defaults without [graph]/[jira]: a folder of .eml files, issues as JSON. */
@@ -177,6 +182,7 @@ export function readMailBridge(r: SectionReader, defaultProject: string): MailBr
     maxSummary: r.int("max_summary", { default: 200, min: 20, max: 255 }),
     maxMailBytes: r.int("max_mail_mb", { default: 25, min: 1, max: 1024 }) * 1024 * 1024,
     reconcileDays: r.int("reconcile_days", { default: 14, min: 1, max: 365 }),
+    claimSeconds: r.int("claim_seconds", { default: 120, min: 0, max: 86400 }),
     ownHeader,
     mailDir: r.pathWithDefault("mail_dir", "mail"),
     issuesDir: r.pathWithDefault("issues_dir", "issues"),

@@ -26,7 +26,6 @@ const logger = log("mail-bridge");
 export const MAIL_PROPERTY = "agent.mail";
 /** Jira's text fields take 32,767 characters; leave room for the markup. */
 const TEXT_BUDGET = 30_000;
-const CLAIM_MS = 10 * 60_000;
 const WORKERS = 8;
 
 /** What happened to one mail in this pass. */
@@ -190,7 +189,17 @@ export class MailBridge {
       this.stats.known++;
       return "known";
     }
-    if (!await this.#ledger.claim(messageKey, CLAIM_MS)) return "busy";
+    const claimMs = this.#config.claimSeconds * 1000;
+    if (claimMs && !await this.#ledger.claim(messageKey, claimMs)) {
+      logger.info(
+        "Mail {messageId} is reserved by another agent (or one that stopped less than {seconds} s ago); left for a later pass",
+        {
+          messageId: message.internetMessageId,
+          seconds: this.#config.claimSeconds,
+        },
+      );
+      return "busy";
+    }
     try {
       record ??= await this.#ledger.move(messageKey, newRecord(message), "seen");
       if (record.state === "failed") {
@@ -226,7 +235,7 @@ export class MailBridge {
       });
       return "failed";
     } finally {
-      await this.#ledger.release(messageKey);
+      if (claimMs) await this.#ledger.release(messageKey);
     }
   }
 
@@ -348,7 +357,16 @@ export class MailBridge {
           messageId: message.internetMessageId,
         }, signal)
         : undefined;
-      if (!commentId) {
+      if (commentId) {
+        logger.info(
+          "Found comment {commentId} on {key} written for mail {messageId} before a restart",
+          {
+            commentId,
+            key,
+            messageId: message.internetMessageId,
+          },
+        );
+      } else {
         const body = concatAdf(
           senderLine(message, "wrote"),
           this.#commentBody(message, images),
