@@ -10,6 +10,8 @@ import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, type ReceivedReply, taskAction } from "./support/stomp_client.ts";
 import { runAgent } from "./support/cli.ts";
 import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { FakeGraph, graphSection } from "./support/fake_graph.ts";
+import { FakeJira, jiraSection } from "./support/fake_jira.ts";
 
 const ORG = 201;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -139,6 +141,7 @@ Deno.test("agent run refuses a config with nothing to run, naming what to config
   const result = await runAgent(["run", "--config", file]);
   assertEquals(result.code, 2);
   assertStringIncludes(result.stderr, "configure [taskcalendar] or [agent] processors_dir");
+  assertStringIncludes(result.stderr, "or the mail bridge ([graph] and [jira])");
   await Deno.writeTextFile(
     file,
     `[agent]\nhttp_listen = nowhere\nprocessors_dir = ${dir}\n` +
@@ -147,4 +150,123 @@ Deno.test("agent run refuses a config with nothing to run, naming what to config
   const bad = await runAgent(["run", "--config", file]);
   assertEquals(bad.code, 2);
   assertStringIncludes(bad.stderr, 'agent.http_listen: "nowhere" is not host:port');
+});
+
+Deno.test({
+  name: "agent run with the calendar and the mail bridge: the broker and then Graph go away; " +
+    "/healthz names the service that is down; nothing is lost or bridged twice",
+  ...integration,
+  async fn() {
+    const pki = await testPki();
+    const fake = await new FakeResilient({ orgId: ORG }).start();
+    fake.users.set(4, { id: 4, email: "ann@example.com", fname: "Ann", lname: "Example" });
+    fake.rules.set(11, "taskcalendar");
+    const broker = await startBroker({ user: fake.apiKeyId, password: fake.apiKeySecret });
+    const platform = await PlatformClient.connect(broker);
+    const graph = await new FakeGraph().start();
+    const jira = await new FakeJira("cloud").start();
+    const dir = await Deno.makeTempDir({ prefix: "agent-run-mail-" });
+    const port = freePort();
+    const configFile = join(dir, "app.config");
+    await Deno.writeTextFile(
+      configFile,
+      `[agent]\nstore = ${dir}/agent.kv\nhttp_listen = 127.0.0.1:${port}\n` +
+        resilientSection(fake, { sslPort: broker.sslPort, caCertFile: pki.caCertFile }) +
+        `\n[taskcalendar]\nqueue = runcal\nsmtpfrom = soar@example.com\ndebounce_seconds = 0\n` +
+        `outbox_dir = ${dir}/outbox\n\n` +
+        graphSection(graph, pki.caCertFile, { poll_seconds: "1" }) + "\n" +
+        jiraSection(jira, pki.caCertFile) + "\n[mail_bridge]\nack_mail = false\n",
+    );
+    platform.listenForReplies(ORG, "runcal");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        ...AGENT_RUN_FLAGS,
+        MAIN,
+        "run",
+        "--config",
+        configFile,
+        "--log-format",
+        "json",
+      ],
+      env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = child.output();
+    const base = `http://127.0.0.1:${port}`;
+    const healthz = async () => {
+      const response = await fetch(`${base}/healthz`);
+      return { status: response.status, body: await response.json() };
+    };
+    const bridged = (id: string) => jira.issuesForMessage(id).length === 1;
+    const mails: string[] = [];
+    const deliver = (subject: string) => {
+      const m = graph.deliver({ from: "ann@example.com", subject, text: subject });
+      mails.push(m.internetMessageId);
+      return m.internetMessageId;
+    };
+    try {
+      await waitUntil("/healthz is 200", async () => (await healthz()).status === 200);
+      const first = deliver("before any outage");
+      await waitUntil("the first mail is bridged", () => Promise.resolve(bridged(first)));
+      const invite = platform.sendAction(ORG, "runcal", taskAction({ id: 300, owner_id: 4 }));
+      await platform.waitFor((r) => r.some((x) => x.correlationId === invite && x.json?.complete));
+
+      await broker.stop();
+      await waitUntil("/healthz is 503", async () => (await healthz()).status === 503);
+      const down = (await healthz()).body.services;
+      assertEquals([down.actions.healthy, down.mail_bridge.healthy], [false, true]);
+      const during = deliver("while the broker is down");
+      await waitUntil(
+        "mail is bridged while the broker is down",
+        () => Promise.resolve(bridged(during)),
+      );
+      await broker.restart();
+      await waitUntil("/healthz is 200 again", async () => (await healthz()).status === 200);
+
+      await graph.stop();
+      await waitUntil("the bridge is unhealthy", async () => {
+        const h = await healthz();
+        return h.status === 503 && h.body.services.mail_bridge.healthy === false &&
+          h.body.services.actions.healthy === true;
+      });
+      const outage = deliver("while Graph is down");
+      await graph.start({ port: graph.port });
+      await waitUntil(
+        "the mail from the outage is bridged",
+        () => Promise.resolve(bridged(outage)),
+        60_000,
+      );
+      await waitUntil("/healthz is 200 after Graph", async () => (await healthz()).status === 200);
+      const after = platform.sendAction(ORG, "runcal", taskAction({ id: 301, owner_id: 4 }));
+      await platform.waitFor(
+        (r) => r.some((x) => x.correlationId === after && x.json?.complete),
+        30_000,
+      );
+
+      for (const id of mails) assertEquals(jira.issuesForMessage(id).length, 1, id);
+      assertEquals(jira.issues.size, 3);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assertMatch(metrics, /^agent_mails_bridged_total\{outcome="created"\} 3$/m);
+      assertMatch(metrics, /^agent_mail_dead_letters 0$/m);
+      assertMatch(metrics, /^agent_graph_throttled_total 0$/m);
+      assertMatch(metrics, /^agent_actions_acked_total\{queue="runcal"\} 2$/m);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const { code, stderr } = await output;
+    const log = new TextDecoder().decode(stderr);
+    assertEquals(code, 0, log);
+    for (
+      const secret of [fake.apiKeySecret, graph.clientSecret, jira.token, ...graph.tokensIssued]
+    ) {
+      assert(!log.includes(secret), "a secret reached the log");
+    }
+    await platform.close();
+    await broker.dispose();
+    await graph.stop();
+    await jira.stop();
+    await fake.stop();
+  },
 });

@@ -106,4 +106,60 @@ max_range = 1000
 #headers = Authorization: Bearer $CMDB_TOKEN
 #field = result.name
 #allow_net = cmdb.example.com
+
+# --- The mail bridge ("agent mail-bridge", "agent authorize") ---------------------------
+# A Microsoft 365 mailbox read with application permissions (client credentials). Give the
+# app Mail.ReadWrite (+ Mail.Send for acknowledgements) and restrict it to this mailbox with
+# an Exchange application access policy. Without [graph] and [jira], [mail_bridge] alone
+# runs on the embedded defaults: .eml files from mail_dir, issues as JSON in issues_dir.
+#[graph]
+#tenant_id = 00000000-0000-0000-0000-000000000000
+#client_id = 00000000-0000-0000-0000-000000000000
+#client_secret = $GRAPH_CLIENT_SECRET
+# ...or a certificate instead of the secret:
+#certificate_file = /etc/agent/graph-app.key
+#certificate_thumbprint = 3F2A...
+#mailbox = helpdesk@example.com
+#folders = Inbox
+# National clouds: https://login.microsoftonline.us, https://graph.microsoft.us/v1.0
+#authority_host = https://login.microsoftonline.com
+#graph_url = https://graph.microsoft.com/v1.0
+#poll_seconds = 30
+#page_size = 50
+# Graph allows 4 requests at once per app and mailbox.
+#max_concurrency = 4
+
+# Jira Cloud (REST v3, ADF) or Server/Data Center (REST v2, wiki markup).
+#[jira]
+#url = https://example.atlassian.net
+#deployment = cloud
+#user = bridge@example.com
+#api_token = $JIRA_API_TOKEN
+# Server/DC with a personal access token instead of user + api_token:
+#personal_access_token = $JIRA_PAT
+#project = SUP
+#issue_type = Task
+
+#[mail_bridge]
+# Labels on every issue; bridge_label also lets crash recovery find the bridge's issues.
+#labels = from-mail
+#bridge_label = mail-bridge
+# A [tag] in the subject picks a category label; otherwise default_category.
+#categories = general, network, access
+#default_category = general
+# Recipient address -> project; a [KEY] subject tag of these projects also picks one.
+#projects = netops@example.com = NET, access@example.com = ACC
+#allowed_domains = example.com
+#blocked_addresses = noreply@example.com, *@spam.example
+# Reporter for senders who are not Jira users (e-mail, account id or user name).
+#default_reporter = servicedesk@example.com
+#watchers_from_cc = true
+# Outlook importance -> Jira priority
+#priorities = high:High, low:Low
+#ack_mail = true
+#mark_category = Jira: {key}
+#move_to = archive
+#max_mail_mb = 25
+#mail_dir = mail
+#issues_dir = issues
 `;

@@ -47,6 +47,8 @@ export interface GraphStats {
   requests: number;
   throttled: number;
   throttleWaitMs: number;
+  /** Set while requests fail and are being retried (health), cleared by a success. */
+  failing?: string | undefined;
 }
 
 /** An error answer from Graph, with its status and Graph's error code. */
@@ -64,7 +66,7 @@ export class GraphError extends Error {
 
 export class GraphMailbox implements Mailbox {
   readonly address: string;
-  readonly stats: GraphStats = { requests: 0, throttled: 0, throttleWaitMs: 0 };
+  readonly stats: GraphStats = { requests: 0, throttled: 0, throttleWaitMs: 0, failing: undefined };
   readonly #config: GraphConfig;
   readonly #tokens: TokenSource;
   readonly #client: Deno.HttpClient | undefined;
@@ -318,6 +320,7 @@ export class GraphMailbox implements Mailbox {
         if (options.signal?.aborted || attempt >= MAX_ATTEMPTS || !isTransient(error)) {
           throw wrap(method, url, error);
         }
+        this.stats.failing = `Graph unreachable: ${(error as Error).message}`;
         logger.warning("Graph {method} failed ({error}); retrying", {
           method,
           error: (error as Error).message,
@@ -326,6 +329,7 @@ export class GraphMailbox implements Mailbox {
         continue;
       }
       if (response.ok) {
+        this.stats.failing = undefined;
         if (!options.keepSlot) release();
         return { response, release };
       }

@@ -37,6 +37,8 @@ export interface JiraStats {
   requests: number;
   throttled: number;
   throttleWaitMs: number;
+  /** Set while requests fail and are being retried (health), cleared by a success. */
+  failing?: string | undefined;
 }
 
 // The two clients share method names but not parameter types; calls go through `any`
@@ -382,9 +384,14 @@ export class JiraTracker implements Tracker {
       signal?.throwIfAborted();
       this.stats.requests++;
       try {
-        return await fn();
+        const result = await fn();
+        this.stats.failing = undefined;
+        return result;
       } catch (error) {
         const { status, retryAfter, detail } = describe(error);
+        if (status === 0 || status >= 500) {
+          this.stats.failing = `Jira unreachable: ${detail || status}`;
+        }
         const throttled = status === 429 || status === 503;
         const transientRead = !write && (status === 0 || status >= 500);
         if ((throttled || transientRead) && attempt < MAX_ATTEMPTS && !signal?.aborted) {

@@ -8,6 +8,8 @@ import { type Config, ConfigError } from "../config/config.ts";
 import type { Mailbox } from "../graph/types.ts";
 import type { Tracker } from "../jira/types.ts";
 import { log } from "../log/log.ts";
+import type { Health } from "../ops/http.ts";
+import type { Family } from "../ops/prometheus.ts";
 import { abortableSleep } from "../stomp/link.ts";
 import type { Store } from "../store/store.ts";
 import { MailBridge } from "./bridge.ts";
@@ -101,4 +103,105 @@ export async function pollForever(
     }
     await abortableSleep(wait, options.signal).catch(() => {});
   }
+}
+
+/** The bridge as one of `agent run`'s services. */
+export interface BridgeService {
+  done: Promise<void>;
+  health(): Health;
+  families(): Promise<Family[]>;
+}
+
+/**
+ * Runs the bridge until `signal`, rebuilding it with backoff when it cannot start (a CA
+ * file missing, a certificate unreadable); a pass that fails only marks it unhealthy.
+ */
+export function superviseBridge(config: Config, store: Store, signal: AbortSignal): BridgeService {
+  let open: OpenBridge | undefined;
+  let state: Health = { healthy: false, detail: "starting" };
+  const done = (async () => {
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      try {
+        open = await openBridge(config, store);
+        attempt = 0;
+        await pollForever(open, {
+          signal,
+          onPass: (error) => {
+            const s = open!.bridge.stats;
+            state = error
+              ? { healthy: false, detail: `last pass failed: ${(error as Error).message}` }
+              : {
+                healthy: true,
+                detail: `last pass ${new Date().toISOString()}: ${s.created} created, ` +
+                  `${s.commented} comments, ${s.failed} failed since start`,
+              };
+          },
+        });
+      } catch (error) {
+        if (signal.aborted) break;
+        const seconds = RETRY_BACKOFF_S[Math.min(attempt, RETRY_BACKOFF_S.length - 1)]!;
+        state = { healthy: false, detail: `cannot start: ${(error as Error).message}` };
+        logger.error("Mail bridge cannot start: {error}; trying again in {seconds} s", {
+          error: (error as Error).message,
+          seconds,
+        });
+        await abortableSleep(seconds * 1000, signal).catch(() => {});
+      }
+    }
+  })();
+  return {
+    done,
+    health: () => {
+      const { graph, jira } = open?.stats() as {
+        graph?: { failing?: string };
+        jira?: { failing?: string };
+      } ?? {};
+      const failing = graph?.failing ?? jira?.failing;
+      return failing && state.healthy ? { healthy: false, detail: failing } : state;
+    },
+    async families() {
+      if (!open) return [];
+      const s = open.bridge.stats;
+      const { graph, jira } = open.stats() as {
+        graph?: { throttled: number; throttleWaitMs: number };
+        jira?: { throttled: number; throttleWaitMs: number };
+      };
+      const mailbox = open.mailbox.address;
+      let deadLetters = 0;
+      for await (const _ of new Ledger(store, mailbox).failed()) deadLetters++;
+      const throttle = (system: string, c?: { throttled: number; throttleWaitMs: number }) => [
+        {
+          name: `agent_${system}_throttled_total`,
+          help: `${system === "graph" ? "Graph" : "Jira"} answers 429/503 the agent waited out.`,
+          type: "counter" as const,
+          samples: [{ value: c?.throttled ?? 0 }],
+        },
+        {
+          name: `agent_${system}_throttle_wait_seconds_total`,
+          help: `Time spent waiting for ${system === "graph" ? "Graph" : "Jira"}'s Retry-After.`,
+          type: "counter" as const,
+          samples: [{ value: (c?.throttleWaitMs ?? 0) / 1000 }],
+        },
+      ];
+      return [
+        {
+          name: "agent_mails_bridged_total",
+          help: "Mails handled by the bridge, by outcome.",
+          type: "counter",
+          samples: (["created", "commented", "skipped", "failed"] as const).map((outcome) => ({
+            labels: { outcome },
+            value: s[outcome],
+          })),
+        },
+        {
+          name: "agent_mail_dead_letters",
+          help: "Mails that failed for good (agent mail-bridge --retry-failed).",
+          type: "gauge",
+          samples: [{ value: deadLetters }],
+        },
+        ...throttle("graph", graph),
+        ...throttle("jira", jira),
+      ];
+    },
+  };
 }

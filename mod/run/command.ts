@@ -6,7 +6,8 @@ const HELP = `Usage: agent run [--config FILE]
 
 Runs every service the config enables in one process, with one store and one log:
 the calendar ([taskcalendar]) and your own processors ([agent] processors_dir) on one
-Action Module connection, and, with [agent] http_listen, /healthz and /metrics. A
+Action Module connection, the mail bridge ([graph] and [jira]), and, with [agent]
+http_listen, /healthz and /metrics. A
 service that fails is restarted with backoff and reported; the others keep running.
 SIGINT/SIGTERM drain everything and exit 0.
 

@@ -1,7 +1,8 @@
 /**
  * `agent run`: every service the config enables, in one process with one store and one log.
- * Today that is the action service (the calendar when `[taskcalendar]` is present, and the
- * custom processors of the processors folder, on one STOMP connection) and the HTTP listener
+ * That is the action service (the calendar when `[taskcalendar]` is present, and the custom
+ * processors of the processors folder, on one STOMP connection), the mail bridge (`[graph]`
+ * and `[jira]`, or `[mail_bridge]` on the embedded defaults) and the HTTP listener
  * (`[agent] http_listen`). A service that fails (the platform unreachable at start-up, a TLS
  * or login error) is restarted with backoff and reported; the others keep running. SIGTERM
  * drains everything.
@@ -47,32 +48,63 @@ async function buildEnabled(config: Config, env: RunDeps["env"]): Promise<BuiltP
 
 /** Runs until the signal aborts; returns the exit code. */
 export async function runServices(config: Config, deps: RunDeps): Promise<number> {
+  const wantsActions = config.taskcalendar !== undefined || processorsDir(config) !== undefined;
   const resilient = config.resilient;
-  if (!resilient) {
+  if (wantsActions && !resilient) {
     throw new ConfigError(
       { file: config.file, section: "resilient" },
-      "missing: agent run has nothing to run (the action service needs the platform)",
+      "missing: the action service (calendar, processors) needs the platform",
     );
   }
-  if (!config.taskcalendar && !processorsDir(config)) {
+  if (!wantsActions && !config.mailBridge) {
     throw new ConfigError(
       { file: config.file, section: "agent" },
-      "nothing to run: configure [taskcalendar] or [agent] processors_dir",
+      "nothing to run: configure [taskcalendar] or [agent] processors_dir (with [resilient]), " +
+        "or the mail bridge ([graph] and [jira])",
     );
   }
   const store = await Store.open(config.agent.store);
-  let current: ActionService | undefined;
-  let state = "starting";
   try {
+    const actions = resilient && wantsActions
+      ? superviseActions(config, resilient, store, deps)
+      : undefined;
+    const bridge = config.mailBridge
+      ? (await import("../mail_bridge/service.ts")).superviseBridge(config, store, deps.signal)
+      : undefined;
     const sources = {
-      health: () => Promise.resolve(health(current, state, resilient.numWorkers)),
-      metrics: () => metrics(current, store),
+      health: () =>
+        Promise.resolve({
+          ...(actions ? { actions: actions.health() } : {}),
+          ...(bridge ? { mail_bridge: bridge.health() } : {}),
+        }),
+      metrics: async () =>
+        render([
+          ...(actions ? await actions.families() : []),
+          ...(bridge ? await bridge.families() : []),
+        ]),
     };
     const http = config.agent.httpListen
       ? await serveOps(parseListen(config.agent.httpListen, config), sources, deps.signal)
       : undefined;
     if (http) deps.onListening?.(http.port);
+    await Promise.all([actions?.done, bridge?.done]);
+    await http?.finished;
+    return 0;
+  } finally {
+    store.close();
+  }
+}
 
+/** The action service, restarted with backoff when it fails. */
+function superviseActions(
+  config: Config,
+  resilient: NonNullable<Config["resilient"]>,
+  store: Store,
+  deps: RunDeps,
+) {
+  let current: ActionService | undefined;
+  let state = "starting";
+  const done = (async () => {
     for (let attempt = 0; !deps.signal.aborted; attempt++) {
       let built: BuiltProcessor[] = [];
       try {
@@ -101,39 +133,32 @@ export async function runServices(config: Config, deps: RunDeps): Promise<number
         for (const b of built) b.close();
       }
     }
-    await http?.finished;
-    return 0;
-  } finally {
-    store.close();
-  }
-}
-
-function health(
-  service: ActionService | undefined,
-  state: string,
-  workers: number,
-): Record<string, Health> {
-  if (!service) return { actions: { healthy: false, detail: state } };
-  const stats = service.listener.stats();
-  const backlog = Math.max(100, 10 * workers);
-  if (!service.link.connected) {
-    return { actions: { healthy: false, detail: "not connected to the Action Module" } };
-  }
-  if (stats.inFlight > backlog) {
-    return {
-      actions: { healthy: false, detail: `backlogged: ${stats.inFlight} actions in flight` },
-    };
-  }
-  const refused = service.refused.map((r) => `${r.name} refused (${r.reason})`);
+  })();
   return {
-    actions: {
-      healthy: true,
-      detail: [`connected; ${stats.inFlight} in flight`, ...refused].join("; "),
-    },
+    done,
+    health: () => health(current, state, resilient.numWorkers),
+    families: () => metrics(current, store),
   };
 }
 
-async function metrics(service: ActionService | undefined, store: Store): Promise<string> {
+function health(service: ActionService | undefined, state: string, workers: number): Health {
+  if (!service) return { healthy: false, detail: state };
+  const stats = service.listener.stats();
+  const backlog = Math.max(100, 10 * workers);
+  if (!service.link.connected) {
+    return { healthy: false, detail: "not connected to the Action Module" };
+  }
+  if (stats.inFlight > backlog) {
+    return { healthy: false, detail: `backlogged: ${stats.inFlight} actions in flight` };
+  }
+  const refused = service.refused.map((r) => `${r.name} refused (${r.reason})`);
+  return {
+    healthy: true,
+    detail: [`connected; ${stats.inFlight} in flight`, ...refused].join("; "),
+  };
+}
+
+async function metrics(service: ActionService | undefined, store: Store): Promise<Family[]> {
   const families: Family[] = [];
   if (service) {
     const { queues, latency } = service.listener.metrics();
@@ -199,5 +224,5 @@ async function metrics(service: ActionService | undefined, store: Store): Promis
       samples: [{ value: await store.count(DEAD_LETTER_PREFIX) }],
     },
   );
-  return render(families);
+  return families;
 }
