@@ -8,12 +8,14 @@ import { benchStartup } from "./startup.ts";
 import { benchListener } from "./listener.ts";
 import { benchCalendar } from "./calendar.ts";
 import { benchEnrich } from "./enrich.ts";
+import { benchMailBridge } from "./mail_bridge.ts";
 
 const BENCHES: Record<string, () => Promise<BenchResult>> = {
   startup: () => benchStartup(),
   listener: () => benchListener(),
   calendar: () => benchCalendar(),
   enrich: () => benchEnrich(),
+  mail_bridge: () => benchMailBridge(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);

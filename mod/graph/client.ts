@@ -47,6 +47,8 @@ export interface GraphStats {
   requests: number;
   throttled: number;
   throttleWaitMs: number;
+  /** Time requests spent in flight, summed (busy / wall time = slots in use on average). */
+  busyMs: number;
   /** Set while requests fail and are being retried (health), cleared by a success. */
   failing?: string | undefined;
 }
@@ -66,7 +68,13 @@ export class GraphError extends Error {
 
 export class GraphMailbox implements Mailbox {
   readonly address: string;
-  readonly stats: GraphStats = { requests: 0, throttled: 0, throttleWaitMs: 0, failing: undefined };
+  readonly stats: GraphStats = {
+    requests: 0,
+    throttled: 0,
+    throttleWaitMs: 0,
+    busyMs: 0,
+    failing: undefined,
+  };
   readonly #config: GraphConfig;
   readonly #tokens: TokenSource;
   readonly #client: Deno.HttpClient | undefined;
@@ -127,11 +135,10 @@ export class GraphMailbox implements Mailbox {
         throw error;
       }
       const items = (page.value as Record<string, unknown>[] | undefined) ?? [];
-      const messages: MailMessage[] = [];
-      for (const item of items) {
-        if (item["@removed"]) continue;
-        messages.push(await this.get(String(item.id), signal));
-      }
+      // Read at once: the concurrency limit keeps it to max_concurrency in flight.
+      const messages = await Promise.all(
+        items.filter((item) => !item["@removed"]).map((item) => this.get(String(item.id), signal)),
+      );
       const next = page["@odata.nextLink"] as string | undefined;
       const delta = page["@odata.deltaLink"] as string | undefined;
       if (!next && !delta) {
@@ -215,16 +222,16 @@ export class GraphMailbox implements Mailbox {
 
   async mark(
     messageId: string,
-    options: { category: string; moveTo?: string | undefined },
+    options: { category: string; categories?: string[]; moveTo?: string | undefined },
     signal?: AbortSignal,
   ): Promise<void> {
     const url = `${this.#base}/messages/${encodeURIComponent(messageId)}`;
-    const current = await this.#json<{ categories?: string[] }>(
+    const current = options.categories ?? (await this.#json<{ categories?: string[] }>(
       "GET",
       `${url}?$select=categories`,
       { signal },
-    );
-    const categories = [...new Set([...(current.categories ?? []), options.category])];
+    )).categories ?? [];
+    const categories = [...new Set([...current, options.category])];
     await this.#json("PATCH", url, { signal, body: { categories } });
     if (options.moveTo) {
       await this.#json("POST", `${url}/move`, { signal, body: { destinationId: options.moveTo } });
@@ -308,6 +315,7 @@ export class GraphMailbox implements Mailbox {
         if (options.body !== undefined) headers["content-type"] = "application/json";
         const timeout = AbortSignal.timeout(this.#config.timeoutSeconds * 1000);
         this.stats.requests++;
+        const sent = performance.now();
         response = await fetch(url, {
           method,
           headers,
@@ -315,6 +323,7 @@ export class GraphMailbox implements Mailbox {
           signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
           ...(this.#client ? { client: this.#client } : {}),
         });
+        this.stats.busyMs += performance.now() - sent;
       } catch (error) {
         release();
         if (options.signal?.aborted || attempt >= MAX_ATTEMPTS || !isTransient(error)) {

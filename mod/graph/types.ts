@@ -73,10 +73,13 @@ export interface Mailbox {
     attachmentId: string,
     signal?: AbortSignal,
   ): Promise<ReadableStream<Uint8Array>>;
-  /** Adds a category and optionally moves the message: marks it processed. */
+  /**
+   * Adds a category (to `categories`, the message's current ones, when given) and
+   * optionally moves the message: marks it processed.
+   */
   mark(
     messageId: string,
-    options: { category: string; moveTo?: string | undefined },
+    options: { category: string; categories?: string[]; moveTo?: string | undefined },
     signal?: AbortSignal,
   ): Promise<void>;
   /** Replies to the sender in the same thread, carrying `headers`. */

@@ -26,7 +26,8 @@ const logger = log("mail-bridge");
 export const MAIL_PROPERTY = "agent.mail";
 /** Jira's text fields take 32,767 characters; leave room for the markup. */
 const TEXT_BUDGET = 30_000;
-const WORKERS = 8;
+/** Mails handled at once: enough to keep Graph's 4 slots and Jira busy while others wait. */
+const WORKERS = 16;
 
 /** What happened to one mail in this pass. */
 export type Outcome = "created" | "commented" | "skipped" | "known" | "failed" | "busy" | "retry";
@@ -83,11 +84,18 @@ export class MailBridge {
     let resume = await this.#ledger.cursor(folder);
     for (let restarted = false;;) {
       try {
-        for await (const page of this.#mailbox.changes(folder, resume, signal)) {
-          await this.#handleAll(page.messages, signal);
-          await this.#ledger.setCursor(folder, page.resume);
+        // The next page is read while this one is handled; its position is stored only
+        // after this page's mails are.
+        const pages = this.#mailbox.changes(folder, resume, signal)[Symbol.asyncIterator]();
+        let next = pages.next();
+        for (;;) {
+          const page = await next;
+          if (page.done) return;
+          next = page.value.last ? Promise.resolve({ done: true, value: undefined }) : pages.next();
+          next.catch(() => {}); // a failure surfaces when awaited above
+          await this.#handleAll(page.value.messages, signal);
+          await this.#ledger.setCursor(folder, page.value.resume);
         }
-        return;
       } catch (error) {
         if (!(error instanceof SyncReset) || restarted) throw error;
         // The delta position expired: read the folder again; the ledger skips what is done.
@@ -299,6 +307,7 @@ export class MailBridge {
     if (record.state === "attachments_done") {
       await this.#mailbox.mark(message.id, {
         category: this.#config.markCategory.replaceAll("{key}", key),
+        categories: message.categories,
         moveTo: this.#config.moveTo,
       }, signal);
       record = await this.#ledger.move(messageKey, record, "marked");
