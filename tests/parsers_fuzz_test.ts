@@ -8,6 +8,10 @@ import { parseTicketInfo, TriggerInputError } from "../mod/securechange/trigger.
 import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
 import { ConfigError, parseConfig } from "../mod/config/config.ts";
 import type { RawTicket } from "../mod/securechange/types.ts";
+import { sanitizeMailHtml, stripQuotesAndSignature } from "../mod/mail_bridge/html.ts";
+import { htmlToAdf } from "../mod/jira/adf.ts";
+import { adfToWiki } from "../mod/jira/wiki.ts";
+import { cleanSubject, subjectKeys } from "../mod/mail_bridge/rules.ts";
 
 /** mulberry32: a small seeded PRNG. */
 function rng(seed: number) {
@@ -196,5 +200,58 @@ Deno.test("config: random INI text gives a Config or a ConfigError, nothing else
       assert(error instanceof ConfigError, `round ${i}: ${String(error)}\n${JSON.stringify(text)}`);
       assert(error.message.startsWith("fuzz.ini"), `round ${i}: ${error.message}`);
     }
+  }
+});
+
+Deno.test("mail content: random and hostile HTML and subjects always give sanitised ADF and wiki text", () => {
+  const r = rng(SEED + 5);
+  const pieces = [
+    "<p>",
+    "</p>",
+    "<div class=gmail_quote>",
+    "<blockquote type=cite>",
+    "<table><tr><td>",
+    "</td>",
+    "<ul><li>",
+    "</li></ul>",
+    "<pre>",
+    "</pre>",
+    "<a href='javascript:x()'>",
+    "<a href=https://x.example>",
+    "</a>",
+    "<img src=cid:a>",
+    "<img src=https://t.example/p.gif>",
+    "<script>alert(1)</script>",
+    "<b><i>",
+    "</b>",
+    "-- ",
+    "\n",
+    "On Mon, Ann wrote:",
+    "&amp;",
+    "&#0;",
+    "<!--",
+    "-->",
+    "<",
+    ">",
+    "[SUP-1]",
+    "RE: ",
+    "*_{|}!",
+    "\u0000",
+    "\u202e",
+    "ä€😀",
+  ];
+  for (let i = 0; i < ROUNDS; i++) {
+    const html = Array.from(
+      { length: Math.floor(r() * 40) },
+      () => pieces[Math.floor(r() * pieces.length)]!,
+    ).join("");
+    const clean = sanitizeMailHtml(stripQuotesAndSignature(html));
+    assert(!/<script|javascript:|t\.example/i.test(clean), clean);
+    const doc = htmlToAdf(clean, { images: new Map([["a", "a.png"]]) });
+    assert(doc.type === "doc" && Array.isArray(doc.content));
+    assert(typeof adfToWiki(doc) === "string");
+    const summary = cleanSubject(html, ["general"], 200);
+    assert(summary.length > 0 && summary.length <= 200 && !/[\r\n]/.test(summary), summary);
+    subjectKeys(html, ["SUP"]);
   }
 });
