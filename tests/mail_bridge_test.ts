@@ -125,7 +125,7 @@ Deno.test(
   async () => {
     const h = await startBridge({
       deployment: "server",
-      bridge: { default_reporter: "servicedesk@example.com" },
+      bridge: { default_reporter: "servicedesk@example.com", project_keys: "OPS" },
     });
     try {
       h.graph.deliver({
@@ -166,6 +166,27 @@ Deno.test(
         "stranger@partner.example wrote (not a Jira user):",
       );
       assertStringIncludes(second.fields.description as string, "Plain text\n\nsecond paragraph");
+      const original = [...h.graph.messages.values()][0]!;
+      assertEquals(first.properties["agent.mail"], {
+        messageId: original.internetMessageId,
+        mailbox: h.graph.mailbox,
+      });
+
+      // The reply becomes one wiki comment with its property; a [OPS] subject tag picks OPS.
+      const reply = h.graph.replyTo(original, {
+        from: "bob@example.com",
+        subject: "RE: Printer *on fire*",
+        html: "<p>Extinguished.</p><blockquote type=cite>See the page</blockquote>",
+      });
+      h.graph.deliver({ from: "ann@example.com", subject: "[OPS] Rack 4 is warm", text: "x" });
+      await h.sync();
+      assertEquals(first.comments.length, 1);
+      assertEquals(first.comments[0]!.body, "*bob@example.com wrote:*\n\nExtinguished.");
+      assertEquals(first.comments[0]!.properties, [{
+        key: "agent.mail",
+        value: { messageId: reply.internetMessageId, mailbox: h.graph.mailbox },
+      }]);
+      assertEquals(h.jira.issues.get("OPS-1")?.fields.summary, "Rack 4 is warm");
     } finally {
       await h.close();
     }

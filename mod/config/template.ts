@@ -149,6 +149,8 @@ max_range = 1000
 #default_category = general
 # Recipient address -> project; a [KEY] subject tag of these projects also picks one.
 #projects = netops@example.com = NET, access@example.com = ACC
+# More projects whose keys a [KEY] tag or an issue key in the subject may name.
+#project_keys = SEC
 #allowed_domains = example.com
 #blocked_addresses = noreply@example.com, *@spam.example
 # Reporter for senders who are not Jira users (e-mail, account id or user name).
