@@ -6,10 +6,10 @@ import { FakeJira, jiraSection } from "./support/fake_jira.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
-async function setup(extra = "") {
+async function setup(extra = "", deployment: "cloud" | "server" = "cloud") {
   const pki = await testPki();
   const graph = await new FakeGraph().start();
-  const jira = await new FakeJira("cloud").start();
+  const jira = await new FakeJira(deployment).start();
   const dir = await Deno.makeTempDir({ prefix: "mail-bridge-cli-" });
   const configFile = `${dir}/app.config`;
   await Deno.writeTextFile(
@@ -33,11 +33,12 @@ async function setup(extra = "") {
 }
 
 Deno.test(
-  "mail-bridge killed right after Jira created an issue or a comment: after restart each mail is in Jira once and marked",
+  "mail-bridge killed right after Jira created an issue or a comment (Cloud and Server/DC): after restart each mail is in Jira once and marked",
   integration,
   async () => {
-    for (const killAt of [1, 2]) {
-      const s = await setup("claim_seconds = 1\n");
+    const runs = [["cloud", 1], ["cloud", 2], ["server", 1], ["server", 2]] as const;
+    for (const [deployment, killAt] of runs) {
+      const s = await setup("claim_seconds = 1\n", deployment);
       try {
         const a = s.graph.deliver({ from: "ann@example.com", subject: "First", text: "a" });
         const b = s.graph.deliver({ from: "bob@example.com", subject: "Second", text: "b" });
