@@ -94,6 +94,8 @@ function writablePaths(config: Config): string[] {
   if (config.taskcalendar && !config.taskcalendar.smtpserver) {
     paths.add(resolve(config.taskcalendar.outboxDir));
   }
+  // The mail bridge's embedded tracker writes issues (and acknowledgements) there.
+  if (config.mailBridge && !config.jira) paths.add(resolve(config.mailBridge.issuesDir));
   return [...paths];
 }
 
