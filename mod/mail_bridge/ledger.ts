@@ -115,18 +115,17 @@ export class Ledger {
     }
   }
 
+  /** How many dead letters there are (the index `move` keeps). */
+  failedCount(): Promise<number> {
+    return this.#store.count(this.#key("failed"));
+  }
+
   /** Mails a crash or a retryable error left half done. */
   async *open(): AsyncGenerator<{ messageKey: string; record: MailRecord }> {
     for await (const { key } of this.#store.list(this.#key("open"))) {
       const messageKey = String(key[key.length - 1]);
       const record = await this.get(messageKey);
       if (record && OPEN_STATES.has(record.state)) yield { messageKey, record };
-    }
-  }
-
-  async *all(): AsyncGenerator<{ messageKey: string; record: MailRecord }> {
-    for await (const { key, value } of this.#store.list<MailRecord>(this.#key("msg"))) {
-      yield { messageKey: String(key[key.length - 1]), record: value };
     }
   }
 

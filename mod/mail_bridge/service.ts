@@ -11,6 +11,9 @@ import { log } from "../log/log.ts";
 import type { Health } from "../ops/http.ts";
 import type { Family } from "../ops/prometheus.ts";
 import { abortableSleep } from "../stomp/link.ts";
+import { supervise } from "../run/supervise.ts";
+import type { GraphStats } from "../graph/client.ts";
+import type { JiraStats } from "../jira/client.ts";
 import type { Store } from "../store/store.ts";
 import { MailBridge } from "./bridge.ts";
 import { Ledger } from "./ledger.ts";
@@ -26,7 +29,7 @@ export interface OpenBridge {
   folders: string[];
   pollSeconds: number;
   /** Graph/Jira counters for /metrics, when they are the real ones. */
-  stats(): { graph?: unknown; jira?: unknown };
+  stats(): { graph?: GraphStats | undefined; jira?: JiraStats | undefined };
 }
 
 export async function openBridge(config: Config, store: Store): Promise<OpenBridge> {
@@ -38,7 +41,7 @@ export async function openBridge(config: Config, store: Store): Promise<OpenBrid
     );
   }
   let mailbox: Mailbox;
-  let graphStats: unknown;
+  let graphStats: GraphStats | undefined;
   if (config.graph) {
     const { MsalTokenSource } = await import("../graph/token.ts");
     const { GraphMailbox } = await import("../graph/client.ts");
@@ -51,7 +54,7 @@ export async function openBridge(config: Config, store: Store): Promise<OpenBrid
     mailbox = new DirMailbox(settings.mailDir, { store, outbox: `${settings.issuesDir}/outbox` });
   }
   let tracker: Tracker;
-  let jiraStats: unknown;
+  let jiraStats: JiraStats | undefined;
   if (config.jira) {
     const { JiraTracker } = await import("../jira/client.ts");
     const jira = await JiraTracker.fromConfig(config.jira);
@@ -119,56 +122,46 @@ export interface BridgeService {
 export function superviseBridge(config: Config, store: Store, signal: AbortSignal): BridgeService {
   let open: OpenBridge | undefined;
   let state: Health = { healthy: false, detail: "starting" };
-  const done = (async () => {
-    for (let attempt = 0; !signal.aborted; attempt++) {
-      try {
-        open = await openBridge(config, store);
-        attempt = 0;
-        await pollForever(open, {
-          signal,
-          onPass: (error) => {
-            const s = open!.bridge.stats;
-            state = error
-              ? { healthy: false, detail: `last pass failed: ${(error as Error).message}` }
-              : {
-                healthy: true,
-                detail: `last pass ${new Date().toISOString()}: ${s.created} created, ` +
-                  `${s.commented} comments, ${s.failed} failed since start`,
-              };
-          },
-        });
-      } catch (error) {
-        if (signal.aborted) break;
-        const seconds = RETRY_BACKOFF_S[Math.min(attempt, RETRY_BACKOFF_S.length - 1)]!;
-        state = { healthy: false, detail: `cannot start: ${(error as Error).message}` };
-        logger.error("Mail bridge cannot start: {error}; trying again in {seconds} s", {
-          error: (error as Error).message,
-          seconds,
-        });
-        await abortableSleep(seconds * 1000, signal).catch(() => {});
-      }
-    }
-  })();
+  const done = supervise({
+    signal,
+    delaysMs: RETRY_BACKOFF_S.map((s) => s * 1000),
+    async run(started) {
+      open = await openBridge(config, store);
+      started();
+      await pollForever(open, {
+        signal,
+        onPass: (error) => {
+          const s = open!.bridge.stats;
+          state = error
+            ? { healthy: false, detail: `last pass failed: ${(error as Error).message}` }
+            : {
+              healthy: true,
+              detail: `last pass ${new Date().toISOString()}: ${s.created} created, ` +
+                `${s.commented} comments, ${s.failed} failed since start`,
+            };
+        },
+      });
+    },
+    onFailure(error, waitMs) {
+      state = { healthy: false, detail: `cannot start: ${(error as Error).message}` };
+      logger.error("Mail bridge cannot start: {error}; trying again in {seconds} s", {
+        error: (error as Error).message,
+        seconds: waitMs / 1000,
+      });
+    },
+  });
   return {
     done,
     health: () => {
-      const { graph, jira } = open?.stats() as {
-        graph?: { failing?: string };
-        jira?: { failing?: string };
-      } ?? {};
+      const { graph, jira } = open?.stats() ?? {};
       const failing = graph?.failing ?? jira?.failing;
       return failing && state.healthy ? { healthy: false, detail: failing } : state;
     },
     async families() {
       if (!open) return [];
       const s = open.bridge.stats;
-      const { graph, jira } = open.stats() as {
-        graph?: { throttled: number; throttleWaitMs: number };
-        jira?: { throttled: number; throttleWaitMs: number };
-      };
-      const mailbox = open.mailbox.address;
-      let deadLetters = 0;
-      for await (const _ of new Ledger(store, mailbox).failed()) deadLetters++;
+      const { graph, jira } = open.stats();
+      const deadLetters = await new Ledger(store, open.mailbox.address).failedCount();
       const throttle = (system: string, c?: { throttled: number; throttleWaitMs: number }) => [
         {
           name: `agent_${system}_throttled_total`,

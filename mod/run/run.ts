@@ -16,7 +16,7 @@ import { type Health, parseListen, serveOps } from "../ops/http.ts";
 import { type Family, render } from "../ops/prometheus.ts";
 import { DEAD_LETTER_PREFIX } from "../actions/listener.ts";
 import { Store } from "../store/store.ts";
-import { abortableSleep } from "../stomp/link.ts";
+import { supervise } from "./supervise.ts";
 import { buildProcessors, processorsDir } from "../processors/load.ts";
 
 const logger = log("run");
@@ -104,8 +104,10 @@ function superviseActions(
 ) {
   let current: ActionService | undefined;
   let state = "starting";
-  const done = (async () => {
-    for (let attempt = 0; !deps.signal.aborted; attempt++) {
+  const done = supervise({
+    signal: deps.signal,
+    delaysMs: BACKOFF_MS,
+    async run(started) {
       let built: BuiltProcessor[] = [];
       try {
         built = await buildEnabled(config, deps.env);
@@ -115,25 +117,26 @@ function superviseActions(
           healthIntervalMs: config.agent.healthIntervalMinutes * 60_000,
         });
         state = "running";
-        attempt = 0;
+        started();
         await current.done;
         logger.info("Actions service stopped: {stats}", { stats: current.listener.stats() });
       } catch (error) {
-        if (deps.signal.aborted) break;
-        const waitMs = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)]!;
-        state = `failed: ${error instanceof Error ? error.message : String(error)}`;
-        logger.error("Actions service failed: {error}; restarting in {seconds} s", {
-          error: error instanceof Error ? error.message : String(error),
-          seconds: waitMs / 1000,
-        });
         await current?.stop(1_000).catch(() => {});
         current = undefined;
-        await abortableSleep(waitMs, deps.signal).catch(() => {});
+        throw error;
       } finally {
         for (const b of built) b.close();
       }
-    }
-  })();
+    },
+    onFailure(error, waitMs) {
+      const message = error instanceof Error ? error.message : String(error);
+      state = `failed: ${message}`;
+      logger.error("Actions service failed: {error}; restarting in {seconds} s", {
+        error: message,
+        seconds: waitMs / 1000,
+      });
+    },
+  });
   return {
     done,
     health: () => health(current, state, resilient.numWorkers),
