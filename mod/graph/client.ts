@@ -7,7 +7,7 @@
  */
 import { caCertsFor, type GraphConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
-import { retryAfterMs } from "../resilient/rest.ts";
+import { backoffMs, retryAfterMs } from "../resilient/rest.ts";
 import { abortableSleep } from "../stomp/link.ts";
 import type { TokenSource } from "./token.ts";
 import {
@@ -465,8 +465,9 @@ function isTransient(error: unknown): boolean {
   return name === "TimeoutError" || error instanceof TypeError;
 }
 
+/** Jittered, so that several agents do not retry in step. */
 function backoff(attempt: number): number {
-  return Math.min(30_000, 500 * 2 ** (attempt - 1)) * (0.75 + Math.random() / 2);
+  return backoffMs(attempt) * (0.75 + Math.random() / 2);
 }
 
 function wrap(method: string, url: string, error: unknown): Error {

@@ -15,7 +15,7 @@ import { Agent } from "node:https";
 import { Version2Client, Version3Client } from "jira.js";
 import { caCertsFor, type JiraConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
-import { retryAfterMs } from "../resilient/rest.ts";
+import { backoffMs, retryAfterMs } from "../resilient/rest.ts";
 import { abortableSleep } from "../stomp/link.ts";
 import { type AdfDoc, forCloud } from "./adf.ts";
 import { adfToWiki } from "./wiki.ts";
@@ -334,38 +334,6 @@ export class JiraTracker implements Tracker {
     );
   }
 
-  async probe(project: string, issueType: string, signal?: AbortSignal): Promise<void> {
-    await this.#call(
-      "read the current user",
-      false,
-      signal,
-      () => this.#client.myself.getCurrentUser(),
-    );
-    let found: { issueTypes?: { name: string }[] };
-    try {
-      found = await this.#call(
-        `read project ${project}`,
-        false,
-        signal,
-        () => this.#client.projects.getProject({ projectIdOrKey: project, expand: "issueTypes" }),
-      );
-    } catch (error) {
-      if (error instanceof JiraError && error.status === 404) {
-        throw new JiraError(`Jira has no project "${project}" (or the user cannot see it)`, 404, {
-          cause: error,
-        });
-      }
-      throw error;
-    }
-    const types = (found.issueTypes ?? []).map((t) => t.name);
-    if (!types.includes(issueType)) {
-      throw new JiraError(
-        `Project ${project} has no issue type "${issueType}" (it has: ${types.join(", ")})`,
-        404,
-      );
-    }
-  }
-
   #authorization(): string {
     const auth = this.#config.auth;
     return auth.kind === "basic"
@@ -395,7 +363,7 @@ export class JiraTracker implements Tracker {
         const throttled = status === 429 || status === 503;
         const transientRead = !write && (status === 0 || status >= 500);
         if ((throttled || transientRead) && attempt < MAX_ATTEMPTS && !signal?.aborted) {
-          const wait = retryAfter ?? Math.min(30_000, 500 * 2 ** (attempt - 1));
+          const wait = retryAfter ?? backoffMs(attempt);
           if (throttled) {
             this.stats.throttled++;
             this.stats.throttleWaitMs += wait;

@@ -62,8 +62,6 @@ export interface Tracker {
   addWatcher(key: string, user: UserRef, signal?: AbortSignal): Promise<void>;
   /** Links a new issue to the one it was forwarded from. */
   link(inward: string, outward: string, signal?: AbortSignal): Promise<void>;
-  /** Proves the credentials and that the project and issue type exist (`agent doctor`). */
-  probe(project: string, issueType: string, signal?: AbortSignal): Promise<void>;
 }
 
 /** Jira refused the request; `status` is the HTTP status (0 when none came back). */

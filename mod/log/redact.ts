@@ -95,6 +95,7 @@ function collectSecretValues(value: unknown, into: Set<unknown>, depth = 0): voi
   }
 }
 
-function escapeRegExp(text: string): string {
+/** `text` as a literal inside a RegExp. */
+export function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

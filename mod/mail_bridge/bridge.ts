@@ -267,7 +267,9 @@ export class MailBridge {
         return "skipped";
       }
     }
-    const attachments = message.hasAttachments || /cid:/i.test(message.body.content)
+    // Attachments matter until they are uploaded; after that only the mark is left.
+    const uploading = record.state !== "attachments_done";
+    const attachments = uploading && (message.hasAttachments || /cid:/i.test(message.body.content))
       ? await this.#mailbox.attachments(message.id, signal)
       : [];
     const limit = attachments.length

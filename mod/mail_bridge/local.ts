@@ -289,8 +289,6 @@ export class FileTracker implements Tracker {
     await this.#write(issue);
   }
 
-  async probe(): Promise<void> {}
-
   #path(key: string): string {
     return join(this.#dir, `${key}.json`);
   }

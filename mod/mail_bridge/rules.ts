@@ -4,6 +4,7 @@
  */
 import type { MailBridgeConfig } from "../config/config.ts";
 import type { MailMessage } from "../graph/types.ts";
+import { escapeRegExp } from "../log/redact.ts";
 
 /** Why a mail is not bridged, or undefined when it is. */
 export function skipReason(
@@ -131,8 +132,4 @@ export function placement(
     priority: config.priorities.get(message.importance),
     tags: [category, projectTag].filter((t): t is string => t !== undefined),
   };
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

@@ -328,6 +328,11 @@ async function errorDetail(response: Response): Promise<string> {
   }
 }
 
+/** Exponential backoff for the `attempt`-th retry (1-based): 0.5 s doubling, capped at 30 s. */
+export function backoffMs(attempt: number): number {
+  return Math.min(30_000, 500 * 2 ** (attempt - 1));
+}
+
 /** Retry-After in seconds or as an HTTP date. */
 export function retryAfterMs(value: string | null, now = Date.now()): number | undefined {
   if (!value) return undefined;
