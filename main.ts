@@ -6,7 +6,7 @@
 import { type Command, type Deps, UsageError } from "./mod/cli/command.ts";
 import { ConfigError } from "./mod/config/config.ts";
 import { configCommand } from "./mod/config/command.ts";
-import { doctorCommand } from "./mod/cli/pending.ts";
+import { doctorCommand } from "./mod/doctor/command.ts";
 import { authorizeCommand, mailBridgeCommand } from "./mod/mail_bridge/command.ts";
 import { runCommand } from "./mod/run/command.ts";
 import { serviceCommand } from "./mod/service/command.ts";

@@ -13,6 +13,8 @@ export interface EffectiveValue {
   value: string;
   secret: boolean;
   fromDefault: boolean;
+  /** Written in the file as is (no $NAME): a secret that is, sits in the file. */
+  literal: boolean;
 }
 
 export type Env = (name: string) => string | undefined;
@@ -97,7 +99,7 @@ export class SectionReader {
     if (entry === undefined || entry.value === "") return undefined;
     const value = this.#substitute(key, entry.value);
     if (options.secret) secrets.add(value);
-    this.#record(key, value, options, false);
+    this.#record(key, value, options, false, value === entry.value);
     return value;
   }
 
@@ -220,7 +222,13 @@ export class SectionReader {
     });
   }
 
-  #record(key: string, value: string, options: Common, fromDefault: boolean): void {
-    this.#effective.set(key, { value, secret: options.secret ?? false, fromDefault });
+  #record(
+    key: string,
+    value: string,
+    options: Common,
+    fromDefault: boolean,
+    literal = false,
+  ): void {
+    this.#effective.set(key, { value, secret: options.secret ?? false, fromDefault, literal });
   }
 }

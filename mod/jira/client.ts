@@ -334,6 +334,29 @@ export class JiraTracker implements Tracker {
     );
   }
 
+  /** Who the credentials are (`agent doctor`): the account's e-mail address or name. */
+  async whoami(signal?: AbortSignal): Promise<string> {
+    const me: { emailAddress?: string; name?: string; accountId?: string; displayName?: string } =
+      await this.#call(
+        "read the current user",
+        false,
+        signal,
+        () => this.#client.myself.getCurrentUser(),
+      );
+    return me.emailAddress ?? me.name ?? me.displayName ?? me.accountId ?? "(unnamed account)";
+  }
+
+  /** The issue type names of a project (`agent doctor`); a JiraError 404 when it does not exist. */
+  async issueTypes(project: string, signal?: AbortSignal): Promise<string[]> {
+    const found: { issueTypes?: { name?: string }[] } = await this.#call(
+      `read project ${project}`,
+      false,
+      signal,
+      () => this.#client.projects.getProject({ projectIdOrKey: project }),
+    );
+    return (found.issueTypes ?? []).map((t) => t.name ?? "").filter((n) => n !== "");
+  }
+
   #authorization(): string {
     const auth = this.#config.auth;
     return auth.kind === "basic"

@@ -103,6 +103,26 @@ export class SecureChangeClient implements SecureChangeApi {
     await response.body?.cancel();
   }
 
+  /** One authenticated read (the workflow definitions), for `agent doctor`; not retried. */
+  async probe(options: { signal?: AbortSignal } = {}): Promise<number> {
+    const path = `${BASE}/workflow_definitions`;
+    const response = await this.#fetch("GET", path, undefined, options.signal);
+    const text = await response.text().catch(() => "");
+    if (!response.ok) throw new SecureChangeError("GET", path, response.status, text.slice(0, 200));
+    try {
+      const json = JSON.parse(text) as { workflows?: { workflow?: unknown } };
+      const list = json.workflows?.workflow;
+      return Array.isArray(list) ? list.length : list ? 1 : 0;
+    } catch {
+      throw new SecureChangeError(
+        "GET",
+        path,
+        response.status,
+        "answered with a body that is not JSON",
+      );
+    }
+  }
+
   #fetch(method: string, path: string, body: unknown, signal?: AbortSignal): Promise<Response> {
     const timeout = AbortSignal.timeout(this.#o.timeoutMs ?? 30_000);
     const init: RequestInit & { client?: Deno.HttpClient } = {

@@ -40,6 +40,8 @@ interface Transporter {
     /** streamTransport with buffer: the whole message. */
     message?: Uint8Array;
   }>;
+  /** Connects, EHLO, STARTTLS and AUTH as configured, then QUIT: no mail is sent. */
+  verify(): Promise<true>;
   close(): void;
 }
 
@@ -140,6 +142,22 @@ export class SmtpMailer implements Mailer {
     }
   }
 
+  /**
+   * EHLO, STARTTLS and AUTH as configured, without sending mail (`agent doctor`). Resolves
+   * to what was proven; throws the same errors `send` would, naming the server.
+   */
+  async verify(): Promise<string> {
+    const server = `${this.#o.host}:${this.#o.port}`;
+    try {
+      await this.#transport.verify();
+    } catch (error) {
+      throw classify(error, server, "anyone");
+    }
+    const tls = this.#o.secure ? "TLS" : this.#o.requireStartTls ? "STARTTLS" : "plain";
+    return `${server}: EHLO, ${tls}` + (this.#o.auth ? `, AUTH as "${this.#o.auth.user}"` : "") +
+      " accepted (no mail sent)";
+  }
+
   close(): void {
     this.#transport.close();
   }
@@ -187,11 +205,12 @@ function classify(error: unknown, server: string, to: string): PermanentMailErro
   const e = (error ?? {}) as SmtpFailure;
   if (error instanceof PermanentMailError) return error;
   const answer = (e.response ?? e.message ?? String(error)).trim();
-  if (typeof e.responseCode === "number" && e.responseCode >= 500) {
-    return new PermanentMailError(`SMTP server ${server} refused the invite to ${to}: ${answer}`);
-  }
+  // Before the status check: a refused login is a 5xx too, but not about the recipient.
   if (e.code === "EAUTH") {
     return new PermanentMailError(`SMTP server ${server} refused the login: ${answer}`);
+  }
+  if (typeof e.responseCode === "number" && e.responseCode >= 500) {
+    return new PermanentMailError(`SMTP server ${server} refused the invite to ${to}: ${answer}`);
   }
   if (
     /certificate|self.signed|unable to verify|CERT_|altname|UnknownIssuer|NotValidForName/i.test(

@@ -4,7 +4,7 @@
  * KahaDB persistence (messages survive a restart). Started with `startBroker()`, stopped with `broker.stop()`.
  */
 import { join } from "node:path";
-import { testPki } from "./ca.ts";
+import { type LeafName, testPki } from "./ca.ts";
 
 const ACTIVEMQ_HOME = "/usr/share/activemq";
 
@@ -26,7 +26,7 @@ export interface Broker {
 
 export interface BrokerOptions {
   /** Which leaf the SSL connector presents. */
-  keystore?: "server" | "wrongHost" | "untrusted";
+  keystore?: LeafName;
   /** The login the broker accepts (the platform's API key id and secret). */
   user?: string;
   password?: string;

@@ -1,9 +1,12 @@
 /**
  * A test certificate authority made with openssl, once per test process: a CA that signs
  * leaf certificates for 127.0.0.1/localhost, a leaf for the wrong host name, a leaf from
- * an untrusted CA, and a PKCS12 keystore of the good leaf for ActiveMQ.
+ * an untrusted CA, an expired leaf, and PKCS12 keystores of them for ActiveMQ.
  */
 import { join } from "node:path";
+
+/** The leaf certificates a test server can present. */
+export type LeafName = "server" | "wrongHost" | "untrusted" | "expired";
 
 /** Paths and PEM texts of the test PKI. */
 export interface TestPki {
@@ -16,8 +19,10 @@ export interface TestPki {
   wrongHost: { certFile: string; keyFile: string; cert: string; key: string };
   /** Leaf for 127.0.0.1 signed by a CA nobody trusts. */
   untrusted: { certFile: string; keyFile: string; cert: string; key: string };
+  /** Leaf for 127.0.0.1 and localhost, signed by the CA, that expired yesterday. */
+  expired: { certFile: string; keyFile: string; cert: string; key: string };
   /** PKCS12 keystores (password "changeit") for ActiveMQ. */
-  keystores: { server: string; wrongHost: string; untrusted: string };
+  keystores: Record<LeafName, string>;
   keystorePassword: string;
 }
 
@@ -54,7 +59,13 @@ async function makeCa(dir: string, name: string): Promise<void> {
   );
 }
 
-async function makeLeaf(dir: string, name: string, ca: string, san: string): Promise<void> {
+async function makeLeaf(
+  dir: string,
+  name: string,
+  ca: string,
+  san: string,
+  days = 30,
+): Promise<void> {
   await openssl(
     dir,
     `req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ${name}.key -out ${name}.csr
@@ -72,7 +83,7 @@ async function makeLeaf(dir: string, name: string, ca: string, san: string): Pro
   await openssl(
     dir,
     `x509 -req -in ${name}.csr -CA ${ca}.pem -CAkey ${ca}.key -set_serial 0x${serial()} -out ${name}.pem
-     -days 30 -extfile ${name}.ext`,
+     -days ${days} -extfile ${name}.ext`,
   );
   await openssl(
     dir,
@@ -93,6 +104,8 @@ async function makePki(): Promise<TestPki> {
     makeLeaf(dir, "server", "test-ca", "IP:127.0.0.1,DNS:localhost"),
     makeLeaf(dir, "wrong-host", "test-ca", "DNS:wrong.example"),
     makeLeaf(dir, "untrusted", "rogue-ca", "IP:127.0.0.1,DNS:localhost"),
+    // -days -1: not after = a day before not before, so expired from the start.
+    makeLeaf(dir, "expired", "test-ca", "IP:127.0.0.1,DNS:localhost", -1),
   ]);
   const read = (f: string) => Deno.readTextFile(join(dir, f));
   const leaf = async (name: string) => ({
@@ -108,10 +121,12 @@ async function makePki(): Promise<TestPki> {
     server: await leaf("server"),
     wrongHost: await leaf("wrong-host"),
     untrusted: await leaf("untrusted"),
+    expired: await leaf("expired"),
     keystores: {
       server: join(dir, "server.p12"),
       wrongHost: join(dir, "wrong-host.p12"),
       untrusted: join(dir, "untrusted.p12"),
+      expired: join(dir, "expired.p12"),
     },
     keystorePassword: "changeit",
   };

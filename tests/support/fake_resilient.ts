@@ -30,6 +30,8 @@ export class FakeResilient extends HttpsFake {
   readonly notes: { incidentId: number; text: unknown; contextToken: string | null }[] = [];
   readonly artifacts: { incidentId: number; artifact: unknown; contextToken: string | null }[] = [];
   #sessions = new Map<string, string>();
+  /** What GET /rest/orgs/{id} says about the org's Action Module. */
+  actionsFrameworkEnabled = true;
 
   constructor(options: { orgId?: number; orgName?: string } = {}) {
     super();
@@ -65,6 +67,22 @@ export class FakeResilient extends HttpsFake {
         this.#authorized(req) ??
           { entities: [...this.rules].map(([id, name]) => ({ id, name, enabled: true })) },
     );
+    this.route("GET", "/rest/orgs/:org", (req, p) => {
+      const denied = this.#authorized(req);
+      if (denied) return denied;
+      const org = orgs().find((o) => String(o.id) === p.org);
+      if (!org) return Response.json({ message: "Org not found" }, { status: 404 });
+      return { ...org, actions_framework_enabled: this.actionsFrameworkEnabled };
+    });
+    this.route("GET", "/rest/const", (req) =>
+      this.#authorized(req) ?? {
+        server_version: {
+          major: 51,
+          minor: 0,
+          build_number: 8083,
+          version: "51.0.0.8083",
+        },
+      });
     this.route("GET", "/rest/orgs/:org/users/:id", (req, p) => {
       const denied = this.#authorized(req);
       if (denied) return denied;

@@ -35,6 +35,12 @@ export class FakeSecureChange extends HttpsFake {
       }
       return { ticket };
     });
+    this.route("GET", `${BASE}/workflow_definitions`, (req) => {
+      if (!this.#authorized(req)) {
+        return Response.json({ result: { code: "UNAUTHORIZED" } }, { status: 401 });
+      }
+      return { workflows: { workflow: [{ id: 3, name: "Access Request" }] } };
+    });
     this.route("POST", `${BASE}/tickets/:id/steps/:step/tasks/:task/comments`, (req, p, body) => {
       if (!this.#authorized(req)) {
         return Response.json({ result: { code: "UNAUTHORIZED" } }, { status: 401 });

@@ -4,7 +4,7 @@
  * log of every request, and fault injection: status codes with Retry-After, delays,
  * malformed bodies, dropped connections.
  */
-import { testPki } from "./ca.ts";
+import { type LeafName, testPki } from "./ca.ts";
 
 /** A request as the fake saw it. */
 export interface SeenRequest {
@@ -72,7 +72,7 @@ export class HttpsFake {
   }
 
   async start(
-    options: { cert?: "server" | "wrongHost" | "untrusted"; port?: number } = {},
+    options: { cert?: LeafName; port?: number } = {},
   ): Promise<this> {
     const pki = await testPki();
     const leaf = pki[options.cert ?? "server"];

@@ -4,7 +4,7 @@
  * reject recipients (5xx/4xx) or to go down and come back on the same port.
  */
 import { SMTPServer } from "smtp-server";
-import { testPki } from "./ca.ts";
+import { type LeafName, testPki } from "./ca.ts";
 import { freePort } from "./activemq.ts";
 
 /** A message as the server received it. */
@@ -16,7 +16,7 @@ export interface ReceivedMail {
 
 export interface SmtpServerOptions {
   /** Offer STARTTLS with this leaf (default: no TLS offered). */
-  tls?: "server" | "wrongHost" | "untrusted";
+  tls?: LeafName;
   /** Require AUTH PLAIN/LOGIN with these credentials. */
   auth?: { user: string; pass: string };
   /** TLS from the first byte (SMTPS, what use_ssl means) instead of STARTTLS. */

@@ -1,0 +1,648 @@
+/**
+ * `agent doctor`: for each configured system, DNS, TCP, TLS (chain, expiry, host name) and
+ * the credentials, using the same clients the services use, so a pass here means the
+ * service will get as far; plus the store, the config file's permissions and clock skew.
+ * Nothing is changed anywhere: no mail is sent, no message is consumed (the STOMP check
+ * subscribes with a selector that matches nothing), nothing is written to Jira.
+ */
+import { Client as StompClient, type IFrame } from "@stomp/stompjs";
+import { caCertsFor, type Config, type TlsTrust } from "../config/config.ts";
+import { processorFiles, processorsDir } from "../processors/load.ts";
+import { DenoStompSocket } from "../stomp/socket.ts";
+import { Store } from "../store/store.ts";
+import { checkEndpoint, type EndpointTls } from "./network.ts";
+import type { Finding, Status } from "./report.ts";
+
+/** What the checks share. */
+interface Context {
+  signal: AbortSignal | undefined;
+  timeoutMs: number;
+  now: () => number;
+  /** Server clock minus ours, ms, per system that answered with a Date header. */
+  clocks: { system: string; skewMs: number }[];
+}
+
+export interface DoctorOptions {
+  signal?: AbortSignal | undefined;
+  /** Per network step (default 10 s). */
+  timeoutMs?: number;
+  now?: () => number;
+}
+
+/** Clock skew past this breaks tokens and TLS validity checks. */
+const SKEW_FAIL_MS = 5 * 60_000;
+const SKEW_WARN_MS = 30_000;
+
+/** Runs every check the config calls for; the findings in a stable order. */
+export async function runDoctor(config: Config, options: DoctorOptions = {}): Promise<Finding[]> {
+  const ctx: Context = {
+    signal: options.signal,
+    timeoutMs: options.timeoutMs ?? 10_000,
+    now: options.now ?? Date.now,
+    clocks: [],
+  };
+  const groups = await Promise.all([
+    checkConfigFile(config),
+    checkStore(config),
+    config.resilient ? checkResilient(config, ctx) : [],
+    config.taskcalendar ? checkSmtp(config, ctx) : [],
+    config.graph ? checkGraph(config, ctx) : [],
+    config.jira ? checkJira(config, ctx) : [],
+    config.securechange ? checkSecureChange(config, ctx) : [],
+  ]);
+  return [...groups.flat(), clockFinding(ctx)];
+}
+
+/** A finding builder for one system. */
+function findingsOf(system: string) {
+  const list: Finding[] = [];
+  const add = (check: string, status: Status, detail: string, hint?: string) => {
+    list.push({ system, check, status, detail, ...(hint ? { hint } : {}) });
+  };
+  return { list, add };
+}
+
+/** Runs `fn` with the doctor's time limit; a timeout becomes a clear error. */
+async function limited<T>(ctx: Context, what: string, fn: (signal: AbortSignal) => Promise<T>) {
+  const timeout = AbortSignal.timeout(ctx.timeoutMs);
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout]) : timeout;
+  try {
+    return await fn(signal);
+  } catch (error) {
+    if (timeout.aborted) {
+      throw new Error(`${what}: no answer within ${ctx.timeoutMs / 1000} s`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function statusOf(error: unknown): number | undefined {
+  const status = (error as { status?: unknown }).status;
+  return typeof status === "number" ? status : undefined;
+}
+
+async function trustCerts(trust: TlsTrust): Promise<string[] | undefined> {
+  return await caCertsFor(trust);
+}
+
+async function tlsOf(trust: TlsTrust, trustKey: string): Promise<EndpointTls> {
+  return { ca: await trustCerts(trust), insecure: trust.kind === "insecure", trustKey };
+}
+
+/** DNS/TCP/TLS of a URL's host; the findings go to `into`. */
+async function checkUrl(
+  ctx: Context,
+  into: Finding[],
+  spec: { system: string; url: string; urlKey: string; trust: TlsTrust; trustKey: string },
+): Promise<boolean> {
+  const url = new URL(spec.url);
+  const report = await checkEndpoint({
+    system: spec.system,
+    host: url.hostname.replace(/^\[|\]$/g, ""),
+    port: Number(url.port || (url.protocol === "http:" ? 80 : 443)),
+    hostKey: spec.urlKey,
+    tls: url.protocol === "https:" ? await tlsOf(spec.trust, spec.trustKey) : undefined,
+    timeoutMs: ctx.timeoutMs,
+  }, ctx.signal);
+  into.push(...report.findings);
+  if (report.usable) await readClock(ctx, spec.system, spec.url, spec.trust);
+  return report.usable;
+}
+
+/** The server's clock from its Date header (any answer has one). */
+async function readClock(ctx: Context, system: string, url: string, trust: TlsTrust) {
+  const ca = await trustCerts(trust);
+  const client = ca ? Deno.createHttpClient({ caCerts: ca }) : undefined;
+  try {
+    const sent = ctx.now();
+    const response = await limited(ctx, "clock", (signal) =>
+      fetch(new URL("/", url), {
+        method: "HEAD",
+        signal,
+        ...(client ? { client } : {}),
+      } as RequestInit));
+    await response.body?.cancel();
+    const date = Date.parse(response.headers.get("date") ?? "");
+    // The Date header has whole seconds: compare with the middle of the round trip.
+    if (!Number.isNaN(date)) {
+      ctx.clocks.push({ system, skewMs: date + 500 - (sent + ctx.now()) / 2 });
+    }
+  } catch {
+    // No clock from this one; the others may have one.
+  } finally {
+    client?.close();
+  }
+}
+
+function clockFinding(ctx: Context): Finding {
+  const system = "[agent] clock";
+  if (!ctx.clocks.length) {
+    return {
+      system,
+      check: "skew",
+      status: "skip",
+      detail: "no server answered with a Date header to compare with",
+    };
+  }
+  const worst = ctx.clocks.reduce((a, b) => Math.abs(b.skewMs) > Math.abs(a.skewMs) ? b : a);
+  const seconds = Math.round(Math.abs(worst.skewMs) / 1000);
+  const detail = `largest difference ${seconds} s (${worst.system}); ` +
+    `${ctx.clocks.length} server clock(s) compared`;
+  const abs = Math.abs(worst.skewMs);
+  if (abs > SKEW_FAIL_MS) {
+    return {
+      system,
+      check: "skew",
+      status: "fail",
+      detail,
+      hint: "synchronise this appliance's clock (NTP): tokens and certificates are time-bound",
+    };
+  }
+  if (abs > SKEW_WARN_MS) {
+    return { system, check: "skew", status: "warn", detail, hint: "enable NTP on this appliance" };
+  }
+  return { system, check: "skew", status: "pass", detail };
+}
+
+/** Secrets written into a file others can read. */
+async function checkConfigFile(config: Config): Promise<Finding[]> {
+  const { list, add } = findingsOf("[config] file");
+  const literalSecrets = [...config.effective].flatMap(([section, values]) =>
+    [...values].filter(([, v]) => v.secret && v.literal).map(([key]) => `${section}.${key}`)
+  );
+  try {
+    const info = await Deno.stat(config.file);
+    const mode = info.mode === null ? undefined : info.mode & 0o777;
+    const octal = mode === undefined ? "unknown" : `0${mode.toString(8)}`;
+    const holds = literalSecrets.length
+      ? `holds secrets (${literalSecrets.join(", ")})`
+      : "holds no secrets (they come from the environment)";
+    if (mode !== undefined && mode & 0o004 && literalSecrets.length) {
+      add(
+        "permissions",
+        "warn",
+        `${config.file} is world-readable (mode ${octal}) and ${holds}`,
+        `chmod 600 ${config.file}, or move the secrets to environment variables ($NAME)`,
+      );
+    } else {
+      add("permissions", "pass", `${config.file}: mode ${octal}, ${holds}`);
+    }
+  } catch (error) {
+    add("permissions", "fail", `cannot stat ${config.file}: ${message(error)}`);
+  }
+  for (const warning of config.warnings) {
+    add("keys", "warn", warning, "remove the key or fix its spelling");
+  }
+  return list;
+}
+
+/** The store opens, takes a write, and how big it is. */
+async function checkStore(config: Config): Promise<Finding[]> {
+  const { list, add } = findingsOf("[agent] store");
+  const path = config.agent.store;
+  let store: Store | undefined;
+  try {
+    store = await Store.open(path);
+    const key = ["doctor", crypto.randomUUID()];
+    await store.set(key, Date.now());
+    await store.delete(key);
+    const remote = /^https?:\/\//.test(path);
+    const size = remote ? undefined : await fileSize(path);
+    add(
+      "writable",
+      "pass",
+      `${remote ? "remote KV" : path} writable` +
+        (size === undefined ? "" : `, ${(size / 1024 / 1024).toFixed(1)} MB`),
+    );
+  } catch (error) {
+    add(
+      "writable",
+      "fail",
+      `${path}: ${message(error)}`,
+      "check [agent] store: the folder must exist and be writable by the agent's user",
+    );
+  } finally {
+    store?.close();
+  }
+  return list;
+}
+
+async function fileSize(path: string): Promise<number | undefined> {
+  let total = 0;
+  // SQLite keeps recent writes in the -wal file beside the store.
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      total += (await Deno.stat(file)).size;
+    } catch { /* absent */ }
+  }
+  return total || undefined;
+}
+
+/** REST (login, org, Action Module enabled) and STOMP (login, a subscription per queue). */
+async function checkResilient(config: Config, ctx: Context): Promise<Finding[]> {
+  const r = config.resilient!;
+  const rest = findingsOf("[resilient] REST");
+  const restUsable = await checkUrl(ctx, rest.list, {
+    system: "[resilient] REST",
+    url: `https://${r.host}:${r.port}`,
+    urlKey: "[resilient] host",
+    trust: r.tls,
+    trustKey: "[resilient] cafile",
+  });
+  let orgId: number | undefined;
+  if (restUsable) {
+    const who = r.auth.kind === "api_key" ? `API key "${r.auth.id}"` : `"${r.auth.email}"`;
+    try {
+      const { RestClient } = await import("../resilient/rest.ts");
+      const client = await limited(ctx, "login", (signal) => RestClient.fromConfig(r, { signal }));
+      orgId = client.orgId;
+      rest.add("login", "pass", `${who} logged in; org "${r.org}" is id ${orgId}`);
+      const org = await limited(
+        ctx,
+        "org",
+        (signal) =>
+          client.get<{ actions_framework_enabled?: boolean }>(`/rest/orgs/${orgId}`, { signal }),
+      );
+      const version = await client.get<{ server_version?: { version?: string } }>("/rest/const", {
+        signal: AbortSignal.timeout(ctx.timeoutMs),
+      }).then((c) => c.server_version?.version, () => undefined);
+      const on = version ? ` (platform ${version})` : "";
+      if (org.actions_framework_enabled === false) {
+        rest.add(
+          "action module",
+          "fail",
+          `org "${r.org}" has the Action Module (actions framework) switched off${on}`,
+          "ask the platform administrator to enable it for the org",
+        );
+      } else {
+        rest.add("action module", "pass", `enabled for org "${r.org}"${on}`);
+      }
+    } catch (error) {
+      const status = statusOf(error);
+      rest.add(
+        "login",
+        "fail",
+        message(error),
+        status === 401 || status === 403
+          ? r.auth.kind === "api_key"
+            ? "check [resilient] api_key_id and api_key_secret (the key may be deleted or expired)"
+            : "check [resilient] email and password"
+          : /Org "/.test(message(error))
+          ? "check [resilient] org: it must be the org's name exactly"
+          : undefined,
+      );
+    }
+  }
+
+  const stomp = findingsOf("[resilient] STOMP");
+  const report = await checkEndpoint({
+    system: "[resilient] STOMP",
+    host: r.stompHost,
+    port: r.stompPort,
+    hostKey: "[resilient] stomp_host",
+    tls: await tlsOf(r.stompTls, "[resilient] stomp_cafile"),
+    timeoutMs: ctx.timeoutMs,
+  }, ctx.signal);
+  stomp.list.push(...report.findings);
+  if (report.usable) {
+    if (orgId === undefined) {
+      stomp.add("subscribe", "skip", "needs the org id from a REST login, which failed");
+    } else {
+      const queues = await actionQueues(config);
+      stomp.list.push(...await stompSubscribe(config, orgId, queues, ctx));
+    }
+  }
+  return [...rest.list, ...stomp.list];
+}
+
+/** The queues the action service would listen on. */
+async function actionQueues(config: Config): Promise<string[]> {
+  const queues = new Set<string>();
+  if (config.taskcalendar) queues.add(config.taskcalendar.queue);
+  const dir = processorsDir(config);
+  if (dir) {
+    try {
+      for (const name of (await processorFiles(dir)).keys()) {
+        // A processor's own default queue is in its module; the config's key wins over it,
+        // and loading user code just to learn the name is more than a check should do.
+        queues.add(config.other[name]?.["queue"] || name);
+      }
+    } catch { /* the processors check of `agent actions list` reports this */ }
+  }
+  return [...queues];
+}
+
+/** Logs in over STOMP and subscribes to each queue without taking a message. */
+async function stompSubscribe(
+  config: Config,
+  orgId: number,
+  queues: string[],
+  ctx: Context,
+): Promise<Finding[]> {
+  const r = config.resilient!;
+  const { list, add } = findingsOf("[resilient] STOMP");
+  const login = r.auth.kind === "api_key"
+    ? { login: r.auth.id, passcode: r.auth.secret }
+    : { login: r.auth.email, passcode: r.auth.password };
+  const ca = await trustCerts(r.stompTls);
+  const errors: string[] = [];
+  const connected = Promise.withResolvers<void>();
+  const client = new StompClient({
+    webSocketFactory: () =>
+      new DenoStompSocket({ hostname: r.stompHost, port: r.stompPort, tls: { caCerts: ca } }),
+    connectHeaders: { ...login, host: r.stompHost },
+    reconnectDelay: 0,
+    heartbeatIncoming: 0,
+    heartbeatOutgoing: 0,
+    connectionTimeout: ctx.timeoutMs,
+    onConnect: () => connected.resolve(),
+    onStompError: (frame: IFrame) => {
+      const why = frame.headers["message"] ?? frame.body ?? "ERROR frame";
+      errors.push(why);
+      connected.reject(new Error(why));
+    },
+    onWebSocketClose: () => connected.reject(new Error(errors.at(-1) ?? "connection closed")),
+    debug: () => {},
+  });
+  client.activate();
+  try {
+    await limited(ctx, "STOMP login", () => connected.promise);
+    add("login", "pass", `"${login.login}" logged in to the broker`);
+  } catch (error) {
+    add(
+      "login",
+      "fail",
+      `the broker refused the login of "${login.login}": ${message(error)}`,
+      "the STOMP login is the [resilient] API key (or email/password); check it",
+    );
+    await client.deactivate();
+    return list;
+  }
+  if (!queues.length) {
+    add("subscribe", "skip", "no action queues configured ([taskcalendar] or processors_dir)");
+  }
+  for (const queue of queues) {
+    const destination = `actions.${orgId}.${queue}`;
+    const receipt = `doctor-${crypto.randomUUID()}`;
+    const confirmed = Promise.withResolvers<void>();
+    client.watchForReceipt(receipt, () => confirmed.resolve());
+    const before = errors.length;
+    try {
+      const subscription = client.subscribe(destination, () => {}, {
+        id: `doctor-${queue}`,
+        ack: "client-individual",
+        // Matches no message: the check proves the right to read without taking anything.
+        selector: "1 = 0",
+        receipt,
+      });
+      await limited(ctx, `subscribe ${destination}`, () =>
+        Promise.race([
+          confirmed.promise,
+          connected.promise.then(() => new Promise<never>(() => {})),
+        ]));
+      subscription.unsubscribe();
+      if (errors.length > before) throw new Error(errors.at(-1));
+      add("queue", "pass", `subscribed to ${destination}`);
+    } catch (error) {
+      add(
+        "queue",
+        "fail",
+        `cannot subscribe to ${destination}: ${errors.at(-1) ?? message(error)}`,
+        `does the platform have a message destination "${queue}" the API key may read?`,
+      );
+    }
+  }
+  await client.deactivate();
+  return list;
+}
+
+/** SMTP: the endpoint (STARTTLS handshake included), then EHLO/STARTTLS/AUTH by nodemailer. */
+async function checkSmtp(config: Config, ctx: Context): Promise<Finding[]> {
+  const c = config.taskcalendar!;
+  const { list, add } = findingsOf("[taskcalendar] SMTP");
+  if (!c.smtpserver) {
+    try {
+      await Deno.mkdir(c.outboxDir, { recursive: true });
+      const probe = `${c.outboxDir}/.doctor-${crypto.randomUUID()}`;
+      await Deno.writeTextFile(probe, "");
+      await Deno.remove(probe);
+      add("outbox", "pass", `no smtpserver: invites are written to ${c.outboxDir} (writable)`);
+    } catch (error) {
+      add("outbox", "fail", `${c.outboxDir}: ${message(error)}`, "check [taskcalendar] outbox_dir");
+    }
+    return list;
+  }
+  const report = await checkEndpoint({
+    system: "[taskcalendar] SMTP",
+    host: c.smtpserver,
+    port: c.smtpport,
+    hostKey: "[taskcalendar] smtpserver",
+    tls: c.useSsl || c.useStartTls
+      ? {
+        ...await tlsOf(c.smtpTls, "[taskcalendar] smtp_cafile"),
+        ...(c.useSsl ? {} : { startTls: "smtp" as const }),
+      }
+      : undefined,
+    timeoutMs: ctx.timeoutMs,
+  }, ctx.signal);
+  list.push(...report.findings);
+  if (!report.usable) return list;
+  const { SmtpMailer } = await import("../smtp/mailer.ts");
+  let mailer: Awaited<ReturnType<typeof SmtpMailer.fromConfig>>;
+  try {
+    mailer = await SmtpMailer.fromConfig(c, config.file);
+  } catch (error) {
+    add("session", "fail", message(error));
+    return list;
+  }
+  try {
+    add("session", "pass", await limited(ctx, "SMTP", () => mailer!.verify()));
+  } catch (error) {
+    const text = message(error);
+    add(
+      c.smtpuser && /login|auth|535|534|credentials/i.test(text) ? "auth" : "session",
+      "fail",
+      text,
+      /login|auth|535|534|credentials/i.test(text)
+        ? "check [taskcalendar] smtpuser and smtppw"
+        : undefined,
+    );
+  } finally {
+    mailer?.close();
+  }
+  return list;
+}
+
+/** Graph: the token endpoint and Graph itself, a token, one read of the mailbox. */
+async function checkGraph(config: Config, ctx: Context): Promise<Finding[]> {
+  const g = config.graph!;
+  const { list, add } = findingsOf("[graph]");
+  const [authority, graph] = await Promise.all([
+    checkUrl(ctx, list, {
+      system: "[graph]",
+      url: g.authorityHost,
+      urlKey: "[graph] authority_host",
+      trust: g.tls,
+      trustKey: "[graph] cafile",
+    }),
+    new URL(g.graphUrl).host === new URL(g.authorityHost).host
+      ? Promise.resolve(true)
+      : checkUrl(ctx, list, {
+        system: "[graph]",
+        url: g.graphUrl,
+        urlKey: "[graph] graph_url",
+        trust: g.tls,
+        trustKey: "[graph] cafile",
+      }),
+  ]);
+  if (!authority) return list;
+  const { MsalTokenSource } = await import("../graph/token.ts");
+  const { GraphMailbox } = await import("../graph/client.ts");
+  const tokens = await MsalTokenSource.fromConfig(g);
+  try {
+    await limited(ctx, "token", () => tokens.token({ force: true }));
+    add("token", "pass", `app ${g.clientId} got a token from tenant ${g.tenantId}`);
+  } catch (error) {
+    add(
+      "token",
+      "fail",
+      message(error),
+      g.credential.kind === "secret"
+        ? "check [graph] tenant_id, client_id and client_secret (secrets expire)"
+        : "check [graph] tenant_id, client_id and the certificate's thumbprint and key",
+    );
+    return list;
+  }
+  if (!graph) return list;
+  try {
+    const mailbox = await GraphMailbox.fromConfig(g, tokens);
+    await limited(ctx, "mailbox", (signal) => mailbox.probe(signal));
+    add("mailbox", "pass", `read ${g.mailbox} (${g.folders.join(", ")})`);
+  } catch (error) {
+    const status = statusOf(error);
+    add(
+      "mailbox",
+      "fail",
+      message(error),
+      status === 403
+        ? "grant the app Mail.ReadWrite (application) with admin consent, and check any " +
+          "application access policy that limits it to some mailboxes"
+        : status === 404
+        ? "check [graph] mailbox and folders"
+        : undefined,
+    );
+  }
+  return list;
+}
+
+/** Jira: who the credentials are, and each project the bridge may create in, with its type. */
+async function checkJira(config: Config, ctx: Context): Promise<Finding[]> {
+  const j = config.jira!;
+  const { list, add } = findingsOf("[jira]");
+  if (
+    !await checkUrl(ctx, list, {
+      system: "[jira]",
+      url: j.url,
+      urlKey: "[jira] url",
+      trust: j.tls,
+      trustKey: "[jira] cafile",
+    })
+  ) return list;
+  const { JiraTracker } = await import("../jira/client.ts");
+  const jira = await JiraTracker.fromConfig(j);
+  try {
+    const me = await limited(ctx, "Jira", (signal) => jira.whoami(signal));
+    add("auth", "pass", `${j.deployment === "cloud" ? "Cloud" : "Server/DC"}: logged in as ${me}`);
+  } catch (error) {
+    const status = statusOf(error);
+    add(
+      "auth",
+      "fail",
+      message(error),
+      status === 401 || status === 403
+        ? j.auth.kind === "basic"
+          ? "check [jira] user and api_token (Cloud: an API token, not the password)"
+          : "check [jira] token (a personal access token)"
+        : "is [jira] url the base URL (https://example.atlassian.net or the Server context)?",
+    );
+    return list;
+  }
+  const bridge = config.mailBridge;
+  const projects = new Set([
+    j.project,
+    ...(bridge?.projectKeys ?? []),
+    ...(bridge?.projects.values() ?? []),
+  ]);
+  for (const project of projects) {
+    try {
+      const types = await limited(ctx, "Jira", (signal) => jira.issueTypes(project, signal));
+      if (types.some((t) => t.toLowerCase() === j.issueType.toLowerCase())) {
+        add(`project ${project}`, "pass", `exists, with issue type "${j.issueType}"`);
+      } else {
+        add(
+          `project ${project}`,
+          "fail",
+          `has no issue type "${j.issueType}" (it has: ${types.join(", ") || "none"})`,
+          "set [jira] issue_type to one of those",
+        );
+      }
+    } catch (error) {
+      const status = statusOf(error);
+      add(
+        `project ${project}`,
+        "fail",
+        status === 404
+          ? `project "${project}" does not exist, or the account cannot see it`
+          : message(error),
+        status === 404
+          ? "check the project key in [jira] project / [mail_bridge], and the account's project permissions"
+          : undefined,
+      );
+    }
+  }
+  return list;
+}
+
+/** SecureChange: one authenticated read. */
+async function checkSecureChange(config: Config, ctx: Context): Promise<Finding[]> {
+  const s = config.securechange!;
+  const { list, add } = findingsOf("[securechange]");
+  if (
+    !await checkUrl(ctx, list, {
+      system: "[securechange]",
+      url: s.url,
+      urlKey: "[securechange] url",
+      trust: s.tls,
+      trustKey: "[securechange] cafile",
+    })
+  ) return list;
+  const { SecureChangeClient } = await import("../securechange/client.ts");
+  const client = new SecureChangeClient({
+    url: s.url,
+    username: s.username,
+    password: s.password,
+    caCerts: await trustCerts(s.tls),
+    timeoutMs: ctx.timeoutMs,
+  });
+  try {
+    const workflows = await limited(ctx, "SecureChange", (signal) => client.probe({ signal }));
+    add("auth", "pass", `"${s.username}" logged in; ${workflows} workflow(s) visible`);
+  } catch (error) {
+    const status = statusOf(error);
+    add(
+      "auth",
+      "fail",
+      message(error),
+      status === 401
+        ? "check [securechange] username and password"
+        : status === 403
+        ? "the user needs API access in SecureChange"
+        : undefined,
+    );
+  }
+  return list;
+}
