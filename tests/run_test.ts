@@ -17,6 +17,12 @@ const ORG = 201;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const EXAMPLES = new URL("../examples/processors/", import.meta.url).pathname;
 const integration = { sanitizeOps: false, sanitizeResources: false };
+/** How long the broker and Graph stay down in the outage test (issue 7 asks for 30 s each). */
+const OUTAGE_MS = 30_000;
+
+function sleepUntil(at: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.max(0, at - Date.now())));
+}
 
 async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs;
@@ -153,8 +159,8 @@ Deno.test("agent run refuses a config with nothing to run, naming what to config
 });
 
 Deno.test({
-  name: "agent run with the calendar and the mail bridge: the broker and then Graph go away; " +
-    "/healthz names the service that is down; nothing is lost or bridged twice",
+  name: "agent run with the calendar and the mail bridge: the broker and then Graph go away " +
+    "for 30 s each; /healthz names the service that is down; nothing is lost or done twice",
   ...integration,
   async fn() {
     const pki = await testPki();
@@ -213,6 +219,13 @@ Deno.test({
       const invite = platform.sendAction(ORG, "runcal", taskAction({ id: 300, owner_id: 4 }));
       await platform.waitFor((r) => r.some((x) => x.correlationId === invite && x.json?.complete));
 
+      // A burst in flight when the broker goes away: some handled, some not yet acked.
+      const burst = Array.from(
+        { length: 10 },
+        (_, i) => platform.sendAction(ORG, "runcal", taskAction({ id: 310 + i, owner_id: 4 })),
+      );
+      await platform.sync();
+      const brokerDown = Date.now();
       await broker.stop();
       await waitUntil("/healthz is 503", async () => (await healthz()).status === 503);
       const down = (await healthz()).body.services;
@@ -222,9 +235,20 @@ Deno.test({
         "mail is bridged while the broker is down",
         () => Promise.resolve(bridged(during)),
       );
+      await sleepUntil(brokerDown + OUTAGE_MS);
       await broker.restart();
-      await waitUntil("/healthz is 200 again", async () => (await healthz()).status === 200);
+      // The link's backoff (1, 4, 16, then every 60 s) brings it back within a minute.
+      await waitUntil(
+        "/healthz is 200 again",
+        async () => (await healthz()).status === 200,
+        90_000,
+      );
+      await platform.waitFor(
+        (r) => burst.every((id) => r.some((x) => x.correlationId === id && x.json?.complete)),
+        60_000,
+      );
 
+      const graphDown = Date.now();
       await graph.stop();
       await waitUntil("the bridge is unhealthy", async () => {
         const h = await healthz();
@@ -232,11 +256,12 @@ Deno.test({
           h.body.services.actions.healthy === true;
       });
       const outage = deliver("while Graph is down");
+      await sleepUntil(graphDown + OUTAGE_MS);
       await graph.start({ port: graph.port });
       await waitUntil(
         "the mail from the outage is bridged",
         () => Promise.resolve(bridged(outage)),
-        60_000,
+        90_000,
       );
       await waitUntil("/healthz is 200 after Graph", async () => (await healthz()).status === 200);
       const after = platform.sendAction(ORG, "runcal", taskAction({ id: 301, owner_id: 4 }));
@@ -247,11 +272,21 @@ Deno.test({
 
       for (const id of mails) assertEquals(jira.issuesForMessage(id).length, 1, id);
       assertEquals(jira.issues.size, 3);
+      // One invite per task (300, the burst of 10, 301): none lost, none sent twice.
+      const invites = [...Deno.readDirSync(join(dir, "outbox"))].filter((e) =>
+        e.name.endsWith(".eml")
+      );
+      assertEquals(invites.length, 12);
       const metrics = await (await fetch(`${base}/metrics`)).text();
       assertMatch(metrics, /^agent_mails_bridged_total\{outcome="created"\} 3$/m);
       assertMatch(metrics, /^agent_mail_dead_letters 0$/m);
       assertMatch(metrics, /^agent_graph_throttled_total 0$/m);
-      assertMatch(metrics, /^agent_actions_acked_total\{queue="runcal"\} 2$/m);
+      // A burst message handled but not yet acknowledged at the stop is acknowledged again
+      // after its redelivery (from the ledger, with no second invite).
+      const acked = Number(
+        /^agent_actions_acked_total\{queue="runcal"\} (\d+)$/m.exec(metrics)?.[1],
+      );
+      assert(acked >= 12, `acked ${acked}`);
     } finally {
       child.kill("SIGTERM");
     }
