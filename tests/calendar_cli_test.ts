@@ -6,6 +6,7 @@ import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { TestSmtpServer } from "./support/smtp_server.ts";
 import { runAgent } from "./support/cli.ts";
 import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { recordOutput } from "./support/suite_log.ts";
 
 const ORG = 201;
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -81,6 +82,7 @@ Deno.test({
     }
     const result = await output;
     const stderr = new TextDecoder().decode(result.stderr);
+    recordOutput("calendar_cli_test", stderr);
     assertEquals(result.code, 0, stderr);
     assertStringIncludes(stderr, "Stopped cleanly");
     assert(!stderr.includes(fake.apiKeySecret), "the API key secret never reaches the log");
@@ -146,6 +148,7 @@ Deno.test({
     const result = await spawnAgent(["calendar", "--config", file, "--log-format", "json"])
       .output();
     const stderr = new TextDecoder().decode(result.stderr);
+    recordOutput("calendar_cli_test", stderr);
     assertEquals(result.code, 1, stderr);
     assertStringIncludes(stderr, "TLS verification of 127.0.0.1 failed");
     assertStringIncludes(stderr, "not signed by a trusted CA");

@@ -1,6 +1,11 @@
-import { assert, assertStringIncludes } from "./support/assert.ts";
+import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { log, setupLogging } from "../mod/log/log.ts";
 import { secrets } from "../mod/log/redact.ts";
+import { findSecrets } from "./support/suite_log.ts";
+import { FakeJira } from "./support/fake_jira.ts";
+import { FakeGraph } from "./support/fake_graph.ts";
+import { FakeSecureChange } from "./support/fake_securechange.ts";
+import { FakeResilient } from "./support/fake_resilient.ts";
 
 Deno.test("a secret passed to a log call never appears in the output", async (t) => {
   const secret = "hunter2-" + crypto.randomUUID();
@@ -37,4 +42,18 @@ Deno.test("a secret passed to a log call never appears in the output", async (t)
       assertStringIncludes(out, "bob");
     });
   }
+});
+
+Deno.test("the suite's secret scan recognises every secret the fakes make, and nothing else", () => {
+  const secrets = [
+    new FakeJira().token,
+    new FakeGraph().clientSecret,
+    new FakeSecureChange().password,
+    new FakeResilient().apiKeySecret,
+    new FakeResilient().password,
+  ];
+  for (const secret of secrets) {
+    assertEquals(findSecrets(`level=info msg="login with ${secret} ok"`).length, 1, secret);
+  }
+  assertEquals(findSecrets('msg="login with *** ok" pw-redacted jira-token-'), []);
 });

@@ -19,6 +19,7 @@ import { startCustomProcessor } from "../mod/processors/host.ts";
 import { ResilientMock } from "../mod/resilient/mock.ts";
 import { RestError } from "../mod/resilient/types.ts";
 import { Store } from "../mod/store/store.ts";
+import { recordOutput } from "./support/suite_log.ts";
 
 const ORG = 201;
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -178,6 +179,7 @@ timeout_seconds = 2
     }
     const { code, stderr } = await output;
     const log = new TextDecoder().decode(stderr);
+    recordOutput("processors_test agent run", log);
     assertEquals(code, 0, log);
     const refusal = log.split("\n").filter(Boolean).map((line) => JSON.parse(line))
       .find((entry) => entry.message.includes("not started"));
@@ -212,6 +214,7 @@ Deno.test({
       stderr: "piped",
     }).output();
     const text = new TextDecoder().decode(test.stdout) + new TextDecoder().decode(test.stderr);
+    recordOutput("processors_test deno test", text);
     assertEquals(test.code, 0, text);
     assertMatch(text, /ok \| 2 passed \| 0 failed/);
 

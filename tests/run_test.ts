@@ -12,6 +12,7 @@ import { runAgent } from "./support/cli.ts";
 import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { FakeGraph, graphSection } from "./support/fake_graph.ts";
 import { FakeJira, jiraSection } from "./support/fake_jira.ts";
+import { recordOutput } from "./support/suite_log.ts";
 
 const ORG = 201;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -129,6 +130,7 @@ outbox_dir = ${dir}/outbox
     }
     const { code, stderr } = await output;
     const log = new TextDecoder().decode(stderr);
+    recordOutput("run_test agent run", log);
     assertEquals(code, 0, log);
     assert(!log.includes(fake.apiKeySecret), "the API secret reached the log");
     await platform.close();
@@ -292,6 +294,7 @@ Deno.test({
     }
     const { code, stderr } = await output;
     const log = new TextDecoder().decode(stderr);
+    recordOutput("run_test agent run", log);
     assertEquals(code, 0, log);
     for (
       const secret of [fake.apiKeySecret, graph.clientSecret, jira.token, ...graph.tokensIssued]

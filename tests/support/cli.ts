@@ -1,5 +1,6 @@
 /** Runs the agent's CLI as a user would: a separate process with the real permission flags. */
 import { AGENT_RUN_FLAGS } from "../../mod/cli/permissions.ts";
+import { recordOutput } from "./suite_log.ts";
 
 export interface CliResult {
   code: number;
@@ -37,7 +38,13 @@ export async function runAgent(
   }
   const out = await child.output();
   const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+  const result = {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+  recordOutput(`agent ${args[0] ?? ""}`, result.stdout, result.stderr);
+  return result;
 }
 
 /** `agent enrich --ticket-file` on the demo ticket with config.example.ini. */
