@@ -12,6 +12,8 @@ import { sanitizeMailHtml, stripQuotesAndSignature } from "../mod/mail_bridge/ht
 import { htmlToAdf } from "../mod/jira/adf.ts";
 import { adfToWiki } from "../mod/jira/wiki.ts";
 import { cleanSubject, subjectKeys } from "../mod/mail_bridge/rules.ts";
+import { DirMailbox } from "../mod/mail_bridge/local.ts";
+import { Store } from "../mod/store/store.ts";
 
 /** mulberry32: a small seeded PRNG. */
 function rng(seed: number) {
@@ -253,5 +255,60 @@ Deno.test("mail content: random and hostile HTML and subjects always give saniti
     const summary = cleanSubject(html, ["general"], 200);
     assert(summary.length > 0 && summary.length <= 200 && !/[\r\n]/.test(summary), summary);
     subjectKeys(html, ["SUP"]);
+  }
+});
+
+Deno.test("MIME mail: random, truncated and hostile .eml files give a message or an error naming the file", async () => {
+  const r = rng(SEED + 6);
+  const dir = await Deno.makeTempDir({ prefix: "agent-fuzz-mime-" });
+  const store = await Store.open(":memory:");
+  const parts = [
+    "From: Ann <ann@example.com>\r\n",
+    "From: =?utf-8?B?AAAA?= <\r\n",
+    'To: support@example.com, "x\r\n',
+    "Subject: =?UTF-8?Q?Re=3A_=E2=80=AE?=\r\n",
+    "Subject: " + "A".repeat(5000) + "\r\n",
+    "Message-ID: <a@b>\r\n",
+    "References: <a@b> <c@d\r\n",
+    "Content-Type: multipart/mixed; boundary=XX\r\n",
+    "Content-Type: text/html; charset=x-unknown\r\n",
+    "Content-Transfer-Encoding: base64\r\n",
+    "Content-Transfer-Encoding: quoted-printable\r\n",
+    "\r\n",
+    "--XX\r\n",
+    "--XX--\r\n",
+    "=E2=80=\r\n",
+    "<script>alert(1)</script>",
+    "\u0000\u0001",
+    "\r\n\r\n",
+    'Content-Disposition: attachment; filename="../../etc/passwd"\r\n',
+  ];
+  try {
+    for (let i = 0; i < 150; i++) {
+      const text = Array.from(
+        { length: Math.floor(r() * 14) },
+        () =>
+          r() < 0.15
+            ? String.fromCharCode(...Array.from({ length: 8 }, () => Math.floor(r() * 256)))
+            : parts[Math.floor(r() * parts.length)]!,
+      ).join("");
+      await Deno.writeTextFile(`${dir}/m${i}.eml`, text);
+    }
+    const mailbox = new DirMailbox(dir, { store, outbox: `${dir}/outbox` });
+    for (let i = 0; i < 150; i++) {
+      try {
+        const message = await mailbox.get(`m${i}.eml`);
+        assert(typeof message.subject === "string" && typeof message.from.address === "string");
+        assert(!message.from.address.includes("\n"), `round ${i}: a line break in an address`);
+      } catch (error) {
+        assert(
+          error instanceof Error && error.message.includes(`"m${i}.eml"`),
+          `round ${i}: ${error}`,
+        );
+      }
+    }
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

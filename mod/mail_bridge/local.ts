@@ -145,7 +145,13 @@ export class DirMailbox implements Mailbox {
 
   async #parse(id: string): Promise<Parsed> {
     if (id.includes("/") || id.includes("\\")) throw new Error(`"${id}" is not a mail file name`);
-    return await simpleParser(Buffer.from(await Deno.readFile(join(this.#dir, id))));
+    try {
+      return await simpleParser(Buffer.from(await Deno.readFile(join(this.#dir, id))));
+    } catch (error) {
+      throw new Error(`Cannot read the mail file "${id}": ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
   }
 }
 

@@ -81,6 +81,7 @@ export async function runServices(config: Config, deps: RunDeps): Promise<number
         render([
           ...(actions ? await actions.families() : []),
           ...(bridge ? await bridge.families() : []),
+          ...processFamilies(),
         ]),
     };
     const http = config.agent.httpListen
@@ -228,4 +229,35 @@ async function metrics(service: ActionService | undefined, store: Store): Promis
     },
   );
   return families;
+}
+
+/** The process's own memory, in the names Prometheus client libraries use. */
+function processFamilies(): Family[] {
+  const memory = Deno.memoryUsage();
+  return [
+    {
+      name: "process_resident_memory_bytes",
+      help: "Resident memory size in bytes.",
+      type: "gauge",
+      samples: [{ value: memory.rss }],
+    },
+    {
+      name: "agent_heap_used_bytes",
+      help: "JavaScript heap in use, bytes (of agent_heap_total_bytes reserved).",
+      type: "gauge",
+      samples: [{ value: memory.heapUsed }],
+    },
+    {
+      name: "agent_heap_total_bytes",
+      help: "JavaScript heap reserved, bytes.",
+      type: "gauge",
+      samples: [{ value: memory.heapTotal }],
+    },
+    {
+      name: "agent_external_memory_bytes",
+      help: "Memory outside the JavaScript heap held by JavaScript objects (buffers), bytes.",
+      type: "gauge",
+      samples: [{ value: memory.external }],
+    },
+  ];
 }
