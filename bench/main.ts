@@ -9,6 +9,7 @@ import { benchListener } from "./listener.ts";
 import { benchCalendar } from "./calendar.ts";
 import { benchEnrich } from "./enrich.ts";
 import { benchMailBridge } from "./mail_bridge.ts";
+import { benchRunMemory } from "./run_memory.ts";
 
 const BENCHES: Record<string, () => Promise<BenchResult>> = {
   startup: () => benchStartup(),
@@ -16,6 +17,7 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   calendar: () => benchCalendar(),
   enrich: () => benchEnrich(),
   mail_bridge: () => benchMailBridge(),
+  run_memory: () => benchRunMemory(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);
