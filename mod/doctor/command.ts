@@ -1,5 +1,11 @@
 /** `agent doctor`: the checks of doctor.ts as a table (or JSON); exit 0 only when all pass. */
-import { type Command, COMMON_HELP, COMMON_OPTIONS, parseOrShowHelp } from "../cli/command.ts";
+import {
+  type Command,
+  COMMON_HELP,
+  COMMON_OPTIONS,
+  parseOrShowHelp,
+  UsageError,
+} from "../cli/command.ts";
 import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
 import { runDoctor } from "./doctor.ts";
 import { renderTable, verdict } from "./report.ts";
@@ -36,7 +42,6 @@ export const doctorCommand: Command = {
     const { values } = parsed;
     const seconds = Number(values.timeout ?? 10);
     if (!(seconds > 0 && seconds <= 300)) {
-      const { UsageError } = await import("../cli/command.ts");
       throw new UsageError(
         `--timeout must be a number of seconds (0 to 300), not "${values.timeout}"`,
       );

@@ -85,12 +85,8 @@ function statusOf(error: unknown): number | undefined {
   return typeof status === "number" ? status : undefined;
 }
 
-async function trustCerts(trust: TlsTrust): Promise<string[] | undefined> {
-  return await caCertsFor(trust);
-}
-
 async function tlsOf(trust: TlsTrust, trustKey: string): Promise<EndpointTls> {
-  return { ca: await trustCerts(trust), insecure: trust.kind === "insecure", trustKey };
+  return { ca: await caCertsFor(trust), insecure: trust.kind === "insecure", trustKey };
 }
 
 /** DNS/TCP/TLS of a URL's host; the findings go to `into`. */
@@ -100,22 +96,27 @@ async function checkUrl(
   spec: { system: string; url: string; urlKey: string; trust: TlsTrust; trustKey: string },
 ): Promise<boolean> {
   const url = new URL(spec.url);
+  const tls = await tlsOf(spec.trust, spec.trustKey);
   const report = await checkEndpoint({
     system: spec.system,
     host: url.hostname.replace(/^\[|\]$/g, ""),
     port: Number(url.port || (url.protocol === "http:" ? 80 : 443)),
     hostKey: spec.urlKey,
-    tls: url.protocol === "https:" ? await tlsOf(spec.trust, spec.trustKey) : undefined,
+    tls: url.protocol === "https:" ? tls : undefined,
     timeoutMs: ctx.timeoutMs,
   }, ctx.signal);
   into.push(...report.findings);
-  if (report.usable) await readClock(ctx, spec.system, spec.url, spec.trust);
+  if (report.usable) await readClock(ctx, spec.system, spec.url, tls.ca);
   return report.usable;
 }
 
 /** The server's clock from its Date header (any answer has one). */
-async function readClock(ctx: Context, system: string, url: string, trust: TlsTrust) {
-  const ca = await trustCerts(trust);
+async function readClock(
+  ctx: Context,
+  system: string,
+  url: string,
+  ca: string[] | undefined,
+) {
   const client = ca ? Deno.createHttpClient({ caCerts: ca }) : undefined;
   try {
     const sent = ctx.now();
@@ -267,9 +268,13 @@ async function checkResilient(config: Config, ctx: Context): Promise<Finding[]> 
         (signal) =>
           client.get<{ actions_framework_enabled?: boolean }>(`/rest/orgs/${orgId}`, { signal }),
       );
-      const version = await client.get<{ server_version?: { version?: string } }>("/rest/const", {
-        signal: AbortSignal.timeout(ctx.timeoutMs),
-      }).then((c) => c.server_version?.version, () => undefined);
+      // The version is a nicety for the row: no answer is not a failure.
+      const version = await limited(
+        ctx,
+        "const",
+        (signal) =>
+          client.get<{ server_version?: { version?: string } }>("/rest/const", { signal }),
+      ).then((c) => c.server_version?.version, () => undefined);
       const on = version ? ` (platform ${version})` : "";
       if (org.actions_framework_enabled === false) {
         rest.add(
@@ -348,7 +353,7 @@ async function stompSubscribe(
   const login = r.auth.kind === "api_key"
     ? { login: r.auth.id, passcode: r.auth.secret }
     : { login: r.auth.email, passcode: r.auth.password };
-  const ca = await trustCerts(r.stompTls);
+  const ca = await caCertsFor(r.stompTls);
   const errors: string[] = [];
   const connected = Promise.withResolvers<void>();
   const client = new StompClient({
@@ -625,7 +630,7 @@ async function checkSecureChange(config: Config, ctx: Context): Promise<Finding[
     url: s.url,
     username: s.username,
     password: s.password,
-    caCerts: await trustCerts(s.tls),
+    caCerts: await caCertsFor(s.tls),
     timeoutMs: ctx.timeoutMs,
   });
   try {
