@@ -151,7 +151,7 @@ export class SmtpMailer implements Mailer {
     try {
       await this.#transport.verify();
     } catch (error) {
-      throw classify(error, server, "anyone");
+      throw classify(error, server);
     }
     const tls = this.#o.secure ? "TLS" : this.#o.requireStartTls ? "STARTTLS" : "plain";
     return `${server}: EHLO, ${tls}` + (this.#o.auth ? `, AUTH as "${this.#o.auth.user}"` : "") +
@@ -201,7 +201,8 @@ interface SmtpFailure {
   message?: string;
 }
 
-function classify(error: unknown, server: string, to: string): PermanentMailError | Error {
+/** A send's or a session's failure; `to` names the recipient when a mail was being sent. */
+function classify(error: unknown, server: string, to?: string): PermanentMailError | Error {
   const e = (error ?? {}) as SmtpFailure;
   if (error instanceof PermanentMailError) return error;
   const answer = (e.response ?? e.message ?? String(error)).trim();
@@ -210,7 +211,11 @@ function classify(error: unknown, server: string, to: string): PermanentMailErro
     return new PermanentMailError(`SMTP server ${server} refused the login: ${answer}`);
   }
   if (typeof e.responseCode === "number" && e.responseCode >= 500) {
-    return new PermanentMailError(`SMTP server ${server} refused the invite to ${to}: ${answer}`);
+    return new PermanentMailError(
+      to === undefined
+        ? `SMTP server ${server} refused the session: ${answer}`
+        : `SMTP server ${server} refused the invite to ${to}: ${answer}`,
+    );
   }
   if (
     /certificate|self.signed|unable to verify|CERT_|altname|UnknownIssuer|NotValidForName/i.test(
