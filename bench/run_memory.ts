@@ -14,6 +14,7 @@ import { FakeResilient, resilientSection } from "../tests/support/fake_resilient
 import { PlatformClient, taskAction } from "../tests/support/stomp_client.ts";
 import { TestSmtpServer } from "../tests/support/smtp_server.ts";
 import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { waitUntil } from "../tests/support/wait.ts";
 
 const ORG = 201;
 const MESSAGES = Number(Deno.env.get("BENCH_MESSAGES") ?? 10_000);
@@ -27,14 +28,6 @@ async function memoryMb(pid: number) {
     round(Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1]) / 1024);
   // Anonymous memory is the process's own; file pages (the binary, a mapped store) are shared.
   return { rss: mb("VmRSS"), peak: mb("VmHWM"), anon: mb("RssAnon"), file: mb("RssFile") };
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 export async function benchRunMemory(): Promise<BenchResult> {
@@ -64,7 +57,7 @@ export async function benchRunMemory(): Promise<BenchResult> {
   }).spawn();
   try {
     const healthy = async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200;
-    await waitFor("agent run to be healthy", healthy, 60_000);
+    await waitUntil("agent run is healthy", healthy, 60_000);
     await new Promise((r) => setTimeout(r, 3_000));
     const atRest = await memoryMb(child.pid);
 

@@ -3,6 +3,7 @@ import { startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
 import { FakeResilient } from "./support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
+import { spawnListenerChild } from "./support/listener_child.ts";
 
 const ORG = 201;
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -26,31 +27,17 @@ Deno.test({
             const queue = `crash-${mode}-${point}`;
             const effects = `${dir}/${mode}-${point}.effects`;
             platform.listenForReplies(ORG, queue);
-            const env = {
-              CHILD_CA: pki.caCertFile,
-              CHILD_STORE: `${dir}/${mode}-${point}.kv`,
-              CHILD_REST_URL: fake.url,
-              CHILD_ORG: fake.orgName,
-              CHILD_KEY_ID: fake.apiKeyId,
-              CHILD_KEY_SECRET: fake.apiKeySecret,
-              CHILD_STOMP_PORT: String(broker.sslPort),
-              CHILD_STOMP_USER: broker.user,
-              CHILD_STOMP_PASS: broker.password,
-              CHILD_QUEUE: queue,
-              CHILD_EFFECTS: effects,
-              CHILD_TX: mode === "transactions" ? "1" : "0",
-            };
             const spawn = (fault?: string) =>
-              new Deno.Command(Deno.execPath(), {
-                args: [
-                  "run",
-                  "-A",
-                  new URL("./fixtures/listener_child.ts", import.meta.url).pathname,
-                ],
-                env: fault ? { ...env, AGENT_FAULT: fault } : env,
-                stdout: "null",
-                stderr: "inherit",
-              }).spawn();
+              spawnListenerChild({
+                broker,
+                fake,
+                caCertFile: pki.caCertFile,
+                store: `${dir}/${mode}-${point}.kv`,
+                queue,
+                effects,
+                transactions: mode === "transactions",
+                ...(fault ? { fault } : {}),
+              });
             const ids = Array.from(
               { length: 20 },
               (_, i) => platform.sendAction(ORG, queue, taskAction({ id: i })),

@@ -7,6 +7,7 @@ import { startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
 import { FakeResilient } from "./support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
+import { spawnListenerChild } from "./support/listener_child.ts";
 
 const ORG = 201;
 const MESSAGES = 3_000;
@@ -40,27 +41,18 @@ Deno.test({
     try {
       platform.listenForReplies(ORG, queue);
       for (const name of AGENTS) {
-        const child = new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", new URL("./fixtures/listener_child.ts", import.meta.url).pathname],
-          env: {
-            CHILD_NAME: name,
-            CHILD_WORKERS: "4",
-            CHILD_CA: pki.caCertFile,
-            CHILD_STORE: `${dir}/shared.kv`,
-            CHILD_REST_URL: fake.url,
-            CHILD_ORG: fake.orgName,
-            CHILD_KEY_ID: fake.apiKeyId,
-            CHILD_KEY_SECRET: fake.apiKeySecret,
-            CHILD_STOMP_PORT: String(broker.sslPort),
-            CHILD_STOMP_USER: broker.user,
-            CHILD_STOMP_PASS: broker.password,
-            CHILD_QUEUE: queue,
-            CHILD_EFFECTS: effects,
-            CHILD_TX: "0",
-          },
+        const child = spawnListenerChild({
+          broker,
+          fake,
+          caCertFile: pki.caCertFile,
+          store: `${dir}/shared.kv`,
+          queue,
+          effects,
+          transactions: false,
+          workers: 4,
+          name,
           stdout: "piped",
-          stderr: "inherit",
-        }).spawn();
+        });
         children.push(child);
       }
       await Promise.all(children.map(ready));

@@ -13,6 +13,7 @@ import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { FakeGraph, graphSection } from "./support/fake_graph.ts";
 import { FakeJira, jiraSection } from "./support/fake_jira.ts";
 import { recordOutput } from "./support/suite_log.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const ORG = 201;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -23,14 +24,6 @@ const OUTAGE_MS = 30_000;
 
 function sleepUntil(at: number): Promise<void> {
   return new Promise((r) => setTimeout(r, Math.max(0, at - Date.now())));
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 Deno.test({
