@@ -9,7 +9,7 @@ import type { Mailbox } from "../graph/types.ts";
 import type { Tracker } from "../jira/types.ts";
 import { log } from "../log/log.ts";
 import type { Health } from "../ops/http.ts";
-import type { Family } from "../ops/prometheus.ts";
+import { type Family, gauge } from "../ops/prometheus.ts";
 import { abortableSleep } from "../stomp/link.ts";
 import { supervise } from "../run/supervise.ts";
 import type { GraphStats } from "../graph/client.ts";
@@ -186,12 +186,11 @@ export function superviseBridge(config: Config, store: Store, signal: AbortSigna
             value: s[outcome],
           })),
         },
-        {
-          name: "agent_mail_dead_letters",
-          help: "Mails that failed for good (agent mail-bridge --retry-failed).",
-          type: "gauge",
-          samples: [{ value: deadLetters }],
-        },
+        gauge(
+          "agent_mail_dead_letters",
+          "Mails that failed for good (agent mail-bridge --retry-failed).",
+          deadLetters,
+        ),
         ...throttle("graph", graph),
         ...throttle("jira", jira),
       ];

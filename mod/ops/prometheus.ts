@@ -49,6 +49,11 @@ export class Histogram {
   }
 }
 
+/** A gauge with one unlabelled sample. */
+export function gauge(name: string, help: string, value: number): Family {
+  return { name, help, type: "gauge", samples: [{ value }] };
+}
+
 /** Renders metric families as the text format. */
 export function render(families: Family[]): string {
   const lines: string[] = [];

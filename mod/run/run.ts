@@ -13,7 +13,7 @@ import type { Config } from "../config/config.ts";
 import { ConfigError } from "../config/errors.ts";
 import { log } from "../log/log.ts";
 import { type Health, parseListen, serveOps } from "../ops/http.ts";
-import { type Family, render } from "../ops/prometheus.ts";
+import { type Family, gauge, render } from "../ops/prometheus.ts";
 import { DEAD_LETTER_PREFIX } from "../actions/listener.ts";
 import { Store } from "../store/store.ts";
 import { supervise } from "./supervise.ts";
@@ -194,18 +194,12 @@ async function metrics(service: ActionService | undefined, store: Store): Promis
         type: "histogram",
         histogram: latency,
       },
-      {
-        name: "agent_actions_in_flight",
-        help: "Action messages being handled.",
-        type: "gauge",
-        samples: [{ value: stats.inFlight }],
-      },
-      {
-        name: "agent_stomp_connected",
-        help: "1 while connected to the Action Module.",
-        type: "gauge",
-        samples: [{ value: service.link.connected ? 1 : 0 }],
-      },
+      gauge("agent_actions_in_flight", "Action messages being handled.", stats.inFlight),
+      gauge(
+        "agent_stomp_connected",
+        "1 while connected to the Action Module.",
+        service.link.connected ? 1 : 0,
+      ),
       {
         name: "agent_stomp_reconnects_total",
         help: "Reconnects to the Action Module.",
@@ -215,18 +209,16 @@ async function metrics(service: ActionService | undefined, store: Store): Promis
     );
   }
   families.push(
-    {
-      name: "agent_outbox_size",
-      help: "Replies recorded but not yet confirmed by the broker.",
-      type: "gauge",
-      samples: [{ value: await store.count(["actions", "outbox"]) }],
-    },
-    {
-      name: "agent_dead_letters",
-      help: "Action messages kept because they could not be processed.",
-      type: "gauge",
-      samples: [{ value: await store.count(DEAD_LETTER_PREFIX) }],
-    },
+    gauge(
+      "agent_outbox_size",
+      "Replies recorded but not yet confirmed by the broker.",
+      await store.count(["actions", "outbox"]),
+    ),
+    gauge(
+      "agent_dead_letters",
+      "Action messages kept because they could not be processed.",
+      await store.count(DEAD_LETTER_PREFIX),
+    ),
   );
   return families;
 }
@@ -235,29 +227,17 @@ async function metrics(service: ActionService | undefined, store: Store): Promis
 function processFamilies(): Family[] {
   const memory = Deno.memoryUsage();
   return [
-    {
-      name: "process_resident_memory_bytes",
-      help: "Resident memory size in bytes.",
-      type: "gauge",
-      samples: [{ value: memory.rss }],
-    },
-    {
-      name: "agent_heap_used_bytes",
-      help: "JavaScript heap in use, bytes (of agent_heap_total_bytes reserved).",
-      type: "gauge",
-      samples: [{ value: memory.heapUsed }],
-    },
-    {
-      name: "agent_heap_total_bytes",
-      help: "JavaScript heap reserved, bytes.",
-      type: "gauge",
-      samples: [{ value: memory.heapTotal }],
-    },
-    {
-      name: "agent_external_memory_bytes",
-      help: "Memory outside the JavaScript heap held by JavaScript objects (buffers), bytes.",
-      type: "gauge",
-      samples: [{ value: memory.external }],
-    },
+    gauge("process_resident_memory_bytes", "Resident memory size in bytes.", memory.rss),
+    gauge(
+      "agent_heap_used_bytes",
+      "JavaScript heap in use, bytes (of agent_heap_total_bytes reserved).",
+      memory.heapUsed,
+    ),
+    gauge("agent_heap_total_bytes", "JavaScript heap reserved, bytes.", memory.heapTotal),
+    gauge(
+      "agent_external_memory_bytes",
+      "Memory outside the JavaScript heap held by JavaScript objects (buffers), bytes.",
+      memory.external,
+    ),
   ];
 }
