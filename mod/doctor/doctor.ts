@@ -9,6 +9,7 @@ import { Client as StompClient, type IFrame } from "@stomp/stompjs";
 import { caCertsFor, type Config, type TlsTrust } from "../config/config.ts";
 import { processorFiles, processorsDir } from "../processors/load.ts";
 import { DenoStompSocket } from "../stomp/socket.ts";
+import { SmtpAuthError } from "../smtp/types.ts";
 import { Store } from "../store/store.ts";
 import { checkEndpoint, type EndpointTls } from "./network.ts";
 import type { Finding, Status } from "./report.ts";
@@ -467,14 +468,12 @@ async function checkSmtp(config: Config, ctx: Context): Promise<Finding[]> {
   try {
     add("session", "pass", await limited(ctx, "SMTP", () => mailer!.verify()));
   } catch (error) {
-    const text = message(error);
+    const refusedLogin = error instanceof SmtpAuthError;
     add(
-      c.smtpuser && /login|auth|535|534|credentials/i.test(text) ? "auth" : "session",
+      refusedLogin ? "auth" : "session",
       "fail",
-      text,
-      /login|auth|535|534|credentials/i.test(text)
-        ? "check [taskcalendar] smtpuser and smtppw"
-        : undefined,
+      message(error),
+      refusedLogin ? "check [taskcalendar] smtpuser and smtppw" : undefined,
     );
   } finally {
     mailer?.close();

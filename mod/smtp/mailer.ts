@@ -9,7 +9,13 @@ import nodemailer from "nodemailer";
 import { caCertsFor, ConfigError, type TaskCalendarConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { abortableSleep } from "../stomp/link.ts";
-import { type InviteMail, type Mailer, PermanentMailError, type SendResult } from "./types.ts";
+import {
+  type InviteMail,
+  type Mailer,
+  PermanentMailError,
+  type SendResult,
+  SmtpAuthError,
+} from "./types.ts";
 
 const logger = log("smtp");
 
@@ -208,7 +214,7 @@ function classify(error: unknown, server: string, to?: string): PermanentMailErr
   const answer = (e.response ?? e.message ?? String(error)).trim();
   // Before the status check: a refused login is a 5xx too, but not about the recipient.
   if (e.code === "EAUTH") {
-    return new PermanentMailError(`SMTP server ${server} refused the login: ${answer}`);
+    return new SmtpAuthError(`SMTP server ${server} refused the login: ${answer}`);
   }
   if (typeof e.responseCode === "number" && e.responseCode >= 500) {
     return new PermanentMailError(

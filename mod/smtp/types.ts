@@ -34,3 +34,11 @@ export class PermanentMailError extends Error {
     this.name = "PermanentMailError";
   }
 }
+
+/** The server refused the login (AUTH): the credentials, not the mail, are wrong. */
+export class SmtpAuthError extends PermanentMailError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SmtpAuthError";
+  }
+}
