@@ -9,7 +9,7 @@ import { HttpsFake } from "../tests/support/https_fake.ts";
 import { runPlugins } from "../mod/enrich/sandbox.ts";
 import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
 import { setupLogging } from "../mod/log/log.ts";
-import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 
 const PLUGINS = 8;
 const DELAY_MS = 250;
@@ -77,7 +77,7 @@ export async function benchEnrich(): Promise<BenchResult> {
     for (let i = 0; i < 10; i++) {
       const t0 = performance.now();
       const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", ...AGENT_RUN_FLAGS, main, "enrich"],
+        args: ["run", ...SELF_RUN_FLAGS, main, "enrich"],
         env: { SCW_EVENT: "TEST" },
         stdin: "null",
         stdout: "null",

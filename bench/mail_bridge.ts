@@ -11,7 +11,7 @@
  */
 import { type BenchResult, round } from "./_report.ts";
 import { setupLogging } from "../mod/log/log.ts";
-import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { startBridge } from "../tests/support/mail_bridge.ts";
 import { testPki } from "../tests/support/ca.ts";
 import { FakeGraph, graphSection } from "../tests/support/fake_graph.ts";
@@ -129,7 +129,7 @@ async function peakMemory(size: number): Promise<number> {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        ...AGENT_RUN_FLAGS,
+        ...SELF_RUN_FLAGS,
         new URL("../main.ts", import.meta.url).pathname,
         "mail-bridge",
         "--once",

@@ -13,7 +13,7 @@ import { testPki } from "../tests/support/ca.ts";
 import { FakeResilient, resilientSection } from "../tests/support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "../tests/support/stomp_client.ts";
 import { TestSmtpServer } from "../tests/support/smtp_server.ts";
-import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { waitUntil } from "../tests/support/wait.ts";
 
 const ORG = 201;
@@ -50,7 +50,7 @@ export async function benchRunMemory(): Promise<BenchResult> {
       `smtpfrom = soar@example.com\ndebounce_seconds = 0\n`,
   );
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...AGENT_RUN_FLAGS, MAIN, "run", "--config", config, "--log-level", "error"],
+    args: ["run", ...SELF_RUN_FLAGS, MAIN, "run", "--config", config, "--log-level", "error"],
     env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
     stdout: "null",
     stderr: "inherit",

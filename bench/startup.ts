@@ -1,10 +1,10 @@
 /** How long `agent --help` takes from process start to exit (target: under 300 ms). */
 import { type BenchResult, percentile, round } from "./_report.ts";
-import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 
 export async function benchStartup(runs = 15): Promise<BenchResult> {
   const main = new URL("../main.ts", import.meta.url).pathname;
-  const args = ["run", ...AGENT_RUN_FLAGS, main, "--help"];
+  const args = ["run", ...SELF_RUN_FLAGS, main, "--help"];
   // Warm the module cache once, as an installed agent's would be.
   await new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "null" }).output();
   const times: number[] = [];

@@ -14,14 +14,14 @@
  *    hostile bits; a reply; an out-of-office; a newsletter) through `agent mail-bridge
  *    --once` on the embedded defaults: issues as JSON files, the acknowledgement as .eml.
  */
-import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const demo = `${root}scripts/demo`;
 
 async function agent(args: string[], cwd = root): Promise<{ code: number; stdout: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...AGENT_RUN_FLAGS, `${root}main.ts`, ...args],
+    args: ["run", ...SELF_RUN_FLAGS, `${root}main.ts`, ...args],
     cwd,
     stdout: "piped",
     stderr: "inherit",
@@ -121,7 +121,7 @@ heading("Enrich: SecureChange ticket 42 -> one comment (agent enrich --ticket-fi
 const enrich = await new Deno.Command(Deno.execPath(), {
   args: [
     "run",
-    ...AGENT_RUN_FLAGS,
+    ...SELF_RUN_FLAGS,
     `${root}main.ts`,
     "enrich",
     "--ticket-file",

@@ -5,7 +5,7 @@ import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { TestSmtpServer } from "./support/smtp_server.ts";
 import { runAgent } from "./support/cli.ts";
-import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { recordOutput } from "./support/suite_log.ts";
 
 const ORG = 201;
@@ -41,7 +41,7 @@ debounce_seconds = 0
 
 function spawnAgent(args: string[]) {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", ...AGENT_RUN_FLAGS, MAIN, ...args],
+    args: ["run", ...SELF_RUN_FLAGS, MAIN, ...args],
     env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",

@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { demoEnrichArgs, runAgent } from "./support/cli.ts";
-import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { AGENT_RUN_FLAGS, agentRunFlags } from "../mod/cli/permissions.ts";
 import { CONFIG_TEMPLATE } from "../mod/config/template.ts";
 
 const COMMANDS = [
@@ -216,7 +216,7 @@ Deno.test("agent service install writes a hardened unit running agent run; unins
   assertEquals(line("ReadWritePaths"), `ReadWritePaths=${dir}/state ${dir}/logs ${dir}/outbox`);
   // The same narrow permissions as the agent task, then "run" with this config.
   const exec = line("ExecStart")!;
-  assertStringIncludes(exec, ` run ${AGENT_RUN_FLAGS.join(" ")} `);
+  assertStringIncludes(exec, ` run ${agentRunFlags(Deno.execPath()).join(" ")} `);
   assert(exec.endsWith(` run --config ${config}`), exec);
   assert(!unit.includes("s3cret-value"), "a secret was written into the unit");
   assertStringIncludes(installed.stdout, "systemctl daemon-reload && systemctl enable --now agent");

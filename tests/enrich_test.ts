@@ -321,7 +321,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "the memory guard stops a plugin that hoards memory; the others' results are posted",
+  name: "a plugin that hoards memory is stopped at max_memory_mb; the others' results are posted",
   ...integration,
   async fn() {
     const env = await setup({
@@ -345,7 +345,11 @@ Deno.test({
       const content = postedComment(env, result);
       assertStringIncludes(content, "== Address classification ==");
       assertStringIncludes(content, "== owner ==");
-      assertStringIncludes(pluginFailure(result.stderr, "hoarder"), "stopped by the memory guard");
+      assertStringIncludes(
+        pluginFailure(result.stderr, "hoarder"),
+        "ran out of memory: its sandbox used",
+      );
+      assertStringIncludes(pluginFailure(result.stderr, "hoarder"), "(max_memory_mb 400)");
     } finally {
       await env.stop();
     }

@@ -5,12 +5,12 @@
  */
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
-import { startBroker } from "./support/activemq.ts";
+import { freePort, startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
 import { runAgent } from "./support/cli.ts";
 import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, type ReceivedReply } from "./support/stomp_client.ts";
-import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { SDK_SOURCE } from "../mod/sdk/embedded.ts";
 import { sdkFileText } from "../mod/processors/scaffold.ts";
 import { runProcessor } from "../mod/actions/run.ts";
@@ -20,6 +20,7 @@ import { ResilientMock } from "../mod/resilient/mock.ts";
 import { RestError } from "../mod/resilient/types.ts";
 import { Store } from "../mod/store/store.ts";
 import { recordOutput } from "./support/suite_log.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const ORG = 201;
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -59,6 +60,18 @@ export default defineProcessor({
   handle: async (_action, ctx) => {
     const response = await fetch(ctx.config.url);
     return \`HTTP \${response.status}\`;
+  },
+});
+`;
+
+const BOMB = `import { defineProcessor } from "./agent_sdk.ts";
+export default defineProcessor({
+  queue: "bomb",
+  workers: 1,
+  rules: {
+    heap: () => { const a = []; for (;;) a.push(new Array(100000).fill(Math.random())); },
+    buffers: () => { const a = []; for (;;) a.push(new Uint8Array(16 * 1024 * 1024).fill(1)); },
+    fine: (action) => \`fine \${action.incident.id}\`,
   },
 });
 `;
@@ -111,7 +124,7 @@ timeout_seconds = 2
       platform.listenForReplies(ORG, queue);
     }
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...AGENT_RUN_FLAGS, MAIN, "actions", "--config", configFile],
+      args: ["run", ...SELF_RUN_FLAGS, MAIN, "actions", "--config", configFile],
       env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
       stdout: "piped",
       stderr: "piped",
@@ -189,6 +202,98 @@ timeout_seconds = 2
     assert(!log.includes('"severity_code"'), "an existing field is not reported missing");
     assertStringIncludes(log, "stopped responding (a busy loop?)");
     assert(!log.includes(fake.apiKeySecret), "the API secret reached the log");
+    await platform.close();
+    await broker.stop();
+    await fake.stop();
+  },
+});
+
+Deno.test({
+  name: "an allocation bomb ends only its own sandbox: an error reply, another queue keeps " +
+    "replying, the agent keeps its PID, the next action gets a new sandbox, /metrics counts it",
+  ...integration,
+  async fn() {
+    const pki = await testPki();
+    const fake = await new FakeResilient({ orgId: ORG }).start();
+    const broker = await startBroker({ user: fake.apiKeyId, password: fake.apiKeySecret });
+    const platform = await PlatformClient.connect(broker);
+    const dir = await processorsFolder({ bomb: BOMB });
+    fake.incidents.set(2095, { id: 2095, name: "Phishing", vers: 1 });
+    fake.rules.set(31, "Add note").set(51, "Heap").set(52, "Buffers").set(53, "Fine");
+    fake.fields.set("actioninvocation", [{ name: "note_text", input_type: "textarea" }]);
+    const port = freePort();
+    const configFile = join(dir, "app.config");
+    await Deno.writeTextFile(
+      configFile,
+      `[agent]
+store = ${dir}/agent.kv
+processors_dir = ${dir}
+http_listen = 127.0.0.1:${port}
+${resilientSection(fake, { sslPort: broker.sslPort, caCertFile: pki.caCertFile })}[bomb]
+max_memory_mb = 256
+`,
+    );
+    platform.listenForReplies(ORG, "bomb");
+    platform.listenForReplies(ORG, "add_note");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...SELF_RUN_FLAGS, MAIN, "run", "--config", configFile],
+      env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let exited = false;
+    const output = child.output().finally(() => (exited = true));
+    const base = `http://127.0.0.1:${port}`;
+    const final = async (id: string) => {
+      const done = (r: ReceivedReply[]) =>
+        r.find((x) => x.correlationId === id && x.json?.complete);
+      await platform.waitFor((r) => !!done(r), 60_000);
+      return done(platform.replies)!.json!;
+    };
+    const action = (actionId: number, properties: Record<string, unknown> = {}) => ({
+      action_id: actionId,
+      object_type: 0,
+      incident: { id: 2095, name: "Phishing" },
+      properties,
+    });
+    try {
+      await waitUntil("/healthz is 200", async () => {
+        const response = await fetch(`${base}/healthz`).catch(() => undefined);
+        await response?.body?.cancel();
+        return response?.status === 200;
+      });
+      const heap = platform.sendAction(ORG, "bomb", action(51));
+      const notes = [1, 2, 3].map((n) =>
+        platform.sendAction(ORG, "add_note", action(31, { note_text: `note ${n}` }))
+      );
+      const heapReply = await final(heap);
+      assertEquals(heapReply.message_type, 1, JSON.stringify(heapReply));
+      assertStringIncludes(heapReply.message, "ran out of memory");
+      assertStringIncludes(heapReply.message, "max_memory_mb 256");
+      for (const note of notes) assertEquals((await final(note)).message_type, 0);
+
+      const buffers = platform.sendAction(ORG, "bomb", action(52));
+      const buffersReply = await final(buffers);
+      assertEquals(buffersReply.message_type, 1, JSON.stringify(buffersReply));
+      assertStringIncludes(buffersReply.message, "ran out of memory: its sandbox used");
+      const fine = platform.sendAction(ORG, "bomb", action(53));
+      assertEquals(await final(fine), { message_type: 0, message: "fine 2095", complete: true });
+      const after = platform.sendAction(ORG, "add_note", action(31, { note_text: "after" }));
+      assertEquals((await final(after)).message_type, 0);
+      assertEquals(fake.notes.length, 4);
+
+      assert(!exited, "the agent process ended");
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assertMatch(metrics, /^agent_sandbox_failures_total\{sandbox="bomb",cause="memory"\} 2$/m);
+      assertMatch(metrics, /^agent_actions_failed_total\{queue="bomb"\} 2$/m);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const { code, stderr } = await output;
+    const log = new TextDecoder().decode(stderr);
+    recordOutput("processors_test allocation bomb", log);
+    assertEquals(code, 0, log);
+    assertMatch(log, /Started a new sandbox for .*bomb.* \(the last one: .*ran out of memory/);
     await platform.close();
     await broker.stop();
     await fake.stop();
@@ -330,7 +435,14 @@ Deno.test({
       name: "add_note",
       path: join(dir, "add_note.ts"),
       dir,
-      section: { settings: {}, allowNet: [], allowRead: [], timeoutSeconds: 5, values: {} },
+      section: {
+        settings: {},
+        allowNet: [],
+        allowRead: [],
+        timeoutSeconds: 5,
+        maxMemoryMb: undefined,
+        values: {},
+      },
       defaultWorkers: 2,
     });
     try {
@@ -400,7 +512,14 @@ export default defineProcessor({
       name: "escalate",
       path: join(dir, "escalate.ts"),
       dir,
-      section: { settings: {}, allowNet: [], allowRead: [], timeoutSeconds: undefined, values: {} },
+      section: {
+        settings: {},
+        allowNet: [],
+        allowRead: [],
+        timeoutSeconds: undefined,
+        maxMemoryMb: undefined,
+        values: {},
+      },
       defaultWorkers: 10,
     });
     try {

@@ -9,7 +9,7 @@ import { testPki } from "./support/ca.ts";
 import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, type ReceivedReply, taskAction } from "./support/stomp_client.ts";
 import { runAgent } from "./support/cli.ts";
-import { AGENT_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { FakeGraph, graphSection } from "./support/fake_graph.ts";
 import { FakeJira, jiraSection } from "./support/fake_jira.ts";
 import { recordOutput } from "./support/suite_log.ts";
@@ -64,7 +64,7 @@ outbox_dir = ${dir}/outbox
     platform.listenForReplies(ORG, "runcal");
     platform.listenForReplies(ORG, "add_note");
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...AGENT_RUN_FLAGS, MAIN, "run", "--config", configFile],
+      args: ["run", ...SELF_RUN_FLAGS, MAIN, "run", "--config", configFile],
       env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
       stdout: "piped",
       stderr: "piped",
@@ -182,7 +182,7 @@ Deno.test({
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        ...AGENT_RUN_FLAGS,
+        ...SELF_RUN_FLAGS,
         MAIN,
         "run",
         "--config",

@@ -3,22 +3,34 @@
  * bundle/compile scripts, the benchmarks and the CLI tests use these flags (a test checks
  * that deno.json agrees).
  *
- * What Deno can narrow at start-up is narrowed: no subprocesses, no FFI, only the system
- * facts the libraries ask for. Hosts and paths come from the config file, which Deno cannot
- * know before the process starts, so net/read/write are granted by kind; `agent service
- * install` writes a unit whose flags list the configured hosts and paths.
+ * What Deno can narrow at start-up is narrowed: no FFI, only the system facts the libraries
+ * ask for, and no subprocess but Deno itself (each sandbox for user code is a `deno run`
+ * with the sandbox's own narrow flags; mod/sandbox). Hosts and paths come from the config
+ * file, which Deno cannot know before the process starts, so net/read/write are granted by
+ * kind; `agent service install` writes a unit whose flags list the configured hosts and
+ * paths.
  */
-export const AGENT_RUN_FLAGS: readonly string[] = [
-  // The bundle does not carry deno.json's "unstable" list: Deno KV, and Worker permissions
-  // for the plugin sandbox.
-  "--unstable-kv",
-  "--unstable-worker-options",
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-sys=hostname,osRelease,homedir,networkInterfaces",
-  "--deny-run",
-  "--deny-ffi",
-  "--no-prompt",
-];
+
+/** The flags, with `deno` the Deno binary sandboxes are started with (a name on PATH or a path). */
+export function agentRunFlags(deno = "deno"): string[] {
+  return [
+    // The bundle does not carry deno.json's "unstable" list: Deno KV, and Worker permissions
+    // for the sandbox where it cannot be a process (the compiled binary).
+    "--unstable-kv",
+    "--unstable-worker-options",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-sys=hostname,osRelease,homedir,networkInterfaces",
+    `--allow-run=${deno}`,
+    "--deny-ffi",
+    "--no-prompt",
+  ];
+}
+
+/** The flags as deno.json's `agent` task and the README write them (`deno` from PATH). */
+export const AGENT_RUN_FLAGS: readonly string[] = agentRunFlags();
+
+/** The flags for starting the agent with this very Deno binary (tests, demo, benchmarks). */
+export const SELF_RUN_FLAGS: readonly string[] = agentRunFlags(Deno.execPath());

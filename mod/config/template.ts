@@ -93,11 +93,11 @@ events = CREATE
 timeout_seconds = 30
 max_comment_chars = 10000
 post_errors = false
-# Plugins still running are stopped when the agent passes this much memory (MB).
+# Memory (MB) each plugin's sandbox may use; a plugin's section may set its own.
 max_memory_mb = 1024
 
 # Each integration reads its own section. allow_net / allow_read grant its sandbox network
-# hosts and files (nothing by default); timeout_seconds overrides the default.
+# hosts and files (nothing by default); timeout_seconds and max_memory_mb override the defaults.
 [risky_services]
 max_range = 1000
 

@@ -188,6 +188,7 @@ export async function pluginJobs(
       allowNet: section.allowNet,
       allowRead: section.allowRead,
       timeoutMs: (section.timeoutSeconds ?? settings.timeoutSeconds) * 1000,
+      maxMemoryMb: section.maxMemoryMb ?? settings.maxMemoryMb,
     };
     const file = files.get(name);
     if (file) return { ...base, source: { kind: "file" as const, path: file } };

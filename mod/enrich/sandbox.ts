@@ -4,7 +4,7 @@
  * exits or reaches for an undeclared host fails alone.
  */
 import { log } from "../log/log.ts";
-import { type ModuleSource, Sandbox } from "../sandbox/sandbox.ts";
+import { type ModuleSource, Sandbox, sandboxIsolation } from "../sandbox/sandbox.ts";
 import type { TicketInfo } from "./plugin.ts";
 
 /** What to run: a module file (user plugins) or a self-contained function (built-ins). */
@@ -20,6 +20,8 @@ export interface PluginJob {
   /** Paths it may read (besides its own module file). */
   allowRead: string[];
   timeoutMs: number;
+  /** Memory its sandbox may use, MB. */
+  maxMemoryMb?: number | undefined;
 }
 
 /** How a plugin ended. */
@@ -30,10 +32,11 @@ export type PluginOutcome =
 /**
  * Runs every job at once; resolves when all have finished, failed or timed out.
  *
- * Memory guard: Workers have no heap limit of their own and memory cannot be traced to one,
- * so while plugins run the host watches the process's resident memory; past `maxMemoryMb`
- * it stops the plugins still running (their reason says so) instead of letting the process
- * die, and keeps the results already in.
+ * Memory: a sandbox process is held to its job's `maxMemoryMb` (mod/sandbox). Workers (where
+ * sandboxes cannot be processes) have no heap limit of their own and memory cannot be traced
+ * to one, so there the host watches the agent's resident memory; past `maxMemoryMb` it stops
+ * the plugins still running (their reason says so) instead of letting the process die, and
+ * keeps the results already in.
  */
 export async function runPlugins(
   jobs: PluginJob[],
@@ -43,7 +46,7 @@ export async function runPlugins(
   const limit = (options.maxMemoryMb ?? 1024) * 1024 * 1024;
   const stops = jobs.map(() => new AbortController());
   const running = jobs.map((job, i) => runOne(job, ticketInfo, stops[i]!.signal));
-  const guard = setInterval(() => {
+  const guard = sandboxIsolation() === "process" ? undefined : setInterval(() => {
     const rss = Deno.memoryUsage().rss;
     if (rss <= limit) return;
     const mb = Math.round(rss / 1024 / 1024);
@@ -78,6 +81,7 @@ async function runOne(
       kind: "plugin",
       allowNet: job.allowNet,
       allowRead: job.allowRead,
+      maxMemoryMb: job.maxMemoryMb,
       logger: log("enrich", job.name),
       signal,
     });

@@ -46,6 +46,7 @@ export async function startCustomProcessor(spec: CustomProcessorSpec): Promise<C
       kind: "processor",
       allowNet: spec.section.allowNet,
       allowRead: [spec.dir, ...spec.section.allowRead],
+      maxMemoryMb: spec.section.maxMemoryMb,
       logger,
     });
     return { sandbox, description: description as ProcessorDescription };
@@ -58,8 +59,12 @@ export async function startCustomProcessor(spec: CustomProcessorSpec): Promise<C
   const current = async (): Promise<Sandbox> => {
     await sandbox.checked();
     if (sandbox.alive) return sandbox;
+    const why = sandbox.endReason ?? "stopped";
     restarting ??= start().then((started) => {
-      logger.warn("Started a new sandbox for {name}", { name: spec.name });
+      logger.warn("Started a new sandbox for {name} (the last one: {reason})", {
+        name: spec.name,
+        reason: why,
+      });
       sandbox = started.sandbox;
       return sandbox;
     }).finally(() => (restarting = undefined));

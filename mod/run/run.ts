@@ -18,6 +18,7 @@ import { DEAD_LETTER_PREFIX } from "../actions/listener.ts";
 import { Store } from "../store/store.ts";
 import { supervise } from "./supervise.ts";
 import { buildProcessors, processorsDir } from "../processors/load.ts";
+import { sandboxFailures } from "../sandbox/sandbox.ts";
 
 const logger = log("run");
 const BACKOFF_MS = [1_000, 2_000, 5_000, 15_000, 30_000, 60_000];
@@ -219,6 +220,16 @@ async function metrics(service: ActionService | undefined, store: Store): Promis
       "Action messages kept because they could not be processed.",
       await store.count(DEAD_LETTER_PREFIX),
     ),
+    {
+      name: "agent_sandbox_failures_total",
+      help: "Sandboxes of user code that ended on their own (memory, stuck, crash); each is " +
+        "replaced for the next call.",
+      type: "counter",
+      samples: sandboxFailures().map((f) => ({
+        labels: { sandbox: f.sandbox, cause: f.cause },
+        value: f.count,
+      })),
+    },
   );
   return families;
 }

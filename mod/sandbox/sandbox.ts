@@ -1,23 +1,28 @@
 /**
  * The one sandbox for code that users bring: enrichment plugins and custom action
- * processors. Each runs in its own Worker with only the permissions its INI section grants
- * (`allow_net` hosts, `allow_read` paths; no env, run, ffi, sys, write), and Deno.exit
- * turned into an error. Calls into it can be aborted (timeouts, shutdown); a sandbox that
- * stops answering (a busy loop) is terminated, failing what it was running, and the owner
- * starts a new one. REST calls and the effect ledger are answered by the host, so
- * credentials never enter the sandbox.
+ * processors. Each runs with only the permissions its INI section grants (`allow_net`
+ * hosts, `allow_read` paths; no env, run, ffi, sys, write), and Deno.exit turned into an
+ * error. Calls into it can be aborted (timeouts, shutdown); a sandbox that stops answering
+ * (a busy loop) is stopped, failing what it was running, and the owner starts a new one.
+ * REST calls and the effect ledger are answered by the host, so credentials never enter
+ * the sandbox.
  *
- * The Worker is made from a blob whose code is serialized from self-contained functions,
- * so the host works the same from source, from the bundled single file and from the
- * compiled binary.
+ * Isolation: where the agent may start Deno itself (`--allow-run` for `Deno.execPath()`,
+ * as the agent's flags grant), each sandbox is a child process of its own, with the
+ * section's permissions as Deno flags, a V8 heap limit and a watch on its resident memory
+ * (`max_memory_mb`): a heap blow-up, a crash or a busy loop ends that process only, never
+ * the agent. Otherwise (the compiled binary, or run permission withheld) it is a Worker
+ * in the agent's process: the same permissions, but a heap blow-up there ends the agent,
+ * and Deno (2.9) cannot stop a Worker stuck in a synchronous loop (denoland/deno#35657);
+ * the agent says so once at start.
  *
- * Deno (2.9) cannot stop a Worker that is stuck in a synchronous loop: terminate() leaves
- * its thread spinning until the process exits (denoland/deno#35657). Such a sandbox is cut
- * off (nothing it does reaches the agent any more) and reported, but keeps a CPU core busy
- * until the agent restarts.
+ * The guest's code (./_guest.ts) is serialized from self-contained functions into the
+ * entry module, so the host works the same from source, from the bundled single file and
+ * from the compiled binary.
  */
-import type { Logger } from "../log/log.ts";
+import { log, type Logger } from "../log/log.ts";
 import { buildContext, describeProcessor, toReply } from "../sdk/sdk.ts";
+import { guestMain, processPort, workerPort } from "./_guest.ts";
 
 /** What to run: a module file, or a self-contained function (built-in plugins). */
 export type ModuleSource = { kind: "file"; path: string } | {
@@ -36,6 +41,8 @@ export interface SandboxOptions {
   /** Paths it may read (a file source's own module is always readable). */
   allowRead: string[];
   logger: Logger;
+  /** Memory it may use, MB: its V8 heap limit and its resident memory (default 512). */
+  maxMemoryMb?: number | undefined;
   /** How long loading the module may take (default 30 s). */
   loadTimeoutMs?: number;
   /** Stops loading (the start rejects with the reason). */
@@ -62,7 +69,7 @@ interface PendingCall {
   options: CallOptions;
 }
 
-type FromWorker =
+type FromGuest =
   | { op: "loaded"; description?: unknown }
   | { op: "load-failed"; error: string }
   | { op: "result"; id: number; ok: true; value: unknown }
@@ -70,38 +77,87 @@ type FromWorker =
   | { op: "log"; id?: number; level: string; message: string }
   | { op: "status"; id: number; text: string }
   | { op: "rpc"; rid: number; id: number; method: string; args: unknown[] }
+  | { op: "uncaught"; error: string }
   | { op: "pong" };
+
+/** How the host reaches one guest. */
+interface Channel {
+  /** "process" or "worker" (see module doc). */
+  readonly isolation: Isolation;
+  post(message: unknown): void;
+  /** Ends the guest at once. */
+  kill(): void;
+}
+
+/** Where sandboxes run (see module doc). */
+export type Isolation = "process" | "worker";
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 const LOAD_ID = 0;
+const DEFAULT_MEMORY_MB = 512;
+/** How often a sandbox process reports its resident memory. */
+const MEMORY_REPORT_MS = 50;
+/** How a sandbox process's memory report starts (on its stderr). */
+const MEMORY_REPORT = "\u0000mem ";
+
+let isolationCache: Isolation | undefined;
+
+/** Why a sandbox ended without being asked to, for /metrics. */
+export type SandboxFailure = "memory" | "stuck" | "crash";
+const failures = new Map<string, { sandbox: string; cause: SandboxFailure; count: number }>();
+
+/** Sandboxes that ended without being asked to, by name and cause, since the agent started. */
+export function sandboxFailures(): { sandbox: string; cause: SandboxFailure; count: number }[] {
+  return [...failures.values()].map((f) => ({ ...f }));
+}
+
+function countFailure(sandbox: string, cause: SandboxFailure): void {
+  const key = `${sandbox}\u0000${cause}`;
+  const entry = failures.get(key) ?? { sandbox, cause, count: 0 };
+  entry.count++;
+  failures.set(key, entry);
+}
+
+/** Where sandboxes run in this process (see module doc); said once in the log. */
+export function sandboxIsolation(): Isolation {
+  if (isolationCache) return isolationCache;
+  let canSpawn = false;
+  try {
+    canSpawn = !Deno.build.standalone &&
+      Deno.permissions.querySync({ name: "run", command: Deno.execPath() }).state === "granted";
+  } catch {
+    canSpawn = false;
+  }
+  isolationCache = canSpawn ? "process" : "worker";
+  if (!canSpawn) {
+    log("sandbox").warn(
+      "User code (processors, plugins) runs in Workers inside the agent's process: a heap " +
+        "blow-up in one would stop the agent. Run the agent with --allow-run={deno} so that " +
+        "each sandbox is a process of its own",
+      { deno: Deno.build.standalone ? "<the deno binary>" : Deno.execPath() },
+    );
+  }
+  return isolationCache;
+}
 
 /** A started sandbox. */
 export class Sandbox {
   readonly name: string;
-  readonly #worker: Worker;
   readonly #options: SandboxOptions;
   readonly #pending = new Map<number, PendingCall>();
+  #channel!: Channel;
   #nextId = 1;
   #alive = true;
   #pong: (() => void) | undefined;
   #checking: Promise<void> | undefined;
+  #endReason: string | undefined;
 
-  private constructor(worker: Worker, options: SandboxOptions) {
+  private constructor(options: SandboxOptions) {
     this.name = options.name;
-    this.#worker = worker;
     this.#options = options;
-    worker.onmessage = (event: MessageEvent<FromWorker>) => this.#onMessage(event.data);
-    worker.onerror = (event: ErrorEvent) => {
-      event.preventDefault();
-      this.#options.logger.error("Uncaught error in the sandbox of {name}: {error}", {
-        name: this.name,
-        error: event.message,
-      });
-      this.#failAll(new Error(`uncaught error in its sandbox: ${event.message}`));
-    };
   }
 
-  /** Starts a Worker and loads the module; throws naming what went wrong. */
+  /** Starts a guest and loads the module; throws naming what went wrong. */
   static async start(options: SandboxOptions): Promise<{ sandbox: Sandbox; description: unknown }> {
     const read = [...options.allowRead];
     let load: Record<string, unknown>;
@@ -111,28 +167,26 @@ export class Sandbox {
     } else {
       load = { source: `export const getData = ${options.source.fn.toString()};` };
     }
-    let worker: Worker;
+    const sandbox = new Sandbox(options);
+    const handlers = {
+      onMessage: (message: FromGuest) => sandbox.#onMessage(message),
+      onEnd: (reason: string, cause: SandboxFailure) => {
+        if (!sandbox.#alive) return;
+        countFailure(sandbox.name, cause);
+        options.logger.error("The sandbox of {name} ended: {reason}", {
+          name: sandbox.name,
+          reason,
+        });
+        sandbox.terminate(reason);
+      },
+    };
     try {
-      worker = new Worker(hostUrl(), {
-        type: "module",
-        name: `sandbox ${options.name}`,
-        deno: {
-          permissions: {
-            net: options.allowNet.length ? options.allowNet : false,
-            read: read.length ? read : false,
-            write: false,
-            env: false,
-            run: false,
-            ffi: false,
-            sys: false,
-            import: false,
-          },
-        },
-      } as WorkerOptions);
+      sandbox.#channel = sandboxIsolation() === "process"
+        ? spawnProcess(options, read, handlers)
+        : startWorker(options, read, handlers);
     } catch (error) {
       throw new Error(`cannot start: ${(error as Error).message}`, { cause: error });
     }
-    const sandbox = new Sandbox(worker, options);
     const loaded = new Promise<unknown>((resolve, reject) =>
       sandbox.#pending.set(LOAD_ID, { resolve, reject, options: {} })
     );
@@ -147,7 +201,7 @@ export class Sandbox {
     };
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) onAbort();
-    worker.postMessage({ op: "load", kind: options.kind, ...load });
+    sandbox.#post({ op: "load", kind: options.kind, ...load });
     try {
       return { sandbox, description: await loaded };
     } catch (error) {
@@ -159,9 +213,14 @@ export class Sandbox {
     }
   }
 
-  /** False once terminated (stuck, broken, or stopped). */
+  /** False once terminated (stuck, broken, out of memory, or stopped). */
   get alive(): boolean {
     return this.#alive;
+  }
+
+  /** Why it ended (undefined while alive). */
+  get endReason(): string | undefined {
+    return this.#endReason;
   }
 
   /** Resolves when no responsiveness check is under way (then `alive` is its verdict). */
@@ -179,13 +238,17 @@ export class Sandbox {
    * the sandbox's error, the signal's reason, or the reason it was terminated.
    */
   call(payload: Record<string, unknown>, options: CallOptions = {}): Promise<unknown> {
-    if (!this.#alive) return Promise.reject(new Error(`the sandbox of ${this.name} was stopped`));
+    if (!this.#alive) {
+      return Promise.reject(
+        new Error(`the sandbox of ${this.name} was stopped: ${this.#endReason ?? "stopped"}`),
+      );
+    }
     const id = this.#nextId++;
     const { signal } = options;
     return new Promise<unknown>((resolve, reject) => {
       const onAbort = () => {
         if (!this.#pending.delete(id)) return;
-        this.#worker.postMessage({ op: "abort", id, reason: String(signal?.reason ?? "aborted") });
+        this.#post({ op: "abort", id, reason: String(signal?.reason ?? "aborted") });
         reject(
           signal!.reason instanceof Error ? signal!.reason : new Error(String(signal!.reason)),
         );
@@ -204,16 +267,25 @@ export class Sandbox {
         },
         options,
       });
-      this.#worker.postMessage({ op: "call", id, ...payload });
+      this.#post({ op: "call", id, ...payload });
     });
   }
 
-  /** Stops the Worker; calls in flight fail with `reason`. */
+  /** Stops the guest; calls in flight fail with `reason`. */
   terminate(reason: string): void {
     if (!this.#alive) return;
     this.#alive = false;
-    this.#worker.terminate();
+    this.#endReason = reason;
+    this.#channel?.kill();
     this.#failAll(new Error(reason));
+  }
+
+  #post(message: unknown): void {
+    try {
+      this.#channel.post(message);
+    } catch (error) {
+      this.terminate(`cannot reach its sandbox: ${(error as Error).message}`);
+    }
   }
 
   #failAll(error: Error): void {
@@ -231,19 +303,27 @@ export class Sandbox {
         clearTimeout(timer);
         resolve(true);
       };
-      this.#worker.postMessage({ op: "ping" });
+      this.#post({ op: "ping" });
     });
     this.#pong = undefined;
     if (answered || !this.#alive) return;
-    this.#options.logger.error(
-      "The sandbox of {name} stopped responding (a busy loop?) and was cut off; Deno cannot " +
-        "stop its thread, which keeps a CPU core busy until the agent restarts",
-      { name: this.name },
-    );
+    countFailure(this.name, "stuck");
+    if (this.#channel.isolation === "process") {
+      this.#options.logger.error(
+        "The sandbox of {name} stopped responding (a busy loop?); its process was stopped",
+        { name: this.name },
+      );
+    } else {
+      this.#options.logger.error(
+        "The sandbox of {name} stopped responding (a busy loop?) and was cut off; Deno cannot " +
+          "stop its thread, which keeps a CPU core busy until the agent restarts",
+        { name: this.name },
+      );
+    }
     this.terminate(`${this.name} stopped responding (a busy loop?) and was stopped`);
   }
 
-  #onMessage(data: FromWorker): void {
+  #onMessage(data: FromGuest): void {
     if (!this.#alive) return;
     switch (data.op) {
       case "loaded":
@@ -266,14 +346,21 @@ export class Sandbox {
         const logger =
           (data.id !== undefined ? this.#pending.get(data.id)?.options.logger : undefined) ??
             this.#options.logger;
-        logger[level]("{message}", { message: data.message });
+        logger[level]("{message}", { message: String(data.message) });
         return;
       }
       case "status":
-        this.#pending.get(data.id)?.options.onStatus?.(data.text);
+        this.#pending.get(data.id)?.options.onStatus?.(String(data.text));
         return;
       case "rpc":
         void this.#answer(data);
+        return;
+      case "uncaught":
+        this.#options.logger.error("Uncaught error in the sandbox of {name}: {error}", {
+          name: this.name,
+          error: data.error,
+        });
+        this.#failAll(new Error(`uncaught error in its sandbox: ${data.error}`));
         return;
       case "pong":
         this.#pong?.();
@@ -293,12 +380,10 @@ export class Sandbox {
     try {
       if (!rpc) throw new Error(`${data.method} is not available here`);
       const value = await rpc(data.method, data.args);
-      if (this.#alive) {
-        this.#worker.postMessage({ op: "rpc-result", rid: data.rid, ok: true, value });
-      }
+      if (this.#alive) this.#post({ op: "rpc-result", rid: data.rid, ok: true, value });
     } catch (error) {
       if (!this.#alive) return;
-      this.#worker.postMessage({
+      this.#post({
         op: "rpc-result",
         rid: data.rid,
         ok: false,
@@ -309,127 +394,178 @@ export class Sandbox {
   }
 }
 
-let url: string | undefined;
-
-function hostUrl(): string {
-  url ??= URL.createObjectURL(
-    new Blob([
-      `const buildContext = ${buildContext.toString()};\n` +
-      `const describeProcessor = ${describeProcessor.toString()};\n` +
-      `const toReply = ${toReply.toString()};\n` +
-      `(${workerMain.toString()})({ buildContext, describeProcessor, toReply });\n`,
-    ], { type: "application/javascript" }),
-  );
-  return url;
+interface ChannelHandlers {
+  onMessage(message: FromGuest): void;
+  /** The guest ended on its own (crash, memory): the sandbox is over. */
+  onEnd(reason: string, cause: SandboxFailure): void;
 }
 
-/** The Worker's code: self-contained, serialized into the blob module with its helpers. */
-function workerMain(helpers: {
-  buildContext: typeof buildContext;
-  describeProcessor: typeof describeProcessor;
-  toReply: typeof toReply;
-}): void {
-  // Sandboxed code must not end the agent.
-  Object.defineProperty(Deno, "exit", {
-    value: (code?: number) => {
-      throw new Error(`called Deno.exit(${code ?? 0}); return a result or throw instead`);
-    },
-  });
-  const scope = self as unknown as Worker;
-  const post = (message: unknown) => scope.postMessage(message);
-  const errorText = (error: unknown) => error instanceof Error ? error.message : String(error);
-  type Loaded =
-    | { kind: "plugin"; fn: (...args: unknown[]) => unknown }
-    | {
-      kind: "processor";
-      def: {
-        rules?: Record<string, (...args: unknown[]) => unknown>;
-        handle?: (...args: unknown[]) => unknown;
-      };
-    };
-  let loaded: Loaded | undefined;
-  const calls = new Map<number, AbortController>();
-  const rpcs = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
-  let nextRpc = 0;
-  const rpc = (id: number, method: string, args: unknown[]) =>
-    new Promise<unknown>((resolve, reject) => {
-      const rid = ++nextRpc;
-      rpcs.set(rid, { resolve, reject });
-      post({ op: "rpc", rid, id, method, args });
-    });
+/** The guest's entry module: the self-contained functions of ./_guest.ts and the SDK's. */
+function guestSource(port: "worker" | "process"): string {
+  return `const buildContext = ${buildContext.toString()};\n` +
+    `const describeProcessor = ${describeProcessor.toString()};\n` +
+    `const toReply = ${toReply.toString()};\n` +
+    `(${guestMain.toString()})(${
+      port === "worker"
+        ? `(${workerPort.toString()})()`
+        : `(${processPort.toString()})(${MEMORY_REPORT_MS})`
+    }, { buildContext, describeProcessor, toReply });\n`;
+}
 
-  // deno-lint-ignore no-explicit-any
-  scope.onmessage = async (event: MessageEvent<any>) => {
-    const m = event.data;
-    if (m.op === "ping") return post({ op: "pong" });
-    if (m.op === "abort") return calls.get(m.id)?.abort(new Error(m.reason));
-    if (m.op === "rpc-result") {
-      const pending = rpcs.get(m.rid);
-      rpcs.delete(m.rid);
-      if (m.ok) pending?.resolve(m.value);
-      else pending?.reject(Object.assign(new Error(m.error), { status: m.status }));
-      return;
-    }
-    if (m.op === "load") {
-      try {
-        const url = m.url ?? URL.createObjectURL(
-          new Blob([m.source], { type: "application/javascript" }),
-        );
-        const mod = await import(url);
-        if (m.kind === "plugin") {
-          const fn = mod.getData ?? mod.get_data ?? mod.default?.getData ?? mod.default;
-          if (typeof fn !== "function") throw new Error("the module exports no getData function");
-          loaded = { kind: "plugin", fn };
-          post({ op: "loaded" });
-        } else {
-          const described = helpers.describeProcessor(mod.default);
-          if (described.problem !== undefined) throw new Error(described.problem);
-          loaded = { kind: "processor", def: mod.default };
-          post({ op: "loaded", description: described.description });
-        }
-      } catch (error) {
-        post({ op: "load-failed", error: errorText(error) });
-      }
-      return;
-    }
-    if (m.op !== "call" || !loaded) return;
-    const id = m.id as number;
-    const controller = new AbortController();
-    calls.set(id, controller);
+let workerUrl: string | undefined;
+
+function startWorker(options: SandboxOptions, read: string[], handlers: ChannelHandlers): Channel {
+  workerUrl ??= URL.createObjectURL(
+    new Blob([guestSource("worker")], { type: "application/javascript" }),
+  );
+  const worker = new Worker(workerUrl, {
+    type: "module",
+    name: `sandbox ${options.name}`,
+    deno: {
+      permissions: {
+        net: options.allowNet.length ? options.allowNet : false,
+        read: read.length ? read : false,
+        write: false,
+        env: false,
+        run: false,
+        ffi: false,
+        sys: false,
+        import: false,
+      },
+    },
+  } as WorkerOptions);
+  worker.onmessage = (event: MessageEvent<FromGuest>) => handlers.onMessage(event.data);
+  worker.onerror = (event: ErrorEvent) => {
+    event.preventDefault();
+    handlers.onMessage({ op: "uncaught", error: event.message });
+  };
+  return {
+    isolation: "worker",
+    post: (message) => worker.postMessage(message),
+    kill: () => worker.terminate(),
+  };
+}
+
+let processUrl: string | undefined;
+
+/**
+ * A `deno run` of the guest with the section's permissions as flags: no config file, lock
+ * file, remote or npm imports, no environment; a V8 heap limit, and its resident memory
+ * (reported on its stderr by a thread of its own) held to the same limit. The rest of its
+ * stderr is kept (the last lines) to say why it ended.
+ */
+function spawnProcess(options: SandboxOptions, read: string[], handlers: ChannelHandlers): Channel {
+  const memoryMb = options.maxMemoryMb ?? DEFAULT_MEMORY_MB;
+  for (const grant of [...options.allowNet, ...read]) {
+    // Deno's flags are comma-separated lists: a comma would grant something else.
+    if (grant.includes(",")) throw new Error(`cannot grant "${grant}": it contains a comma`);
+  }
+  processUrl ??= `data:application/javascript;base64,${
+    btoa(String.fromCodePoint(...new TextEncoder().encode(guestSource("process"))))
+  }`;
+  const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir) env.DENO_DIR = denoDir;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--no-prompt",
+      "--no-config",
+      "--no-lock",
+      "--no-remote",
+      "--no-npm",
+      `--v8-flags=--max-old-space-size=${memoryMb}`,
+      ...(options.allowNet.length ? [`--allow-net=${options.allowNet.join(",")}`] : []),
+      ...(read.length ? [`--allow-read=${read.join(",")}`] : []),
+      processUrl,
+    ],
+    clearEnv: true,
+    env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const input = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  let stderrTail = "";
+  let ended = false;
+  let killedFor: string | undefined;
+
+  const kill = () => {
+    if (ended) return;
+    ended = true;
+    input.close().catch(() => {});
     try {
-      let value: unknown;
-      if (loaded.kind === "plugin") {
-        const log = Object.fromEntries(
-          ["debug", "info", "warn", "error"].map((level) => [
-            level,
-            (text: unknown) => post({ op: "log", id, level, message: String(text) }),
-          ]),
-        );
-        const result = await loaded.fn(m.ticketInfo, log, m.config);
-        value = result === null || result === undefined || result === "" ? null : String(result);
-      } else {
-        const def = loaded.def;
-        const handler = (m.rule !== null ? def.rules?.[m.rule] : undefined) ?? def.handle;
-        if (!handler) throw new Error(`no handler for rule "${m.rule}"`);
-        const ctx = helpers.buildContext({
-          request: (method, path, body) => rpc(id, "request", [method, path, body]),
-          status: (text) => post({ op: "status", id, text }),
-          log: (level, text) => post({ op: "log", id, level, message: text }),
-          effectGet: (name) => rpc(id, "effectGet", [name]) as Promise<{ found: boolean }>,
-          effectSet: (name, result) => rpc(id, "effectSet", [name, result]).then(() => {}),
-        }, {
-          config: m.config,
-          ruleName: m.ruleName ?? undefined,
-          message: m.message,
-          signal: controller.signal,
-        });
-        value = helpers.toReply(await handler(m.action, ctx));
-      }
-      post({ op: "result", id, ok: true, value });
-    } catch (error) {
-      post({ op: "result", id, ok: false, error: errorText(error) });
-    } finally {
-      calls.delete(id);
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
     }
   };
+  const outgrown = (rss: number) => {
+    if (ended || !(rss > memoryMb * 1048576)) return;
+    killedFor = `ran out of memory: its sandbox used ${
+      Math.round(rss / 1048576)
+    } MB (max_memory_mb ${memoryMb})`;
+    kill();
+    handlers.onEnd(killedFor, "memory");
+  };
+
+  void readLines(child.stdout, (line) => {
+    let message: FromGuest;
+    try {
+      message = JSON.parse(line);
+    } catch {
+      message = { op: "log", level: "info", message: line };
+    }
+    handlers.onMessage(message);
+  });
+  const stderrRead = readLines(child.stderr, (line) => {
+    if (line.startsWith(MEMORY_REPORT)) outgrown(Number(line.slice(MEMORY_REPORT.length)));
+    else stderrTail = (stderrTail + line + "\n").slice(-4096);
+  });
+  void Promise.all([child.status, stderrRead]).then(([status]) => {
+    if (ended) return;
+    ended = true;
+    const outOfMemory = /out of memory|heap limit/i.test(stderrTail);
+    const first = stderrTail.split("\n").find((l) => l.trim()) ?? "";
+    handlers.onEnd(
+      outOfMemory
+        ? `ran out of memory: its sandbox reached the heap limit (max_memory_mb ${memoryMb})`
+        : `its sandbox process ended (${
+          status.signal ? `signal ${status.signal}` : `exit code ${status.code}`
+        })${first ? `: ${first.slice(0, 300)}` : ""}`,
+      outOfMemory ? "memory" : "crash",
+    );
+  });
+
+  return {
+    isolation: "process",
+    post(message) {
+      if (ended) throw new Error(killedFor ?? "its sandbox process has ended");
+      input.write(encoder.encode(JSON.stringify(message) + "\n")).catch(() => {});
+    },
+    kill,
+  };
+}
+
+/** Calls `onLine` for each non-empty line of `stream` until it ends (or fails). */
+async function readLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  let buffer = "";
+  try {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      for (let cut = buffer.indexOf("\n"); cut >= 0; cut = buffer.indexOf("\n")) {
+        const line = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 1);
+        if (line) onLine(line);
+      }
+    }
+  } catch {
+    // The process was killed mid-line: what was read is all there is.
+  }
+  if (buffer) onLine(buffer);
 }

@@ -8,7 +8,7 @@ import { substituteEnv } from "../config/reader.ts";
 import { secrets } from "../log/redact.ts";
 
 /** Keys every sandboxed section may have that configure the sandbox, not the code. */
-const SANDBOX_KEYS = ["allow_net", "allow_read", "timeout_seconds", "cafile"];
+const SANDBOX_KEYS = ["allow_net", "allow_read", "timeout_seconds", "max_memory_mb", "cafile"];
 
 /** A section, read. */
 export interface SandboxSection {
@@ -18,6 +18,8 @@ export interface SandboxSection {
   allowRead: string[];
   /** `timeout_seconds`, when set. */
   timeoutSeconds: number | undefined;
+  /** `max_memory_mb`, when set: the sandbox's heap and resident memory limit. */
+  maxMemoryMb: number | undefined;
   /** Every value after unquoting and substitution (host keys included). */
   values: Record<string, string>;
 }
@@ -59,11 +61,22 @@ export async function readSandboxSection(
       );
     }
   }
+  let maxMemoryMb: number | undefined;
+  if (values["max_memory_mb"] !== undefined) {
+    maxMemoryMb = Number(values["max_memory_mb"]);
+    if (!Number.isInteger(maxMemoryMb) || maxMemoryMb < 64 || maxMemoryMb > 65536) {
+      throw new ConfigError(
+        { file: config.file, section: name, key: "max_memory_mb" },
+        `"${values["max_memory_mb"]}" is not a whole number of megabytes from 64 to 65536`,
+      );
+    }
+  }
   return {
     settings,
     allowNet: splitList(values["allow_net"]),
     allowRead: splitList(values["allow_read"]),
     timeoutSeconds,
+    maxMemoryMb,
     values,
   };
 }

@@ -14,7 +14,7 @@ import {
 } from "../cli/command.ts";
 import { loadCommandConfig } from "../cli/setup.ts";
 import type { Config } from "../config/config.ts";
-import { AGENT_RUN_FLAGS } from "../cli/permissions.ts";
+import { agentRunFlags } from "../cli/permissions.ts";
 
 const HELP =
   `Usage: agent service install [--config FILE] [--user NAME] [--unit-dir DIR] [--name NAME]
@@ -106,7 +106,7 @@ export function systemdUnit(config: Config, options: { user: string; name: strin
   const main = new URL(Deno.mainModule);
   const command = compiled
     ? [exec]
-    : [exec, "run", ...AGENT_RUN_FLAGS, main.protocol === "file:" ? main.pathname : main.href];
+    : [exec, "run", ...agentRunFlags(exec), main.protocol === "file:" ? main.pathname : main.href];
   const quote = (arg: string) =>
     /^[\w@%+=:,./-]+$/.test(arg) ? arg : `"${arg.replace(/["\\$]/g, "\\$&")}"`;
   const configFile = resolve(config.file);

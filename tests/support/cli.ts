@@ -1,5 +1,5 @@
 /** Runs the agent's CLI as a user would: a separate process with the real permission flags. */
-import { AGENT_RUN_FLAGS } from "../../mod/cli/permissions.ts";
+import { SELF_RUN_FLAGS } from "../../mod/cli/permissions.ts";
 import { recordOutput } from "./suite_log.ts";
 
 export interface CliResult {
@@ -24,7 +24,7 @@ export async function runAgent(
   const env: Record<string, string> = { NO_COLOR: "1", ...options.env };
   if (options.denoDir) env.DENO_DIR = options.denoDir;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...AGENT_RUN_FLAGS, options.entry ?? MAIN, ...args],
+    args: ["run", ...SELF_RUN_FLAGS, options.entry ?? MAIN, ...args],
     env,
     ...(options.cwd ? { cwd: options.cwd } : {}),
     stdin: options.stdin === undefined ? "null" : "piped",
