@@ -7,6 +7,7 @@ import { startCore } from "./support/agent_core.ts";
 import type { Processor } from "../mod/actions/types.ts";
 import { StompLink, TlsError } from "../mod/stomp/link.ts";
 import { Store } from "../mod/store/store.ts";
+import { DEAD_LETTER_PREFIX, type DeadLetter, deadLetterBody } from "../mod/actions/listener.ts";
 
 const ORG = 201;
 const broker = await startBroker();
@@ -90,6 +91,93 @@ Deno.test({
       await second.stop();
       const replies = platform.replies.filter((r) => ids.includes(r.correlationId));
       assertEquals(replies.length, ids.length, "no reply was sent again after the restart");
+    } finally {
+      store.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "poison messages (a 100 KB reply, a 60 KB and a 2 MB non-JSON body, a reply of the " +
+    "wrong shape, a 70 KB header) each get one reply (where one can be stored) and one ack; " +
+    "nothing comes back after a restart",
+  ...integration,
+  async fn() {
+    const queue = "poison";
+    platform.listenForReplies(ORG, queue);
+    const processor: Processor = {
+      name: "poisoner",
+      queue,
+      handle: (action) => {
+        const kind = (action.properties as { kind?: string } | undefined)?.kind;
+        if (kind === "long") return Promise.resolve("x".repeat(100 * 1024));
+        if (kind === "shape") {
+          return Promise.resolve(
+            { message_type: 7, message: "hi", complete: false, extra: 1 } as never,
+          );
+        }
+        return Promise.resolve("fine");
+      },
+    };
+    const action = (kind: string) => ({
+      action_id: 1,
+      object_type: 0,
+      incident: { id: 2095 },
+      properties: { kind },
+    });
+    const store = await Store.open(":memory:");
+    try {
+      const core = await startCore(broker, fake, [processor], { store });
+      const ids = {
+        long: platform.sendAction(ORG, queue, action("long")),
+        body60k: platform.sendAction(ORG, queue, "y".repeat(60 * 1024)),
+        body2m: platform.sendAction(ORG, queue, "z".repeat(2 * 1024 * 1024)),
+        shape: platform.sendAction(ORG, queue, action("shape")),
+        good: platform.sendAction(ORG, queue, action("good")),
+      };
+      // A header the store cannot hold even in a bare record: acknowledged, nowhere to reply.
+      const huge = platform.sendAction(ORG, queue, action("good"), {
+        correlationId: "c".repeat(70_000),
+      });
+      const all = Object.values(ids);
+      await platform.waitFor((r) => all.every((id) => r.some((x) => x.correlationId === id)));
+      await new Promise((r) => setTimeout(r, 500)); // a second reply would arrive by now
+      const replies = (id: string) => platform.replies.filter((r) => r.correlationId === id);
+      for (const id of all) assertEquals(replies(id).length, 1, id);
+      const reply = (id: string) => replies(id)[0]!.json!;
+      assertEquals(reply(ids.long).message_type, 0);
+      assert(reply(ids.long).message.length <= 16_000, "the long reply was not cut");
+      assertStringIncludes(reply(ids.long).message, "[... cut: the reply was 102400 characters");
+      assertStringIncludes(reply(ids.body60k).message, "not JSON");
+      assertStringIncludes(reply(ids.body2m).message, "2048 KB, over the limit of 1024 KB");
+      assertEquals(reply(ids.shape).message_type, 1);
+      assertStringIncludes(reply(ids.shape).message, "poisoner returned an invalid reply");
+      assertStringIncludes(reply(ids.shape).message, '"extra"');
+      assertEquals(reply(ids.good), { message_type: 0, message: "fine", complete: true });
+      assertEquals(await platform.queueSize(`actions.${ORG}.${queue}`), 0);
+      assertEquals(replies(huge).length, 0);
+
+      // The bad bodies are dead letters with their bodies (the 2 MB one cut, and said so).
+      const dead = new Map(
+        (await Array.fromAsync(store.list<DeadLetter>(DEAD_LETTER_PREFIX))).map((
+          e,
+        ) => [e.value.headers["correlation-id"], { id: String(e.key.at(-1)), letter: e.value }]),
+      );
+      const d60 = dead.get(ids.body60k)!;
+      const body60 = await deadLetterBody(store, d60.id, d60.letter);
+      assertEquals(new TextDecoder().decode(body60), "y".repeat(60 * 1024));
+      const d2m = dead.get(ids.body2m)!;
+      assertEquals(d2m.letter.truncated, true);
+      assertEquals(d2m.letter.bodySize, 2 * 1024 * 1024);
+      assert((await deadLetterBody(store, d2m.id, d2m.letter)).byteLength < 512 * 1024);
+      await core.stop();
+
+      // Acked for good: a new consumer on the same store gets nothing and sends nothing.
+      const again = await startCore(broker, fake, [processor], { store });
+      await new Promise((r) => setTimeout(r, 800));
+      await again.stop();
+      for (const id of all) assertEquals(replies(id).length, 1, `after restart: ${id}`);
+      assertEquals(replies(huge).length, 0);
     } finally {
       store.close();
     }

@@ -25,8 +25,8 @@ import type { Delivery, OutgoingFrame, StompTransport } from "../stomp/types.ts"
 import { faultPoint } from "../ops/faults.ts";
 import { KeyedQueue } from "./keyed_queue.ts";
 import { Histogram, type HistogramSnapshot } from "../ops/prometheus.ts";
-import { objectKey, parseDelivery } from "./message.ts";
-import { errorReply, infoReply, runProcessor } from "./run.ts";
+import { objectKey, parseDelivery, type ParseResult } from "./message.ts";
+import { errorReply, fitReply, infoReply, runProcessor } from "./run.ts";
 import type { ActionMessage, Processor, Reply } from "./types.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -51,6 +51,8 @@ export interface ListenerOptions {
   healthIntervalMs?: number;
   /** ACK and reply in one STOMP transaction (exactly one reply; slower). */
   transactions?: boolean | undefined;
+  /** Bodies larger than this are refused unread (error reply, dead letter); default 1 MiB. */
+  maxBodyBytes?: number | undefined;
   signal: AbortSignal;
 }
 
@@ -78,8 +80,16 @@ interface DoneRecord {
 /** A message kept because it could not be processed. */
 export interface DeadLetter {
   queue: string;
+  /** The frame's headers (each value cut at 1,000 characters). */
   headers: Record<string, string>;
+  /** The body's first bytes (base64); the rest is in `parts` records (deadLetterBody). */
   bodyBase64: string;
+  /** The body's size as received. */
+  bodySize?: number;
+  /** How many more records hold the body (`DEAD_BODY_PREFIX`, id, n). */
+  parts?: number;
+  /** Set when the body was longer than a dead letter keeps (DEAD_BODY_MAX bytes). */
+  truncated?: boolean;
   problem: string;
   at: number;
 }
@@ -112,12 +122,25 @@ interface Completion {
   sets: SetOp[];
   /** Send the recorded reply with the ACK (false: ACK only). */
   withReply: boolean;
+  /** Committed alone (after its batch could not be stored). */
+  split?: boolean;
+  /** How often its records were cut down because the store refused them. */
+  shrunk?: number;
   resolve(): void;
   reject(error: unknown): void;
 }
 
 /** Deno KV takes up to 1000 mutations per atomic commit; a dead letter adds a second. */
 const MAX_BATCH = 400;
+/** Deno KV takes up to 800 KiB of keys and values per atomic commit: batches stay below. */
+const BATCH_BYTES = 640 * 1024;
+/** A store value holds at most 64 KiB: a dead letter's body is kept in pieces of this size. */
+const DEAD_BODY_PIECE = 48 * 1024;
+/** How much of a dead letter's body its record holds itself (base64: 40 KB). */
+const DEAD_BODY_HEAD = 30_000;
+/** How much of a dead letter's body is kept (the rest is cut, and the record says so). */
+const DEAD_BODY_MAX = 8 * DEAD_BODY_PIECE;
+const DEFAULT_MAX_BODY = 1024 * 1024;
 /** Deno KV's limit of mutations in one atomic commit. */
 const KV_MUTATIONS = 1000;
 /** How long confirmed replies' outbox entries wait for a group commit to delete them. */
@@ -126,6 +149,22 @@ const OUTBOX_CLEAR_MS = 250;
 const doneKey = (id: string) => ["actions", "done", id];
 const outboxKey = (id: string) => ["actions", "outbox", id];
 export const DEAD_LETTER_PREFIX = ["actions", "dead"];
+/** Where the rest of a dead letter's body is (id, piece number). */
+export const DEAD_BODY_PREFIX = ["actions", "dead_body"];
+
+/** A dead letter's body as kept (whole unless `letter.truncated`). */
+export async function deadLetterBody(
+  store: Store,
+  id: string,
+  letter: DeadLetter,
+): Promise<Uint8Array> {
+  const pieces = [Buffer.from(letter.bodyBase64, "base64")];
+  for (let n = 1; n <= (letter.parts ?? 0); n++) {
+    const piece = await store.get<Uint8Array>([...DEAD_BODY_PREFIX, id, n]);
+    if (piece) pieces.push(Buffer.from(piece));
+  }
+  return new Uint8Array(Buffer.concat(pieces));
+}
 
 /** See module doc. */
 export class ActionListener {
@@ -254,7 +293,10 @@ export class ActionListener {
     if (this.#stopping) return; // not acked: the broker redelivers it
     this.#stats.received++;
     if (this.#o.recordDir) void this.#record(delivery);
-    const parsed = parseDelivery(delivery.headers, delivery.body);
+    const maxBody = this.#o.maxBodyBytes ?? DEFAULT_MAX_BODY;
+    const parsed = delivery.body.byteLength > maxBody
+      ? tooLarge(delivery.headers, delivery.body.byteLength, maxBody)
+      : parseDelivery(delivery.headers, delivery.body);
     const id = parsed.ok ? parsed.message.messageId : parsed.messageId;
     if (this.#active.has(id)) {
       // Redelivered (after a reconnect) while still being handled: ack the new delivery
@@ -453,12 +495,13 @@ export class ActionListener {
   /** Records the outcome, then ACKs and replies (see module doc). */
   #finish(
     id: string,
-    reply: Reply,
+    outcome: Reply,
     dead?: { queue: string; problem: string; delivery: Delivery },
   ): Promise<void> {
     const delivery = this.#active.get(id) ?? dead?.delivery;
     if (!delivery) return Promise.resolve();
     const { headers } = delivery;
+    const reply = fitReply(outcome, id);
     const done: DoneRecord = {
       reply,
       replyTo: headers["reply-to"],
@@ -468,16 +511,7 @@ export class ActionListener {
     const sets: SetOp[] = [[doneKey(id), done, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }]];
     const frame = replyFrame(done);
     if (frame && !this.#o.transactions) sets.push([outboxKey(id), frame]);
-    if (dead) {
-      const letter: DeadLetter = {
-        queue: dead.queue,
-        headers,
-        bodyBase64: Buffer.from(dead.delivery.body).toString("base64"),
-        problem: dead.problem,
-        at: Date.now(),
-      };
-      sets.push([[...DEAD_LETTER_PREFIX, id], letter]);
-    }
+    if (dead) sets.push(...deadLetterOps(id, dead.queue, dead.problem, dead.delivery));
     return this.#enqueueCompletion({ id, done, sets, withReply: true });
   }
 
@@ -515,7 +549,7 @@ export class ActionListener {
     this.#committing = true;
     try {
       while (this.#completions.length > 0) {
-        const batch = this.#completions.splice(0, MAX_BATCH);
+        const batch = this.#takeBatch();
         // Claimed before the commit so that an outbox flush does not send them as well.
         if (!this.#o.transactions) {
           for (const c of batch) if (c.withReply) this.#unconfirmed.add(c.id);
@@ -528,6 +562,22 @@ export class ActionListener {
           if (sets.length) await this.#o.store.commit({ set: sets, delete: deletes });
         } catch (error) {
           for (const key of deletes) this.#sentOutbox.add(String(key.at(-1)));
+          if (error instanceof TypeError && !this.#o.transactions) {
+            // The store refused what it was given (a value or a commit too large), which
+            // would refuse it again after every redelivery: commit each alone, and one that
+            // still does not fit as a bare error record.
+            for (const c of batch) this.#unconfirmed.delete(c.id);
+            const only = batch[0]!;
+            if (batch.length > 1 || (only.shrunk ?? 0) < 2) {
+              this.#completions.unshift(
+                ...(batch.length > 1 ? batch : [shrunk(only, error)]).map((c) => ({
+                  ...c,
+                  split: true,
+                })),
+              );
+              continue;
+            }
+          }
           // Not recorded, so not acknowledged: the broker redelivers these.
           for (const c of batch) {
             this.#unconfirmed.delete(c.id);
@@ -544,6 +594,20 @@ export class ActionListener {
     } finally {
       this.#committing = false;
     }
+  }
+
+  /** The next completions that fit one store commit (at least one). */
+  #takeBatch(): Completion[] {
+    if (this.#completions[0]?.split) return this.#completions.splice(0, 1);
+    let bytes = 0;
+    let n = 0;
+    while (n < this.#completions.length && n < MAX_BATCH) {
+      const size = this.#completions[n]!.sets.reduce((sum, op) => sum + approxBytes(op[1]), 0);
+      if (n > 0 && bytes + size > BATCH_BYTES) break;
+      bytes += size;
+      n++;
+    }
+    return this.#completions.splice(0, n);
   }
 
   /** ACKs (+ replies) as one batch. Not possible on a lost connection: redelivered. */
@@ -667,6 +731,82 @@ export class ActionListener {
       logger.warn("Could not record message to {dir}: {error}", { dir, error });
     }
   }
+}
+
+/**
+ * A completion whose records the store refused even alone: recorded as a bare error reply
+ * (no dead letter, no outbox copy), so that the message is acknowledged and answered
+ * instead of coming back after every reconnect.
+ */
+function shrunk(c: Completion, error: Error): Completion {
+  const level = (c.shrunk ?? 0) + 1;
+  logger.error("Cannot store the outcome of message {messageId}: {error}; {instead}", {
+    messageId: c.id,
+    error: error.message,
+    instead: level === 1 ? "replying with an error" : "acknowledging it without a reply",
+  });
+  const done: DoneRecord = {
+    reply: errorReply(`The outcome of this action could not be recorded: ${error.message}`),
+    // The headers themselves may be what does not fit: then there is no one to reply to.
+    replyTo: level === 1 ? c.done.replyTo : undefined,
+    correlationId: level === 1 ? c.done.correlationId : undefined,
+    at: c.done.at,
+  };
+  const sets: SetOp[] = [[doneKey(c.id), done, c.sets[0]?.[2] ?? {}]];
+  const frame = replyFrame(done);
+  if (frame) sets.push([outboxKey(c.id), frame]);
+  return { ...c, done, sets, withReply: frame !== undefined, shrunk: level };
+}
+
+/** A body over the size limit, refused before it is decoded or parsed. */
+function tooLarge(headers: Record<string, string>, size: number, max: number): ParseResult {
+  return {
+    ok: false,
+    problem: `the message body is ${Math.ceil(size / 1024)} KB, over the limit of ${
+      Math.floor(max / 1024)
+    } KB ([resilient] stomp_max_message_kb)`,
+    headers,
+    messageId: headers["message-id"] ?? headers["ack"] ?? `no-id-${crypto.randomUUID()}`,
+  };
+}
+
+/** The store writes of a dead letter: the record, and its body in pieces that fit the store. */
+function deadLetterOps(
+  id: string,
+  queue: string,
+  problem: string,
+  delivery: Delivery,
+): SetOp[] {
+  const body = delivery.body.subarray(0, DEAD_BODY_MAX);
+  // The record carries the start (base64 grows it by a third); raw pieces carry the rest.
+  const head = body.subarray(0, DEAD_BODY_HEAD);
+  const pieces: Uint8Array[] = [];
+  for (let at = head.byteLength; at < body.byteLength; at += DEAD_BODY_PIECE) {
+    pieces.push(body.slice(at, at + DEAD_BODY_PIECE));
+  }
+  const headers = Object.fromEntries(
+    Object.entries(delivery.headers).map(([k, v]) => [k.slice(0, 200), v.slice(0, 1000)]),
+  );
+  const letter: DeadLetter = {
+    queue,
+    headers,
+    bodyBase64: Buffer.from(head).toString("base64"),
+    bodySize: delivery.body.byteLength,
+    parts: pieces.length,
+    truncated: delivery.body.byteLength > DEAD_BODY_MAX,
+    problem: problem.slice(0, 2000),
+    at: Date.now(),
+  };
+  return [
+    [[...DEAD_LETTER_PREFIX, id], letter],
+    ...pieces.map((piece, i): SetOp => [[...DEAD_BODY_PREFIX, id, i + 1], piece]),
+  ];
+}
+
+/** Roughly what a value costs in a store commit (strings may take two bytes a character). */
+function approxBytes(value: unknown): number {
+  if (value instanceof Uint8Array) return value.byteLength + 64;
+  return 2 * JSON.stringify(value).length + 64;
 }
 
 function replyFrame(done: DoneRecord): OutgoingFrame | undefined {

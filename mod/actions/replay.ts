@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 /** The work behind `agent replay` (see replay_command.ts). */
 import type { Config } from "../config/config.ts";
 import { ResilientMock } from "../resilient/mock.ts";
@@ -5,7 +6,7 @@ import { RestClient } from "../resilient/rest.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import { Store } from "../store/store.ts";
 import type { ProcessorFactory } from "./factory.ts";
-import { DEAD_LETTER_PREFIX, type DeadLetter } from "./listener.ts";
+import { DEAD_LETTER_PREFIX, type DeadLetter, deadLetterBody } from "./listener.ts";
 import { parseDelivery } from "./message.ts";
 import { errorReply, runProcessor } from "./run.ts";
 
@@ -111,7 +112,9 @@ export async function listDeadLetters(
           problem: value.problem,
           correlation_id: value.headers["correlation-id"] ?? null,
           headers: value.headers,
-          body_base64: value.bodyBase64,
+          body_base64: Buffer.from(await deadLetterBody(store, String(key.at(-1)), value))
+            .toString("base64"),
+          ...(value.truncated ? { body_size: value.bodySize, body_truncated: true } : {}),
         }) + "\n",
       );
     }

@@ -10,7 +10,6 @@ import type { Store } from "../store/store.ts";
 import {
   type ActionContext,
   type ActionMessage,
-  type HandlerResult,
   normaliseRuleName,
   type Processor,
   type Reply,
@@ -96,7 +95,7 @@ export async function runProcessor(
     });
     try {
       const result = await Promise.race([handler(message.data, ctx), timedOut]);
-      return { reply: toReply(result), badInput: false };
+      return { reply: toReply(result, processor.name), badInput: false };
     } finally {
       clearTimeout(timer);
     }
@@ -107,10 +106,63 @@ export async function runProcessor(
   }
 }
 
-function toReply(result: HandlerResult): Reply {
-  if (result === undefined) return infoReply("Action processed");
+/** The keys a reply may have (ActionAcknowledgementDTO). */
+const REPLY_KEYS = new Set(["message_type", "message", "complete"]);
+
+/**
+ * A handler's result as the final reply. A reply object must be exactly
+ * `{message_type: 0|1|2, message: string, complete: true}` (complete may be left out); any
+ * other shape is the processor's bug and becomes an error reply naming it, never something
+ * the platform gets verbatim.
+ */
+export function toReply(result: unknown, processor: string): Reply {
+  if (result === undefined || result === null) return infoReply("Action processed");
   if (typeof result === "string") return infoReply(secrets.scrub(result));
-  return { ...result, message: secrets.scrub(result.message) };
+  const problem = replyProblem(result);
+  if (problem) return errorReply(`${processor} returned an invalid reply: ${problem}`);
+  const reply = result as Reply;
+  return {
+    message_type: reply.message_type,
+    message: secrets.scrub(reply.message),
+    complete: true,
+  };
+}
+
+function replyProblem(result: unknown): string | undefined {
+  if (typeof result !== "object" || Array.isArray(result)) {
+    return `a ${Array.isArray(result) ? "list" : typeof result}, not a string or a reply object`;
+  }
+  const r = result as Record<string, unknown>;
+  const extra = Object.keys(r).filter((k) => !REPLY_KEYS.has(k));
+  if (extra.length) return `unknown key(s) ${extra.map((k) => JSON.stringify(k)).join(", ")}`;
+  if (r.message_type !== 0 && r.message_type !== 1 && r.message_type !== 2) {
+    return `message_type ${JSON.stringify(r.message_type)} (0 info, 1 error or 2 warning)`;
+  }
+  if (typeof r.message !== "string") return `message is ${typeof r.message}, not a string`;
+  if (r.complete !== undefined && r.complete !== true) {
+    return `complete is ${JSON.stringify(r.complete)} in a final reply (interim statuses go ` +
+      `through ctx.status)`;
+  }
+  return undefined;
+}
+
+/** Replies longer than this are cut (the store keeps a reply and its outbox copy, 64 KB each). */
+export const REPLY_MAX_CHARS = 16_000;
+
+/**
+ * A reply that fits the store and the platform: a longer message is cut with a note saying
+ * where the full text went (the agent's log, under the message id).
+ */
+export function fitReply(reply: Reply, messageId: string): Reply {
+  if (reply.message.length <= REPLY_MAX_CHARS) return reply;
+  log("actions").info("Full text of the reply to {messageId} ({length} characters): {text}", {
+    messageId,
+    length: reply.message.length,
+    text: reply.message,
+  });
+  const note = `\n[... cut: the reply was ${reply.message.length} characters; the full text is ` +
+    `in the agent's log under message ${messageId}]`;
+  return { ...reply, message: reply.message.slice(0, REPLY_MAX_CHARS - note.length) + note };
 }
 
 interface EffectRecord {

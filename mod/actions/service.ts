@@ -59,6 +59,7 @@ export async function startActionService(
     workers: config.numWorkers,
     prefetch: config.prefetch || undefined,
     transactions: config.stompTransactions,
+    maxBodyBytes: config.stompMaxMessageKb * 1024,
     recordDir: options.recordDir,
     healthIntervalMs: options.healthIntervalMs ?? 0,
     signal: options.signal,

@@ -61,6 +61,8 @@ export interface ResilientConfig {
   prefetch: number;
   /** ACK and reply in one STOMP transaction: exactly one reply per action, lower throughput. */
   stompTransactions: boolean;
+  /** Action message bodies larger than this (KB) are refused unread. */
+  stompMaxMessageKb: number;
   logdir?: string | undefined;
   logfile?: string | undefined;
   loglevel?: AgentLogLevel | undefined;
@@ -292,6 +294,7 @@ function readResilient(r: SectionReader): ResilientConfig {
     numWorkers: r.int("num_workers", { default: 10, min: 1, max: 2000 }),
     prefetch: r.int("stomp_prefetch_limit", { default: 0, min: 0, max: 2000 }),
     stompTransactions: r.bool("stomp_transactions", false),
+    stompMaxMessageKb: r.int("stomp_max_message_kb", { default: 1024, min: 16, max: 65536 }),
     logdir: r.path("logdir"),
     logfile: r.optional("logfile"),
     loglevel: readLevel(r, "loglevel"),

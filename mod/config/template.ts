@@ -51,6 +51,8 @@ num_workers = 10
 # across crashes, at about half the throughput. Default: ACK then reply, with a durable
 # outbox (a reply is never lost; after a crash it may rarely be sent twice).
 #stomp_transactions = false
+# Action messages larger than this (KB) get an error reply and become dead letters unread.
+#stomp_max_message_kb = 1024
 #logdir = /var/log/agent
 #logfile = agent.log
 #loglevel = INFO
