@@ -17,7 +17,9 @@ import {
   type Mailbox,
   type MailMessage,
   SyncReset,
+  unreadableMessage,
 } from "./types.ts";
+import { classify } from "../errors/classify.ts";
 
 const logger = log("graph");
 const MAX_ATTEMPTS = 8;
@@ -39,6 +41,8 @@ const SELECT = [
   "hasAttachments",
   "categories",
 ].join(",");
+/** The message's size (PR_MESSAGE_SIZE; Graph has no size property of its own). */
+const EXPAND_SIZE = "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
 /** Delta pages carry only what says which messages changed; each is then read whole. */
 const DELTA_SELECT = "id,internetMessageId,receivedDateTime";
 
@@ -136,8 +140,9 @@ export class GraphMailbox implements Mailbox {
       }
       const items = (page.value as Record<string, unknown>[] | undefined) ?? [];
       // Read at once: the concurrency limit keeps it to max_concurrency in flight.
-      const messages = await Promise.all(
-        items.filter((item) => !item["@removed"]).map((item) => this.get(String(item.id), signal)),
+      const messages = await this.#readEach(
+        items.filter((item) => !item["@removed"]).map((item) => String(item.id)),
+        signal,
       );
       const next = page["@odata.nextLink"] as string | undefined;
       const delta = page["@odata.deltaLink"] as string | undefined;
@@ -164,7 +169,7 @@ export class GraphMailbox implements Mailbox {
     while (url) {
       const page: Record<string, unknown> = await this.#json("GET", url, { signal });
       const ids = ((page.value as { id: string }[] | undefined) ?? []).map((m) => m.id);
-      yield await Promise.all(ids.map((id) => this.get(id, signal)));
+      yield await this.#readEach(ids, signal);
       url = page["@odata.nextLink"] as string | undefined;
     }
   }
@@ -172,10 +177,26 @@ export class GraphMailbox implements Mailbox {
   async get(id: string, signal?: AbortSignal): Promise<MailMessage> {
     const raw = await this.#json<Record<string, unknown>>(
       "GET",
-      `${this.#base}/messages/${encodeURIComponent(id)}?$select=${SELECT}`,
+      `${this.#base}/messages/${encodeURIComponent(id)}?$select=${SELECT}&$expand=${EXPAND_SIZE}`,
       { signal },
     );
     return toMessage(raw);
+  }
+
+  /**
+   * Messages by id. One that is gone (deleted or moved since the delta) is left out; one that
+   * Graph refuses for good stands as unreadable, so that it fails alone; a failure that will
+   * pass fails the page (it is read again).
+   */
+  async #readEach(ids: string[], signal?: AbortSignal): Promise<MailMessage[]> {
+    const read = await Promise.all(ids.map((id) =>
+      this.get(id, signal).catch((error) => {
+        if (classify(error).transient || signal?.aborted) throw error;
+        if (error instanceof GraphError && error.status === 404) return undefined;
+        return unreadableMessage(id, (error as Error).message);
+      })
+    ));
+    return read.filter((m): m is MailMessage => m !== undefined);
   }
 
   async attachments(messageId: string, signal?: AbortSignal): Promise<AttachmentInfo[]> {
@@ -432,7 +453,15 @@ function toMessage(raw: Record<string, unknown>): MailMessage {
     headers,
     hasAttachments: raw.hasAttachments === true,
     categories: (raw.categories as string[] | undefined) ?? [],
+    size: messageSize(raw),
   };
+}
+
+function messageSize(raw: Record<string, unknown>): number | undefined {
+  const props = raw.singleValueExtendedProperties as { id?: string; value?: string }[] | undefined;
+  const value = props?.find((p) => /^Integer 0x0?e08$/i.test(p.id ?? ""))?.value;
+  const size = Number(value);
+  return value !== undefined && Number.isFinite(size) ? size : undefined;
 }
 
 function bodyOf(body: { contentType?: string; content?: string } | undefined) {

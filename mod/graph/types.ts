@@ -32,6 +32,11 @@ export interface MailMessage {
   size?: number | undefined;
   /** Present when the delta says the message left the folder. */
   removed?: boolean;
+  /**
+   * Set when the mailbox could not read this message (why): the bridge keeps it as a dead
+   * letter instead of failing the listing, so the others are still handled.
+   */
+  unreadable?: string | undefined;
 }
 
 export interface AttachmentInfo {
@@ -90,6 +95,26 @@ export interface Mailbox {
   ): Promise<void>;
   /** Reads one message to prove access (`agent authorize`). */
   probe(signal?: AbortSignal): Promise<void>;
+}
+
+/** A message that stands for one the mailbox could not read (see `unreadable`). */
+export function unreadableMessage(id: string, reason: string): MailMessage {
+  return {
+    id,
+    internetMessageId: "",
+    conversationId: "",
+    subject: "",
+    from: { name: "", address: "" },
+    to: [],
+    cc: [],
+    receivedDateTime: new Date(0).toISOString(),
+    importance: "normal",
+    body: { contentType: "text", content: "" },
+    headers: {},
+    hasAttachments: false,
+    categories: [],
+    unreadable: reason,
+  };
 }
 
 /** The stored delta position is no longer valid (410 / syncStateNotFound). */

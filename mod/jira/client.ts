@@ -383,6 +383,12 @@ export class JiraTracker implements Tracker {
         if (status === 0 || status >= 500) {
           this.stats.failing = `Jira unreachable: ${detail || status}`;
         }
+        if (status === 401 || status === 403) {
+          // Our own credentials or permissions, not the mail: the bridge retries later.
+          const text = `${refusal(status, this.#config)}${detail ? `: ${detail}` : ""}`;
+          if (status === 401) this.stats.failing = text;
+          throw new JiraError(`Cannot ${what}: ${text}`, status, { cause: error });
+        }
         const throttled = status === 429 || status === 503;
         const transientRead = !write && (status === 0 || status >= 500);
         if ((throttled || transientRead) && attempt < MAX_ATTEMPTS && !signal?.aborted) {
@@ -408,6 +414,16 @@ export class JiraTracker implements Tracker {
       }
     }
   }
+}
+
+/** What a 401/403 means for the operator, naming the key to look at. */
+function refusal(status: number, config: JiraConfig): string {
+  const key = config.auth.kind === "basic"
+    ? "[jira] user / api_token"
+    : "[jira] personal_access_token";
+  return status === 401
+    ? `Jira refused our credentials (401; check ${key})`
+    : `Jira refused our permissions (403; the account of ${key} lacks a permission)`;
 }
 
 /** A failed fetch (attachments) in the shape `describe` reads. */

@@ -17,9 +17,17 @@ import type { Tracker, UserRef } from "../jira/types.ts";
 import { log } from "../log/log.ts";
 import { KeyedQueue } from "../actions/keyed_queue.ts";
 import { faultPoint } from "../ops/faults.ts";
+import { classify, PermanentError, TransientError } from "../errors/classify.ts";
 import { escapeHtml, sanitizeMailHtml, stripQuotesAndSignature, textToHtml } from "./html.ts";
-import { type Ledger, type MailRecord, messageKeyOf } from "./ledger.ts";
-import { cleanSubject, isForward, placement, skipReason, subjectKeys } from "./rules.ts";
+import { Ledger, type MailRecord, messageKeyOf } from "./ledger.ts";
+import {
+  attachmentName,
+  cleanSubject,
+  isForward,
+  placement,
+  skipReason,
+  subjectKeys,
+} from "./rules.ts";
 
 const logger = log("mail-bridge");
 /** The issue and comment property holding the source mail. */
@@ -38,15 +46,6 @@ export interface BridgeStats {
   skipped: number;
   failed: number;
   known: number;
-}
-
-/** A failure that will likely pass: the mail keeps its state and is tried again. */
-function isTransient(error: unknown): boolean {
-  const status = (error as { status?: number })?.status;
-  if (typeof status === "number") {
-    return status === 0 || status === 408 || status === 429 || status >= 500;
-  }
-  return error instanceof TypeError || (error as Error)?.name === "TimeoutError";
 }
 
 export class MailBridge {
@@ -76,8 +75,22 @@ export class MailBridge {
    * retryable failure stopped it (the next pass picks up from the same place).
    */
   async sync(folders: string[], signal?: AbortSignal): Promise<void> {
-    await this.resumeOpen(signal);
-    for (const folder of folders) await this.#syncFolder(folder, signal);
+    // A retryable failure in one step does not keep the others from their turn.
+    let retryable: unknown;
+    for (
+      const step of [
+        () => this.resumeOpen(signal),
+        ...folders.map((f) => () => this.#syncFolder(f, signal)),
+      ]
+    ) {
+      try {
+        await step();
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        retryable ??= error;
+      }
+    }
+    if (retryable) throw retryable;
   }
 
   async #syncFolder(folder: string, signal?: AbortSignal): Promise<void> {
@@ -111,24 +124,56 @@ export class MailBridge {
 
   /** Mails a crash or a retryable error left half done. */
   async resumeOpen(signal?: AbortSignal): Promise<void> {
-    const open: MailMessage[] = [];
-    for await (const { record } of this.#ledger.open()) {
-      open.push(await this.#mailbox.get(record.mailId, signal));
+    const { messages, retryable } = await this.#reread(this.#ledger.open(), signal);
+    if (messages.length) {
+      logger.info("Finishing {count} mail(s) left half done", { count: messages.length });
     }
-    if (open.length) {
-      logger.info("Finishing {count} mail(s) left half done", { count: open.length });
-    }
-    await this.#handleAll(open, signal);
+    await this.#handleAll(messages, signal);
+    if (retryable) throw retryable;
   }
 
   /** Dead letters handled again; resolves to how many were retried. */
   async retryFailed(signal?: AbortSignal): Promise<number> {
-    const failed: MailMessage[] = [];
-    for await (const { record } of this.#ledger.failed()) {
-      failed.push(await this.#mailbox.get(record.mailId, signal));
+    const { messages, retryable } = await this.#reread(this.#ledger.failed(), signal);
+    await this.#handleAll(messages, signal, { retryFailed: true });
+    if (retryable) throw retryable;
+    return messages.length;
+  }
+
+  /**
+   * The mails of ledger records, read again from the mailbox. One that cannot be read any
+   * more fails alone (gone from the mailbox, unreadable); one that cannot be read for now
+   * waits, and the first such error is returned after the rest were read.
+   */
+  async #reread(
+    records: AsyncIterable<{ messageKey: string; record: MailRecord }>,
+    signal?: AbortSignal,
+  ): Promise<{ messages: MailMessage[]; retryable: unknown }> {
+    const messages: MailMessage[] = [];
+    let retryable: unknown;
+    for await (const { messageKey, record } of records) {
+      try {
+        messages.push(await this.#mailbox.get(record.mailId, signal));
+      } catch (error) {
+        signal?.throwIfAborted();
+        if (classify(error).transient) {
+          retryable ??= error;
+          continue;
+        }
+        const text = `cannot read the mail again: ${(error as Error).message}`;
+        if (record.state !== "failed") this.stats.failed++;
+        await this.#ledger.move(messageKey, record, "failed", {
+          error: text,
+          attempts: record.attempts + 1,
+        }, text);
+        logger.error("Mail {messageId} from {from} failed: {error} (kept as a dead letter)", {
+          messageId: record.messageId,
+          from: record.from,
+          error: text,
+        });
+      }
     }
-    await this.#handleAll(failed, signal, { retryFailed: true });
-    return failed.length;
+    return { messages, retryable };
   }
 
   /** Mails received in the last `days` days that the ledger does not know. */
@@ -157,8 +202,12 @@ export class MailBridge {
     signal?: AbortSignal,
     options: { retryFailed?: boolean; onOutcome?: (outcome: Outcome) => void } = {},
   ): Promise<void> {
+    // Oldest first; within a second, a mail before the replies that reference it.
+    const depth = (m: MailMessage) =>
+      messageIds(m.headers["references"] ?? "").length +
+      (m.headers["in-reply-to"] ? 1 : 0);
     const sorted = [...messages].sort((a, b) =>
-      a.receivedDateTime.localeCompare(b.receivedDateTime)
+      a.receivedDateTime.localeCompare(b.receivedDateTime) || depth(a) - depth(b)
     );
     const queue = new KeyedQueue(WORKERS);
     let retryable: unknown;
@@ -197,6 +246,9 @@ export class MailBridge {
       this.stats.known++;
       return "known";
     }
+    if (message.unreadable) {
+      return await this.#refuse(message, messageKey, record, message.unreadable);
+    }
     const claimMs = this.#config.claimSeconds * 1000;
     if (claimMs && !await this.#ledger.claim(messageKey, claimMs)) {
       logger.info(
@@ -219,15 +271,19 @@ export class MailBridge {
     } catch (error) {
       const current = (await this.#ledger.get(messageKey)) ?? newRecord(message);
       const text = (error as Error).message ?? String(error);
-      if (isTransient(error) || options.signal?.aborted) {
+      const verdict = classify(error);
+      if (verdict.transient || options.signal?.aborted) {
         await this.#ledger.move(messageKey, current, current.state, {
           error: text,
           attempts: current.attempts + 1,
         }, `will retry: ${text}`);
-        logger.warning("Mail {messageId} from {from}: {error} (will retry)", {
+        logger.warning("Mail {messageId} from {from}: {error} (will retry{why})", {
           messageId: message.internetMessageId,
           from: message.from.address,
           error: text,
+          why: verdict.transient && verdict.credentials
+            ? "; our own credentials or permissions were refused, not the mail"
+            : "",
         });
         throw error;
       }
@@ -245,6 +301,34 @@ export class MailBridge {
     } finally {
       if (claimMs) await this.#ledger.release(messageKey);
     }
+  }
+
+  /** Over max_mail_mb, when the mailbox knows the size. */
+  #tooLarge(message: MailMessage): string | undefined {
+    const max = this.#config.maxMailBytes;
+    if (message.size === undefined || message.size <= max) return undefined;
+    return `the mail is ${mb(message.size)}, over max_mail_mb ${Math.round(max / 1048576)}`;
+  }
+
+  /** A mail that cannot be handled as it is: a dead letter with the reason, alone. */
+  async #refuse(
+    message: MailMessage,
+    messageKey: string,
+    record: MailRecord | undefined,
+    reason: string,
+  ): Promise<Outcome> {
+    const current = record ?? newRecord(message);
+    await this.#ledger.move(messageKey, current, "failed", {
+      error: reason,
+      attempts: current.attempts + 1,
+    }, reason);
+    this.stats.failed++;
+    logger.error("Mail {mailId} from {from} failed: {error} (kept as a dead letter)", {
+      mailId: message.id,
+      from: message.from.address || "(unknown sender)",
+      error: reason,
+    });
+    return "failed";
   }
 
   async #advance(
@@ -266,11 +350,16 @@ export class MailBridge {
         });
         return "skipped";
       }
+      const tooLarge = this.#tooLarge(message);
+      if (tooLarge) throw new PermanentError(tooLarge);
     }
     // Attachments matter until they are uploaded; after that only the mark is left.
     const uploading = record.state !== "attachments_done";
     const attachments = uploading && (message.hasAttachments || /cid:/i.test(message.body.content))
-      ? await this.#mailbox.attachments(message.id, signal)
+      ? (await this.#mailbox.attachments(message.id, signal)).map((a, i) => ({
+        ...a,
+        name: attachmentName(a.name, i),
+      }))
       : [];
     const limit = attachments.length
       ? await this.#tracker.attachmentLimit(signal)
@@ -346,6 +435,7 @@ export class MailBridge {
   ): Promise<MailRecord> {
     let record = start;
     const reconciling = record.state === "creating";
+    if (!reconciling) await this.#waitForEarlier(message, messageKey);
     const target = reconciling && record.kind
       ? { kind: record.kind, key: record.key, linkTo: undefined }
       : await this.#target(message, signal);
@@ -456,6 +546,33 @@ export class MailBridge {
     }
     if (target.linkTo) await this.#tracker.link(key, target.linkTo, signal);
     return record;
+  }
+
+  /**
+   * Per-conversation order: while an earlier mail of this thread (same conversation, or a
+   * mail it replies to) is not bridged yet - pending, reserved, failing for now - this one
+   * waits, so that a reply never becomes an issue of its own for want of its parent's.
+   */
+  async #waitForEarlier(message: MailMessage, messageKey: string): Promise<void> {
+    // Received in the same second says nothing about order: the references decide then.
+    const before = (other: { messageKey: string; receivedAt: string }) =>
+      other.messageKey !== messageKey && other.receivedAt < message.receivedDateTime;
+    const earlier = (await this.#ledger.openInConversation(message.conversationId)).find(before);
+    const parents = [
+      ...messageIds(message.headers["in-reply-to"] ?? ""),
+      ...messageIds(message.headers["references"] ?? ""),
+    ];
+    let waitingFor = earlier?.messageId;
+    for (const id of parents) {
+      if (waitingFor) break;
+      const parent = await this.#ledger.ofMessage(id);
+      if (parent && Ledger.isOpen(parent) && !parent.key) waitingFor = parent.messageId;
+    }
+    if (waitingFor) {
+      throw new TransientError(
+        `waiting for an earlier mail of its thread (${waitingFor}) to be bridged first`,
+      );
+    }
   }
 
   /** Threading: subject key, then In-Reply-To/References, then the conversation. */

@@ -87,6 +87,12 @@ export class Ledger {
     else del.push(this.#key("failed", messageKey));
     if (OPEN_STATES.has(state)) set.push([this.#key("open", messageKey), next.mailId]);
     else del.push(this.#key("open", messageKey));
+    if (next.conversationId) {
+      const pending = this.#key("conv_open", next.conversationId, messageKey);
+      if (OPEN_STATES.has(state)) {
+        set.push([pending, { messageId: next.messageId, receivedAt: next.receivedAt }]);
+      } else del.push(pending);
+    }
     if (next.kind === "issue" && next.key && next.conversationId) {
       set.push([this.#key("conv", next.conversationId), next.key]);
     }
@@ -99,6 +105,32 @@ export class Ledger {
     return conversationId
       ? this.#store.get<string>(this.#key("conv", conversationId))
       : Promise.resolve(undefined);
+  }
+
+  /** Mails of a conversation that are not finished yet (pending, or failing for now). */
+  async openInConversation(
+    conversationId: string,
+  ): Promise<{ messageKey: string; messageId: string; receivedAt: string }[]> {
+    if (!conversationId) return [];
+    const open = [];
+    for await (
+      const { key, value } of this.#store.list<{ messageId: string; receivedAt: string }>(
+        this.#key("conv_open", conversationId),
+      )
+    ) {
+      open.push({ messageKey: String(key.at(-1)), ...value });
+    }
+    return open;
+  }
+
+  /** The ledger record of a Message-ID, if the bridge has seen it. */
+  ofMessage(messageId: string): Promise<MailRecord | undefined> {
+    return this.get(messageKeyOf(messageId));
+  }
+
+  /** Whether a record is in a state only a crash or a retryable error leaves a mail in. */
+  static isOpen(record: MailRecord): boolean {
+    return OPEN_STATES.has(record.state);
   }
 
   /** The issue a Message-ID went into (as a new issue or a comment). */

@@ -7,7 +7,14 @@ import { type ParsedMail, simpleParser } from "mailparser";
 import { Buffer } from "node:buffer";
 import nodemailer from "nodemailer";
 import { basename, join } from "node:path";
-import type { AttachmentInfo, ChangePage, Mailbox, MailMessage } from "../graph/types.ts";
+import {
+  type AttachmentInfo,
+  type ChangePage,
+  type Mailbox,
+  type MailMessage,
+  unreadableMessage,
+} from "../graph/types.ts";
+import { PermanentError } from "../errors/classify.ts";
 import { adfText } from "../jira/adf.ts";
 import { adfToWiki } from "../jira/wiki.ts";
 import type { AttachmentUpload, IssueDraft, Tracker, UserRef } from "../jira/types.ts";
@@ -16,28 +23,56 @@ import type { Store } from "../store/store.ts";
 
 type Parsed = ParsedMail;
 
-/** A folder of .eml files (every file is one message; its name is its id). */
+/** Parsed mails kept for their attachments (bytes, summed over the files). */
+const PARSED_CACHE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A folder of .eml files (every file is one message; its name is its id). A file over
+ * `maxMailBytes` is refused before it is read; one that cannot be parsed (broken MIME, more
+ * than 1,000 parts) is listed as unreadable, so it fails alone. Each mail is parsed once
+ * while it is being handled (its attachments are read from that parse), not per attachment.
+ */
 export class DirMailbox implements Mailbox {
   readonly address = "local";
   readonly #dir: string;
   readonly #store: Store;
   readonly #outbox: string;
+  readonly #maxMailBytes: number;
+  /** Recently parsed mails, oldest first. */
+  readonly #parsed = new Map<string, { mail: Promise<Parsed>; bytes: number }>();
 
-  constructor(dir: string, options: { store: Store; outbox: string }) {
+  constructor(
+    dir: string,
+    options: { store: Store; outbox: string; maxMailBytes?: number },
+  ) {
     this.#dir = dir;
     this.#store = options.store;
     this.#outbox = options.outbox;
+    this.#maxMailBytes = options.maxMailBytes ?? 25 * 1024 * 1024;
   }
 
   async *changes(): AsyncIterable<ChangePage> {
     // A folder has no change feed: every pass lists it, and the ledger skips what is done.
-    const messages = await Promise.all((await this.#files()).map((f) => this.get(f)));
-    yield { messages, resume: "all", last: true };
+    yield { messages: await this.#readAll(await this.#files()), resume: "all", last: true };
   }
 
   async *receivedSince(_folder: string, since: Date): AsyncIterable<MailMessage[]> {
-    const messages = await Promise.all((await this.#files()).map((f) => this.get(f)));
-    yield messages.filter((m) => Date.parse(m.receivedDateTime) >= since.getTime());
+    const messages = await this.#readAll(await this.#files());
+    yield messages.filter((m) => m.unreadable || Date.parse(m.receivedDateTime) >= since.getTime());
+  }
+
+  /** Every file as a message, or as an unreadable one saying why (never a failed listing). */
+  async #readAll(files: string[]): Promise<MailMessage[]> {
+    const messages: MailMessage[] = [];
+    for (const file of files) {
+      try {
+        messages.push(await this.get(file));
+      } catch (error) {
+        if (!(error instanceof PermanentError)) throw error;
+        messages.push(unreadableMessage(file, error.message));
+      }
+    }
+    return messages;
   }
 
   async get(id: string): Promise<MailMessage> {
@@ -143,14 +178,61 @@ export class DirMailbox implements Mailbox {
     return names.sort();
   }
 
-  async #parse(id: string): Promise<Parsed> {
-    if (id.includes("/") || id.includes("\\")) throw new Error(`"${id}" is not a mail file name`);
+  /** The parsed file, from the cache while it is recent (see class doc). */
+  #parse(id: string): Promise<Parsed> {
+    const cached = this.#parsed.get(id);
+    if (cached) {
+      this.#parsed.delete(id);
+      this.#parsed.set(id, cached);
+      return cached.mail;
+    }
+    const entry = { mail: this.#read(id), bytes: 0 };
+    this.#parsed.set(id, entry);
+    entry.mail.then(
+      (mail) => {
+        entry.bytes = mail.attachments.reduce((n, a) => n + a.size, 0) + (mail.html || "").length;
+        this.#trimCache();
+      },
+      () => this.#parsed.delete(id),
+    );
+    return entry.mail;
+  }
+
+  #trimCache(): void {
+    let total = 0;
+    for (const entry of this.#parsed.values()) total += entry.bytes;
+    for (const [key, entry] of this.#parsed) {
+      if (total <= PARSED_CACHE_BYTES || this.#parsed.size <= 1) break;
+      this.#parsed.delete(key);
+      total -= entry.bytes;
+    }
+  }
+
+  async #read(id: string): Promise<Parsed> {
+    if (id.includes("/") || id.includes("\\")) {
+      throw new PermanentError(`"${id}" is not a mail file name`);
+    }
+    const path = join(this.#dir, id);
+    const size = await Deno.stat(path).then((info) => info.size, (error) => {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new PermanentError(`the mail file "${id}" is gone`, { cause: error });
+      }
+      throw error;
+    });
+    if (size > this.#maxMailBytes) {
+      throw new PermanentError(
+        `the mail file "${id}" is ${(size / 1048576).toFixed(1)} MB, over max_mail_mb ${
+          Math.round(this.#maxMailBytes / 1048576)
+        } (not read)`,
+      );
+    }
     try {
-      return await simpleParser(Buffer.from(await Deno.readFile(join(this.#dir, id))));
+      return await simpleParser(Buffer.from(await Deno.readFile(path)));
     } catch (error) {
-      throw new Error(`Cannot read the mail file "${id}": ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw new PermanentError(
+        `Cannot read the mail file "${id}": ${(error as Error).message}`,
+        { cause: error },
+      );
     }
   }
 }

@@ -45,9 +45,6 @@ export function skipReason(
   if (config.allowedDomains.length && !config.allowedDomains.includes(domain)) {
     return `sender domain ${domain} is not allowed`;
   }
-  if (message.size !== undefined && message.size > config.maxMailBytes) {
-    return `mail is larger than ${Math.round(config.maxMailBytes / 1048576)} MB`;
-  }
   return undefined;
 }
 
@@ -132,4 +129,20 @@ export function placement(
     priority: config.priorities.get(message.importance),
     tags: [category, projectTag].filter((t): t is string => t !== undefined),
   };
+}
+
+/**
+ * A mail's attachment name made safe to use as a file name anywhere (Jira, a folder): no
+ * control characters (NUL included) or path separators, at most 200 characters with the
+ * extension kept; `attachment-N` when nothing is left.
+ */
+export function attachmentName(name: string, index: number): string {
+  // deno-lint-ignore no-control-regex
+  let clean = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, "").replace(/[/\\]/g, "_").trim();
+  if (/^\.*$/.test(clean)) return `attachment-${index + 1}`;
+  if (clean.length > 200) {
+    const ext = /\.[^.]{1,16}$/.exec(clean)?.[0] ?? "";
+    clean = clean.slice(0, 200 - ext.length) + ext;
+  }
+  return clean;
 }

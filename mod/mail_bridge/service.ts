@@ -51,7 +51,11 @@ export async function openBridge(config: Config, store: Store): Promise<OpenBrid
     mailbox = graph;
   } else {
     const { DirMailbox } = await import("./local.ts");
-    mailbox = new DirMailbox(settings.mailDir, { store, outbox: `${settings.issuesDir}/outbox` });
+    mailbox = new DirMailbox(settings.mailDir, {
+      store,
+      outbox: `${settings.issuesDir}/outbox`,
+      maxMailBytes: settings.maxMailBytes,
+    });
   }
   let tracker: Tracker;
   let jiraStats: JiraStats | undefined;

@@ -38,6 +38,8 @@ export interface FakeMessage {
   folder: string;
   /** Bumped on every change (delta). */
   changeSeq: number;
+  /** The size Graph reports, when a test wants one larger than the content. */
+  sizeOverride?: number;
 }
 
 export interface SentReply {
@@ -123,9 +125,14 @@ export class FakeGraph extends HttpsFake {
       `${GRAPH}/mailFolders/:folder/messages`,
       (req, p) => this.#list(req, p.folder!),
     );
-    this.route("GET", `${GRAPH}/messages/:id`, (_req, p) => {
+    this.route("GET", `${GRAPH}/messages/:id`, (req, p) => {
       const m = this.messages.get(p.id!);
-      return m ? this.#json(m) : notFound(p.id!);
+      if (!m) return notFound(p.id!);
+      const expand = new URL(req.url).searchParams.get("$expand") ?? "";
+      return this.#json(
+        m,
+        /singleValueExtendedProperties\(\$filter=id eq 'Integer 0x0E08'\)/i.test(expand),
+      );
     });
     this.route("PATCH", `${GRAPH}/messages/:id`, (_req, p, body) => {
       const m = this.messages.get(p.id!);
@@ -330,7 +337,13 @@ export class FakeGraph extends HttpsFake {
     });
   }
 
-  #json(m: FakeMessage): Response {
+  /** What Graph's PR_MESSAGE_SIZE would say: headers, body and attachments. */
+  sizeOf(m: FakeMessage): number {
+    return m.sizeOverride ?? (JSON.stringify(m.headers).length + m.body.content.length +
+      m.attachments.reduce((n, a) => n + a.size, 0));
+  }
+
+  #json(m: FakeMessage, withSize = false): Response {
     const address = (a: string, name = "") => ({ emailAddress: { name, address: a } });
     return Response.json({
       "@odata.type": "#microsoft.graph.message",
@@ -350,6 +363,11 @@ export class FakeGraph extends HttpsFake {
       hasAttachments: m.attachments.some((a) => !a.isInline),
       categories: m.categories,
       isRead: false,
+      ...(withSize
+        ? {
+          singleValueExtendedProperties: [{ id: "Integer 0xe08", value: String(this.sizeOf(m)) }],
+        }
+        : {}),
     });
   }
 }
