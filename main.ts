@@ -5,6 +5,7 @@
  */
 import { type Command, type Deps, UsageError } from "./mod/cli/command.ts";
 import { ConfigError } from "./mod/config/config.ts";
+import { describeError } from "./mod/errors/classify.ts";
 import { configCommand } from "./mod/config/command.ts";
 import { doctorCommand } from "./mod/doctor/command.ts";
 import { authorizeCommand, mailBridgeCommand } from "./mod/mail_bridge/command.ts";
@@ -77,18 +78,9 @@ export async function main(args: string[], deps: Deps): Promise<number> {
       deps.stderr(`agent ${command.name}: ${error.message}\n`);
       return 2;
     }
-    deps.stderr(`agent ${command.name}: ${describe(error)}\n`);
+    deps.stderr(`agent ${command.name}: ${describeError(error)}\n`);
     return 1;
   }
-}
-
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  let text = error.message;
-  for (let cause = error.cause; cause instanceof Error; cause = cause.cause) {
-    if (!text.includes(cause.message)) text += `: ${cause.message}`;
-  }
-  return text;
 }
 
 if (import.meta.main) {

@@ -7,6 +7,7 @@ import { TestSmtpServer } from "./support/smtp_server.ts";
 import { runAgent } from "./support/cli.ts";
 import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { recordOutput } from "./support/suite_log.ts";
+import { waitUntil } from "./support/wait.ts";
 
 const ORG = 201;
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -152,6 +153,47 @@ Deno.test({
     assertEquals(result.code, 1, stderr);
     assertStringIncludes(stderr, "TLS verification of 127.0.0.1 failed");
     assertStringIncludes(stderr, "not signed by a trusted CA");
+  },
+});
+
+Deno.test({
+  name: "agent calendar started while the platform is unreachable keeps trying, saying why, " +
+    "and serves once the platform is up",
+  ...integration,
+  async fn() {
+    const queue = "clilate";
+    const file = `${dir}/${queue}.ini`;
+    await Deno.writeTextFile(file, config({ queue }));
+    platform.listenForReplies(ORG, queue);
+    const port = fake.port;
+    await fake.stop();
+    const child = spawnAgent(["calendar", "--config", file, "--log-format", "json"]);
+    let stderr = "";
+    const reading = (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        stderr += chunk;
+      }
+    })();
+    const stdout = child.stdout.cancel();
+    try {
+      await waitUntil(
+        "the agent says it cannot reach the platform",
+        () => Promise.resolve(/cannot run.*trying again in \d+ s/.test(stderr)),
+      );
+      const failure = stderr.split("\n").find((l) => l.includes("cannot run"))!;
+      assertStringIncludes(failure, `127.0.0.1:${port}`);
+      await fake.start({ port });
+      const id = platform.sendAction(ORG, queue, taskAction({ id: 301, owner_id: 4 }));
+      await platform.waitFor((r) => r.some((x) => x.correlationId === id), 60_000);
+      assertEquals(platform.replies.find((r) => r.correlationId === id)!.json!.message_type, 0);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const status = await child.status;
+    await reading;
+    await stdout;
+    recordOutput("calendar_cli_test late platform", stderr);
+    assertEquals(status.code, 0, stderr);
   },
 });
 

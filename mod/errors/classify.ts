@@ -1,9 +1,10 @@
 /**
  * One rule for what a failure means, for every intake (mailboxes, Jira, the platform):
  *
- * - **transient**: the network, throttling (429), a server error (5xx), a timeout, our own
- *   credentials or permissions (401/403, a file we may not write). Nothing is wrong with the
- *   input: keep it, retry later, and report the service unhealthy with the reason.
+ * - **transient**: the network, throttling (429), a server error (5xx), a timeout, or our own
+ *   configuration (`credentials`: 401/403, a login or a certificate refused, a file we may
+ *   not write). Nothing is wrong with the input: keep it, retry later, and report the
+ *   service unhealthy with the reason.
  * - **permanent** for that input: it cannot be read or handled as it is (a parse failure,
  *   a size cap, a payload the other side refuses with 4xx). It fails alone, into a dead
  *   letter with the reason; the next input is handled.
@@ -56,6 +57,9 @@ const TRANSIENT_DENO_ERRORS = [
   "NetworkUnreachable",
   "Http",
 ] as const;
+/** What the TLS layer says when it does not trust the peer's certificate. */
+const TLS_TEXT =
+  /invalid peer certificate|UnknownIssuer|NotValidForName|CaUsedAsEndEntity|certificate (has )?expired|self.signed/i;
 /** What fetch and the TLS layer say when the network, not the request, failed. */
 const NETWORK_TEXT =
   /fetch failed|error sending request|connection|connect error|dns error|failed to lookup|name resolution|network|tls|certificate|timed out|os error|socket|EAI_AGAIN|ECONN|ETIMEDOUT|EPIPE/i;
@@ -104,8 +108,24 @@ function judge(error: unknown): Verdict | undefined {
   if (name === "TimeoutError" || name === "AbortError") {
     return { transient: true, credentials: false };
   }
+  // A certificate we do not trust, or a login refused: our configuration, not the input.
+  if (name === "TlsError" || name === "AuthError") return { transient: true, credentials: true };
+  if (error instanceof TypeError && TLS_TEXT.test(error.message)) {
+    return { transient: true, credentials: true };
+  }
   if (error instanceof TypeError && NETWORK_TEXT.test(error.message)) {
     return { transient: true, credentials: false };
   }
   return undefined;
+}
+
+/** An error's message with its causes' (fetch's "error sending request" alone names no host). */
+export function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  let text = error.message;
+  for (let cause = error.cause, depth = 0; cause instanceof Error && depth < 8; depth++) {
+    if (!text.includes(cause.message)) text += `: ${cause.message}`;
+    cause = cause.cause;
+  }
+  return text;
 }

@@ -16,12 +16,12 @@ import { type Health, parseListen, serveOps } from "../ops/http.ts";
 import { type Family, gauge, render } from "../ops/prometheus.ts";
 import { DEAD_LETTER_PREFIX } from "../actions/listener.ts";
 import { Store } from "../store/store.ts";
-import { supervise } from "./supervise.ts";
+import { SERVICE_BACKOFF_MS, supervise } from "./supervise.ts";
 import { buildProcessors, processorsDir } from "../processors/load.ts";
 import { sandboxFailures } from "../sandbox/sandbox.ts";
+import { describeError } from "../errors/classify.ts";
 
 const logger = log("run");
-const BACKOFF_MS = [1_000, 2_000, 5_000, 15_000, 30_000, 60_000];
 
 /** What `agent run` needs besides the config. */
 export interface RunDeps {
@@ -108,7 +108,7 @@ function superviseActions(
   let state = "starting";
   const done = supervise({
     signal: deps.signal,
-    delaysMs: BACKOFF_MS,
+    delaysMs: SERVICE_BACKOFF_MS,
     async run(started) {
       let built: BuiltProcessor[] = [];
       try {
@@ -131,7 +131,7 @@ function superviseActions(
       }
     },
     onFailure(error, waitMs) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = describeError(error);
       state = `failed: ${message}`;
       logger.error("Actions service failed: {error}; restarting in {seconds} s", {
         error: message,
