@@ -55,6 +55,45 @@ Deno.test("ticket_info: IP, RANGE, DNS and ANY sources, PROTOCOL/PREDEFINED/ANY 
   }]);
 });
 
+Deno.test("ticket_info: null, text and list entries among sources, destinations and services go to Unmapped with the reason; the rest is mapped", () => {
+  const ticket = {
+    id: 3,
+    steps: {
+      step: [{
+        id: 1,
+        tasks: {
+          task: [{
+            id: 1,
+            fields: {
+              field: [{
+                access_request: {
+                  order: "AR1",
+                  sources: {
+                    source: [null, "10.0.0.1", [1, 2], { "@type": "IP", ip_address: "10.1.1.1" }],
+                  },
+                  destinations: { destination: [{ "@type": "IP", ip_address: "8.8.8.8" }, 7] },
+                  services: { service: [null, { "@type": "PROTOCOL", protocol: "tcp", port: 22 }] },
+                },
+              }],
+            },
+          }],
+        },
+      }],
+    },
+  } as unknown as RawTicket;
+  const [ar] = buildTicketInfo(ticket).Requests;
+  assertEquals(ar!.Sources.map((a) => a.Ip), ["10.1.1.1"]);
+  assertEquals(ar!.Destinations.map((a) => a.Ip), ["8.8.8.8"]);
+  assertEquals(ar!.Services, [{ Protocol: "TCP", Min: "22", Max: "22" }]);
+  assertEquals(ar!.Unmapped, [
+    { field: "source", entry: null, reason: "not an object (null)" },
+    { field: "source", entry: "10.0.0.1", reason: "not an object (string)" },
+    { field: "source", entry: [1, 2], reason: "not an object (a list)" },
+    { field: "destination", entry: 7, reason: "not an object (number)" },
+    { field: "service", entry: null, reason: "not an object (null)" },
+  ]);
+});
+
 Deno.test("ticket_info: ranges become the fewest CIDR blocks; port ranges and public addresses", () => {
   const ticket: RawTicket = {
     id: 1,
@@ -117,6 +156,21 @@ Deno.test("trigger input: ticket_info XML, the empty Test document, malformed XM
     () => parseTicketInfo("<ticket_info><id>4e2</id></ticket_info>"),
     TriggerInputError,
     "no valid ticket <id>",
+  );
+  for (const id of ["12345678901234567890123", "9007199254740993", "0", "-3"]) {
+    assertThrows(
+      () => parseTicketInfo(`<ticket_info><id>${id}</id></ticket_info>`),
+      TriggerInputError,
+      "no valid ticket <id>",
+    );
+  }
+  assertThrows(
+    () =>
+      parseTicketInfo(
+        "<ticket_info><id>5</id><current_stage><id>99999999999999999999</id></current_stage></ticket_info>",
+      ),
+    TriggerInputError,
+    "no valid current_stage <id>",
   );
   const broken = assertThrows(
     () => parseTicketInfo("<ticket_info><id>42</ticket_info>"),
@@ -377,6 +431,14 @@ Deno.test({
       assertEquals(broken.code, 2);
       assertEquals(broken.stderr.trim().split("\n").length, 1);
       assertStringIncludes(broken.stderr, "not well-formed XML");
+      // An id past JavaScript's safe integers would be fetched as another ticket (1e+23).
+      const huge = await env.trigger(
+        "CREATE",
+        "<ticket_info><id>12345678901234567890123</id></ticket_info>",
+      );
+      assertEquals(huge.code, 2, huge.stderr);
+      assertStringIncludes(huge.stderr, "no valid ticket <id>");
+      assertEquals(env.sc.requests.length, 0);
       // An event that is not configured does nothing.
       const close = await env.trigger("CLOSE");
       assertEquals(close.code, 0);

@@ -49,7 +49,12 @@ export interface TicketRequest {
   /** Access request order ("AR1"); "DECOMMISSION" for server decommission requests. */
   Order?: string;
   /** Entries the mapping could not express, passed as SecureChange sent them. */
-  Unmapped?: { field: "source" | "destination" | "service" | "server"; entry: unknown }[];
+  Unmapped?: {
+    field: "source" | "destination" | "service" | "server";
+    entry: unknown;
+    /** Why it could not be mapped, when the entry itself is malformed. */
+    reason?: string;
+  }[];
 }
 
 /** The ticket, in the SecureChange Request Add-on's `ticket_info` shape. */

@@ -65,9 +65,9 @@ function accessRequest(ar: Entry): TicketRequest {
         (container ? container[field] : undefined) as Entry | Entry[] | undefined,
       )
     ) {
-      const mapped = address(entry);
-      if (mapped) list.push(...mapped);
-      else unmapped.push({ field, entry });
+      const mapped = mapEntry(entry, address);
+      if (Array.isArray(mapped)) list.push(...mapped);
+      else unmapped.push({ field, entry, ...mapped });
     }
   }
   const services = ar["services"] as Entry | "" | undefined;
@@ -76,9 +76,12 @@ function accessRequest(ar: Entry): TicketRequest {
       (services ? services["service"] : undefined) as Entry | Entry[] | undefined,
     )
   ) {
-    const mapped = service(entry);
-    if (mapped) request.Services.push(mapped);
-    else unmapped.push({ field: "service", entry });
+    const mapped = mapEntry(entry, (e) => {
+      const one = service(e);
+      return one ? [one] : undefined;
+    });
+    if (Array.isArray(mapped)) request.Services.push(...mapped);
+    else unmapped.push({ field: "service", entry, ...mapped });
   }
   if (unmapped.length) request.Unmapped = unmapped;
   return request;
@@ -95,11 +98,34 @@ function decommission(sd: Entry): TicketRequest {
   for (
     const entry of asList((servers ? servers["server"] : undefined) as Entry | Entry[] | undefined)
   ) {
-    const mapped = address(entry);
-    if (mapped) request.Sources.push(...mapped);
-    else (request.Unmapped ??= []).push({ field: "server", entry });
+    const mapped = mapEntry(entry, address);
+    if (Array.isArray(mapped)) request.Sources.push(...mapped);
+    else (request.Unmapped ??= []).push({ field: "server", entry, ...mapped });
   }
   return request;
+}
+
+/**
+ * One entry mapped, or why not: `{}` when the mapping has no form for it, `{reason}` when
+ * the entry is malformed (not an object, or a shape the mapping trips over). Never throws,
+ * so that one bad entry cannot fail the run.
+ */
+function mapEntry<T>(
+  entry: unknown,
+  map: (entry: Entry) => T[] | undefined,
+): T[] | { reason?: string } {
+  if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
+    return {
+      reason: `not an object (${
+        entry === null ? "null" : Array.isArray(entry) ? "a list" : typeof entry
+      })`,
+    };
+  }
+  try {
+    return map(entry as Entry) ?? {};
+  } catch (error) {
+    return { reason: `malformed: ${(error as Error).message}` };
+  }
 }
 
 function address(entry: Entry): TicketAddress[] | undefined {

@@ -50,10 +50,7 @@ export function parseTicketInfo(xml: string): TriggerInfo {
   const record = info as Record<string, unknown>;
   const id = record["id"];
   if (id === undefined) return { ticketId: undefined };
-  const ticketId = Number(id);
-  if (!/^\d+$/.test(String(id).trim()) || ticketId <= 0) {
-    throw new TriggerInputError(`ticket_info has no valid ticket <id> ("${String(id)}")`);
-  }
+  const ticketId = positiveId(id, "ticket <id>");
   const completion = record["completion_data"] as Record<string, unknown> | undefined;
   const stage = (record["current_stage"] ?? completion?.["stage"]) as
     | Record<string, unknown>
@@ -64,12 +61,28 @@ export function parseTicketInfo(xml: string): TriggerInfo {
     subject: typeof record["subject"] === "string" ? record["subject"] : undefined,
     stage: stage && stage["id"] !== undefined
       ? {
-        id: Number(stage["id"]),
+        id: positiveId(stage["id"], "current_stage <id>"),
         name: typeof stage["name"] === "string" ? stage["name"] : undefined,
-        taskId: task?.["id"] !== undefined ? Number(task["id"]) : undefined,
+        taskId: task?.["id"] !== undefined ? positiveId(task["id"], "ticket_task <id>") : undefined,
       }
       : undefined,
   };
+}
+
+/**
+ * A positive whole number that survives the round trip through a JavaScript number: larger
+ * ids (23 digits, say) would turn into other ids (`1e+23`), so they are bad input.
+ */
+function positiveId(value: unknown, what: string): number {
+  const text = String(value).trim();
+  const id = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(id) || id <= 0) {
+    throw new TriggerInputError(
+      `ticket_info has no valid ${what} ("${text.slice(0, 40)}": not a whole number from 1 to ` +
+        `${Number.MAX_SAFE_INTEGER})`,
+    );
+  }
+  return id;
 }
 
 /** SecureChange may pass the Arguments string as one argv element: split it like a shell. */
