@@ -157,7 +157,7 @@ try {
   const issue = JSON.parse(await Deno.readTextFile(`${mail}/issues/MAIL-1.json`));
   heading(
     `${issue.key} "${issue.summary}" (labels ${
-      issue.labels.join(", ")
+      issue.labels.filter((l: string) => !/^mail-[0-9a-f]{20}$/.test(l)).join(", ")
     }; priority ${issue.priority})`,
   );
   console.log(issue.description.split("\n").map((l: string) => `  ${l}`).join("\n"));

@@ -3,10 +3,15 @@ import { testPki } from "./support/ca.ts";
 import { runAgent } from "./support/cli.ts";
 import { FakeGraph, graphSection } from "./support/fake_graph.ts";
 import { FakeJira, jiraSection } from "./support/fake_jira.ts";
+import { mailMarker } from "../mod/mail_bridge/bridge.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
-async function setup(extra = "", deployment: "cloud" | "server" = "cloud") {
+async function setup(
+  extra = "",
+  deployment: "cloud" | "server" = "cloud",
+  options: { ack?: boolean } = {},
+) {
   const pki = await testPki();
   const graph = await new FakeGraph().start();
   const jira = await new FakeJira(deployment).start();
@@ -15,7 +20,9 @@ async function setup(extra = "", deployment: "cloud" | "server" = "cloud") {
   await Deno.writeTextFile(
     configFile,
     `[agent]\nstore = ${dir}/agent.kv\n\n${graphSection(graph, pki.caCertFile)}\n` +
-      `${jiraSection(jira, pki.caCertFile)}\n[mail_bridge]\nack_mail = false\n${extra}`,
+      `${jiraSection(jira, pki.caCertFile)}\n[mail_bridge]\nack_mail = ${
+        options.ack ?? false
+      }\n${extra}`,
   );
   return {
     graph,
@@ -32,53 +39,134 @@ async function setup(extra = "", deployment: "cloud" | "server" = "cloud") {
   };
 }
 
+/** Issues and comments in the fake Jira. */
+function writes(jira: FakeJira): number {
+  return jira.issues.size + [...jira.issues.values()].reduce((n, i) => n + i.comments.length, 0);
+}
+
 Deno.test(
-  "mail-bridge killed right after Jira created an issue or a comment (Cloud and Server/DC): after restart each mail is in Jira once and marked",
+  "mail-bridge killed (SIGKILL) after Jira's create, after each upload, mid-upload, just before " +
+    "and after the acknowledgement, after a comment, on Cloud and Server/DC: restarted at once, " +
+    "one issue per mail, one comment per reply, each attachment once, one acknowledgement each",
+  integration,
+  async (t) => {
+    const points = [
+      ["after-jira-create", 1],
+      ["after-jira-create", 2],
+      ["after-upload", 1],
+      ["after-upload", 2],
+      ["mid-upload", 1],
+      ["before-ack", 1],
+      ["after-ack", 1],
+    ] as const;
+    for (const deployment of ["cloud", "server"] as const) {
+      for (const [point, at] of points) {
+        await t.step(`${deployment}: kill-${point}:${at}`, async () => {
+          // Reservations last the default 120 s: the restart must take over the dead run's.
+          const s = await setup("", deployment, { ack: true });
+          try {
+            const a = s.graph.deliver({ from: "ann@example.com", subject: "First", text: "a" });
+            const b = s.graph.deliver({ from: "bob@example.com", subject: "Second", text: "b" });
+            const clean = await s.run(["mail-bridge", "--once"]);
+            assertEquals(clean.code, 0, clean.stderr);
+            const reply = s.graph.replyTo(a, {
+              from: "bob@example.com",
+              subject: "RE: First",
+              text: "more",
+            });
+            const c = s.graph.deliver({
+              from: "ann@example.com",
+              subject: "Third",
+              text: "c",
+              attachments: [
+                {
+                  name: "notes.txt",
+                  contentType: "text/plain",
+                  isInline: false,
+                  content: new TextEncoder().encode("notes\n"),
+                  size: 6,
+                },
+                // Generated in 64 KB pieces: an upload that is cut off in the middle.
+                {
+                  name: "big.bin",
+                  contentType: "application/octet-stream",
+                  isInline: false,
+                  size: 300_000,
+                },
+              ],
+            });
+            const killed = await s.run(["mail-bridge", "--once"], {
+              AGENT_FAULT: `kill-${point}:${at}`,
+            });
+            assertEquals(killed.code, 137, `not killed at ${point}:${at}: ${killed.stderr}`);
+            const again = await s.run(["mail-bridge", "--once"]);
+            assertEquals(again.code, 0, again.stderr);
+
+            for (const m of [a, b, c]) {
+              const issues = s.jira.issuesForMessage(m.internetMessageId);
+              assertEquals(issues.length, 1, `${m.subject} in Jira once`);
+              assertEquals(s.graph.messages.get(m.id)!.categories, [`Jira: ${issues[0]!.key}`]);
+              const acks = s.graph.replies.filter((r) => r.messageId === m.internetMessageId);
+              assertEquals(acks.length, 1, `one acknowledgement for ${m.subject}`);
+            }
+            const first = s.jira.issuesForMessage(a.internetMessageId)[0]!;
+            assertEquals(first.comments.length, 1, "one comment for the reply");
+            assertEquals(s.graph.messages.get(reply.id)!.categories, [`Jira: ${first.key}`]);
+            assertEquals(
+              s.graph.replies.filter((r) => r.messageId === reply.internetMessageId),
+              [],
+            );
+            const third = s.jira.issuesForMessage(c.internetMessageId)[0]!;
+            assertEquals(
+              third.attachments.map((x) => [x.filename, x.size]).sort(),
+              [["big.bin", 300_000], ["notes.txt", 6]],
+            );
+            assertEquals(writes(s.jira), 4, "3 issues and 1 comment");
+          } finally {
+            await s.close();
+          }
+        });
+      }
+    }
+  },
+);
+
+Deno.test(
+  "a restart within claim_seconds of a crash keeps the thread: the reply becomes a comment on " +
+    "the first mail's issue and the forward is linked to it",
   integration,
   async () => {
-    const runs = [["cloud", 1], ["cloud", 2], ["server", 1], ["server", 2]] as const;
-    for (const [deployment, killAt] of runs) {
-      const s = await setup("claim_seconds = 1\n", deployment);
+    for (const deployment of ["cloud", "server"] as const) {
+      const s = await setup("", deployment);
       try {
-        const a = s.graph.deliver({ from: "ann@example.com", subject: "First", text: "a" });
-        const b = s.graph.deliver({ from: "bob@example.com", subject: "Second", text: "b" });
-        await s.run(["mail-bridge", "--once"]);
+        const a = s.graph.deliver({ from: "ann@example.com", subject: "Printer", text: "a" });
+        const killed = await s.run(["mail-bridge", "--once"], {
+          AGENT_FAULT: "kill-after-jira-create:1",
+        });
+        assertEquals(killed.code, 137, killed.stderr);
         const reply = s.graph.replyTo(a, {
           from: "bob@example.com",
-          subject: "RE: First",
-          text: "more",
+          subject: "RE: Printer",
+          text: "same here",
         });
-        const c = s.graph.deliver({ from: "ann@example.com", subject: "Third", text: "c" });
-        // This pass writes the reply's comment and c's issue; the kill lands right after the
-        // killAt-th of those writes, before the ledger records it.
-        const killed = await s.run(["mail-bridge", "--once"], {
-          AGENT_FAULT: `kill-after-jira-create:${killAt}`,
+        const forward = s.graph.deliver({
+          from: "bob@example.com",
+          subject: "FW: Printer",
+          text: "see below",
+          references: [a.internetMessageId],
+          conversationId: a.conversationId,
         });
-        assertEquals(killed.code, 137, `killed at ${killAt}: ${killed.stderr}`);
-        const writesBefore = s.jira.issues.size +
-          [...s.jira.issues.values()].reduce((n, i) => n + i.comments.length, 0);
-        // The killed agent's reservation of the mail it was on lapses (claim_seconds).
-        await new Promise((r) => setTimeout(r, 1100));
         const again = await s.run(["mail-bridge", "--once"]);
         assertEquals(again.code, 0, again.stderr);
-        assertStringIncludes(again.stderr, "before a restart");
-        for (const m of [a, b, c]) {
-          const issues = s.jira.issuesForMessage(m.internetMessageId);
-          assertEquals(issues.length, 1, `${m.subject} in Jira once (kill ${killAt})`);
-          assertEquals(s.graph.messages.get(m.id)!.categories, [`Jira: ${issues[0]!.key}`]);
-        }
-        const first = s.jira.issuesForMessage(a.internetMessageId)[0]!;
-        assertEquals(
-          first.comments.filter((x) =>
-            JSON.stringify(x.properties).includes(reply.internetMessageId)
-          ).length,
-          1,
-        );
-        assertEquals(s.graph.messages.get(reply.id)!.categories, [`Jira: ${first.key}`]);
-        const writesAfter = s.jira.issues.size +
-          [...s.jira.issues.values()].reduce((n, i) => n + i.comments.length, 0);
-        assertEquals(writesAfter, 4, "3 issues and 1 comment");
-        assertEquals(writesBefore, 2 + killAt, "the killed run had written before it died");
+        const issues = s.jira.issuesForMessage(a.internetMessageId);
+        assertEquals(issues.length, 1, `${deployment}: the first mail is in Jira once`);
+        const first = issues[0]!;
+        assertEquals(first.comments.length, 1, "the reply is a comment on it");
+        assertEquals(s.jira.issuesForMessage(reply.internetMessageId), []);
+        const forwarded = s.jira.issuesForMessage(forward.internetMessageId);
+        assertEquals(forwarded.length, 1, "the forward is an issue of its own");
+        assertEquals(forwarded[0]!.links, [`Relates:${first.key}`]);
+        assertEquals(s.jira.issues.size, 2);
       } finally {
         await s.close();
       }
@@ -250,7 +338,7 @@ Deno.test("mail-bridge on the embedded defaults (the demo's .eml mailbox): one i
     assertEquals([issue.summary, issue.priority, issue.labels], [
       "VPN is down for two sites",
       "High",
-      ["mail-bridge", "network"],
+      ["mail-bridge", "network", await mailMarker("<vpn-down-1@mail.example.com>")],
     ]);
     assertStringIncludes(issue.description, "||Site||Users||");
     for (const bad of ["alert", "javascript", "tracker.example", "track()"]) {

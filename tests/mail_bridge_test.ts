@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { startBridge, textOf } from "./support/mail_bridge.ts";
+import { mailMarker } from "../mod/mail_bridge/bridge.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3, 4]);
@@ -46,7 +47,13 @@ Deno.test(
       const issue = issues[0]!;
       assertEquals(issue.key, "SUP-1");
       assertEquals(issue.fields.summary, "VPN is down");
-      assertEquals(issue.fields.labels, ["mail-bridge", "network"]);
+      // The mail's own marker label is what crash recovery searches for (on both flavours).
+      assertEquals(issue.fields.labels, [
+        "mail-bridge",
+        "network",
+        await mailMarker(mail.internetMessageId),
+      ]);
+      assertMatch(String((issue.fields.labels as string[])[2]), /^mail-[0-9a-f]{20}$/);
       assertEquals(issue.fields.priority, { name: "High" });
       assertEquals(issue.fields.reporter, { accountId: "557058:ann" });
       assertEquals(issue.properties["agent.mail"], {

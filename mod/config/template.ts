@@ -143,7 +143,7 @@ max_range = 1000
 #issue_type = Task
 
 #[mail_bridge]
-# Labels on every issue; bridge_label also lets crash recovery find the bridge's issues.
+# Labels on every issue (each also gets its mail's marker label, for crash recovery).
 #labels = from-mail
 #bridge_label = mail-bridge
 # A [tag] in the subject picks a category label; otherwise default_category.

@@ -41,6 +41,8 @@ const SELECT = [
   "hasAttachments",
   "categories",
 ].join(",");
+/** The bridge's own named property on the mail it sends, to find it again after a crash. */
+const MARKER_PROPERTY = "String {6f1c2a4e-5b7d-4c8e-9a3f-2d1e0b9c8a7f} Name AgentMailBridge";
 /** The message's size (PR_MESSAGE_SIZE; Graph has no size property of its own). */
 const EXPAND_SIZE = "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
 /** Delta pages carry only what says which messages changed; each is then read whole. */
@@ -259,22 +261,58 @@ export class GraphMailbox implements Mailbox {
     }
   }
 
+  /**
+   * createReply with the body, headers and the marker (a single-value extended property),
+   * then send: the draft exists, marked, before it is sent, so `sentWith` can tell.
+   */
   async reply(
     messageId: string,
-    options: { html: string; headers: Record<string, string> },
+    options: { html: string; headers: Record<string, string>; marker: string },
     signal?: AbortSignal,
   ): Promise<void> {
-    await this.#json("POST", `${this.#base}/messages/${encodeURIComponent(messageId)}/reply`, {
-      signal,
-      body: {
-        message: {
-          body: { contentType: "HTML", content: options.html },
-          internetMessageHeaders: Object.entries(options.headers).map(([name, value]) => ({
-            name,
-            value,
-          })),
+    const draft = await this.#json<{ id?: string }>(
+      "POST",
+      `${this.#base}/messages/${encodeURIComponent(messageId)}/createReply`,
+      {
+        signal,
+        body: {
+          message: {
+            body: { contentType: "HTML", content: options.html },
+            internetMessageHeaders: Object.entries(options.headers).map(([name, value]) => ({
+              name,
+              value,
+            })),
+            singleValueExtendedProperties: [{ id: MARKER_PROPERTY, value: options.marker }],
+          },
         },
       },
+    );
+    if (!draft.id) throw new GraphError("Graph's createReply answered without a draft id", 502);
+    await this.#send_(draft.id, signal);
+  }
+
+  async sentWith(marker: string, signal?: AbortSignal): Promise<boolean> {
+    const filter = encodeURIComponent(
+      `singleValueExtendedProperties/Any(ep: ep/id eq '${MARKER_PROPERTY}' and ep/value eq '${
+        marker.replaceAll("'", "''")
+      }')`,
+    );
+    const find = async (folder: string) =>
+      ((await this.#json<{ value?: { id: string }[] }>(
+        "GET",
+        `${this.#base}/mailFolders/${folder}/messages?$filter=${filter}&$select=id&$top=1`,
+        { signal },
+      )).value ?? [])[0];
+    if (await find("sentitems")) return true;
+    const draft = await find("drafts");
+    if (!draft) return false;
+    await this.#send_(draft.id, signal);
+    return true;
+  }
+
+  async #send_(draftId: string, signal?: AbortSignal): Promise<void> {
+    await this.#json("POST", `${this.#base}/messages/${encodeURIComponent(draftId)}/send`, {
+      signal,
     });
   }
 

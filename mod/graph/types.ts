@@ -87,12 +87,20 @@ export interface Mailbox {
     options: { category: string; categories?: string[]; moveTo?: string | undefined },
     signal?: AbortSignal,
   ): Promise<void>;
-  /** Replies to the sender in the same thread, carrying `headers`. */
+  /**
+   * Replies to the sender in the same thread, carrying `headers` (Graph takes `x-` headers
+   * only) and `marker`, by which `sentWith` finds the reply again.
+   */
   reply(
     messageId: string,
-    options: { html: string; headers: Record<string, string> },
+    options: { html: string; headers: Record<string, string>; marker: string },
     signal?: AbortSignal,
   ): Promise<void>;
+  /**
+   * Whether a reply carrying `marker` was sent (crash recovery: never send one twice). A
+   * reply left unsent as a draft by a crash is sent now, and counts.
+   */
+  sentWith(marker: string, signal?: AbortSignal): Promise<boolean>;
   /** Reads one message to prove access (`agent authorize`). */
   probe(signal?: AbortSignal): Promise<void>;
 }

@@ -159,6 +159,10 @@ export class JiraTracker implements Tracker {
     return { key: String(created.key) };
   }
 
+  /**
+   * Searches the mail's own marker label (Server/DC's search can neither filter by nor
+   * return entity properties), then confirms each candidate by reading its property.
+   */
   async findIssueByProperty(
     query: { label: string; propertyKey: string; messageId: string; days: number },
     signal?: AbortSignal,
@@ -167,12 +171,7 @@ export class JiraTracker implements Tracker {
       `ORDER BY created DESC`;
     let nextPageToken: string | undefined;
     for (let seen = 0; seen < RECONCILE_MAX;) {
-      const params = {
-        jql,
-        maxResults: RECONCILE_PAGE,
-        fields: ["summary"],
-        properties: [query.propertyKey],
-      };
+      const params = { jql, maxResults: RECONCILE_PAGE, fields: ["summary"] };
       const page = await this.#call(
         "search the bridge's recent issues",
         false,
@@ -185,12 +184,22 @@ export class JiraTracker implements Tracker {
             })
             : this.#client.issueSearch.searchForIssuesUsingJql({ ...params, startAt: seen }),
       );
-      const issues: { key: string; properties?: Record<string, { messageId?: string }> }[] =
-        page.issues ?? [];
-      const hit = issues.find((i) =>
-        i.properties?.[query.propertyKey]?.messageId === query.messageId
-      );
-      if (hit) return hit.key;
+      const issues: { key: string }[] = page.issues ?? [];
+      for (const candidate of issues) {
+        const issue = await this.#call(
+          `read the property ${query.propertyKey} of ${candidate.key}`,
+          false,
+          signal,
+          () =>
+            this.#client.issues.getIssue({
+              issueIdOrKey: candidate.key,
+              fields: ["summary"],
+              properties: [query.propertyKey],
+            }),
+        );
+        const value = issue.properties?.[query.propertyKey] as { messageId?: string } | undefined;
+        if (value?.messageId === query.messageId) return String(issue.key);
+      }
       seen += issues.length;
       nextPageToken = page.nextPageToken;
       const more = this.deployment === "cloud"

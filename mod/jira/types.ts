@@ -37,8 +37,9 @@ export interface Tracker {
   issueKey(key: string, signal?: AbortSignal): Promise<string | undefined>;
   createIssue(draft: IssueDraft, signal?: AbortSignal): Promise<{ key: string }>;
   /**
-   * An issue carrying `label` created in the last `days` whose property `propertyKey` has
-   * `messageId` as its `messageId` (crash recovery before creating again).
+   * An issue carrying `label` (the mail's own marker label, set when it was created) created
+   * in the last `days` whose property `propertyKey` has `messageId` as its `messageId`
+   * (crash recovery before creating again).
    */
   findIssueByProperty(
     query: { label: string; propertyKey: string; messageId: string; days: number },

@@ -20,6 +20,7 @@ import { faultPoint } from "../ops/faults.ts";
 import { classify, PermanentError, TransientError } from "../errors/classify.ts";
 import { escapeHtml, sanitizeMailHtml, stripQuotesAndSignature, textToHtml } from "./html.ts";
 import { Ledger, type MailRecord, messageKeyOf } from "./ledger.ts";
+import type { RunLock } from "../store/run_lock.ts";
 import {
   attachmentName,
   cleanSubject,
@@ -58,13 +59,16 @@ export class MailBridge {
   readonly #issueType: string;
   readonly #users = new Map<string, Promise<UserRef | undefined>>();
 
+  readonly #runs: RunLock | undefined;
+
   constructor(
-    deps: { mailbox: Mailbox; tracker: Tracker; ledger: Ledger },
+    deps: { mailbox: Mailbox; tracker: Tracker; ledger: Ledger; runs?: RunLock | undefined },
     options: { config: MailBridgeConfig; project: string; issueType: string },
   ) {
     this.#mailbox = deps.mailbox;
     this.#tracker = deps.tracker;
     this.#ledger = deps.ledger;
+    this.#runs = deps.runs;
     this.#config = options.config;
     this.#project = options.project;
     this.#issueType = options.issueType;
@@ -250,7 +254,7 @@ export class MailBridge {
       return await this.#refuse(message, messageKey, record, message.unreadable);
     }
     const claimMs = this.#config.claimSeconds * 1000;
-    if (claimMs && !await this.#ledger.claim(messageKey, claimMs)) {
+    if (claimMs && !await this.#ledger.claim(messageKey, claimMs, this.#runs)) {
       logger.info(
         "Mail {messageId} is reserved by another agent (or one that stopped less than {seconds} s ago); left for a later pass",
         {
@@ -385,8 +389,11 @@ export class MailBridge {
             filename: attachment.name,
             contentType: attachment.contentType,
             size: attachment.size,
-            open: () => this.#mailbox.attachmentContent(message.id, attachment.id, signal),
+            open: async () =>
+              (await this.#mailbox.attachmentContent(message.id, attachment.id, signal))
+                .pipeThrough(midUploadFault()),
           }, signal);
+          faultPoint("after-upload");
         }
         done.add(attachment.id);
         record = await this.#ledger.move(messageKey, record, "created", {
@@ -394,6 +401,12 @@ export class MailBridge {
         }, skip ? `not uploaded: ${attachment.name}` : `uploaded ${attachment.name}`);
       }
       record = await this.#ledger.move(messageKey, record, "attachments_done");
+    }
+    if (
+      record.state === "attachments_done" && record.kind === "issue" && this.#config.ackMail &&
+      record.acknowledged === undefined
+    ) {
+      record = await this.#acknowledgeOnce(message, messageKey, record, key, signal);
     }
     if (record.state === "attachments_done") {
       await this.#mailbox.mark(message.id, {
@@ -403,25 +416,59 @@ export class MailBridge {
       }, signal);
       record = await this.#ledger.move(messageKey, record, "marked");
     }
-    if (record.kind === "issue" && this.#config.ackMail && !record.acknowledged) {
-      await this.#acknowledge(message, key, signal).then(
-        () =>
-          this.#ledger.move(
-            messageKey,
-            record,
-            record.state,
-            { acknowledged: true },
-            "acknowledged",
-          ),
-        (error) =>
-          logger.warning("Cannot send the acknowledgement for {key} to {to}: {error}", {
-            key,
-            to: message.from.address,
-            error: (error as Error).message,
-          }),
+    return record.kind === "issue" ? "created" : "commented";
+  }
+
+  /**
+   * The acknowledgement, sent once: the ledger notes the attempt before the reply goes out,
+   * and after a crash the mailbox is asked whether a reply with this mail's marker was sent
+   * (Sent Items, or a draft the crash left, which is sent then). It comes before the mark,
+   * so a marked mail has had its acknowledgement. A failure that will pass keeps the mail
+   * open; one that will not (the sender's address refused) is logged and the mail is marked.
+   */
+  async #acknowledgeOnce(
+    message: MailMessage,
+    messageKey: string,
+    start: MailRecord,
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<MailRecord> {
+    const marker = `ack ${message.id}`;
+    if (start.ackStarted && await this.#mailbox.sentWith(marker, signal)) {
+      logger.info("The acknowledgement for {key} was sent before a restart", { key });
+      return await this.#ledger.move(
+        messageKey,
+        start,
+        start.state,
+        { acknowledged: true },
+        "acknowledgement found sent",
       );
     }
-    return record.kind === "issue" ? "created" : "commented";
+    const record = start.ackStarted
+      ? start
+      : await this.#ledger.move(messageKey, start, start.state, { ackStarted: true });
+    faultPoint("before-ack");
+    try {
+      await this.#acknowledge(message, key, marker, signal);
+    } catch (error) {
+      if (classify(error).transient || signal?.aborted) throw error;
+      logger.warning("Cannot send the acknowledgement for {key} to {to}: {error}", {
+        key,
+        to: message.from.address,
+        error: (error as Error).message,
+      });
+      return await this.#ledger.move(messageKey, record, record.state, {
+        acknowledged: false,
+      }, `acknowledgement refused: ${(error as Error).message}`);
+    }
+    faultPoint("after-ack");
+    return await this.#ledger.move(
+      messageKey,
+      record,
+      record.state,
+      { acknowledged: true },
+      "acknowledged",
+    );
   }
 
   /** Creates the issue or the comment (reconciling first after a crash). */
@@ -494,9 +541,10 @@ export class MailBridge {
     if (!reconciling) {
       record = await this.#ledger.move(messageKey, record, "creating", { kind: "issue" });
     }
+    const marker = await mailMarker(message.internetMessageId || messageKey);
     let key = reconciling
       ? await this.#tracker.findIssueByProperty({
-        label: this.#config.bridgeLabel,
+        label: marker,
         propertyKey: MAIL_PROPERTY,
         messageId: message.internetMessageId,
         days: this.#config.reconcileDays,
@@ -522,7 +570,7 @@ export class MailBridge {
         issueType: this.#issueType,
         summary: cleanSubject(message.subject, place.tags, this.#config.maxSummary),
         description: fit(description),
-        labels: place.labels,
+        labels: [...place.labels, marker],
         priority: place.priority,
         reporter,
         properties: [property],
@@ -633,13 +681,19 @@ export class MailBridge {
     return this.#tracker.deployment === "cloud" ? { accountId: value } : { name: value };
   }
 
-  async #acknowledge(message: MailMessage, key: string, signal?: AbortSignal): Promise<void> {
+  async #acknowledge(
+    message: MailMessage,
+    key: string,
+    marker: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const url = this.#tracker.browseUrl(key);
     await this.#mailbox.reply(message.id, {
       html: `<p>Thank you. Your message is now tracked as <a href="${escapeHtml(url)}">` +
         `${escapeHtml(key)}</a>. Reply to this mail, or keep ${escapeHtml(key)} in the subject, ` +
         `to add to it.</p>`,
       headers: { [this.#config.ownHeader]: `ack; issue=${key}` },
+      marker,
     }, signal);
   }
 }
@@ -699,6 +753,31 @@ function fit(doc: AdfDoc): AdfDoc {
     { ...doc, content },
     textToAdf("[The rest of the mail was cut: Jira's text limit.]"),
   );
+}
+
+/** Crash tests: a failpoint once part of an upload has gone out. */
+function midUploadFault(): TransformStream<Uint8Array, Uint8Array> {
+  let chunks = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      controller.enqueue(chunk);
+      if (++chunks === 2) faultPoint("mid-upload");
+    },
+  });
+}
+
+/**
+ * The label that marks the issue of one mail, set in the request that creates it: a search
+ * for it works on every Jira (Server/DC's search cannot see entity properties), and the
+ * property then confirms the candidate.
+ */
+export async function mailMarker(messageId: string): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(messageKeyOf(messageId)),
+  );
+  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `mail-${hex.slice(0, 20)}`;
 }
 
 /** `<a@b> <c@d>` -> ["<a@b>", "<c@d>"]. */

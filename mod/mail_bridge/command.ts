@@ -12,7 +12,7 @@ import { type Config, ConfigError } from "../config/config.ts";
 import { Store } from "../store/store.ts";
 import type { Outcome } from "./bridge.ts";
 import { Ledger } from "./ledger.ts";
-import { openBridge, pollForever } from "./service.ts";
+import { type OpenBridge, openBridge, pollForever } from "./service.ts";
 
 const HELP = `Usage: agent mail-bridge [--once] [--retry-failed] [--config FILE]
        agent mail-bridge backfill --days N [--config FILE]
@@ -61,9 +61,10 @@ export const mailBridgeCommand: Command = {
     const config = await loadCommandConfig(values, deps);
     setupCommandLogging(values, config);
     const store = await Store.open(config.agent.store);
+    let open: OpenBridge | undefined;
     try {
       if (sub === "failed") return await listFailed(config, store, deps);
-      const open = await openBridge(config, store);
+      open = await openBridge(config, store);
       if (sub === "backfill") {
         const days = Number(values.days);
         if (!values.days || !Number.isInteger(days) || days < 1 || days > 3650) {
@@ -90,6 +91,7 @@ export const mailBridgeCommand: Command = {
       await pollForever(open, { signal: deps.signal });
       return 0;
     } finally {
+      await open?.close();
       store.close();
     }
   },

@@ -1,11 +1,13 @@
 /**
  * The bridge's ledger: one record per mail in the store, moving
  * `seen -> creating -> created(KEY) -> attachments_done -> marked` (or `skipped` with the
- * reason, or `failed` with the error). It is written before each step that has an effect
+ * reason, or `failed` with the error); a new issue's acknowledgement is sent (once) between
+ * `attachments_done` and `marked`. It is written before each step that has an effect
  * elsewhere, so a restart knows where every mail stood; `creating` means "Jira may have
  * it": reconcile before creating again.
  */
 import type { Store, StoreKey } from "../store/store.ts";
+import type { RunLock, RunRef } from "../store/run_lock.ts";
 
 export type MailState =
   | "seen"
@@ -32,7 +34,10 @@ export interface MailRecord {
   commentId?: string | undefined;
   /** Attachment ids uploaded (or deliberately not). */
   attachmentsDone: string[];
+  /** The acknowledgement: sent (true), refused for good (false), not yet (undefined). */
   acknowledged?: boolean | undefined;
+  /** The acknowledgement was about to be sent (after a crash: look for it before sending). */
+  ackStarted?: boolean | undefined;
   reason?: string | undefined;
   error?: string | undefined;
   attempts: number;
@@ -170,9 +175,15 @@ export class Ledger {
     return resume === undefined ? this.#store.delete(key) : this.#store.set(key, resume);
   }
 
-  /** Only one agent sharing the store works on a mail at a time. */
-  claim(messageKey: string, ttlMs: number): Promise<boolean> {
-    return this.#store.claim(this.#key("lock", messageKey), true, { ttlMs });
+  /**
+   * Only one agent sharing the store works on a mail at a time. With `runs`, a reservation
+   * of a run on this host that has died is taken over at once (not after `ttlMs`).
+   */
+  claim(messageKey: string, ttlMs: number, runs?: RunLock): Promise<boolean> {
+    return this.#store.claim(this.#key("lock", messageKey), runs?.ref ?? true, {
+      ttlMs,
+      ...(runs ? { takeOver: (holder: unknown) => runs.isDead(holder as RunRef) } : {}),
+    });
   }
 
   release(messageKey: string): Promise<void> {

@@ -140,7 +140,7 @@ export class DirMailbox implements Mailbox {
 
   async reply(
     messageId: string,
-    options: { html: string; headers: Record<string, string> },
+    options: { html: string; headers: Record<string, string>; marker: string },
   ): Promise<void> {
     const original = await this.get(messageId);
     const transport = nodemailer.createTransport({
@@ -158,8 +158,28 @@ export class DirMailbox implements Mailbox {
       headers: options.headers,
     });
     await Deno.mkdir(this.#outbox, { recursive: true });
-    const name = `${basename(messageId, ".eml")}-reply.eml`;
-    await Deno.writeFile(join(this.#outbox, name), info.message as unknown as Uint8Array);
+    // Written whole under a temporary name, then renamed: the file is there or it is not.
+    const path = join(this.#outbox, this.#replyName(options.marker));
+    await Deno.writeFile(`${path}.tmp`, info.message as unknown as Uint8Array);
+    await Deno.rename(`${path}.tmp`, path);
+  }
+
+  async sentWith(marker: string): Promise<boolean> {
+    try {
+      await Deno.stat(join(this.#outbox, this.#replyName(marker)));
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+
+  /** One file per marker: `<mail file>-reply.eml` for the acknowledgement. */
+  #replyName(marker: string): string {
+    const [kind, id] = marker.split(" ", 2);
+    return kind === "ack" && id
+      ? `${basename(id, ".eml")}-reply.eml`
+      : `${encodeURIComponent(marker)}.eml`;
   }
 
   async probe(): Promise<void> {

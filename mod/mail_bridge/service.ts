@@ -17,6 +17,7 @@ import type { JiraStats } from "../jira/client.ts";
 import type { Store } from "../store/store.ts";
 import { MailBridge } from "./bridge.ts";
 import { Ledger } from "./ledger.ts";
+import { RunLock } from "../store/run_lock.ts";
 
 const logger = log("mail-bridge");
 const RETRY_BACKOFF_S = [5, 15, 30, 60, 120, 300];
@@ -30,6 +31,8 @@ export interface OpenBridge {
   pollSeconds: number;
   /** Graph/Jira counters for /metrics, when they are the real ones. */
   stats(): { graph?: GraphStats | undefined; jira?: JiraStats | undefined };
+  /** Ends this run's hold on its reservations (a clean stop). */
+  close(): Promise<void>;
 }
 
 export async function openBridge(config: Config, store: Store): Promise<OpenBridge> {
@@ -69,8 +72,10 @@ export async function openBridge(config: Config, store: Store): Promise<OpenBrid
     tracker = new FileTracker(settings.issuesDir);
   }
   const project = config.jira?.project ?? "MAIL";
+  // A crashed run's reservations on this host are taken over at once (not after claim_seconds).
+  const runs = await RunLock.acquire(config.agent.store);
   const bridge = new MailBridge(
-    { mailbox, tracker, ledger: new Ledger(store, mailbox.address) },
+    { mailbox, tracker, ledger: new Ledger(store, mailbox.address), runs },
     { config: settings, project, issueType: config.jira?.issueType ?? "Task" },
   );
   return {
@@ -80,6 +85,7 @@ export async function openBridge(config: Config, store: Store): Promise<OpenBrid
     folders: config.graph?.folders ?? ["Inbox"],
     pollSeconds: config.graph?.pollSeconds ?? 30,
     stats: () => ({ graph: graphStats, jira: jiraStats }),
+    close: async () => await runs?.release(),
   };
 }
 
@@ -130,6 +136,7 @@ export function superviseBridge(config: Config, store: Store, signal: AbortSigna
     signal,
     delaysMs: RETRY_BACKOFF_S.map((s) => s * 1000),
     async run(started) {
+      await open?.close();
       open = await openBridge(config, store);
       started();
       await pollForever(open, {
@@ -153,7 +160,7 @@ export function superviseBridge(config: Config, store: Store, signal: AbortSigna
         seconds: waitMs / 1000,
       });
     },
-  });
+  }).finally(async () => await open?.close());
   return {
     done,
     health: () => {

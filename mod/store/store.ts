@@ -57,11 +57,18 @@ export class Store {
    * Claims `key` exactly once: true for the one caller (in any process sharing the store)
    * that created it, false when it exists and has not expired.
    */
-  async claim(key: StoreKey, value: unknown = true, options: WriteOptions = {}): Promise<boolean> {
+  async claim(
+    key: StoreKey,
+    value: unknown = true,
+    options: WriteOptions & {
+      /** Takes over a live claim whose holder this judges gone (a crashed run). */
+      takeOver?: (holder: unknown) => Promise<boolean>;
+    } = {},
+  ): Promise<boolean> {
     for (;;) {
       const current = await this.#getEntry(key);
       const live = current.value !== null && !this.#expired(current.value);
-      if (live) return false;
+      if (live && !(await options.takeOver?.(current.value!.v))) return false;
       const result = await withLockRetry(() =>
         this.#kv.atomic()
           .check({ key, versionstamp: current.versionstamp })

@@ -3,7 +3,8 @@
  * endpoint (client credentials) and the Graph mail API the bridge uses - delta queries
  * with nextLink/deltaLink and `Prefer: odata.maxpagesize`, messages with
  * internetMessageHeaders and uniqueBody, attachments and their `$value`, PATCH
- * categories, move, reply, and a receivedDateTime filter. It counts requests in flight
+ * categories, move, createReply (x- headers only, extended properties) and send into Sent
+ * Items, a receivedDateTime filter and an extended-property filter. It counts requests in flight
  * per mailbox and answers 429 (MailboxConcurrency) above 4, like Graph. Fault injection
  * comes from HttpsFake; `expireDeltaTokens()` makes stored delta links answer 410.
  */
@@ -40,6 +41,10 @@ export interface FakeMessage {
   changeSeq: number;
   /** The size Graph reports, when a test wants one larger than the content. */
   sizeOverride?: number;
+  /** Single-value extended properties (the bridge's marker on what it sends). */
+  extended?: { id: string; value: string }[];
+  /** For replies the bridge wrote: the Message-ID it answers. */
+  inReplyTo?: string;
 }
 
 export interface SentReply {
@@ -149,14 +154,52 @@ export class FakeGraph extends HttpsFake {
       m.changeSeq = ++this.#seq;
       return this.#json(m);
     });
-    this.route("POST", `${GRAPH}/messages/:id/reply`, (_req, p, body) => {
+    this.route("POST", `${GRAPH}/messages/:id/createReply`, (_req, p, body) => {
       const m = this.messages.get(p.id!);
       if (!m) return notFound(p.id!);
-      const message = JSON.parse(body).message ?? {};
+      const message = JSON.parse(body || "{}").message ?? {};
+      const headers: { name: string; value: string }[] = message.internetMessageHeaders ?? [];
+      // Graph takes only x- headers on a message (InvalidInternetMessageHeader otherwise).
+      const bad = headers.find((h) => !/^x-/i.test(h.name));
+      if (bad) {
+        return Response.json({
+          error: {
+            code: "InvalidInternetMessageHeader",
+            message:
+              `The internet message header name '${bad.name}' should start with 'x-' or 'X-'.`,
+          },
+        }, { status: 400 });
+      }
+      const id = `AAMkDraft${String(this.#nextId++).padStart(6, "0")}=`;
+      const draft: FakeMessage = {
+        ...m,
+        id,
+        internetMessageId: `<${crypto.randomUUID()}@outlook.example.com>`,
+        subject: `RE: ${m.subject}`,
+        from: { name: "", address: this.mailbox },
+        to: [m.from.address],
+        cc: [],
+        body: { contentType: "html", content: message.body?.content ?? "" },
+        headers: Object.fromEntries(headers.map((h) => [h.name, h.value])),
+        attachments: [],
+        categories: [],
+        folder: "drafts",
+        changeSeq: ++this.#seq,
+        inReplyTo: m.internetMessageId,
+        extended: message.singleValueExtendedProperties ?? [],
+      };
+      this.messages.set(id, draft);
+      return Response.json(this.#plain(draft), { status: 201 });
+    });
+    this.route("POST", `${GRAPH}/messages/:id/send`, (_req, p) => {
+      const m = this.messages.get(p.id!);
+      if (!m || m.folder !== "drafts") return notFound(p.id!);
+      m.folder = "sentitems";
+      m.changeSeq = ++this.#seq;
       this.replies.push({
-        messageId: m.internetMessageId,
-        body: message.body?.content ?? "",
-        headers: message.internetMessageHeaders ?? [],
+        messageId: m.inReplyTo ?? "",
+        body: m.body.content,
+        headers: Object.entries(m.headers).map(([name, value]) => ({ name, value })),
       });
       return new Response(null, { status: 202 });
     });
@@ -318,6 +361,24 @@ export class FakeGraph extends HttpsFake {
   #list(req: Request, folder: string): Response {
     const url = new URL(req.url);
     const filter = url.searchParams.get("$filter") ?? "";
+    const property =
+      /^singleValueExtendedProperties\/Any\(ep: ep\/id eq '([^']+)' and ep\/value eq '((?:[^']|'')*)'\)$/
+        .exec(filter);
+    if (filter.startsWith("singleValueExtendedProperties") && !property) {
+      return Response.json({ error: { code: "BadRequest", message: "Invalid filter clause" } }, {
+        status: 400,
+      });
+    }
+    if (property) {
+      const [, id, value] = property;
+      const hits = [...this.messages.values()].filter((m) =>
+        m.folder === folder.toLowerCase() &&
+        (m.extended ?? []).some((e) =>
+          e.id.toLowerCase() === id!.toLowerCase() && e.value === value!.replaceAll("''", "'")
+        )
+      );
+      return Response.json({ value: hits.map((m) => ({ id: m.id })) });
+    }
     const since = /receivedDateTime ge (\S+)/.exec(filter)?.[1];
     const top = Number(url.searchParams.get("$top") ?? 10);
     const skip = Number(url.searchParams.get("$skip") ?? 0);
@@ -341,6 +402,10 @@ export class FakeGraph extends HttpsFake {
   sizeOf(m: FakeMessage): number {
     return m.sizeOverride ?? (JSON.stringify(m.headers).length + m.body.content.length +
       m.attachments.reduce((n, a) => n + a.size, 0));
+  }
+
+  #plain(m: FakeMessage): Record<string, unknown> {
+    return { id: m.id, subject: m.subject, internetMessageId: m.internetMessageId };
   }
 
   #json(m: FakeMessage, withSize = false): Response {

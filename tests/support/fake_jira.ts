@@ -1,7 +1,8 @@
 /**
  * A fake Jira over HTTPS in either flavour, from the documented shapes: Cloud (REST v3,
  * ADF bodies, users by accountId, `/search/jql` with nextPageToken) or Server/DC (REST v2,
- * wiki text, users by name, `/search` with startAt). Issues with entity properties,
+ * wiki text, users by name, `/search` with startAt, which cannot filter by or return entity
+ * properties, as on a real Server/DC). Issues with entity properties (`?properties=` on GET),
  * comments with properties (`expand=properties`), multipart attachments (checked for
  * `X-Atlassian-Token: no-check`), `attachment/meta`, watchers, links, user search,
  * myself and projects. It validates what a real Jira rejects (an ADF description on v2,
@@ -87,6 +88,8 @@ export class FakeJira extends HttpsFake {
           errors: {},
         }, { status: 404 });
       }
+      const wanted = (new URL(req.url).searchParams.get("properties") ?? "").split(",")
+        .filter(Boolean);
       return {
         id: issue.id,
         key: issue.key,
@@ -94,6 +97,13 @@ export class FakeJira extends HttpsFake {
           ...issue.fields,
           attachment: issue.attachments.map(({ bytes: _b, ...a }) => a),
         },
+        ...(wanted.length
+          ? {
+            properties: Object.fromEntries(
+              wanted.filter((p) => p in issue.properties).map((p) => [p, issue.properties[p]]),
+            ),
+          }
+          : {}),
       };
     });
     this.route("POST", `${api}/issue/:key/comment`, (req, p, body) => {
@@ -375,13 +385,18 @@ export class FakeJira extends HttpsFake {
     const start = this.deployment === "cloud"
       ? Number(url.searchParams.get("nextPageToken") ?? 0)
       : Number(url.searchParams.get("startAt") ?? 0);
+    // Cloud's search returns the entity properties asked for; Server/DC's cannot.
     const page = all.slice(start, start + max).map((i) => ({
       id: i.id,
       key: i.key,
       fields: { summary: i.fields.summary },
-      properties: Object.fromEntries(
-        properties.filter((p) => p in i.properties).map((p) => [p, i.properties[p]]),
-      ),
+      ...(this.deployment === "cloud"
+        ? {
+          properties: Object.fromEntries(
+            properties.filter((p) => p in i.properties).map((p) => [p, i.properties[p]]),
+          ),
+        }
+        : {}),
     }));
     const more = start + max < all.length;
     return Response.json(
