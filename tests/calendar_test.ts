@@ -444,6 +444,61 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "hostile owner addresses from SOAR (CR/LF Bcc, a display name, a list) give an error " +
+    "reply naming the user and no mail; NUL bytes and a 900 KB task name never reach the mail",
+  ...integration,
+  async fn() {
+    const hostile: [number, string][] = [
+      [31, "ann@example.com\r\nBcc: attacker@evil.example"],
+      [32, '"ann@example.com" <attacker@evil.example>'],
+      [33, "a@x.example, evil@y.example"],
+      [34, "a@x.example;evil@y.example"],
+      [35, "ann@example.com\u0000"],
+    ];
+    for (const [id, email] of hostile) {
+      fake.users.set(id, { id, email, fname: "Mallory", lname: `Nr ${id}` });
+    }
+    fake.users.set(36, {
+      id: 36,
+      email: "carol@example.com",
+      fname: "Car\u0000ol",
+      lname: "\r\nX",
+    });
+    await withCalendar({}, async (queue, smtp) => {
+      for (const [id, email] of hostile) {
+        const reply = await replyFor(
+          platform.sendAction(ORG, queue, taskAction({ id: 200 + id, owner_id: id })),
+        );
+        assertEquals(reply.message_type, 1, `${JSON.stringify(email)}: ${reply.message}`);
+        assertStringIncludes(reply.message, `Task owner ${id} (Mallory Nr ${id})`);
+        assertStringIncludes(reply.message, "unusable email address");
+      }
+      const huge = "Patch\u0000 " + "x".repeat(900 * 1024);
+      const reply = await replyFor(
+        platform.sendAction(ORG, queue, {
+          ...taskAction({ id: 300, owner_id: 36, name: huge }),
+        }),
+      );
+      assertEquals(reply.message_type, 0, reply.message);
+      const mails = await smtp.waitForMessages(1);
+      assertEquals(mails.length, 1, "only the valid owner got mail");
+      assertEquals(mails[0]!.to, ["carol@example.com"]);
+      assert(mails[0]!.raw.length < 100_000, `the mail is ${mails[0]!.raw.length} bytes`);
+      assert(!mails[0]!.raw.includes("\u0000"), "no NUL byte in the mail");
+      const parsed = await parseMail(mails[0]!);
+      assert(parsed.subject.length < 300, `subject of ${parsed.subject.length} characters`);
+      assertStringIncludes(parsed.subject, "Task: Patch xxx");
+      assert(!String(parsed.event.summary).includes("\u0000"), "no NUL in SUMMARY");
+      assert(String(parsed.event.summary).length < 300);
+      const attendee = JSON.stringify((parsed.event as unknown as { attendee: unknown }).attendee);
+      assertStringIncludes(attendee.toLowerCase(), "mailto:carol@example.com");
+      assertStringIncludes(attendee, `"CN":"Carol X"`);
+      assert(!attendee.includes("\\r") && !attendee.includes("\\u0000"), attendee);
+    });
+  },
+});
+
 Deno.test("a redelivered message does not send a second mail, and the SEQUENCE does not jump", async () => {
   const sent: { to: string; ics: string }[] = [];
   const mailer = {

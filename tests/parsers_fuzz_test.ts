@@ -14,6 +14,7 @@ import { adfToWiki } from "../mod/jira/wiki.ts";
 import { cleanSubject, subjectKeys } from "../mod/mail_bridge/rules.ts";
 import { DirMailbox } from "../mod/mail_bridge/local.ts";
 import { Store } from "../mod/store/store.ts";
+import { parseAddress } from "../mod/smtp/address.ts";
 
 /** mulberry32: a small seeded PRNG. */
 function rng(seed: number) {
@@ -311,4 +312,80 @@ Deno.test("MIME mail: random, truncated and hostile .eml files give a message or
     store.close();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("recipient strings: an address parseAddress accepts is exactly one address to nodemailer and to SMTP; anything with a name, list, header or control character is refused", async () => {
+  const { default: addressparser } = await import("nodemailer/lib/addressparser");
+  const r = rng(SEED + 7);
+  const pieces = [
+    "ann",
+    "@",
+    "example.com",
+    "evil.example",
+    ".",
+    ",",
+    ";",
+    " ",
+    "<",
+    ">",
+    '"',
+    "\r\n",
+    "\n",
+    "\u0000",
+    "Bcc: ",
+    "(c)",
+    "é",
+    "+tag",
+    "-",
+    "\\",
+    ":",
+    "[1.2.3.4]",
+    "\u2028",
+    "\t",
+  ];
+  let accepted = 0;
+  for (let i = 0; i < 4000; i++) {
+    // A plausible address, with hostile pieces put in at random places half of the time.
+    const locals = ["ann", "a.b", "x+tag", "é", "o'neil", "soc-team"];
+    const domains = ["example.com", "evil.example", "mail.example.co", "EXAMPLE.org"];
+    let text = `${locals[Math.floor(r() * locals.length)]}@${
+      domains[Math.floor(r() * domains.length)]
+    }`;
+    for (let k = r() < 0.5 ? 0 : 1 + Math.floor(r() * 3); k > 0; k--) {
+      const at = Math.floor(r() * (text.length + 1));
+      text = text.slice(0, at) + pieces[Math.floor(r() * pieces.length)] + text.slice(at);
+    }
+    const parsed = parseAddress(text);
+    if (!parsed.ok) {
+      assert(parsed.problem.length > 0);
+      continue;
+    }
+    accepted++;
+    const address = parsed.address;
+    // deno-lint-ignore no-control-regex
+    assert(!/[\s,;<>"()\u0000-\u001f\u007f]/.test(address), JSON.stringify(address));
+    assert(address.split("@").length === 2, address);
+    const seen = (addressparser as (s: string) => { address?: string; group?: unknown }[])(address);
+    assert(seen.length === 1 && !seen[0]!.group, `${address}: ${JSON.stringify(seen)}`);
+    assert(seen[0]!.address?.toLowerCase() === address.toLowerCase(), JSON.stringify(seen));
+  }
+  for (
+    const hostile of [
+      "ann@example.com\r\nBcc: attacker@evil.example",
+      '"ann@example.com" <attacker@evil.example>',
+      "a@x.example, evil@y.example",
+      "a@x.example;evil@y.example",
+      "Ann <ann@example.com>",
+      "ann@example.com (Ann)",
+      "ann@@example.com",
+      "@example.com",
+      "ann@",
+      "ann@-example.com",
+      "ann..x@example.com",
+    ]
+  ) {
+    assert(!parseAddress(hostile).ok, hostile);
+  }
+  assert(accepted > 50, `only ${accepted} random strings were addresses`);
+  assert(parseAddress("Ann.O'Neil+soc@Example.COM").ok);
 });

@@ -15,6 +15,8 @@ import {
   type TaskDTO,
 } from "../actions/types.ts";
 import { RestError, type UserDTO } from "../resilient/types.ts";
+import { parseAddress, requireAddress } from "../smtp/address.ts";
+import { capText, stripControls } from "../text/clean.ts";
 import type { Mailer, SendResult } from "../smtp/types.ts";
 import { buildInvite, taskUid } from "./invite.ts";
 
@@ -58,6 +60,21 @@ export interface CalendarDeps {
 
 const OWNER_CACHE_MS = 5 * 60_000;
 const MARKER_HEADER = "X-Agent-Origin";
+/** Task and incident names beyond this are cut in subjects, summaries and text. */
+const MAX_NAME = 200;
+/** Task instructions beyond this are cut in the invite (the task has them all). */
+const MAX_INSTRUCTIONS = 8_000;
+
+/** A name from a platform record, fit for a header or an iCalendar property. */
+function shortText(text: string | null | undefined): string | undefined {
+  if (text === null || text === undefined) return undefined;
+  return capText(stripControls(String(text), { oneLine: true }), MAX_NAME);
+}
+
+/** A person's display name (no control characters or quotes; `user ID` when empty). */
+function personName(text: string | undefined, id: number): string {
+  return shortText(text)?.replace(/"/g, "'") || `user ${id}`;
+}
 
 /** Builds the processor for `[taskcalendar]`. */
 export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps): Processor {
@@ -76,12 +93,24 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
     let owner: Owner;
     try {
       const user = await ctx.rest.get<UserDTO>(`/users/${id}`, { signal: ctx.signal });
-      const name = user.display_name || [user.fname, user.lname].filter(Boolean).join(" ") ||
-        `user ${id}`;
+      const name = personName(
+        user.display_name || [user.fname, user.lname].filter(Boolean).join(" "),
+        id,
+      );
       if (!user.email) {
         throw new ActionError(`Task owner ${id} (${name}) has no email address; no invite sent`);
       }
-      owner = { kind: "user", person: { id, email: user.email, name } };
+      // One plain address or nothing: a name, a list or a header smuggled into the field
+      // must not become a recipient.
+      const email = parseAddress(user.email);
+      if (!email.ok) {
+        throw new ActionError(
+          `Task owner ${id} (${name}) has an unusable email address ${
+            JSON.stringify(String(user.email).slice(0, 120))
+          }: ${email.problem}; no invite sent`,
+        );
+      }
+      owner = { kind: "user", person: { id, email: email.address, name } };
     } catch (error) {
       if (!(error instanceof RestError && error.status === 404)) throw error;
       try {
@@ -140,14 +169,18 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
     action: ActionData,
     ctx: ActionContext,
   ): Promise<SendResult> {
-    const task = action.task!;
-    const uid = taskUid(task, deps.platformHost);
+    const uid = taskUid(action.task!, deps.platformHost);
     const at = now();
-    const url = taskUrl(task);
-    const instructions = task.instr_text
-      ? htmlToText(String(task.instr_text), { wordwrap: 100 }).trim()
+    const url = taskUrl(action.task!);
+    const instructions = action.task!.instr_text
+      ? capText(
+        stripControls(htmlToText(String(action.task!.instr_text), { wordwrap: 100 })).trim(),
+        MAX_INSTRUCTIONS,
+        `\n[... cut; the whole text is on the task: ${url}]`,
+      )
       : "";
-    const incidentName = task.inc_name ?? action.incident.name ?? undefined;
+    const incidentName = shortText(action.task!.inc_name ?? action.incident.name ?? undefined);
+    const task = { ...action.task!, name: shortText(action.task!.name) ?? "" };
     const ics = buildInvite({
       method,
       uid,
@@ -191,7 +224,7 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
     const domain = config.smtpfrom.split("@")[1] ?? deps.platformHost;
     return await deps.mailer.send({
       from: config.smtpfrom,
-      to: person.email,
+      to: requireAddress(person.email, `Task owner ${person.id} (${person.name})`),
       subject: `${method === "CANCEL" ? "Cancelled: " : ""}Task: ${task.name} (${incident})`,
       text,
       ics,

@@ -21,6 +21,7 @@ import { classify, PermanentError, TransientError } from "../errors/classify.ts"
 import { escapeHtml, sanitizeMailHtml, stripQuotesAndSignature, textToHtml } from "./html.ts";
 import { Ledger, type MailRecord, messageKeyOf } from "./ledger.ts";
 import type { RunLock } from "../store/run_lock.ts";
+import { parseAddress } from "../smtp/address.ts";
 import {
   attachmentName,
   cleanSubject,
@@ -588,6 +589,8 @@ export class MailBridge {
     if (this.#config.watchersFromCc) {
       for (const cc of message.cc) {
         if (cc.address === this.#mailbox.address.toLowerCase()) continue;
+        // Only a plain address is looked up: nothing else may become a watcher.
+        if (!parseAddress(cc.address).ok) continue;
         const user = await this.#user(cc.address, signal);
         if (user) await this.#tracker.addWatcher(key, user, signal);
       }
@@ -664,6 +667,7 @@ export class MailBridge {
   }
 
   #user(email: string, signal?: AbortSignal): Promise<UserRef | undefined> {
+    if (!parseAddress(email).ok) return Promise.resolve(undefined);
     const key = email.toLowerCase();
     let found = this.#users.get(key);
     if (!found) {

@@ -54,7 +54,9 @@ interface Transporter {
 function message(mail: InviteMail) {
   return {
     from: mail.from,
-    to: mail.to,
+    to: { name: "", address: mail.to },
+    // The SMTP envelope names the one recipient itself: whatever the headers say.
+    envelope: { from: mail.from, to: [mail.to] },
     subject: oneLine(mail.subject),
     text: mail.text,
     messageId: mail.messageId,

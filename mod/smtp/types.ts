@@ -1,9 +1,11 @@
+import type { EmailAddress } from "./address.ts";
 /** Sending mail, as the calendar sees it (SMTP, or .eml files for the demo). */
 
 /** A mail with a calendar part. */
 export interface InviteMail {
   from: string;
-  to: string;
+  /** The one recipient (validated: no name, list or header can ride along). */
+  to: EmailAddress;
   subject: string;
   text: string;
   /** The iCalendar text; sent as a text/calendar part and as an .ics attachment. */
