@@ -5,7 +5,6 @@
 
 // deno-lint-ignore no-control-regex
 const CONTROLS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029]/g;
-// deno-lint-ignore no-control-regex
 const LINE_BREAKS = /[\r\n\u0085]+/g;
 
 /** Without control characters (NUL, ESC, DEL, ...); line breaks kept unless `oneLine`. */
