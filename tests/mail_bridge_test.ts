@@ -201,6 +201,49 @@ Deno.test(
 );
 
 Deno.test(
+  "mail bridge (Server/DC): alt text, unknown cid: images and plain-text markers stay literal wiki text; the one inline attachment is shown in place and attached once",
+  integration,
+  async () => {
+    const h = await startBridge({ deployment: "server", bridge: { ack_mail: "false" } });
+    try {
+      const mail = h.graph.deliver({
+        from: "ann@example.com",
+        subject: "Hostile",
+        html: `<p><img src="cid:nothere" alt="!https://tracker.example/p.gif!"> ` +
+          `<img src="cid:ghost" alt="[~admin]"> <img src="cid:x" alt="{html}<script>alert(1)</script>{html}"></p>` +
+          `<p>h1. Not a heading</p><p>bq. not a quote ??not a cite?? and a \\ backslash</p>` +
+          `<p><img src="cid:real@1" alt="Screenshot"></p>`,
+        attachments: [{
+          name: "real.png",
+          contentType: "image/png",
+          isInline: true,
+          contentId: "real@1",
+          content: PNG,
+          size: PNG.length,
+        }],
+      });
+      await h.sync();
+      const issue = h.jira.issuesForMessage(mail.internetMessageId)[0]!;
+      const wiki = issue.fields.description as string;
+      // Only the attachment is an image; it is in place and was uploaded once.
+      assertEquals([...wiki.matchAll(/(?<!\\)!([^!\s]+)!/g)].map((m) => m[1]), ["real.png"]);
+      assertEquals(issue.attachments.map((a) => a.filename), ["real.png"]);
+      for (
+        const raw of [/(?<!\\)\[~admin/, /(?<!\\)\{html/, /^h1\. /m, /^bq\. /m, /(?<!\\)\?\?not/]
+      ) {
+        assert(!raw.test(wiki), `${raw} in ${wiki}`);
+      }
+      assertStringIncludes(wiki, "\\[image: \\!https://tracker.example/p.gif\\!\\]");
+      assertStringIncludes(wiki, "\\[image: \\[\\~admin\\]\\]");
+      assertStringIncludes(wiki, "h1\\. Not a heading");
+      assertStringIncludes(wiki, "&#92; backslash");
+    } finally {
+      await h.close();
+    }
+  },
+);
+
+Deno.test(
   "mail bridge threading: a subject key wins, References find the issue, a forward starts a linked issue",
   integration,
   async () => {

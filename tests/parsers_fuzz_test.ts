@@ -9,12 +9,14 @@ import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
 import { ConfigError, parseConfig } from "../mod/config/config.ts";
 import type { RawTicket } from "../mod/securechange/types.ts";
 import { sanitizeMailHtml, stripQuotesAndSignature } from "../mod/mail_bridge/html.ts";
-import { htmlToAdf } from "../mod/jira/adf.ts";
+import { adfText, forCloud, htmlToAdf, textToAdf } from "../mod/jira/adf.ts";
+import { adfProblem } from "./support/adf_schema.ts";
 import { adfToWiki } from "../mod/jira/wiki.ts";
 import { cleanSubject, subjectKeys } from "../mod/mail_bridge/rules.ts";
 import { DirMailbox } from "../mod/mail_bridge/local.ts";
 import { Store } from "../mod/store/store.ts";
 import { parseAddress } from "../mod/smtp/address.ts";
+import { escapeRegExp } from "../mod/log/redact.ts";
 
 /** mulberry32: a small seeded PRNG. */
 function rng(seed: number) {
@@ -388,4 +390,198 @@ Deno.test("recipient strings: an address parseAddress accepts is exactly one add
   }
   assert(accepted > 50, `only ${accepted} random strings were addresses`);
   assert(parseAddress("Ann.O'Neil+soc@Example.COM").ok);
+});
+
+/** Jira wiki control sequences, as senders (or attackers) write them. */
+const WIKI_TOKENS = [
+  "h1. ",
+  "h3.",
+  "bq. ",
+  "??cite??",
+  "{html}<script>alert(1)</script>{html}",
+  "[~admin]",
+  "!https://tracker.example/p.gif!",
+  "*bold*",
+  "_em_",
+  "-strike-",
+  "+under+",
+  "^sup^",
+  "~sub~",
+  "{{mono}}",
+  "[link|https://evil.example]",
+  "||head||",
+  "|cell|",
+  "# ",
+  "* ",
+  "----",
+  "\\\\",
+  "\\",
+  "{color:red}x{color}",
+  "{panel}",
+  "{code}x{code}",
+  "{noformat}",
+  "(-)",
+  "&#92;",
+];
+
+/**
+ * Where Jira would see markup in wiki text we wrote for plain text: a special character not
+ * escaped, a `\\` (a line break), a heading or quote marker at a line's start.
+ */
+function wikiMarkupIn(wiki: string): string | undefined {
+  if (wiki.includes("\\\\")) return "a double backslash (line break)";
+  for (const line of wiki.split("\n")) {
+    if (/^\s*(h[1-6]|bq)\.(\s|$)/.test(line)) return `block marker: ${line}`;
+    for (let i = 0; i < line.length; i++) {
+      const c = line[i]!;
+      if (c === "\\") {
+        i++;
+        continue;
+      }
+      const entity = c === "&" ? /^&(#92|amp);/.exec(line.slice(i)) : null;
+      if (entity) {
+        i += entity[0].length - 1;
+        continue;
+      }
+      if ("{}[]|!*_+^~#?".includes(c)) return `unescaped ${c} in ${JSON.stringify(line)}`;
+      if (c === "-" && (i === 0 || /[\s(]/.test(line[i - 1]!))) {
+        return `a dash that opens strike-through in ${JSON.stringify(line)}`;
+      }
+    }
+  }
+  return undefined;
+}
+
+Deno.test("wiki markup: random text full of Jira control sequences stays literal text (nothing unescaped, and unescaping gives the text back)", () => {
+  const r = rng(SEED + 8);
+  const words = ["Hello", "a-b", "x", "10:00", "ä€😀", " ", "  ", "\n", "(", ")", "&", "%"];
+  for (let i = 0; i < 2_000; i++) {
+    const text = Array.from({ length: 1 + Math.floor(r() * 12) }, () => {
+      const pool = r() < 0.5 ? WIKI_TOKENS : words;
+      return pool[Math.floor(r() * pool.length)]!;
+    }).join("");
+    const wiki = adfToWiki(textToAdf(text));
+    const found = wikiMarkupIn(wiki);
+    assert(found === undefined, `${found} for ${JSON.stringify(text)} -> ${JSON.stringify(wiki)}`);
+    const back = wiki.replace(/\\(.)/g, "$1").replace(/&#92;/g, "\\").replace(/&amp;/g, "&");
+    const expected = text.split("\n").filter((_, k, all) => k < all.length).join("\n").trim();
+    assert(
+      back.replace(/\s+/g, " ").trim() === expected.replace(/\s+/g, " ").trim(),
+      `${JSON.stringify(text)} came back as ${JSON.stringify(back)}`,
+    );
+  }
+});
+
+Deno.test("mail HTML: control sequences in text, alt text, link text and unknown cid: images never become Jira markup or a remote image; attachments are images in place", () => {
+  const r = rng(SEED + 9);
+  const wrap = [
+    (t: string) => `<p>${t}</p>`,
+    (t: string) => `<a href="https://ok.example/x">${t}</a>`,
+    (t: string) => `<b>${t}</b>`,
+    (t: string) => `<td>${t}</td>`,
+    (t: string) => `<li>${t}</li>`,
+    (t: string) => `<img src="cid:${t.replace(/"/g, "")}" alt="${t.replace(/"/g, "")}">`,
+    (t: string) => `<img src="https://tracker.example/p.gif" alt="${t.replace(/"/g, "")}">`,
+    (t: string) => `<blockquote>${t}</blockquote>`,
+    (t: string) => `<code>${t}</code>`,
+  ];
+  for (let i = 0; i < 1_000; i++) {
+    const html = Array.from({ length: 1 + Math.floor(r() * 6) }, () => {
+      const token = WIKI_TOKENS[Math.floor(r() * WIKI_TOKENS.length)]!
+        .replace(/[<>]/g, "");
+      return wrap[Math.floor(r() * wrap.length)]!(token);
+    }).join("") + `<p><img src="cid:shot@1" alt="[~admin]"></p>`;
+    const doc = htmlToAdf(sanitizeMailHtml(html), {
+      images: new Map([["shot@1", "shot.png"]]),
+    });
+    const wiki = adfToWiki(doc);
+    // The attachment is the one image, in place; nothing else is an image or a macro.
+    const images = [...wiki.matchAll(/(?<!\\)!([^!\s]+)!/g)].map((m) => m[1]);
+    assert(images.length === 1 && images[0] === "shot.png", `${images} in ${wiki}`);
+    for (const raw of ["{html}", "[~", "!https", "{color", "{panel}", "{code}", "??cite"]) {
+      const unescaped = new RegExp(`(?<!\\\\)${escapeRegExp(raw)}`);
+      assert(!unescaped.test(wiki), `${raw} reached the wiki text: ${wiki}`);
+    }
+    assert(!/^\s*(h[1-6]|bq)\.\s/m.test(wiki), `a block marker: ${wiki}`);
+    const cloud = JSON.stringify(forCloud(doc));
+    // On Cloud nothing but text and the marks and blocks of the mail: no image, card or mention.
+    assert(!/"type":"(media\w*|inlineCard|blockCard|mention|emoji)"/.test(cloud), cloud);
+  }
+});
+
+Deno.test("mail HTML: 2,000 random nested structures give ADF that Atlassian's schema accepts, and every word of the mail is still there (Cloud ADF and Server/DC wiki)", () => {
+  const r = rng(SEED + 10);
+  let word = 0;
+  const words: string[] = [];
+  const text = () => {
+    const w = `w${++word}q`;
+    words.push(w);
+    return w;
+  };
+  const pick = <T>(list: readonly T[]) => list[Math.floor(r() * list.length)]!;
+  const node = (depth: number): string => {
+    if (depth > 4 || r() < 0.25) return text();
+    const inner = () =>
+      Array.from({ length: 1 + Math.floor(r() * 3) }, () => node(depth + 1)).join(" ");
+    switch (Math.floor(r() * 18)) {
+      case 0:
+        return `<p>${inner()}</p>`;
+      case 1:
+        return `<div>${inner()}</div>`;
+      case 2:
+        return `<blockquote>${inner()}</blockquote>`;
+      case 3:
+        return `<ul><li>${inner()}</li><li>${inner()}</li></ul>`;
+      case 4:
+        return `<ol><li>${inner()}</li></ol>`;
+      case 5:
+        // Gmail's lists straight inside lists.
+        return `<ul><li>${text()}</li><ul><li>${inner()}</li></ul>${text()}</ul>`;
+      case 6:
+        return `<table><tr><th>${inner()}</th><td>${inner()}</td></tr><tr><td>${inner()}</td></tr></table>`;
+      case 7:
+        return `<h${1 + Math.floor(r() * 3)}>${inner()}</h1>`;
+      case 8:
+        return `<pre>${text()}\n${text()}</pre>`;
+      case 9:
+        return `<a href="https://ok.example/${word}">${inner()}</a>`;
+      case 10:
+        return `<b>${inner()}</b> <i>${inner()}</i>`;
+      case 11:
+        return `<code>${text()}</code>`;
+      case 12:
+        return `${text()}<br>${text()}`;
+      case 13:
+        return `<hr>${text()}`;
+      case 14:
+        return `<a href="https://ok.example/"><img src="https://t.example/p.gif" alt="${text()}"></a>`;
+      case 15:
+        return `<img src="cid:${pick(["known", "unknown"])}" alt="${text()}">`;
+      case 16:
+        return `<li>${inner()}</li>`;
+      default:
+        return `<span>${inner()}</span>`;
+    }
+  };
+  let invalid = 0;
+  for (let i = 0; i < 2_000; i++) {
+    words.length = 0;
+    const html = node(0) + node(0);
+    const doc = htmlToAdf(sanitizeMailHtml(html), { images: new Map([["known", "known.png"]]) });
+    const cloud = forCloud(doc);
+    const problem = adfProblem(cloud);
+    if (problem) {
+      invalid++;
+      assert(false, `${problem} for ${html}: ${JSON.stringify(cloud)}`);
+    }
+    const all = adfText(cloud);
+    const wiki = adfToWiki(doc);
+    for (const w of words) {
+      // The alt text of an attached image gives way to the image itself.
+      if (html.includes(`cid:known" alt="${w}`)) continue;
+      assert(all.includes(w), `${w} lost from the ADF of ${html}`);
+      assert(wiki.includes(w), `${w} lost from the wiki of ${html}`);
+    }
+  }
+  assert(invalid === 0);
 });

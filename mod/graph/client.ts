@@ -204,7 +204,8 @@ export class GraphMailbox implements Mailbox {
   async attachments(messageId: string, signal?: AbortSignal): Promise<AttachmentInfo[]> {
     const out: AttachmentInfo[] = [];
     let url: string | undefined = `${this.#base}/messages/${encodeURIComponent(messageId)}` +
-      `/attachments?$select=id,name,contentType,size,isInline`;
+      // contentId is a fileAttachment property: $select takes it only cast to that type.
+      `/attachments?$select=id,name,contentType,size,isInline,microsoft.graph.fileAttachment/contentId`;
     while (url) {
       const page: Record<string, unknown> = await this.#json("GET", url, { signal });
       for (const a of (page.value as Record<string, unknown>[] | undefined) ?? []) {

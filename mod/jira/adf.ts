@@ -42,19 +42,31 @@ const INLINE_MARK: Record<string, AdfMark["type"]> = {
 const BLOCK =
   /^(p|div|h[1-6]|ul|ol|li|table|thead|tbody|tfoot|tr|td|th|pre|blockquote|hr|caption)$/;
 
-/** Builds a document from sanitised HTML; `images` maps a `cid:` to its file name. */
+/**
+ * Builds a document from sanitised HTML; `images` maps a `cid:` to the file name of one of
+ * the mail's own attachments (only those become images). The result is valid ADF (the
+ * published schema Jira Cloud enforces): what ADF does not allow where it stands is
+ * flattened where it stands, keeping its text, never dropped.
+ */
 export function htmlToAdf(html: string, options: { images?: Map<string, string> } = {}): AdfDoc {
   const doc = parseDocument(html, { decodeEntities: true });
-  const content = blocks(doc.children, options.images ?? new Map());
+  const content = fit(blocks(doc.children, options.images ?? new Map()), "doc");
   return { type: "doc", version: 1, content };
 }
 
-/** A document from paragraphs of plain text. */
+/** A document from paragraphs of plain text (line breaks kept, control characters out). */
 export function textToAdf(...paragraphs: string[]): AdfDoc {
   return {
     type: "doc",
     version: 1,
-    content: paragraphs.filter((p) => p !== "").map((p) => paragraph([{ type: "text", text: p }])),
+    content: paragraphs.map(cleanText).filter((p) => p.trim() !== "").map((p) =>
+      paragraph(
+        p.split("\n").flatMap((line, i): AdfNode[] => [
+          ...(i ? [{ type: "hardBreak" }] : []),
+          ...(line ? [{ type: "text", text: line }] : []),
+        ]),
+      )
+    ),
   };
 }
 
@@ -89,6 +101,14 @@ const BLOCKISH = new Set(["paragraph", "heading", "codeBlock", "tableRow", "list
 
 type Images = Map<string, string>;
 
+// deno-lint-ignore no-control-regex
+const CONTROLS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/g;
+
+/** Text without control characters (ADF and wiki markup take none). */
+function cleanText(text: string): string {
+  return text.replace(/\r\n?/g, "\n").replace(CONTROLS, "");
+}
+
 /** Block content: inline runs gathered into paragraphs between block elements. */
 function blocks(nodes: ChildNode[], images: Images): AdfNode[] {
   const out: AdfNode[] = [];
@@ -118,45 +138,58 @@ function block(el: Element, images: Images): AdfNode[] {
   }
   switch (name) {
     case "ul":
-    case "ol": {
-      const items = el.children.filter((c): c is Element =>
-        c.type === "tag" && (c as Element).name === "li"
-      )
-        .map((li) => ({ type: "listItem", content: listItemContent(li, images) }))
-        .filter((li) => li.content.length);
-      return items.length
-        ? [{ type: name === "ul" ? "bulletList" : "orderedList", content: items }]
-        : [];
-    }
+    case "ol":
+      return list(el, images);
     case "pre": {
-      const text = textOf(el).replace(/\n$/, "");
+      const text = cleanText(textOf(el)).replace(/\n$/, "");
       return text ? [{ type: "codeBlock", content: [{ type: "text", text }] }] : [];
     }
     case "blockquote": {
-      const content = blocks(el.children, images).filter((b) => QUOTABLE.has(b.type));
+      const content = blocks(el.children, images);
       return content.length ? [{ type: "blockquote", content }] : [];
     }
     case "hr":
       return [{ type: "rule" }];
     case "table":
       return table(el, images);
-    case "li":
-      return blocks(el.children, images);
     default:
-      // div, p, td outside a table, caption: their content, as blocks
+      // div, p, li or td out of place, caption: their content, as blocks
       return blocks(el.children, images);
   }
 }
-const QUOTABLE = new Set(["paragraph", "bulletList", "orderedList", "codeBlock", "heading"]);
 
-function listItemContent(li: Element, images: Images): AdfNode[] {
-  // A list item starts with a paragraph; nested lists follow it.
-  const content = blocks(li.children, images)
-    .filter((b) => ["paragraph", "bulletList", "orderedList", "codeBlock"].includes(b.type));
-  if (content.length && content[0]!.type !== "paragraph") {
-    content.unshift(paragraph([{ type: "text", text: " " }]));
+/**
+ * A list's items. A list written straight into a list (Gmail's `ul > ul`) nests under the
+ * item before it; anything else there (text, a paragraph) becomes an item of its own.
+ */
+function list(el: Element, images: Images): AdfNode[] {
+  const items: AdfNode[] = [];
+  let loose: ChildNode[] = [];
+  const flushLoose = () => {
+    const content = blocks(loose, images);
+    if (content.length) items.push({ type: "listItem", content });
+    loose = [];
+  };
+  for (const child of el.children) {
+    const tag = child.type === "tag" ? (child as Element).name : "";
+    if (tag === "li") {
+      flushLoose();
+      const content = blocks((child as Element).children, images);
+      if (content.length) items.push({ type: "listItem", content });
+    } else if (tag === "ul" || tag === "ol") {
+      flushLoose();
+      const nested = list(child as Element, images);
+      const last = items.at(-1);
+      if (last) last.content = [...last.content!, ...nested];
+      else if (nested.length) items.push({ type: "listItem", content: nested });
+    } else {
+      loose.push(child);
+    }
   }
-  return content;
+  flushLoose();
+  return items.length
+    ? [{ type: el.name === "ul" ? "bulletList" : "orderedList", content: items }]
+    : [];
 }
 
 function table(el: Element, images: Images): AdfNode[] {
@@ -174,13 +207,10 @@ function table(el: Element, images: Images): AdfNode[] {
     type: "tableRow",
     content: tr.children
       .filter((c): c is Element => c.type === "tag" && /^(td|th)$/.test((c as Element).name))
-      .map((cell) => {
-        const content = blocks(cell.children, images).filter((b) => b.type !== "table");
-        return {
-          type: cell.name === "th" ? "tableHeader" : "tableCell",
-          content: content.length ? content : [paragraph([])],
-        };
-      }),
+      .map((cell) => ({
+        type: cell.name === "th" ? "tableHeader" : "tableCell",
+        content: blocks(cell.children, images),
+      })),
   })).filter((row) => row.content.length);
   return tableRows.length ? [{ type: "table", content: tableRows }] : [];
 }
@@ -191,23 +221,27 @@ function inlineChildren(el: Element, marks: AdfMark[], images: Images): AdfNode[
 
 function inline(node: ChildNode, marks: AdfMark[], images: Images): AdfNode[] {
   if (node.type === "text") {
-    const text = node.data.replace(/\s+/g, " ");
+    const text = cleanText(node.data).replace(/\s+/g, " ");
     return text ? [withMarks({ type: "text", text }, marks)] : [];
   }
   if (node.type !== "tag") return [];
   const el = node as Element;
   if (el.name === "br") return [{ type: "hardBreak" }];
   if (el.name === "img") {
-    const cid = (el.attribs.src ?? "").replace(/^cid:/i, "");
-    const filename = images.get(cid) ?? el.attribs.alt ?? cid;
-    return filename ? [{ type: "attachmentImage", attrs: { filename } }] : [];
+    // Only the mail's own attachments are images; anything else is its alt text, as text.
+    const src = el.attribs.src ?? "";
+    const filename = /^cid:/i.test(src) ? images.get(src.slice(4)) : undefined;
+    if (filename) return [{ type: "attachmentImage", attrs: { filename } }];
+    const alt = cleanText(el.attribs.alt ?? "").replace(/\s+/g, " ").trim();
+    return alt ? [withMarks({ type: "text", text: `[image: ${alt}]` }, marks)] : [];
   }
   if (el.name === "a" && el.attribs.href) {
-    return inlineChildren(
-      el,
-      [...marks, { type: "link", attrs: { href: el.attribs.href } }],
-      images,
-    );
+    const link: AdfMark = { type: "link", attrs: { href: el.attribs.href } };
+    const content = inlineChildren(el, [...marks, link], images);
+    // A link whose content was only a (remote) image keeps its address as its text.
+    return content.some((n) => n.type === "text" && n.text!.trim())
+      ? content
+      : [...content, withMarks({ type: "text", text: el.attribs.href }, [...marks, link])];
   }
   const mark = INLINE_MARK[el.name];
   if (mark && !marks.some((m) => m.type === mark)) {
@@ -251,4 +285,128 @@ function textOf(node: ChildNode): string {
   if (node.type === "tag" && (node as Element).name === "br") return "\n";
   if ("children" in node) return (node.children as ChildNode[]).map(textOf).join("");
   return "";
+}
+
+// ---------------------------------------------------------------------------------------
+// Fitting blocks to where ADF allows them
+
+/** Where blocks stand, and which block types ADF allows there (from the published schema). */
+type Place = "doc" | "blockquote" | "listItem" | "tableCell";
+const ALLOWED: Record<Place, ReadonlySet<string>> = {
+  doc: new Set([
+    "paragraph",
+    "heading",
+    "bulletList",
+    "orderedList",
+    "codeBlock",
+    "blockquote",
+    "rule",
+    "table",
+  ]),
+  blockquote: new Set(["paragraph", "bulletList", "orderedList", "codeBlock"]),
+  listItem: new Set(["paragraph", "bulletList", "orderedList", "codeBlock"]),
+  tableCell: new Set([
+    "paragraph",
+    "heading",
+    "bulletList",
+    "orderedList",
+    "codeBlock",
+    "blockquote",
+    "rule",
+  ]),
+};
+
+/**
+ * Blocks as ADF allows them at `place`. What is not allowed there is flattened, keeping its
+ * text: a heading becomes a bold paragraph, a quote gives up its content to where it
+ * stands, a table becomes a paragraph per row (cells between " | "), a code block a
+ * paragraph of lines; a rule, which has no text, goes.
+ */
+function fit(nodes: AdfNode[], place: Place): AdfNode[] {
+  return nodes.flatMap((node) => fitOne(node, place));
+}
+
+function fitOne(node: AdfNode, place: Place): AdfNode[] {
+  if (ALLOWED[place].has(node.type)) {
+    switch (node.type) {
+      case "blockquote": {
+        const content = fit(node.content ?? [], "blockquote");
+        return content.length ? [{ ...node, content }] : [];
+      }
+      case "bulletList":
+      case "orderedList": {
+        const items = (node.content ?? []).map(fitListItem).filter((i) => i !== undefined);
+        return items.length ? [{ ...node, content: items }] : [];
+      }
+      case "table": {
+        const rows = (node.content ?? []).map((row) => ({
+          ...row,
+          content: (row.content ?? []).map((cell) => {
+            const content = fit(cell.content ?? [], "tableCell");
+            return { ...cell, content: content.length ? content : [paragraph([])] };
+          }),
+        }));
+        return [{ ...node, content: rows }];
+      }
+      default:
+        return [node];
+    }
+  }
+  switch (node.type) {
+    case "heading":
+      return [paragraph((node.content ?? []).map(bold))];
+    case "blockquote":
+      return fit(node.content ?? [], place);
+    case "table":
+      return (node.content ?? []).map((row) => {
+        const cells = (row.content ?? []).map((cell) => inlineOf(cell.content ?? []))
+          .filter((cell) => cell.length);
+        return paragraph(
+          cells.flatMap((cell, i) => i ? [{ type: "text", text: " | " }, ...cell] : cell),
+        );
+      }).filter((p) => p.content!.length);
+    case "codeBlock":
+      return [paragraph(inlineOf([node]))];
+    case "rule":
+      return [];
+    default:
+      return fit(node.content ?? [], place);
+  }
+}
+
+/** A list item as ADF has it: its blocks fitted, a paragraph first. */
+function fitListItem(item: AdfNode): AdfNode | undefined {
+  const content = fit(item.content ?? [], "listItem");
+  if (!content.length) return undefined;
+  if (content[0]!.type !== "paragraph") content.unshift(paragraph([]));
+  return { ...item, content };
+}
+
+/** The inline content of blocks, one line per block (for a table flattened to a row). */
+function inlineOf(nodes: AdfNode[]): AdfNode[] {
+  const lines: AdfNode[][] = [];
+  for (const node of nodes) {
+    if (node.type === "paragraph" || node.type === "heading") {
+      if (node.content?.length) lines.push(node.content);
+    } else if (node.type === "codeBlock") {
+      const text = (node.content ?? []).map((t) => t.text ?? "").join("");
+      lines.push(
+        text.split("\n").flatMap((line, i): AdfNode[] => [
+          ...(i ? [{ type: "hardBreak" }] : []),
+          ...(line ? [{ type: "text", text: line }] : []),
+        ]),
+      );
+    } else if (node.content) {
+      const inner = inlineOf(node.content);
+      if (inner.length) lines.push(inner);
+    }
+  }
+  return lines.flatMap((line, i) => i ? [{ type: "hardBreak" }, ...line] : line);
+}
+
+function bold(node: AdfNode): AdfNode {
+  if (node.type !== "text" || node.marks?.some((m) => m.type === "code" || m.type === "strong")) {
+    return node;
+  }
+  return { ...node, marks: [...(node.marks ?? []), { type: "strong" }] };
 }

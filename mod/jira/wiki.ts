@@ -21,8 +21,9 @@ function block(node: AdfNode, listPrefix: string): string {
       return content.map((item) => listItem(item, prefix)).join("\n");
     }
     case "codeBlock":
+      // Nothing inside {noformat} is markup but its own end, which is taken out.
       return `{noformat}\n${
-        content.map((t) => t.text ?? "").join("").replace(/\{noformat\}/g, "")
+        content.map((t) => t.text ?? "").join("").replace(/\{noformat[^}]*\}/gi, "")
       }\n{noformat}`;
     case "blockquote":
       return `{quote}\n${content.map((b) => block(b, "")).join("\n\n")}\n{quote}`;
@@ -53,7 +54,8 @@ function inline(nodes: AdfNode[]): string {
   return nodes.map((node) => {
     if (node.type === "hardBreak") return "\n";
     if (node.type === "attachmentImage") {
-      return `!${String(node.attrs?.filename).replace(/[!|]/g, "")}!`;
+      // Only the mail's own attachments (names cleaned, no path) reach this.
+      return `!${String(node.attrs?.filename).replace(/[!|\\/\r\n]/g, "")}!`;
     }
     if (node.type !== "text") return inline(node.content ?? []);
     return applyMarks(node.text ?? "", node.marks ?? []);
@@ -62,7 +64,7 @@ function inline(nodes: AdfNode[]): string {
 
 function applyMarks(text: string, marks: AdfMark[]): string {
   const code = marks.some((m) => m.type === "code");
-  let out = code ? `{{${text.replace(/[{}]/g, "\\$&")}}}` : escapeWiki(text);
+  let out = code ? `{{${escapeWiki(text)}}}` : escapeWiki(text);
   if (!text.trim()) return out;
   for (const mark of marks) {
     const lead = out.match(/^\s*/)![0];
@@ -82,15 +84,27 @@ function applyMarks(text: string, marks: AdfMark[]): string {
         out = `${lead}-${core}-${trail}`;
         break;
       case "link":
-        out = `${lead}[${core}|${mark.attrs!.href.replace(/[|\]]/g, encodeURIComponent)}]${trail}`;
+        out = `${lead}[${core}|${
+          mark.attrs!.href.replace(/[|\][\s{}!\\]/g, encodeURIComponent)
+        }]${trail}`;
         break;
     }
   }
   return out;
 }
 
-/** Characters that would start markup, escaped so the mail's text stays text. */
-function escapeWiki(text: string): string {
-  return text.replace(/[\\{}[\]|!*_+^~#-]/g, (c) => (c === "-" ? "-" : `\\${c}`))
-    .replace(/(^|\s)-(\S)/g, "$1\\-$2");
+/**
+ * Text from outside as literal wiki text: every character that starts or ends markup is
+ * escaped with a backslash; a backslash itself (which would make `\\`, a line break)
+ * becomes its character entity (and `&` its entity, so that text reading like an entity stays
+ * text); block markers that only count at a line's start (`h1.`,
+ * `bq.`) are broken wherever they stand; a dash that could open strike-through, too.
+ */
+const ENTITY: Record<string, string> = { "&": "&amp;", "\\": "&#92;" };
+
+export function escapeWiki(text: string): string {
+  return text
+    .replace(/[&\\{}[\]|!*_+^~#?]/g, (c) => ENTITY[c] ?? `\\${c}`)
+    .replace(/(^|[^\p{L}\p{N}])(h[1-6]|bq)\./gu, "$1$2\\.")
+    .replace(/(^|\s|\()-/g, "$1\\-");
 }

@@ -5,7 +5,7 @@
  */
 import sanitizeHtml from "sanitize-html";
 import { parseDocument } from "htmlparser2";
-import type { ChildNode, Element } from "domhandler";
+import { type ChildNode, type Element, Text } from "domhandler";
 import render from "dom-serializer";
 
 const SANITIZE: sanitizeHtml.IOptions = {
@@ -55,14 +55,37 @@ const SANITIZE: sanitizeHtml.IOptions = {
   allowedSchemes: ["http", "https", "mailto"],
   allowedSchemesByTag: { img: ["cid"] },
   allowProtocolRelative: false,
-  // A remote image (its src dropped above) is a tracking pixel or a link to elsewhere.
   exclusiveFilter: (frame) => frame.tag === "img" && !frame.attribs.src,
   nonTextTags: ["script", "style", "textarea", "option", "noscript", "title", "head"],
 };
 
 /** Sanitised HTML (see module doc). */
 export function sanitizeMailHtml(html: string): string {
-  return sanitizeHtml(html, SANITIZE);
+  return sanitizeHtml(remoteImagesAsText(html), SANITIZE);
+}
+
+/**
+ * A remote image is a tracking pixel or a picture from elsewhere: only its alt text stays,
+ * as text (so a linked image keeps its link); `cid:` images, the mail's own, stay images.
+ */
+function remoteImagesAsText(html: string): string {
+  if (!/<img/i.test(html)) return html;
+  const doc = parseDocument(html, { decodeEntities: true });
+  const visit = (nodes: ChildNode[]) => {
+    for (const node of [...nodes]) {
+      if (node.type !== "tag") continue;
+      const el = node as Element;
+      if (el.name === "img" && !/^cid:/i.test(el.attribs.src ?? "")) {
+        const alt = (el.attribs.alt ?? "").trim();
+        const text = new Text(alt ? `[image: ${alt}]` : "");
+        const siblings = el.parent?.children ?? doc.children;
+        siblings.splice(siblings.indexOf(el), 1, text);
+        text.parent = el.parent;
+      } else visit(el.children);
+    }
+  };
+  visit(doc.children);
+  return render(doc, { decodeEntities: false, encodeEntities: "utf8" });
 }
 
 /** Plain-text mail as HTML: paragraphs on blank lines, line breaks kept. */

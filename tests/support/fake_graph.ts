@@ -203,9 +203,27 @@ export class FakeGraph extends HttpsFake {
       });
       return new Response(null, { status: 202 });
     });
-    this.route("GET", `${GRAPH}/messages/:id/attachments`, (_req, p) => {
+    this.route("GET", `${GRAPH}/messages/:id/attachments`, (req, p) => {
       const m = this.messages.get(p.id!);
       if (!m) return notFound(p.id!);
+      // Like Graph: $select names attachment properties; contentId belongs to fileAttachment
+      // and is a 400 unless cast (microsoft.graph.fileAttachment/contentId).
+      const select = (new URL(req.url).searchParams.get("$select") ?? "").split(",")
+        .filter(Boolean);
+      const known = ["id", "name", "contentType", "size", "isInline", "lastModifiedDateTime"];
+      const bad = select.find((f) =>
+        !known.includes(f) && f !== "microsoft.graph.fileAttachment/contentId"
+      );
+      if (bad) {
+        return Response.json({
+          error: {
+            code: "RequestBroker--ParseUri",
+            message:
+              `Could not find a property named '${bad}' on type 'microsoft.graph.attachment'.`,
+          },
+        }, { status: 400 });
+      }
+      const cast = !select.length || select.includes("microsoft.graph.fileAttachment/contentId");
       return {
         value: m.attachments.map((a) => ({
           "@odata.type": "#microsoft.graph.fileAttachment",
@@ -214,7 +232,7 @@ export class FakeGraph extends HttpsFake {
           contentType: a.contentType,
           size: a.size,
           isInline: a.isInline,
-          contentId: a.contentId ?? null,
+          ...(cast ? { contentId: a.contentId ?? null } : {}),
         })),
       };
     });

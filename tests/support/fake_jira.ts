@@ -6,10 +6,12 @@
  * comments with properties (`expand=properties`), multipart attachments (checked for
  * `X-Atlassian-Token: no-check`), `attachment/meta`, watchers, links, user search,
  * myself and projects. It validates what a real Jira rejects (an ADF description on v2,
- * a string on v3, unknown projects, reporter by the wrong kind of id). Fault injection
+ * a string on v3, ADF that Atlassian's published schema refuses, unknown projects, reporter
+ * by the wrong kind of id). Fault injection
  * comes from HttpsFake.
  */
 import { HttpsFake } from "./https_fake.ts";
+import { adfProblem } from "./adf_schema.ts";
 
 export interface FakeJiraUser {
   accountId: string;
@@ -293,11 +295,12 @@ export class FakeJira extends HttpsFake {
           },
         }, { status: 400 });
       }
-      const bad = findInvalidNode(doc);
+      // Jira Cloud checks bodies against the published ADF schema.
+      const bad = adfProblem(doc);
       if (bad) {
         return Response.json({
           errorMessages: [],
-          errors: { [what]: `INVALID_INPUT: unknown node ${bad}` },
+          errors: { [what]: `INVALID_INPUT: ${bad}` },
         }, { status: 400 });
       }
     } else if (typeof body !== "string") {
@@ -405,33 +408,6 @@ export class FakeJira extends HttpsFake {
         : { startAt: start, maxResults: max, total: all.length, issues: page },
     );
   }
-}
-
-const ADF_NODES = new Set([
-  "doc",
-  "paragraph",
-  "text",
-  "hardBreak",
-  "heading",
-  "bulletList",
-  "orderedList",
-  "listItem",
-  "codeBlock",
-  "blockquote",
-  "rule",
-  "table",
-  "tableRow",
-  "tableHeader",
-  "tableCell",
-]);
-
-function findInvalidNode(node: { type?: string; content?: unknown[] }): string | undefined {
-  if (!node.type || !ADF_NODES.has(node.type)) return String(node.type);
-  for (const child of (node.content ?? []) as { type?: string }[]) {
-    const bad = findInvalidNode(child);
-    if (bad) return bad;
-  }
-  return undefined;
 }
 
 /** The `[jira]` section for a fake Jira. */
