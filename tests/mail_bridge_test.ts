@@ -83,10 +83,10 @@ Deno.test(
       assertEquals(h.graph.messages.get(mail.id)!.categories, ["Jira: SUP-1"]);
       assertEquals(h.graph.replies.length, 1);
       assertStringIncludes(h.graph.replies[0]!.body, "SUP-1");
-      assertEquals(h.graph.replies[0]!.headers, [{
-        name: "X-Agent-Mail-Bridge",
-        value: "ack; issue=SUP-1",
-      }]);
+      assertEquals(h.graph.replies[0]!.headers, [
+        { name: "X-Auto-Response-Suppress", value: "All" },
+        { name: "X-Agent-Mail-Bridge", value: "ack; issue=SUP-1" },
+      ]);
       // Every Graph request asked for immutable ids.
       const graphRequests = h.graph.requests.filter((r) => r.path.startsWith("/v1.0/"));
       assert(
@@ -293,7 +293,10 @@ Deno.test(
   integration,
   async () => {
     const h = await startBridge({
-      bridge: { allowed_domains: "example.com, partner.example, blocked.example, bad.example" },
+      bridge: {
+        allowed_domains: "example.com, partner.example, blocked.example, bad.example",
+        own_addresses: "Support-Alias@example.com",
+      },
     });
     try {
       const skipped = [
@@ -327,6 +330,20 @@ Deno.test(
           text: "blocked domain pattern",
         }),
         h.graph.deliver({ from: "eve@elsewhere.example", subject: "Hi", text: "not allowed" }),
+        // The bridge's own mail in every form: sent on its behalf, a second From, an alias.
+        h.graph.deliver({
+          from: "ann@example.com",
+          sender: h.graph.mailbox.toUpperCase(),
+          subject: "Sent as Ann",
+          text: "x",
+        }),
+        h.graph.deliver({
+          from: "ann@example.com",
+          subject: "Two authors",
+          text: "x",
+          headers: { From: `Ann <ann@example.com>, Desk <${h.graph.mailbox}>` },
+        }),
+        h.graph.deliver({ from: "support-alias@example.com", subject: "Alias", text: "x" }),
       ];
       const taken = h.graph.deliver({
         from: "ann@example.com",
@@ -351,8 +368,16 @@ Deno.test(
         "sender spam@bad.example is blocked",
         "sender x@blocked.example is blocked",
         "sender domain elsewhere.example is not allowed",
+        `sent from the bridge's own address ${h.graph.mailbox}`,
+        `sent from the bridge's own address ${h.graph.mailbox}`,
+        "sent from the bridge's own address support-alias@example.com",
       ]);
       assertEquals(h.graph.messages.get(taken.id)!.categories, ["Jira: SUP-1"]);
+      // Its own acknowledgement asks Exchange for no automatic answer (x- headers only there).
+      assertEquals(
+        h.graph.replies[0]!.headers.find((x) => x.name === "X-Auto-Response-Suppress")?.value,
+        "All",
+      );
     } finally {
       await h.close();
     }

@@ -71,6 +71,8 @@ export interface MailBridgeConfig {
   claimSeconds: number;
   /** The header the bridge puts on its own mail, so it never ingests it. */
   ownHeader: string;
+  /** More addresses that are the bridge's own (the mailbox's aliases, a shared address). */
+  ownAddresses: string[];
   /** Embedded defaults without [graph]/[jira]: a folder of .eml files, issues as JSON. */
   mailDir: string;
   issuesDir: string;
@@ -173,6 +175,7 @@ export function readMailBridge(r: SectionReader, defaultProject: string): MailBr
     projectKeys: [...new Set([defaultProject, ...projects.values(), ...r.list("project_keys")])],
     allowedDomains: r.list("allowed_domains").map((d) => d.toLowerCase().replace(/^@/, "")),
     blockedAddresses: r.list("blocked_addresses").map((a) => a.toLowerCase()),
+    ownAddresses: r.list("own_addresses").map((a) => a.toLowerCase()),
     defaultReporter: r.optional("default_reporter"),
     watchersFromCc: r.bool("watchers_from_cc", true),
     priorities,

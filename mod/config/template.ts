@@ -155,6 +155,10 @@ max_range = 1000
 #project_keys = SEC
 #allowed_domains = example.com
 #blocked_addresses = noreply@example.com, *@spam.example
+# The bridge's own mail is never bridged: its header, and these addresses besides the
+# mailbox's own (its aliases), in any From or the Sender.
+#own_header = X-Agent-Mail-Bridge
+#own_addresses = support@example.com
 # Reporter for senders who are not Jira users (e-mail, account id or user name).
 #default_reporter = servicedesk@example.com
 #watchers_from_cc = true

@@ -31,6 +31,7 @@ const SELECT = [
   "conversationId",
   "subject",
   "from",
+  "sender",
   "toRecipients",
   "ccRecipients",
   "receivedDateTime",
@@ -74,6 +75,7 @@ export class GraphError extends Error {
 
 export class GraphMailbox implements Mailbox {
   readonly address: string;
+  readonly ownAddresses: readonly string[];
   readonly stats: GraphStats = {
     requests: 0,
     throttled: 0,
@@ -96,6 +98,7 @@ export class GraphMailbox implements Mailbox {
     sleep: typeof abortableSleep,
   ) {
     this.address = config.mailbox;
+    this.ownAddresses = [config.mailbox.toLowerCase()];
     this.#config = config;
     this.#tokens = tokens;
     this.#client = client;
@@ -279,7 +282,11 @@ export class GraphMailbox implements Mailbox {
         body: {
           message: {
             body: { contentType: "HTML", content: options.html },
-            internetMessageHeaders: Object.entries(options.headers).map(([name, value]) => ({
+            internetMessageHeaders: Object.entries({
+              // Exchange: no out-of-office or other automatic answer to this mail.
+              "X-Auto-Response-Suppress": "All",
+              ...options.headers,
+            }).map(([name, value]) => ({
               name,
               value,
             })),
@@ -483,6 +490,8 @@ function toMessage(raw: Record<string, unknown>): MailMessage {
     conversationId: String(raw.conversationId ?? ""),
     subject: String(raw.subject ?? ""),
     from: address(raw.from),
+    fromAll: headerAddresses(headers["from"]),
+    sender: raw.sender ? address(raw.sender) : undefined,
     to: ((raw.toRecipients as unknown[]) ?? []).map(address),
     cc: ((raw.ccRecipients as unknown[]) ?? []).map(address),
     receivedDateTime: String(raw.receivedDateTime ?? ""),
@@ -510,6 +519,14 @@ function bodyOf(body: { contentType?: string; content?: string } | undefined) {
       : "text" as const,
     content: String(body?.content ?? ""),
   };
+}
+
+/** The addresses in a raw From header (`Name <a@b>, c@d`). */
+function headerAddresses(header: string | undefined): Address[] | undefined {
+  if (!header) return undefined;
+  const found = [...header.matchAll(/<([^<>\s]+@[^<>\s]+)>|([^\s<>,;"]+@[^\s<>,;"]+)/g)]
+    .map((m) => ({ name: "", address: (m[1] ?? m[2] ?? "").toLowerCase() }));
+  return found.length ? found : undefined;
 }
 
 function address(value: unknown): Address {

@@ -17,6 +17,10 @@ export interface MailMessage {
   conversationId: string;
   subject: string;
   from: Address;
+  /** Every address of the From header (rarely more than `from`). */
+  fromAll?: Address[] | undefined;
+  /** The Sender header (who sent it on behalf of From), when there is one. */
+  sender?: Address | undefined;
   to: Address[];
   cc: Address[];
   receivedDateTime: string;
@@ -59,6 +63,8 @@ export interface ChangePage {
 /** What the bridge needs from a mailbox. */
 export interface Mailbox {
   readonly address: string;
+  /** Addresses mail from this mailbox goes out as (loop protection). */
+  readonly ownAddresses: readonly string[];
   /**
    * Changes in `folder` since `resume` (undefined: everything). A `SyncReset` error means
    * the stored position expired: start again without it.

@@ -344,7 +344,7 @@ export class MailBridge {
   ): Promise<Outcome> {
     let record = start;
     if (record.state === "seen") {
-      const reason = skipReason(message, this.#config, this.#mailbox.address);
+      const reason = skipReason(message, this.#config, this.#mailbox.ownAddresses);
       if (reason) {
         await this.#ledger.move(messageKey, record, "skipped", { reason }, reason);
         this.stats.skipped++;
@@ -588,7 +588,7 @@ export class MailBridge {
     // Watchers and links are idempotent in Jira: safe to repeat after a crash.
     if (this.#config.watchersFromCc) {
       for (const cc of message.cc) {
-        if (cc.address === this.#mailbox.address.toLowerCase()) continue;
+        if (this.#mailbox.ownAddresses.includes(cc.address.toLowerCase())) continue;
         // Only a plain address is looked up: nothing else may become a watcher.
         if (!parseAddress(cc.address).ok) continue;
         const user = await this.#user(cc.address, signal);

@@ -23,6 +23,8 @@ import type { Store } from "../store/store.ts";
 
 type Parsed = ParsedMail;
 
+/** The embedded mailbox's own address (its acknowledgements come from it). */
+const LOCAL_ADDRESS = "mail-bridge@localhost";
 /** Parsed mails kept for their attachments (bytes, summed over the files). */
 const PARSED_CACHE_BYTES = 64 * 1024 * 1024;
 
@@ -34,6 +36,8 @@ const PARSED_CACHE_BYTES = 64 * 1024 * 1024;
  */
 export class DirMailbox implements Mailbox {
   readonly address = "local";
+  /** What the embedded mailbox's own mail is sent from. */
+  readonly ownAddresses = [LOCAL_ADDRESS];
   readonly #dir: string;
   readonly #store: Store;
   readonly #outbox: string;
@@ -80,7 +84,9 @@ export class DirMailbox implements Mailbox {
     const address = (list: Parsed["to"]) =>
       (Array.isArray(list) ? list : list ? [list] : []).flatMap((a) => a.value)
         .map((a) => ({ name: a.name ?? "", address: (a.address ?? "").toLowerCase() }));
-    const from = address(parsed.from)[0] ?? { name: "", address: "" };
+    const fromAll = address(parsed.from);
+    const from = fromAll[0] ?? { name: "", address: "" };
+    const sender = parsed.headers.get("sender") as { value?: { address?: string }[] } | undefined;
     const headers: Record<string, string> = {};
     for (const line of parsed.headerLines) {
       headers[line.key.toLowerCase()] = line.line.slice(line.line.indexOf(":") + 1).trim();
@@ -98,6 +104,10 @@ export class DirMailbox implements Mailbox {
       conversationId: references[0] ?? parsed.inReplyTo ?? messageId,
       subject: parsed.subject ?? "",
       from,
+      fromAll,
+      sender: sender?.value?.[0]?.address
+        ? { name: "", address: sender.value[0].address.toLowerCase() }
+        : undefined,
       to: address(parsed.to),
       cc: address(parsed.cc),
       receivedDateTime: (parsed.date ?? new Date(0)).toISOString(),
@@ -149,13 +159,18 @@ export class DirMailbox implements Mailbox {
       newline: "windows",
     });
     const info = await transport.sendMail({
-      from: "mail-bridge@localhost",
+      from: LOCAL_ADDRESS,
       to: original.from.address,
       subject: `RE: ${original.subject}`,
       inReplyTo: original.internetMessageId,
       references: [original.internetMessageId],
       html: options.html,
-      headers: options.headers,
+      // Sent as MIME here, so the standard marks go on too (RFC 3834; Exchange's own).
+      headers: {
+        "Auto-Submitted": "auto-replied",
+        "X-Auto-Response-Suppress": "All",
+        ...options.headers,
+      },
     });
     await Deno.mkdir(this.#outbox, { recursive: true });
     // Written whole under a temporary name, then renamed: the file is there or it is not.

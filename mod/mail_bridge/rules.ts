@@ -10,12 +10,21 @@ import { escapeRegExp } from "../log/redact.ts";
 export function skipReason(
   message: MailMessage,
   config: MailBridgeConfig,
-  mailbox: string,
+  own: readonly string[],
 ): string | undefined {
   const h = message.headers;
   const from = message.from.address.toLowerCase();
   if (h[config.ownHeader.toLowerCase()] !== undefined) return "sent by the bridge itself";
-  if (from && from === mailbox.toLowerCase()) return "sent from the bridged mailbox";
+  // Every From address and the Sender: any of them the bridge's own means its own mail.
+  const ownAddresses = new Set([...own, ...config.ownAddresses].map((a) => a.toLowerCase()));
+  const senders = [
+    message.from,
+    ...(message.fromAll ?? []),
+    ...(message.sender ? [message.sender] : []),
+  ]
+    .map((a) => a.address.toLowerCase()).filter(Boolean);
+  const mine = senders.find((a) => ownAddresses.has(a));
+  if (mine) return `sent from the bridge's own address ${mine}`;
   const auto = h["auto-submitted"];
   if (auto && auto.trim().toLowerCase() !== "no") {
     return `automatic reply (Auto-Submitted: ${auto.trim()})`;

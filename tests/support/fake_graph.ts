@@ -27,6 +27,8 @@ export interface FakeMessage {
   conversationId: string;
   subject: string;
   from: { name: string; address: string };
+  /** The Sender, when it is not the From. */
+  sender?: string;
   to: string[];
   cc: string[];
   receivedDateTime: string;
@@ -55,6 +57,8 @@ export interface SentReply {
 
 export interface NewMail {
   from: string;
+  /** Sent by this address on behalf of `from` (the Sender header). */
+  sender?: string;
   fromName?: string;
   subject: string;
   html?: string;
@@ -262,6 +266,7 @@ export class FakeGraph extends HttpsFake {
       conversationId: mail.conversationId ?? `conv-${crypto.randomUUID()}`,
       subject: mail.subject,
       from: { name: mail.fromName ?? "", address: mail.from },
+      ...(mail.sender ? { sender: mail.sender } : {}),
       to: mail.to ?? [this.mailbox],
       cc: mail.cc ?? [],
       receivedDateTime: mail.receivedDateTime ??
@@ -435,7 +440,7 @@ export class FakeGraph extends HttpsFake {
       conversationId: m.conversationId,
       subject: m.subject,
       from: address(m.from.address, m.from.name),
-      sender: address(m.from.address, m.from.name),
+      sender: m.sender ? address(m.sender) : address(m.from.address, m.from.name),
       toRecipients: m.to.map((a) => address(a)),
       ccRecipients: m.cc.map((a) => address(a)),
       receivedDateTime: m.receivedDateTime,
