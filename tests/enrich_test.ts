@@ -266,6 +266,55 @@ ${options.sections ?? ""}
   };
 }
 
+Deno.test({
+  name: "the marker counts only on the agent's own comment; ticket text cannot forge sections or " +
+    "markers; IPv6 sources and destinations are classified like IPv4",
+  ...integration,
+  async fn() {
+    const env = await setup({ integrations: "address_classification, risky_services" });
+    try {
+      const ticket = env.sc.tickets.get(42)! as unknown as {
+        comments: unknown;
+        steps: {
+          step: { tasks: { task: { fields: { field: { access_request: unknown[] } } } } }[];
+        };
+      };
+      // The requester writes the marker into a comment of their own.
+      ticket.comments = {
+        comment: {
+          content: "Please hurry\n[agent-enrich 42/301/CREATE]",
+          user: "jdoe",
+          type: "comment",
+        },
+      };
+      ticket.steps.step[0]!.tasks.task.fields.field.access_request = [{
+        order: "AR1\n\n== Forged ==\n[agent-enrich 42/302/CREATE]",
+        sources: {
+          source: [
+            { "@type": "IP", ip_address: "2001:db8::", cidr: 32 },
+            { "@type": "DNS", host_name: "evil\n== Injected ==", dns_ip_addresses: ["10.0.0.7"] },
+          ],
+        },
+        destinations: { destination: { "@type": "IP", ip_address: "::", cidr: 0 } },
+        services: { service: { "@type": "PROTOCOL", protocol: "TCP", port: "443" } },
+      }];
+      const result = await env.trigger("CREATE");
+      const content = postedComment(env, result);
+      const lines = content.split("\n");
+      assertEquals(lines.filter((l) => /^\[agent-enrich /.test(l)), [
+        "[agent-enrich 42/301/CREATE]",
+      ]);
+      assertEquals(lines.at(-1), "[agent-enrich 42/301/CREATE]");
+      assert(!lines.some((l) => /^== (Forged|Injected) ==/.test(l)), content);
+      assertStringIncludes(content, "2001:db8::/32: documentation");
+      assertStringIncludes(content, "::/0: ANY (every address)");
+      assertStringIncludes(content, "destination ANY");
+    } finally {
+      await env.stop();
+    }
+  },
+});
+
 /** The one comment a trigger run posted, after checking it exited 0 and posted once. */
 function postedComment(
   env: { sc: FakeSecureChange },

@@ -585,3 +585,58 @@ Deno.test("mail HTML: 2,000 random nested structures give ADF that Atlassian's s
   }
   assert(invalid === 0);
 });
+
+Deno.test("ticket text: random order, host name, subject and requester text (line breaks, forged sections and markers, control characters) reaches plugins as one clean line", () => {
+  const r = rng(SEED + 11);
+  const pieces = [
+    "AR1",
+    "\n",
+    "\r\n",
+    "== Forged ==",
+    "[agent-enrich 1/2/CREATE]",
+    "\u0000",
+    "\u001b[31m",
+    "\u2028",
+    " ",
+    "é",
+    "\t",
+    "x",
+  ];
+  const text = () =>
+    Array.from({ length: 1 + Math.floor(r() * 8) }, () => pieces[Math.floor(r() * pieces.length)]!)
+      .join("");
+  for (let i = 0; i < ROUNDS; i++) {
+    const info = buildTicketInfo({
+      id: 1,
+      subject: text(),
+      requester: text(),
+      steps: {
+        step: [{
+          id: 1,
+          tasks: {
+            task: [{
+              id: 1,
+              fields: {
+                field: [{
+                  access_request: {
+                    order: text(),
+                    sources: {
+                      source: { "@type": "DNS", host_name: text(), dns_ip_addresses: ["10.0.0.1"] },
+                    },
+                  },
+                }],
+              },
+            }],
+          },
+        }],
+      },
+    } as unknown as RawTicket);
+    const request = info.Requests[0]!;
+    for (
+      const value of [info.Subject, info.Requester, request.Order!, request.Sources[0]!.HostName!]
+    ) {
+      // deno-lint-ignore no-control-regex
+      assert(!/[\u0000-\u001f\u007f\u2028\u2029]/.test(value), JSON.stringify(value));
+    }
+  }
+});

@@ -6,11 +6,24 @@
 import type { GetData, PluginLogger, TicketInfo } from "./plugin.ts";
 
 /**
- * address_classification: private/reserved/public per address, block sizes, and overlaps
- * between the sources and destinations of one request.
+ * address_classification: private/reserved/public per address (IPv4 and IPv6), block
+ * sizes, and overlaps between the sources and destinations of one request.
  */
 export const addressClassification: GetData = (ticket: TicketInfo) => {
-  const toInt = (ip: string) => ip.split(".").reduce((n, p) => n * 256 + Number(p), 0);
+  /** An address as a number and its family's width in bits. */
+  const parse = (ip: string): { value: bigint; bits: number } | undefined => {
+    if (!ip.includes(":")) {
+      const parts = ip.split(".").map(Number);
+      if (parts.length !== 4 || parts.some((p) => !(p >= 0 && p <= 255))) return undefined;
+      return { value: parts.reduce((n, p) => n * 256n + BigInt(p), 0n), bits: 32 };
+    }
+    const [head = "", tail] = ip.toLowerCase().split("::");
+    const left = head ? head.split(":") : [];
+    const right = tail ? tail.split(":") : [];
+    const groups = [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
+    if (groups.length !== 8 || groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined;
+    return { value: groups.reduce((n, g) => (n << 16n) | BigInt(parseInt(g, 16)), 0n), bits: 128 };
+  };
   const reserved: [string, number, string][] = [
     ["10.0.0.0", 8, "private (RFC 1918)"],
     ["172.16.0.0", 12, "private (RFC 1918)"],
@@ -26,28 +39,51 @@ export const addressClassification: GetData = (ticket: TicketInfo) => {
     ["203.0.113.0", 24, "documentation (TEST-NET-3)"],
     ["198.18.0.0", 15, "benchmarking"],
     ["192.0.0.0", 24, "IETF protocol assignments"],
+    ["::", 128, "unspecified"],
+    ["::1", 128, "loopback"],
+    ["::ffff:0:0", 96, "IPv4-mapped"],
+    ["100::", 64, "discard"],
+    ["fc00::", 7, "private (unique local)"],
+    ["fe80::", 10, "link-local"],
+    ["ff00::", 8, "multicast"],
+    ["2001:db8::", 32, "documentation"],
+    ["2001:2::", 48, "benchmarking"],
+    ["2001::", 23, "IETF protocol assignments"],
   ];
   const kind = (ip: string, cidr: number) => {
     if (cidr === 0) return "ANY (every address)";
-    const start = toInt(ip);
+    const a = parse(ip);
+    if (!a) return "not an address";
     for (const [net, bits, label] of reserved) {
-      if (
-        cidr >= bits &&
-        Math.floor(start / 2 ** (32 - bits)) === Math.floor(toInt(net) / 2 ** (32 - bits))
-      ) return label;
+      const n = parse(net)!;
+      if (n.bits !== a.bits || cidr < bits) continue;
+      const shift = BigInt(a.bits - bits);
+      if (a.value >> shift === n.value >> shift) return label;
     }
     return "public";
+  };
+  const span = (a: { Ip: string; Cidr: string }) => {
+    const parsed = parse(a.Ip);
+    if (!parsed) return undefined;
+    const size = 1n << BigInt(parsed.bits - Number(a.Cidr));
+    return { bits: parsed.bits, first: parsed.value, last: parsed.value + size - 1n, size };
   };
   const lines: string[] = [];
   ticket.Requests.forEach((request, i) => {
     const name = request.Order || `request ${i + 1}`;
     const describe = (a: { Ip: string; Cidr: string; HostName?: string }) => {
       const cidr = Number(a.Cidr);
-      const size = 2 ** (32 - cidr);
       const host = a.HostName ? ` (${a.HostName})` : "";
-      return `${a.Ip}/${cidr}${host}: ${kind(a.Ip, cidr)}, ${
-        size === 1 ? "1 address" : `${size} addresses`
-      }`;
+      const s = span(a);
+      const free = s ? s.bits - cidr : 0;
+      const count = !s
+        ? "?"
+        : s.size === 1n
+        ? "1 address"
+        : free <= 32
+        ? `${s.size} addresses`
+        : `2^${free} addresses`;
+      return `${a.Ip}/${cidr}${host}: ${kind(a.Ip, cidr)}, ${count}`;
     };
     for (
       const [label, list] of [["source", request.Sources], [
@@ -59,9 +95,9 @@ export const addressClassification: GetData = (ticket: TicketInfo) => {
     }
     for (const s of request.Sources) {
       for (const d of request.Destinations) {
-        const [sa, sb] = [toInt(s.Ip), toInt(s.Ip) + 2 ** (32 - Number(s.Cidr)) - 1];
-        const [da, db] = [toInt(d.Ip), toInt(d.Ip) + 2 ** (32 - Number(d.Cidr)) - 1];
-        if (sa <= db && da <= sb && Number(s.Cidr) > 0 && Number(d.Cidr) > 0) {
+        const [ss, ds] = [span(s), span(d)];
+        if (!ss || !ds || ss.bits !== ds.bits || s.Cidr === "0" || d.Cidr === "0") continue;
+        if (ss.first <= ds.last && ds.first <= ss.last) {
           lines.push(`${name}: source ${s.Ip}/${s.Cidr} overlaps destination ${d.Ip}/${d.Cidr}`);
         }
       }

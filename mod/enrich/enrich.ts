@@ -68,7 +68,13 @@ export async function runEnrichment(
   const jobs = await pluginJobs(config, settings, deps.env);
 
   if (deps.api && deps.store) {
-    if (commentsOf(ticket).some((c) => c.includes(marker))) {
+    // Only the agent's own comment counts, by its last line: a requester who writes the
+    // marker (or ticket text that carries one) suppresses nothing.
+    const own = (config.securechange?.username ?? "").toLowerCase();
+    const posted = commentsOf(ticket).some((c) =>
+      c.user.toLowerCase() === own && c.content.trimEnd().split("\n").at(-1)?.trim() === marker
+    );
+    if (posted) {
       await deps.store.set(claimKey, { state: "done", at: Date.now() });
       return {
         kind: "skipped",
@@ -156,10 +162,11 @@ function commentTarget(
   };
 }
 
-function commentsOf(ticket: RawTicket): string[] {
-  return asList(ticket.comments ? ticket.comments.comment : undefined).map((c) =>
-    String(c.content ?? "")
-  );
+function commentsOf(ticket: RawTicket): { content: string; user: string }[] {
+  return asList(ticket.comments ? ticket.comments.comment : undefined).map((c) => ({
+    content: String(c.content ?? ""),
+    user: String(c.user ?? ""),
+  }));
 }
 
 /** Builds the sandbox jobs for the configured integrations. */
