@@ -6,6 +6,7 @@
 import { type Command, type Deps, UsageError } from "./mod/cli/command.ts";
 import { ConfigError } from "./mod/config/config.ts";
 import { describeError } from "./mod/errors/classify.ts";
+import { splitArguments } from "./mod/securechange/trigger.ts";
 import { configCommand } from "./mod/config/command.ts";
 import { doctorCommand } from "./mod/doctor/command.ts";
 import { authorizeCommand, mailBridgeCommand } from "./mod/mail_bridge/command.ts";
@@ -51,7 +52,17 @@ Run "agent <command> --help" for a command's options.
 `;
 }
 
-export async function main(args: string[], deps: Deps): Promise<number> {
+export async function main(argv: string[], deps: Deps): Promise<number> {
+  let args = argv;
+  // SecureChange may pass a script's whole Arguments string as one argv element.
+  if (argv.length === 1 && /\s/.test(argv[0]!)) {
+    try {
+      args = splitArguments(argv);
+    } catch (error) {
+      deps.stderr(`agent: ${(error as Error).message}\n`);
+      return 2;
+    }
+  }
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     if (name === "help" && rest[0]) return main([rest[0], "--help"], deps);

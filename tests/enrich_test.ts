@@ -500,9 +500,16 @@ Deno.test({
 });
 
 Deno.test({
-  name: "agent enrich --ticket-file prints the comment instead of posting it",
+  name: "agent enrich --ticket-file prints the comment instead of posting it; SecureChange's " +
+    "one-string argument form works the same",
   ...integration,
   async fn() {
+    const oneString = await runAgent(
+      [demoEnrichArgs().map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(" ")],
+      { env: { SCW_EVENT: "CREATE" } },
+    );
+    assertEquals(oneString.code, 0, oneString.stderr);
+    assertStringIncludes(oneString.stdout, "== Address classification ==");
     const result = await runAgent(demoEnrichArgs(), { env: { SCW_EVENT: "CREATE" } });
     assertEquals(result.code, 0, result.stderr);
     assertStringIncludes(result.stdout, "Enrichment of ticket 42 (Business Approval)");
