@@ -207,21 +207,75 @@ Deno.test("agent service install writes a hardened unit running agent run; unins
     { env: { SECRET: "s3cret-value" } },
   );
   assertEquals(installed.code, 0, installed.stderr);
-  const unit = await Deno.readTextFile(`${dir}/agent.service`);
+  const unitFile = `${dir}/agent.service`;
+  const unit = await Deno.readTextFile(unitFile);
   const line = (key: string) => unit.split("\n").find((l) => l.startsWith(`${key}=`));
+  const lines = (key: string) => unit.split("\n").filter((l) => l.startsWith(`${key}=`));
   assertEquals(line("User"), "User=soaragent");
   assertEquals(line("Restart"), "Restart=always");
   assertEquals(line("ProtectSystem"), "ProtectSystem=strict");
+  assertEquals(line("ProtectHome"), "ProtectHome=yes");
   assertEquals(line("NoNewPrivileges"), "NoNewPrivileges=true");
-  assertEquals(line("ReadWritePaths"), `ReadWritePaths=${dir}/state ${dir}/logs ${dir}/outbox`);
+  assertEquals(line("ProtectProc"), "ProtectProc=invisible");
+  assertEquals(line("ProcSubset"), "ProcSubset=pid");
+  assertEquals(line("RemoveIPC"), "RemoveIPC=yes");
+  assertEquals(lines("SystemCallFilter")[0], "SystemCallFilter=@system-service");
+  assertEquals(line("StateDirectory"), "StateDirectory=agent");
+  assertEquals(line("LogsDirectory"), "LogsDirectory=agent");
+  // Paths the config names outside systemd's folders, each allowed to be missing yet.
+  assertEquals(
+    line("ReadWritePaths"),
+    `ReadWritePaths=-${dir}/state -${dir}/logs -${dir}/outbox`,
+  );
   // The same narrow permissions as the agent task, then "run" with this config.
   const exec = line("ExecStart")!;
   assertStringIncludes(exec, ` run ${agentRunFlags(Deno.execPath()).join(" ")} `);
   assert(exec.endsWith(` run --config ${config}`), exec);
   assert(!unit.includes("s3cret-value"), "a secret was written into the unit");
   assertStringIncludes(installed.stdout, "systemctl daemon-reload && systemctl enable --now agent");
+  assertStringIncludes(installed.stdout, `chown root:soaragent ${config} && chmod 640 ${config}`);
+  assert(!/chown soaragent [^\n]*\b${dir}(\s|$)/.test(installed.stdout), installed.stdout);
+  // Where systemd is at hand, its own verdict on the unit (the README's target: 2.0 or less).
+  const analyze = await new Deno.Command("systemd-analyze", {
+    args: ["security", "--offline=yes", unitFile],
+    stdout: "piped",
+    stderr: "piped",
+  }).output().catch(() => undefined);
+  if (analyze) {
+    const text = new TextDecoder().decode(analyze.stdout);
+    const score = Number(/Overall exposure level for \S+: ([\d.]+)/.exec(text)?.[1]);
+    assert(score <= 2.0, `exposure ${score}: ${text.slice(-500)}`);
+  }
   const removed = await runAgent(["service", "uninstall", "--unit-dir", dir]);
   assertEquals(removed.code, 0, removed.stderr);
-  assertEquals(await Deno.stat(`${dir}/agent.service`).catch(() => undefined), undefined);
+  assertStringIncludes(removed.stdout, `removed ${unitFile}`);
+  assertEquals(await Deno.stat(unitFile).catch(() => undefined), undefined);
+  const again = await runAgent(["service", "uninstall", "--unit-dir", dir]);
+  assertStringIncludes(again.stdout, "nothing to remove");
+
+  // Root only when asked for; a store in the config's folder is refused; unset, it goes to
+  // the service's own state folder.
+  const root = await runAgent(
+    ["service", "install", "--config", config, "--unit-dir", dir, "--user", "root"],
+    { env: { SECRET: "x" } },
+  );
+  assertEquals(root.code, 2);
+  assertStringIncludes(root.stderr, "would run as root");
+  const allowed = await runAgent(
+    ["service", "install", "--config", config, "--unit-dir", dir, "--user", "root", "--allow-root"],
+    { env: { SECRET: "x" } },
+  );
+  assertEquals(allowed.code, 0, allowed.stderr);
+  await Deno.writeTextFile(config, `[agent]\nstore = ${dir}/agent.kv\n[mail_bridge]\n`);
+  const beside = await runAgent(["service", "install", "--config", config, "--unit-dir", dir]);
+  assertEquals(beside.code, 2, beside.stderr);
+  assertStringIncludes(beside.stderr, "[agent] store makes the agent write to");
+  assertStringIncludes(beside.stderr, "which holds its config");
+  await Deno.writeTextFile(config, `[mail_bridge]\nmail_dir = /srv/mail\n`);
+  const defaults = await runAgent(["service", "install", "--config", config, "--unit-dir", dir]);
+  assertEquals(defaults.code, 0, defaults.stderr);
+  const plain = await Deno.readTextFile(unitFile);
+  assert(!plain.includes("ReadWritePaths"), plain);
+  assertStringIncludes(defaults.stdout, "State goes to /var/lib/agent");
   await Deno.remove(dir, { recursive: true });
 });

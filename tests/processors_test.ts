@@ -108,11 +108,13 @@ Deno.test({
     fake.rules.set(31, "Add note").set(41, "Wait").set(42, "Spin").set(43, "Quick");
     fake.fields.set("incident", [{ name: "severity_code", input_type: "select" }]);
     fake.fields.set("actioninvocation", [{ name: "note_text", input_type: "textarea" }]);
-    const configFile = join(dir, "app.config");
+    // The config and the store live apart from the code the processors may read.
+    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const configFile = join(home, "app.config");
     await Deno.writeTextFile(
       configFile,
       `[agent]
-store = ${dir}/agent.kv
+store = ${home}/agent.kv
 processors_dir = ${dir}
 ${resilientSection(fake, { sslPort: broker.sslPort, caCertFile: pki.caCertFile })}[add_note]
 prefix = "[SOC]"
@@ -222,11 +224,13 @@ Deno.test({
     fake.rules.set(31, "Add note").set(51, "Heap").set(52, "Buffers").set(53, "Fine");
     fake.fields.set("actioninvocation", [{ name: "note_text", input_type: "textarea" }]);
     const port = freePort();
-    const configFile = join(dir, "app.config");
+    // The config and the store live apart from the code the processors may read.
+    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const configFile = join(home, "app.config");
     await Deno.writeTextFile(
       configFile,
       `[agent]
-store = ${dir}/agent.kv
+store = ${home}/agent.kv
 processors_dir = ${dir}
 http_listen = 127.0.0.1:${port}
 ${resilientSection(fake, { sslPort: broker.sslPort, caCertFile: pki.caCertFile })}[bomb]
@@ -301,6 +305,45 @@ max_memory_mb = 256
 });
 
 Deno.test({
+  name: "user code is refused a folder that holds the config or the store (processors_dir, " +
+    "integrations_dir, allow_read)",
+  ...integration,
+  async fn() {
+    const dir = await processorsFolder({});
+    const beside = join(dir, "app.config");
+    await Deno.writeTextFile(
+      beside,
+      `[agent]\nstore = /tmp/elsewhere.kv\nprocessors_dir = ${dir}\n`,
+    );
+    const list = await runAgent(["actions", "list", "--config", beside]);
+    assertEquals(list.code, 2, list.stderr);
+    assertStringIncludes(list.stderr, "agent.processors_dir");
+    assertStringIncludes(list.stderr, "holds the config");
+    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const apart = join(home, "app.config");
+    await Deno.writeTextFile(
+      apart,
+      `[agent]\nstore = ${home}/agent.kv\nprocessors_dir = ${dir}\n[add_note]\nallow_read = ${home}\n`,
+    );
+    const read = await runAgent(["actions", "list", "--config", apart]);
+    assertEquals(read.code, 2, read.stderr);
+    assertStringIncludes(read.stderr, "add_note.allow_read");
+    assertStringIncludes(read.stderr, "holds the config");
+    await Deno.writeTextFile(
+      apart,
+      `[agent]\nstore = ${home}/agent.kv\n[enrich]\nintegrations_dir = ${home}\n` +
+        `[securechange]\nurl = https://sc.example.com\nusername = a\npassword = b\n`,
+    );
+    const plugins = await runAgent(["enrich", "--config", apart], {
+      env: { SCW_EVENT: "CREATE" },
+      stdin: "<ticket_info><id>1</id></ticket_info>",
+    });
+    assertEquals(plugins.code, 2, plugins.stderr);
+    assertStringIncludes(plugins.stderr, "enrich.integrations_dir");
+  },
+});
+
+Deno.test({
   name: "agent actions new scaffolds a processor whose own test passes as written",
   ...integration,
   async fn() {
@@ -347,10 +390,11 @@ Deno.test({
       syntax: "export default defineProcessor({ queue: ",
     });
     await Deno.writeTextFile(join(dir, "_helper.ts"), "export const x = 1;\n");
-    const configFile = join(dir, "app.config");
+    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const configFile = join(home, "app.config");
     await Deno.writeTextFile(
       configFile,
-      `[agent]\nstore = ${dir}/agent.kv\nprocessors_dir = ${dir}\n` +
+      `[agent]\nstore = ${home}/agent.kv\nprocessors_dir = ${dir}\n` +
         `[fetcher]\nurl = https://example.invalid/lookup\n`,
     );
     const list = await runAgent(["actions", "list", "--config", configFile]);

@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { Store } from "../mod/store/store.ts";
+import { parseConfig } from "../mod/config/config.ts";
 
 Deno.test("claim() is exactly-once across two processes sharing one store file", async () => {
   const dir = await Deno.makeTempDir();
@@ -71,5 +72,62 @@ Deno.test("commit() writes and deletes together; list() skips expired records", 
     assertEquals(await store.count(["q"]), 1);
   } finally {
     store.close();
+  }
+});
+
+Deno.test("a KV Connect URL in [agent] store stays a URL and is opened with DENO_KV_ACCESS_TOKEN; plain http only to this host; under systemd the store defaults to STATE_DIRECTORY", async () => {
+  const config = (store: string, env: Record<string, string> = {}) =>
+    parseConfig(`[agent]\n${store ? `store = ${store}\n` : ""}`, {
+      file: "/etc/agent/app.config",
+      env: (name) => env[name],
+    });
+  assertEquals(
+    config("https://kv.example.com/connect").agent.store,
+    "https://kv.example.com/connect",
+  );
+  assertEquals(config("relative.kv").agent.store, "/etc/agent/relative.kv");
+  assertEquals(config("").agent.store, "/etc/agent/agent.kv");
+  assertEquals(
+    config("", { STATE_DIRECTORY: "/var/lib/agent" }).agent.store,
+    "/var/lib/agent/agent.kv",
+  );
+  let refused = "";
+  try {
+    config("http://kv.example.com/connect");
+  } catch (error) {
+    refused = (error as Error).message;
+  }
+  assert(refused.includes("plain http: a remote store must be https"), refused);
+
+  // No KV Connect server can run here (denokv is neither on npm nor in Debian): the fake
+  // endpoint shows the URL and the token are what Deno KV is opened with.
+  const seen: { path: string; auth: string | null; body: string }[] = [];
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, async (req) => {
+    seen.push({
+      path: new URL(req.url).pathname,
+      auth: req.headers.get("authorization"),
+      body: await req.text(),
+    });
+    return new Response("database not found", { status: 404 });
+  });
+  const before = Deno.env.get("DENO_KV_ACCESS_TOKEN");
+  Deno.env.set("DENO_KV_ACCESS_TOKEN", "kv-token-for-the-test");
+  try {
+    const url = `http://127.0.0.1:${server.addr.port}/connect`;
+    let error = "";
+    try {
+      (await Store.open(config(url).agent.store)).close();
+    } catch (e) {
+      error = (e as Error).message;
+    }
+    assert(error.startsWith(`Cannot open the store "${url}"`), error);
+    assertEquals(seen.length, 1);
+    assertEquals(seen[0]!.path, "/connect");
+    assertEquals(seen[0]!.auth, "Bearer kv-token-for-the-test");
+    assert(JSON.parse(seen[0]!.body).supportedVersions.length > 0, seen[0]!.body);
+  } finally {
+    if (before === undefined) Deno.env.delete("DENO_KV_ACCESS_TOKEN");
+    else Deno.env.set("DENO_KV_ACCESS_TOKEN", before);
+    await server.shutdown();
   }
 });

@@ -216,12 +216,20 @@ export function parseConfig(
     return new SectionReader(doc, section, { env, effective: values });
   };
 
+  // Under systemd (StateDirectory=, LogsDirectory=) what the agent writes defaults there,
+  // never beside the config.
+  const dirs = {
+    state: env("STATE_DIRECTORY")?.split(":")[0] || undefined,
+    logs: env("LOGS_DIRECTORY")?.split(":")[0] || undefined,
+  };
   const readers = new Map(OWN_SECTIONS.map((name) => [name, reader(name)]));
-  const agent = readAgent(readers.get("agent")!, options.file);
+  const agent = readAgent(readers.get("agent")!, options.file, dirs.state);
   const resilientReader = readers.get("resilient")!;
-  const resilient = resilientReader.present ? readResilient(resilientReader) : undefined;
+  const resilient = resilientReader.present ? readResilient(resilientReader, dirs.logs) : undefined;
   const calendarReader = readers.get("taskcalendar")!;
-  const taskcalendar = calendarReader.present ? readTaskCalendar(calendarReader) : undefined;
+  const taskcalendar = calendarReader.present
+    ? readTaskCalendar(calendarReader, dirs.state)
+    : undefined;
   const scReader = readers.get("securechange")!;
   const securechange = scReader.present ? readSecureChange(scReader) : undefined;
   const enrichReader = readers.get("enrich")!;
@@ -233,7 +241,7 @@ export function parseConfig(
   const jira = jiraReader.present ? readJira(jiraReader, trustIn(jiraReader)) : undefined;
   const bridgeReader = readers.get("mail_bridge")!;
   const mailBridge = bridgeReader.present || graph || jira
-    ? readMailBridge(bridgeReader, jira?.project ?? "MAIL")
+    ? readMailBridge(bridgeReader, jira?.project ?? "MAIL", dirs.state)
     : undefined;
   for (const name of OWN_SECTIONS) if (!doc.sections.has(name)) effective.delete(name);
 
@@ -263,13 +271,31 @@ export function parseConfig(
   };
 }
 
-function readAgent(r: SectionReader, file: string): AgentSettings {
+/**
+ * `[agent] store`: a file (relative to the config's folder), `:memory:`, or a KV Connect URL
+ * (`https://.../connect`, a remote store shared by agents on several hosts), kept as a URL.
+ */
+function readStore(r: SectionReader, file: string, stateDir: string | undefined): string {
+  const text = r.optional("store");
+  if (text !== undefined && (/^https?:\/\//i.test(text) || text === ":memory:")) {
+    if (/^http:/i.test(text) && !/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])[:/]/i.test(text)) {
+      throw r.error("store", `"${text}" is plain http: a remote store must be https`);
+    }
+    return text;
+  }
+  return r.pathWithDefault(
+    "store",
+    stateDir ? join(stateDir, "agent.kv") : join(dirname(file), "agent.kv"),
+  );
+}
+
+function readAgent(r: SectionReader, file: string, stateDir: string | undefined): AgentSettings {
   const logFormat = r.optional("log_format");
   if (logFormat !== undefined && logFormat !== "text" && logFormat !== "json") {
     throw r.error("log_format", `"${logFormat}" is not one of text, json`);
   }
   return {
-    store: r.pathWithDefault("store", join(dirname(file), "agent.kv")),
+    store: readStore(r, file, stateDir),
     logFormat,
     logLevel: readLevel(r, "log_level"),
     httpListen: r.optional("http_listen"),
@@ -278,7 +304,7 @@ function readAgent(r: SectionReader, file: string): AgentSettings {
   };
 }
 
-function readResilient(r: SectionReader): ResilientConfig {
+function readResilient(r: SectionReader, logsDir: string | undefined): ResilientConfig {
   const host = r.required("host");
   const org = r.required("org");
   const tls = readTrust(r, "cafile", { kind: "system" });
@@ -295,7 +321,7 @@ function readResilient(r: SectionReader): ResilientConfig {
     prefetch: r.int("stomp_prefetch_limit", { default: 0, min: 0, max: 2000 }),
     stompTransactions: r.bool("stomp_transactions", false),
     stompMaxMessageKb: r.int("stomp_max_message_kb", { default: 1024, min: 16, max: 65536 }),
-    logdir: r.path("logdir"),
+    logdir: r.path("logdir") ?? logsDir,
     logfile: r.optional("logfile"),
     loglevel: readLevel(r, "loglevel"),
     componentsdir: r.path("componentsdir"),
@@ -325,7 +351,7 @@ function readAuth(r: SectionReader): ResilientAuth {
   );
 }
 
-function readTaskCalendar(r: SectionReader): TaskCalendarConfig {
+function readTaskCalendar(r: SectionReader, stateDir: string | undefined): TaskCalendarConfig {
   const useSsl = r.bool("use_ssl", false);
   const useStartTls = r.bool("use_start_tls", false);
   if (useSsl && useStartTls) {
@@ -346,7 +372,7 @@ function readTaskCalendar(r: SectionReader): TaskCalendarConfig {
     timezone,
     allDay: r.bool("all_day", false),
     debounceSeconds: r.decimal("debounce_seconds", { default: 5, min: 0, max: 3600 }),
-    outboxDir: r.pathWithDefault("outbox_dir", "outbox"),
+    outboxDir: r.pathWithDefault("outbox_dir", stateDir ? join(stateDir, "outbox") : "outbox"),
   };
 }
 

@@ -137,7 +137,11 @@ export function readJira(r: SectionReader, trust: (key: string) => TlsTrust): Ji
   };
 }
 
-export function readMailBridge(r: SectionReader, defaultProject: string): MailBridgeConfig {
+export function readMailBridge(
+  r: SectionReader,
+  defaultProject: string,
+  stateDir?: string | undefined,
+): MailBridgeConfig {
   const projects = new Map<string, string>();
   for (const entry of r.list("projects")) {
     const [address, key] = entry.split(/\s*[=:]\s*(?=[A-Z][A-Z0-9_]*$)/);
@@ -188,7 +192,7 @@ export function readMailBridge(r: SectionReader, defaultProject: string): MailBr
     claimSeconds: r.int("claim_seconds", { default: 120, min: 0, max: 86400 }),
     ownHeader,
     mailDir: r.pathWithDefault("mail_dir", "mail"),
-    issuesDir: r.pathWithDefault("issues_dir", "issues"),
+    issuesDir: r.pathWithDefault("issues_dir", stateDir ? `${stateDir}/issues` : "issues"),
   };
 }
 

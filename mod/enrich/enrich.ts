@@ -14,7 +14,7 @@ import { asList, type RawTicket, type SecureChangeApi } from "../securechange/ty
 import type { TriggerInfo } from "../securechange/trigger.ts";
 import type { Store } from "../store/store.ts";
 import { BUILTINS } from "./builtins.ts";
-import { readSandboxSection } from "../sandbox/section.ts";
+import { readSandboxSection, refuseSecretsIn } from "../sandbox/section.ts";
 import { type PluginJob, type PluginOutcome, runPlugins } from "./sandbox.ts";
 import { buildTicketInfo } from "./ticket_info.ts";
 
@@ -57,6 +57,8 @@ export async function runEnrichment(
   }
   const ticketId = trigger.info.ticketId ?? trigger.ticket?.id;
   if (ticketId === undefined) return { kind: "skipped", reason: "no ticket id" };
+  // The plugins' config is checked before anything is fetched.
+  const jobs = await pluginJobs(config, settings, deps.env);
   const ticket = trigger.ticket ??
     await deps.api!.getTicket(ticketId, deps.signal ? { signal: deps.signal } : {});
   const target = commentTarget(ticket, trigger.info);
@@ -65,7 +67,6 @@ export async function runEnrichment(
   }
   const marker = `[agent-enrich ${ticket.id}/${target.stepId ?? "-"}/${event}]`;
   const claimKey = ["enrich", ticket.id, target.stepId ?? 0, event];
-  const jobs = await pluginJobs(config, settings, deps.env);
 
   if (deps.api && deps.store) {
     // Only the agent's own comment counts, by its last line: a requester who writes the
@@ -175,6 +176,12 @@ export async function pluginJobs(
   settings: EnrichConfig,
   env: (name: string) => string | undefined,
 ): Promise<PluginJob[]> {
+  if (settings.integrationsDir) {
+    refuseSecretsIn(config, settings.integrationsDir, {
+      section: "enrich",
+      key: "integrations_dir",
+    });
+  }
   const files = settings.integrationsDir
     ? await pluginFiles(settings.integrationsDir)
     : new Map<string, string>();

@@ -7,7 +7,7 @@ import { basename, extname, join } from "node:path";
 import type { BuiltProcessor } from "../actions/factory.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { log } from "../log/log.ts";
-import { readSandboxSection } from "../sandbox/section.ts";
+import { readSandboxSection, refuseSecretsIn } from "../sandbox/section.ts";
 import type { ProcessorDescription } from "../sdk/sdk.ts";
 import { type CustomProcessor, startCustomProcessor } from "./host.ts";
 
@@ -63,6 +63,10 @@ export async function loadProcessors(
       "not set (nor [resilient] componentsdir): the folder with your processors",
     );
   }
+  refuseSecretsIn(config, dir, {
+    section: config.agent.processorsDir ? "agent" : "resilient",
+    key: config.agent.processorsDir ? "processors_dir" : "componentsdir",
+  });
   const files = await processorFiles(dir);
   const wanted = names ?? [...files.keys()];
   const result: LoadedProcessors = { started: [], refused: [] };

@@ -3,6 +3,7 @@
  * the keys that configure its sandbox, and the rest, which the code gets as its settings.
  * Values may be quoted; `$NAME`/`${NAME}` read the environment (and are treated as secrets).
  */
+import { isAbsolute, relative, resolve } from "node:path";
 import { type Config, ConfigError } from "../config/config.ts";
 import { substituteEnv } from "../config/reader.ts";
 import { secrets } from "../log/redact.ts";
@@ -71,10 +72,12 @@ export async function readSandboxSection(
       );
     }
   }
+  const allowRead = splitList(values["allow_read"]);
+  for (const path of allowRead) refuseSecretsIn(config, path, { section: name, key: "allow_read" });
   return {
     settings,
     allowNet: splitList(values["allow_net"]),
-    allowRead: splitList(values["allow_read"]),
+    allowRead,
     timeoutSeconds,
     maxMemoryMb,
     values,
@@ -105,4 +108,31 @@ function substitute(
 
 function splitList(value: string | undefined): string[] {
   return (value ?? "").split(/[,\s]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * Refuses a folder user code may read (its code folder, an `allow_read` path) that holds the
+ * agent's config or its store: the code would read the secrets and tokens there.
+ */
+export function refuseSecretsIn(
+  config: Config,
+  path: string,
+  where: { section: string; key: string },
+): void {
+  const guarded = [
+    { file: resolve(config.file), what: "the config" },
+    ...(/^https?:|^:memory:$/.test(config.agent.store)
+      ? []
+      : [{ file: resolve(config.agent.store), what: "the store" }]),
+  ];
+  for (const { file, what } of guarded) {
+    const rel = relative(resolve(path), file);
+    if (rel === "" || (!rel.startsWith("..") && !isAbsolute(rel))) {
+      throw new ConfigError(
+        { file: config.file, section: where.section, key: where.key },
+        `${path} holds ${what} (${file}): code run from or reading it could read the agent's ` +
+          `secrets. Give user code a folder of its own`,
+      );
+    }
+  }
 }

@@ -4,7 +4,7 @@
  * --allow-run, so it writes the unit and prints the systemctl commands instead of running
  * them.
  */
-import { basename, dirname, resolve } from "node:path";
+import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import {
   type Command,
   COMMON_HELP,
@@ -13,7 +13,7 @@ import {
   UsageError,
 } from "../cli/command.ts";
 import { loadCommandConfig } from "../cli/setup.ts";
-import type { Config } from "../config/config.ts";
+import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import { agentRunFlags } from "../cli/permissions.ts";
 
 const HELP =
@@ -45,6 +45,7 @@ export const serviceCommand: Command = {
         user: { type: "string" },
         "unit-dir": { type: "string" },
         name: { type: "string" },
+        "allow-root": { type: "boolean" },
       },
       deps,
       { allowPositionals: true },
@@ -58,49 +59,123 @@ export const serviceCommand: Command = {
     const unitPath = resolve(values["unit-dir"] ?? "/etc/systemd/system", `${name}.service`);
     if (positionals.length !== 1) throw new UsageError("say install or uninstall", "service");
     if (positionals[0] === "uninstall") {
-      await Deno.remove(unitPath).catch((error) => {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      const removed = await Deno.remove(unitPath).then(() => true, (error) => {
+        if (error instanceof Deno.errors.NotFound) return false;
+        throw error;
       });
       deps.stdout(
-        `removed ${unitPath}\nThen: systemctl disable --now ${name} && ` +
-          `systemctl daemon-reload\n`,
+        removed
+          ? `removed ${unitPath}\nThen: systemctl disable --now ${name} && systemctl daemon-reload\n`
+          : `nothing to remove: there is no ${unitPath}\n`,
       );
       return 0;
     }
     if (positionals[0] !== "install") {
       throw new UsageError(`unknown subcommand "${positionals[0]}"`, "service");
     }
-    const config = await loadCommandConfig(values, deps);
     const user = values.user ?? "agent";
     if (!/^[a-z_][a-z0-9_-]*$/.test(user)) {
       throw new UsageError(`"${user}" is not a user name`, "service");
     }
-    await Deno.writeTextFile(unitPath, systemdUnit(config, { user, name }));
+    if (user === "root" && !values["allow-root"]) {
+      throw new UsageError(
+        "the service would run as root: give it a user of its own (--user agent), or say " +
+          "--allow-root if you must",
+        "service",
+      );
+    }
+    const found = await loadCommandConfig(values, deps);
+    // The paths as the service will see them: systemd gives it /var/lib/NAME and /var/log/NAME.
+    const dirs = { state: `/var/lib/${name}`, logs: `/var/log/${name}` };
+    const config = await loadConfig(found.file, {
+      env: (key) =>
+        key === "STATE_DIRECTORY"
+          ? dirs.state
+          : key === "LOGS_DIRECTORY"
+          ? dirs.logs
+          : deps.env(key),
+    });
+    const writable = writablePaths(config);
+    refuseConfigFolder(config, writable, `/etc/${name}`);
+    const extra = writable.filter((w) =>
+      !isWithin(w.path, dirs.state) && !isWithin(w.path, dirs.logs)
+    );
+    await Deno.writeTextFile(
+      unitPath,
+      systemdUnit(config, { user, name, extra: extra.map((w) => w.path) }),
+    );
+    const configFile = resolve(config.file);
     deps.stdout(
       `wrote ${unitPath}\nThen, as root:\n` +
         `  useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin ${user}  # once\n` +
-        `  chown ${user} ${writablePaths(config).join(" ")}\n` +
-        `  chmod 640 ${config.file} && chgrp ${user} ${config.file}\n` +
-        `  systemctl daemon-reload && systemctl enable --now ${name}\n`,
+        `  chown root:${user} ${configFile} && chmod 640 ${configFile}  # read-only to the agent\n` +
+        `  install -d -m 755 /etc/${name} && install -m 600 /dev/null /etc/${name}/environment  # secrets, root only\n` +
+        (extra.length ? `  chown ${user} ${extra.map((w) => w.path).join(" ")}\n` : "") +
+        `  systemctl daemon-reload && systemctl enable --now ${name}\n` +
+        `  systemd-analyze security ${name}  # the exposure score of the unit\n` +
+        `State goes to ${dirs.state}, logs to ${dirs.logs} (systemd makes both).\n`,
     );
     return 0;
   },
 };
 
-/** The folders the agent writes to, by the config. */
-function writablePaths(config: Config): string[] {
-  const paths = new Set<string>([dirname(resolve(config.agent.store))]);
-  if (config.resilient?.logdir) paths.add(resolve(config.resilient.logdir));
+/** A folder the agent writes to, and the key that puts it there. */
+interface Writable {
+  path: string;
+  key: string;
+}
+
+/** The folders the agent writes to, by the config (as the service sees it). */
+function writablePaths(config: Config): Writable[] {
+  const paths: Writable[] = [];
+  if (!/^https?:|^:memory:$/.test(config.agent.store)) {
+    paths.push({ path: dirname(resolve(config.agent.store)), key: "[agent] store" });
+  }
+  if (config.resilient?.logdir) {
+    paths.push({ path: resolve(config.resilient.logdir), key: "[resilient] logdir" });
+  }
   if (config.taskcalendar && !config.taskcalendar.smtpserver) {
-    paths.add(resolve(config.taskcalendar.outboxDir));
+    paths.push({ path: resolve(config.taskcalendar.outboxDir), key: "[taskcalendar] outbox_dir" });
   }
   // The mail bridge's embedded tracker writes issues (and acknowledgements) there.
-  if (config.mailBridge && !config.jira) paths.add(resolve(config.mailBridge.issuesDir));
-  return [...paths];
+  if (config.mailBridge && !config.jira) {
+    paths.push({ path: resolve(config.mailBridge.issuesDir), key: "[mail_bridge] issues_dir" });
+  }
+  return paths.filter((p, i) => paths.findIndex((q) => q.path === p.path) === i);
+}
+
+/**
+ * The agent may not write where its config or its secrets are: it could rewrite what it is
+ * told to do. A writable folder that holds (or is) the config's folder is refused.
+ */
+function refuseConfigFolder(config: Config, writable: Writable[], secretsDir: string): void {
+  const configDir = dirname(resolve(config.file));
+  for (const w of writable) {
+    for (const guarded of [configDir, secretsDir]) {
+      if (isWithin(guarded, w.path)) {
+        throw new ConfigError(
+          { file: config.file, section: w.key.slice(1, w.key.indexOf("]")) },
+          `${w.key} makes the agent write to ${w.path}, which holds ${
+            guarded === configDir ? "its config" : "its secrets"
+          } (${guarded}): the agent could rewrite them. Leave it unset (the service keeps its ` +
+            `state in /var/lib and /var/log) or point it elsewhere`,
+        );
+      }
+    }
+  }
+}
+
+/** Whether `path` is `dir` or inside it. */
+function isWithin(path: string, dir: string): boolean {
+  const rel = relative(dir, path);
+  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
 }
 
 /** The unit text. */
-export function systemdUnit(config: Config, options: { user: string; name: string }): string {
+export function systemdUnit(
+  config: Config,
+  options: { user: string; name: string; extra?: string[] },
+): string {
   const exec = Deno.execPath();
   const compiled = !/^deno(\.exe)?$/.test(basename(exec));
   const main = new URL(Deno.mainModule);
@@ -110,7 +185,11 @@ export function systemdUnit(config: Config, options: { user: string; name: strin
   const quote = (arg: string) =>
     /^[\w@%+=:,./-]+$/.test(arg) ? arg : `"${arg.replace(/["\\$]/g, "\\$&")}"`;
   const configFile = resolve(config.file);
+  const name = options.name;
+  // Paths the config names outside systemd's own folders; "-": not an error if missing yet.
+  const readWrite = (options.extra ?? []).map((p) => `-${quote(p)}`).join(" ");
   return `# Written by "agent service install" for ${configFile}.
+# Check it with: systemd-analyze security ${name}
 [Unit]
 Description=agent: SOAR action processors, calendar invites and more (agent run)
 Documentation=file://${dirname(configFile)}
@@ -122,20 +201,29 @@ Type=exec
 User=${options.user}
 Group=${options.user}
 ExecStart=${[...command, "run", "--config", configFile].map(quote).join(" ")}
-Environment=NO_COLOR=1 DENO_NO_UPDATE_CHECK=1
+# State, logs and Deno's cache in folders systemd makes for this user; never beside the config.
+StateDirectory=${name}
+LogsDirectory=${name}
+CacheDirectory=${name}
+Environment=NO_COLOR=1 DENO_NO_UPDATE_CHECK=1 DENO_DIR=%C/${name}/deno
 # Secrets referenced as $NAME in the config: put them in this root-only file.
-EnvironmentFile=-/etc/${options.name}/environment
+EnvironmentFile=-/etc/${name}/environment
 Restart=always
 RestartSec=5
 TimeoutStopSec=30
 KillSignal=SIGTERM
-
-# Hardening: read-only system, writable only where the agent keeps its state.
-ReadWritePaths=${writablePaths(config).map(quote).join(" ")}
+${
+    readWrite
+      ? `ReadWritePaths=${readWrite}
+`
+      : ""
+  }
+# Hardening: read-only system, no home, no other processes, the system calls of a service.
 ProtectSystem=strict
-ProtectHome=read-only
+ProtectHome=yes
 PrivateTmp=true
 PrivateDevices=true
+PrivateMounts=true
 NoNewPrivileges=true
 CapabilityBoundingSet=
 AmbientCapabilities=
@@ -145,12 +233,18 @@ ProtectKernelLogs=true
 ProtectControlGroups=true
 ProtectClock=true
 ProtectHostname=true
+ProtectProc=invisible
+ProcSubset=pid
 RestrictNamespaces=true
 RestrictRealtime=true
 RestrictSUIDSGID=true
+RemoveIPC=yes
 LockPersonality=true
 RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
 SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @obsolete @debug @mount @reboot @swap @module @raw-io @cpu-emulation @clock
+SystemCallErrorNumber=EPERM
 UMask=0077
 # Not MemoryDenyWriteExecute: V8's JIT needs writable+executable memory.
 
