@@ -196,10 +196,29 @@ Deno.test({
       await Deno.writeTextFile(
         file,
         `[agent]\nstore = ${dir}/agent.kv\n[mail_bridge]\nmail_dir = ${dir}/mail\n` +
-          `[securechange]\nurl = https://127.0.0.1:1\nusername = u\npassword = literal-secret\n`,
+          `[securechange]\nurl = https://127.0.0.1:1\nusername = u\npassword = literal-secret\n` +
+          `[cmdb_lookup]\nheaders = Authorization: Bearer literal-cmdb-token\n` +
+          `[siem]\napi_key = literal-siem-key\nfrom_env = $SIEM_TOKEN\n`,
       );
       await Deno.chmod(file, 0o644);
-      const run = await runAgent(["doctor", "--timeout", "2", "--config", file]);
+      const check = await runAgent(["config", "check", "--config", file], {
+        env: { SIEM_TOKEN: "from-the-environment" },
+      });
+      assertEquals(check.code, 0, check.stderr);
+      assertMatch(
+        check.stderr,
+        /warning: .*world-readable \(mode 0644\) and holds secrets \(securechange\.password, cmdb_lookup\.headers, siem\.api_key\)/,
+      );
+      assert(!check.stderr.includes("siem.from_env"), "a $NAME value is not a literal secret");
+      await Deno.chmod(file, 0o600);
+      const quiet = await runAgent(["config", "check", "--config", file], {
+        env: { SIEM_TOKEN: "x" },
+      });
+      assert(!quiet.stderr.includes("world-readable"), quiet.stderr);
+      await Deno.chmod(file, 0o644);
+      const run = await runAgent(["doctor", "--timeout", "2", "--config", file], {
+        env: { SIEM_TOKEN: "x" },
+      });
       assertEquals(run.code, 1, run.stdout + run.stderr);
       assertMatch(run.stdout, /^\s+SYSTEM\s+CHECK\s+DETAIL/m);
       assertMatch(
@@ -210,6 +229,10 @@ Deno.test({
       assertMatch(run.stdout, /FAIL\s+\[securechange\]\s+tcp\s+127\.0\.0\.1:1: connection refused/);
       assertMatch(run.stdout, /\nNOT READY: \d+ passed, 1 warnings, 1 failed, \d+ skipped\n$/);
       assert(!run.stdout.includes("literal-secret"));
+      assertMatch(
+        run.stdout,
+        /holds secrets \(securechange\.password, cmdb_lookup\.headers, siem\.api_key\)/,
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

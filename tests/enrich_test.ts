@@ -315,6 +315,41 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "what a plugin posts goes through the log redaction: no secret of the config, no credential-shaped text",
+  ...integration,
+  async fn() {
+    const env = await setup({
+      plugins: {
+        leaky: `export function getData(ticket, logger, config) {
+          return "token " + config.token + " and header Authorization: Bearer abcdef123456789";
+        }`,
+      },
+      integrations: "leaky",
+      sections: "[leaky]\ntoken = $LEAKY_TOKEN\n",
+    });
+    try {
+      const result = await runAgent([
+        "enrich",
+        "--config",
+        `${env.dir}/app.config`,
+        "--log-format",
+        "json",
+      ], {
+        env: { SCW_EVENT: "CREATE", SC_PASSWORD: env.sc.password, LEAKY_TOKEN: "tok-7f3e9a1b2c" },
+        stdin: "<ticket_info><id>42</id><current_stage><id>301</id></current_stage></ticket_info>",
+      });
+      const content = postedComment(env, result);
+      assert(!content.includes("tok-7f3e9a1b2c"), content);
+      assert(!content.includes("abcdef123456789"), content);
+      assertStringIncludes(content, "token [REDACTED]");
+    } finally {
+      await env.stop();
+    }
+  },
+});
+
 /** The one comment a trigger run posted, after checking it exited 0 and posted once. */
 function postedComment(
   env: { sc: FakeSecureChange },

@@ -1,4 +1,5 @@
 /** `agent config init|check`. */
+import { worldReadableSecrets } from "./secrets.ts";
 import {
   type Command,
   COMMON_HELP,
@@ -58,6 +59,8 @@ export const configCommand: Command = {
       const config = await loadCommandConfig(values, deps);
       deps.stdout(describeConfig(config));
       for (const warning of config.warnings) deps.stderr(`warning: ${warning}\n`);
+      const exposed = await worldReadableSecrets(config);
+      if (exposed) deps.stderr(`warning: ${exposed}\n`);
       return 0;
     }
     throw new UsageError(

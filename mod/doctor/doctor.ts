@@ -5,6 +5,7 @@
  * Nothing is changed anywhere: no mail is sent, no message is consumed (the STOMP check
  * subscribes with a selector that matches nothing), nothing is written to Jira.
  */
+import { literalSecrets } from "../config/secrets.ts";
 import { Client as StompClient, type IFrame } from "@stomp/stompjs";
 import { caCertsFor, type Config, type TlsTrust } from "../config/config.ts";
 import { processorFiles, processorsDir } from "../processors/load.ts";
@@ -173,17 +174,15 @@ function clockFinding(ctx: Context): Finding {
 /** Secrets written into a file others can read. */
 async function checkConfigFile(config: Config): Promise<Finding[]> {
   const { list, add } = findingsOf("[config] file");
-  const literalSecrets = [...config.effective].flatMap(([section, values]) =>
-    [...values].filter(([, v]) => v.secret && v.literal).map(([key]) => `${section}.${key}`)
-  );
+  const literal = literalSecrets(config);
   try {
     const info = await Deno.stat(config.file);
     const mode = info.mode === null ? undefined : info.mode & 0o777;
     const octal = mode === undefined ? "unknown" : `0${mode.toString(8)}`;
-    const holds = literalSecrets.length
-      ? `holds secrets (${literalSecrets.join(", ")})`
+    const holds = literal.length
+      ? `holds secrets (${literal.join(", ")})`
       : "holds no secrets (they come from the environment)";
-    if (mode !== undefined && mode & 0o004 && literalSecrets.length) {
+    if (mode !== undefined && mode & 0o004 && literal.length) {
       add(
         "permissions",
         "warn",

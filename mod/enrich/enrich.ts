@@ -261,7 +261,8 @@ export function composeComment(
   const sections: string[] = [];
   for (const o of outcomes) {
     const title = TITLES[o.name] ?? o.name;
-    if (o.ok && o.text) sections.push(`== ${title} ==\n${o.text.trim()}`);
+    // Posted as the logs are written: no secret the agent knows, no credential-shaped text.
+    if (o.ok && o.text) sections.push(`== ${title} ==\n${secrets.scrub(o.text.trim())}`);
     else if (!o.ok && context.settings.postErrors) {
       sections.push(`== ${title} ==\n(failed: ${secrets.scrub(o.error)})`);
     }

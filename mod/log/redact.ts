@@ -26,9 +26,15 @@ export class SecretRegistry {
   }
 
   scrub(text: string): string {
-    let out = text.replace(AUTH_SHAPE, (_, scheme) => `${scheme} ${REDACTED}`);
-    if (this.#pattern) out = out.replace(this.#pattern, REDACTED);
-    return out;
+    return this.scrubKnown(text.replace(AUTH_SHAPE, (_, scheme) => `${scheme} ${REDACTED}`));
+  }
+
+  /**
+   * Only the registered secret values: for people's own text (a mail bridged to Jira),
+   * where "Basic authentication" is prose, not a credential.
+   */
+  scrubKnown(text: string): string {
+    return this.#pattern ? text.replace(this.#pattern, REDACTED) : text;
   }
 }
 

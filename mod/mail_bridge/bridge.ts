@@ -12,7 +12,15 @@
 import type { MailBridgeConfig } from "../config/config.ts";
 import type { AttachmentInfo, Mailbox, MailMessage } from "../graph/types.ts";
 import { SyncReset } from "../graph/types.ts";
-import { type AdfDoc, adfText, concatAdf, htmlToAdf, textToAdf } from "../jira/adf.ts";
+import {
+  type AdfDoc,
+  type AdfNode,
+  adfText,
+  concatAdf,
+  htmlToAdf,
+  textToAdf,
+} from "../jira/adf.ts";
+import { secrets } from "../log/redact.ts";
 import type { Tracker, UserRef } from "../jira/types.ts";
 import { log } from "../log/log.ts";
 import { KeyedQueue } from "../actions/keyed_queue.ts";
@@ -569,7 +577,9 @@ export class MailBridge {
       key = (await this.#tracker.createIssue({
         project: place.project,
         issueType: this.#issueType,
-        summary: cleanSubject(message.subject, place.tags, this.#config.maxSummary),
+        summary: secrets.scrubKnown(
+          cleanSubject(message.subject, place.tags, this.#config.maxSummary),
+        ),
         description: fit(description),
         labels: [...place.labels, marker],
         priority: place.priority,
@@ -746,8 +756,19 @@ function mb(bytes: number): string {
   return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MB` : `${Math.ceil(bytes / 1024)} KB`;
 }
 
+/** No secret the agent holds ever reaches Jira, whatever a mail quotes. */
+function scrubbed(doc: AdfDoc): AdfDoc {
+  const visit = (node: AdfNode): AdfNode => ({
+    ...node,
+    ...(node.text !== undefined ? { text: secrets.scrubKnown(node.text) } : {}),
+    ...(node.content ? { content: node.content.map(visit) } : {}),
+  });
+  return { ...doc, content: doc.content.map(visit) };
+}
+
 /** Keeps a document under Jira's text limit, saying so when it cuts. */
 function fit(doc: AdfDoc): AdfDoc {
+  doc = scrubbed(doc);
   if (adfText(doc).length <= TEXT_BUDGET) return doc;
   const content = [...doc.content];
   while (content.length > 1 && adfText({ ...doc, content }).length > TEXT_BUDGET - 200) {
