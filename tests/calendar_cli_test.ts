@@ -4,14 +4,12 @@ import { testPki } from "./support/ca.ts";
 import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { TestSmtpServer } from "./support/smtp_server.ts";
-import { runAgent } from "./support/cli.ts";
-import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { runAgent, spawnAgent } from "./support/cli.ts";
 import { recordOutput } from "./support/suite_log.ts";
 import { waitUntil } from "./support/wait.ts";
 
 const ORG = 201;
 const integration = { sanitizeOps: false, sanitizeResources: false };
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 const pki = await testPki();
 const fake = await new FakeResilient({ orgId: ORG }).start();
@@ -40,13 +38,8 @@ debounce_seconds = 0
 `;
 }
 
-function spawnAgent(args: string[]) {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", ...SELF_RUN_FLAGS, MAIN, ...args],
-    env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+function startAgent(args: string[]) {
+  return spawnAgent(args, { SOAR_SECRET: fake.apiKeySecret });
 }
 
 Deno.test({
@@ -58,7 +51,7 @@ Deno.test({
     await Deno.writeTextFile(file, config({ queue }));
     const recordDir = `${dir}/recorded`;
     platform.listenForReplies(ORG, queue);
-    const child = spawnAgent([
+    const child = startAgent([
       "calendar",
       "--config",
       file,
@@ -146,7 +139,7 @@ Deno.test({
     const queue = "cliuntrusted";
     const file = `${dir}/${queue}.ini`;
     await Deno.writeTextFile(file, config({ queue, stompCa: `${pki.dir}/rogue-ca.pem` }));
-    const result = await spawnAgent(["calendar", "--config", file, "--log-format", "json"])
+    const result = await startAgent(["calendar", "--config", file, "--log-format", "json"])
       .output();
     const stderr = new TextDecoder().decode(result.stderr);
     recordOutput("calendar_cli_test", stderr);
@@ -167,7 +160,7 @@ Deno.test({
     platform.listenForReplies(ORG, queue);
     const port = fake.port;
     await fake.stop();
-    const child = spawnAgent(["calendar", "--config", file, "--log-format", "json"]);
+    const child = startAgent(["calendar", "--config", file, "--log-format", "json"]);
     let stderr = "";
     const reading = (async () => {
       for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {

@@ -7,10 +7,9 @@ import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { freePort, startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
-import { runAgent } from "./support/cli.ts";
+import { runAgent, spawnAgent } from "./support/cli.ts";
 import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, type ReceivedReply } from "./support/stomp_client.ts";
-import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { SDK_SOURCE } from "../mod/sdk/embedded.ts";
 import { sdkFileText } from "../mod/processors/scaffold.ts";
 import { runProcessor } from "../mod/actions/run.ts";
@@ -24,7 +23,6 @@ import { waitUntil } from "./support/wait.ts";
 
 const ORG = 201;
 const integration = { sanitizeOps: false, sanitizeResources: false };
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const EXAMPLES = new URL("../examples/processors/", import.meta.url).pathname;
 
 const BOOM = `import { defineProcessor } from "./agent_sdk.ts";
@@ -125,12 +123,9 @@ timeout_seconds = 2
     for (const queue of ["add_note", "boom", "hang", "needs_field"]) {
       platform.listenForReplies(ORG, queue);
     }
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...SELF_RUN_FLAGS, MAIN, "actions", "--config", configFile],
-      env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = spawnAgent(["actions", "--config", configFile], {
+      SOAR_SECRET: fake.apiKeySecret,
+    });
     const output = child.output();
     const final = (id: string) => (r: ReceivedReply[]) =>
       r.find((x) => x.correlationId === id && x.json?.complete);
@@ -239,12 +234,7 @@ max_memory_mb = 256
     );
     platform.listenForReplies(ORG, "bomb");
     platform.listenForReplies(ORG, "add_note");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...SELF_RUN_FLAGS, MAIN, "run", "--config", configFile],
-      env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = spawnAgent(["run", "--config", configFile], { SOAR_SECRET: fake.apiKeySecret });
     let exited = false;
     const output = child.output().finally(() => (exited = true));
     const base = `http://127.0.0.1:${port}`;

@@ -8,15 +8,13 @@ import { freePort, startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
 import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, type ReceivedReply, taskAction } from "./support/stomp_client.ts";
-import { runAgent } from "./support/cli.ts";
-import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
+import { runAgent, spawnAgent } from "./support/cli.ts";
 import { FakeGraph, graphSection } from "./support/fake_graph.ts";
 import { FakeJira, jiraSection } from "./support/fake_jira.ts";
 import { recordOutput } from "./support/suite_log.ts";
 import { waitUntil } from "./support/wait.ts";
 
 const ORG = 201;
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const EXAMPLES = new URL("../examples/processors/", import.meta.url).pathname;
 const integration = { sanitizeOps: false, sanitizeResources: false };
 /** How long the broker and Graph stay down in the outage test (issue 7 asks for 30 s each). */
@@ -63,12 +61,7 @@ outbox_dir = ${dir}/outbox
     );
     platform.listenForReplies(ORG, "runcal");
     platform.listenForReplies(ORG, "add_note");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...SELF_RUN_FLAGS, MAIN, "run", "--config", configFile],
-      env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = spawnAgent(["run", "--config", configFile], { SOAR_SECRET: fake.apiKeySecret });
     const output = child.output();
     const base = `http://127.0.0.1:${port}`;
     const healthz = async () => {
@@ -179,21 +172,9 @@ Deno.test({
         jiraSection(jira, pki.caCertFile) + "\n[mail_bridge]\nack_mail = false\n",
     );
     platform.listenForReplies(ORG, "runcal");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...SELF_RUN_FLAGS,
-        MAIN,
-        "run",
-        "--config",
-        configFile,
-        "--log-format",
-        "json",
-      ],
-      env: { SOAR_SECRET: fake.apiKeySecret, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = spawnAgent(["run", "--config", configFile, "--log-format", "json"], {
+      SOAR_SECRET: fake.apiKeySecret,
+    });
     const output = child.output();
     const base = `http://127.0.0.1:${port}`;
     const healthz = async () => {

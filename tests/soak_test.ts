@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { freePort, startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
-import { type CliResult, runAgent } from "./support/cli.ts";
+import { type CliResult, runAgent, spawnAgent } from "./support/cli.ts";
 import { FakeGraph, type FakeMessage, graphSection } from "./support/fake_graph.ts";
 import { FakeJira, jiraSection } from "./support/fake_jira.ts";
 import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
@@ -20,11 +20,9 @@ import { TestSmtpServer } from "./support/smtp_server.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { recordOutput } from "./support/suite_log.ts";
 import { waitUntil } from "./support/wait.ts";
-import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import type { RawTicket } from "../mod/securechange/types.ts";
 
 const ORG = 201;
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const EXAMPLES = new URL("../examples/processors/", import.meta.url).pathname;
 const integration = { sanitizeOps: false, sanitizeResources: false };
 /** How long the traffic runs (at least three rounds, one of each disruption). */
@@ -94,12 +92,10 @@ Deno.test({
     for (const queue of ["soakcal", "add_note", "poison", "bomb"]) {
       platform.listenForReplies(ORG, queue);
     }
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...SELF_RUN_FLAGS, MAIN, "run", "--config", configFile, "--log-format", "json"],
-      env: { SOAR_SECRET: fake.apiKeySecret, SC_PASSWORD: sc.password, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = spawnAgent(["run", "--config", configFile, "--log-format", "json"], {
+      SOAR_SECRET: fake.apiKeySecret,
+      SC_PASSWORD: sc.password,
+    });
     let exited = false;
     const output = child.output().finally(() => (exited = true));
     const base = `http://127.0.0.1:${port}`;

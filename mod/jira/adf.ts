@@ -60,12 +60,7 @@ export function textToAdf(...paragraphs: string[]): AdfDoc {
     type: "doc",
     version: 1,
     content: paragraphs.map(cleanText).filter((p) => p.trim() !== "").map((p) =>
-      paragraph(
-        p.split("\n").flatMap((line, i): AdfNode[] => [
-          ...(i ? [{ type: "hardBreak" }] : []),
-          ...(line ? [{ type: "text", text: line }] : []),
-        ]),
-      )
+      paragraph(linesOf(p))
     ),
   };
 }
@@ -276,6 +271,14 @@ function isBlank(node: AdfNode): boolean {
   return node.type === "hardBreak" || (node.type === "text" && !node.text!.trim());
 }
 
+/** Text with line breaks as inline nodes: its lines between hard breaks. */
+function linesOf(text: string): AdfNode[] {
+  return text.split("\n").flatMap((line, i): AdfNode[] => [
+    ...(i ? [{ type: "hardBreak" }] : []),
+    ...(line ? [{ type: "text", text: line }] : []),
+  ]);
+}
+
 function paragraph(content: AdfNode[]): AdfNode {
   return { type: "paragraph", content };
 }
@@ -389,13 +392,7 @@ function inlineOf(nodes: AdfNode[]): AdfNode[] {
     if (node.type === "paragraph" || node.type === "heading") {
       if (node.content?.length) lines.push(node.content);
     } else if (node.type === "codeBlock") {
-      const text = (node.content ?? []).map((t) => t.text ?? "").join("");
-      lines.push(
-        text.split("\n").flatMap((line, i): AdfNode[] => [
-          ...(i ? [{ type: "hardBreak" }] : []),
-          ...(line ? [{ type: "text", text: line }] : []),
-        ]),
-      );
+      lines.push(linesOf((node.content ?? []).map((t) => t.text ?? "").join("")));
     } else if (node.content) {
       const inner = inlineOf(node.content);
       if (inner.length) lines.push(inner);

@@ -173,17 +173,11 @@ export class MailBridge {
           retryable ??= error;
           continue;
         }
-        const text = `cannot read the mail again: ${(error as Error).message}`;
-        if (record.state !== "failed") this.stats.failed++;
-        await this.#ledger.move(messageKey, record, "failed", {
-          error: text,
-          attempts: record.attempts + 1,
-        }, text);
-        logger.error("Mail {messageId} from {from} failed: {error} (kept as a dead letter)", {
-          messageId: record.messageId,
-          from: record.from,
-          error: text,
-        });
+        await this.#deadLetter(
+          messageKey,
+          record,
+          `cannot read the mail again: ${(error as Error).message}`,
+        );
       }
     }
     return { messages, retryable };
@@ -260,7 +254,8 @@ export class MailBridge {
       return "known";
     }
     if (message.unreadable) {
-      return await this.#refuse(message, messageKey, record, message.unreadable);
+      // The mailbox could not read it: a dead letter with the reason, alone.
+      return await this.#deadLetter(messageKey, record ?? newRecord(message), message.unreadable);
     }
     const claimMs = this.#config.claimSeconds * 1000;
     if (claimMs && !await this.#ledger.claim(messageKey, claimMs, this.#runs)) {
@@ -300,17 +295,7 @@ export class MailBridge {
         });
         throw error;
       }
-      this.stats.failed++;
-      await this.#ledger.move(messageKey, current, "failed", {
-        error: text,
-        attempts: current.attempts + 1,
-      }, text);
-      logger.error("Mail {messageId} from {from} failed: {error} (kept as a dead letter)", {
-        messageId: message.internetMessageId,
-        from: message.from.address,
-        error: text,
-      });
-      return "failed";
+      return await this.#deadLetter(messageKey, current, text);
     } finally {
       if (claimMs) await this.#ledger.release(messageKey);
     }
@@ -323,22 +308,16 @@ export class MailBridge {
     return `the mail is ${mb(message.size)}, over max_mail_mb ${Math.round(max / 1048576)}`;
   }
 
-  /** A mail that cannot be handled as it is: a dead letter with the reason, alone. */
-  async #refuse(
-    message: MailMessage,
-    messageKey: string,
-    record: MailRecord | undefined,
-    reason: string,
-  ): Promise<Outcome> {
-    const current = record ?? newRecord(message);
-    await this.#ledger.move(messageKey, current, "failed", {
+  /** A mail that failed for good: kept as a dead letter with the reason (--retry-failed). */
+  async #deadLetter(messageKey: string, record: MailRecord, reason: string): Promise<"failed"> {
+    if (record.state !== "failed") this.stats.failed++;
+    await this.#ledger.move(messageKey, record, "failed", {
       error: reason,
-      attempts: current.attempts + 1,
+      attempts: record.attempts + 1,
     }, reason);
-    this.stats.failed++;
-    logger.error("Mail {mailId} from {from} failed: {error} (kept as a dead letter)", {
-      mailId: message.id,
-      from: message.from.address || "(unknown sender)",
+    logger.error("Mail {messageId} from {from} failed: {error} (kept as a dead letter)", {
+      messageId: record.messageId || record.mailId,
+      from: record.from || "(unknown sender)",
       error: reason,
     });
     return "failed";

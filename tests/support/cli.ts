@@ -59,3 +59,13 @@ export function demoEnrichArgs(): string[] {
     "error",
   ];
 }
+
+/** `agent ...args` started as its own process (stdout and stderr piped), for long runs. */
+export function spawnAgent(args: string[], env: Record<string, string> = {}): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...SELF_RUN_FLAGS, MAIN, ...args],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
