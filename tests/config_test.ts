@@ -143,8 +143,8 @@ Deno.test("config.example.ini is the template that `agent config init` writes, a
   assertEquals(config.taskcalendar?.queue, "taskcalendar");
 });
 
-Deno.test("environment substitution: whole $NAME, ${NAME} in text, bare $NAME in text only when asked", () => {
-  const vars: Record<string, string> = { A: "1", TOKEN: "t0k" };
+Deno.test("environment substitution, the same in every section: $NAME (whole, before a space or a slash), ${NAME} anywhere, $$ for a dollar; ~ and $HOME in paths", () => {
+  const vars: Record<string, string> = { A: "1", TOKEN: "t0k", HOME: "/home/soc" };
   const lookup = (name: string) => {
     const value = vars[name];
     if (value === undefined) throw new Error(`$${name} is not set`);
@@ -152,8 +152,18 @@ Deno.test("environment substitution: whole $NAME, ${NAME} in text, bare $NAME in
   };
   assertEquals(substituteEnv("$A", lookup), "1");
   assertEquals(substituteEnv("x-${A}-y", lookup), "x-1-y");
-  assertEquals(substituteEnv("Bearer $TOKEN", lookup), "Bearer $TOKEN");
-  assertEquals(substituteEnv("Bearer $TOKEN", lookup, { bareInText: true }), "Bearer t0k");
-  assertEquals(substituteEnv("price$5", lookup, { bareInText: true }), "price$5");
+  assertEquals(substituteEnv("Bearer $TOKEN", lookup), "Bearer t0k");
+  assertEquals(substituteEnv("$HOME/.resilient", lookup), "/home/soc/.resilient");
+  assertEquals(substituteEnv("price$5", lookup), "price$5");
+  assertEquals(substituteEnv("pa$$word", lookup), "pa$word");
+  assertEquals(substituteEnv("a$$TOKEN", lookup), "a$TOKEN");
   assertThrows(() => substituteEnv("${NOPE}", lookup), Error, "$NOPE is not set");
+  const config = parseConfig(
+    "[resilient]\nhost = h\norg = o\napi_key_id = i\napi_key_secret = s\nlogdir=~/.resilient/logs/\n" +
+      "componentsdir = $HOME/components\n[agent]\nstore = ~/agent.kv\n",
+    { file: "/etc/agent/app.config", env: (name) => vars[name] },
+  );
+  assertEquals(config.resilient?.logdir, "/home/soc/.resilient/logs/");
+  assertEquals(config.resilient?.componentsdir, "/home/soc/components");
+  assertEquals(config.agent.store, "/home/soc/agent.kv");
 });

@@ -37,6 +37,19 @@ export function setupCommandLogging(values: CommonValues, config?: Config): void
   }
   const r = config?.resilient;
   const file = r?.logdir ? join(r.logdir, r.logfile ?? "agent.log") : undefined;
+  if (r?.logdir && config) {
+    // resilient-circuits' stock logdir (~/.resilient/logs) rarely exists yet: make it.
+    try {
+      Deno.mkdirSync(r.logdir, { recursive: true, mode: 0o750 });
+      Deno.openSync(file!, { append: true, create: true, mode: 0o640 }).close();
+    } catch (error) {
+      throw new ConfigError(
+        { file: config.file, section: "resilient", key: "logdir" },
+        `cannot write the log file ${file}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
   setupLogging({
     format: format as LogFormat | undefined,
     level: level as AgentLogLevel | undefined,

@@ -19,25 +19,22 @@ export interface EffectiveValue {
 
 export type Env = (name: string) => string | undefined;
 
-const WHOLE_VAR = /^\$([A-Za-z_][A-Za-z0-9_]*)$/;
-const BRACED_VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
-/** Also `$NAME` before a space or the end: "Bearer $TOKEN" in plugin settings. */
-const BRACED_OR_BARE_VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=\s|$)/g;
+/**
+ * `$$` (a literal dollar), `${NAME}` anywhere, and `$NAME` before a space, a slash or the
+ * end ("Bearer $TOKEN", "$HOME/.resilient").
+ */
+const VARIABLE = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)(?=[\s/]|$)/g;
 
 /**
- * Environment substitution in a config value: a value that is exactly `$NAME`, and
- * `${NAME}` inside a longer value (with `bareInText`, also `$NAME` followed by a space or
- * the end). `lookup` returns the variable's value or throws naming what is missing.
+ * Environment substitution in a config value, the same rule in every section: `$NAME`
+ * (the whole value, or before a space or a slash), `${NAME}` anywhere, `$$` for a dollar
+ * sign. `lookup` returns the variable's value or throws naming what is missing.
  */
-export function substituteEnv(
-  raw: string,
-  lookup: (name: string) => string,
-  options: { bareInText?: boolean } = {},
-): string {
-  const whole = WHOLE_VAR.exec(raw);
-  if (whole) return lookup(whole[1]!);
-  const pattern = options.bareInText ? BRACED_OR_BARE_VAR : BRACED_VAR;
-  return raw.replace(pattern, (_, braced?: string, bare?: string) => lookup((braced ?? bare)!));
+export function substituteEnv(raw: string, lookup: (name: string) => string): string {
+  return raw.replace(
+    VARIABLE,
+    (match, braced?: string, bare?: string) => match === "$$" ? "$" : lookup((braced ?? bare)!),
+  );
 }
 const TRUE = new Set(["1", "yes", "true", "on"]);
 const FALSE = new Set(["0", "no", "false", "off"]);
@@ -189,7 +186,13 @@ export class SectionReader {
     return this.resolvePath(this.withDefault(key, fallback));
   }
 
+  /** `~/...` is the home folder (resilient-circuits' own `logdir=~/.resilient/logs/`). */
   resolvePath(path: string): string {
+    if (path === "~" || path.startsWith("~/")) {
+      const home = this.#env("HOME");
+      if (!home) throw this.error(undefined, `"${path}" starts with ~ but $HOME is not set`);
+      return join(home, path.slice(1));
+    }
     return isAbsolute(path) ? path : join(dirname(this.#doc.file), path);
   }
 

@@ -103,7 +103,7 @@ function substitute(
     }
     secrets.add(v);
     return v;
-  }, { bareInText: true });
+  });
 }
 
 function splitList(value: string | undefined): string[] {
