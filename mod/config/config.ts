@@ -2,6 +2,7 @@
  * The agent's configuration: one INI file (compatible with resilient-circuits app.config),
  * validated once at start-up into typed objects.
  */
+import type { ProxySettings } from "../net/http.ts";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import type { AgentLogLevel, LogFormat } from "../log/log.ts";
@@ -69,6 +70,8 @@ export interface ResilientConfig {
   componentsdir?: string | undefined;
   /** REST request timeout in seconds. */
   timeoutSeconds: number;
+  /** `proxy_host`/`proxy_port`/`proxy_user`/`proxy_password`: the way out, for every system. */
+  proxy?: ProxySettings | undefined;
 }
 
 /** `[taskcalendar]`: the calendar processor (keys of the old task-to-calendar example). */
@@ -96,6 +99,7 @@ export interface SecureChangeConfig {
   password: string;
   tls: TlsTrust;
   timeoutSeconds: number;
+  proxy?: ProxySettings | undefined;
 }
 
 /** `[enrich]`: the SecureChange trigger's enrichment. */
@@ -239,6 +243,10 @@ export function parseConfig(
   const graph = graphReader.present ? readGraph(graphReader, trustIn(graphReader)) : undefined;
   const jiraReader = readers.get("jira")!;
   const jira = jiraReader.present ? readJira(jiraReader, trustIn(jiraReader)) : undefined;
+  // The proxy of [resilient] is every system's way out (resilient-circuits has one proxy).
+  for (const system of [graph, jira, securechange]) {
+    if (system && resilient?.proxy) system.proxy = resilient.proxy;
+  }
   const bridgeReader = readers.get("mail_bridge")!;
   const mailBridge = bridgeReader.present || graph || jira
     ? readMailBridge(bridgeReader, jira?.project ?? "MAIL", dirs.state)
@@ -326,7 +334,43 @@ function readResilient(r: SectionReader, logsDir: string | undefined): Resilient
     loglevel: readLevel(r, "loglevel"),
     componentsdir: r.path("componentsdir"),
     timeoutSeconds: r.int("timeout", { default: 30, min: 1, max: 3600 }),
+    proxy: readProxy(r),
   };
+}
+
+/** resilient-circuits' proxy keys: `proxy_host` (with or without http://), `proxy_port`, ... */
+function readProxy(r: SectionReader): ProxySettings | undefined {
+  const host = r.optional("proxy_host");
+  const port = r.optional("proxy_port");
+  const username = r.optional("proxy_user");
+  const password = r.optional("proxy_password", { secret: true });
+  if (!host) {
+    if (port || username || password) {
+      throw r.error(
+        port ? "proxy_port" : "proxy_user",
+        "set proxy_host too (the proxy's host name)",
+      );
+    }
+    return undefined;
+  }
+  const url = host.includes("://") ? host : `http://${host}`;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw r.error("proxy_host", `"${host}" is not a host name`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw r.error("proxy_host", `"${host}": the proxy is spoken to over http or https`);
+  }
+  if (port !== undefined) {
+    const n = Number(port);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) {
+      throw r.error("proxy_port", `${port} is out of range (1..65535)`);
+    }
+    parsed.port = String(n);
+  }
+  return { url: `${parsed.protocol}//${parsed.host}`, username, password };
 }
 
 function readAuth(r: SectionReader): ResilientAuth {

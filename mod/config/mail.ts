@@ -2,6 +2,7 @@
  * The mail bridge's sections: `[graph]` (the Microsoft 365 mailbox), `[jira]` and
  * `[mail_bridge]` (what turns a mail into an issue). Read by config.ts.
  */
+import type { ProxySettings } from "../net/http.ts";
 import type { SectionReader } from "./reader.ts";
 import type { TlsTrust } from "./config.ts";
 
@@ -24,6 +25,8 @@ export interface GraphConfig {
   /** Graph allows 4 concurrent requests per app and mailbox. */
   maxConcurrency: number;
   timeoutSeconds: number;
+  /** From `[resilient] proxy_*`. */
+  proxy?: ProxySettings | undefined;
 }
 
 /** `[jira]`: Jira Cloud (REST v3, ADF) or Server/Data Center (REST v2, wiki markup). */
@@ -37,6 +40,8 @@ export interface JiraConfig {
   issueType: string;
   tls: TlsTrust;
   timeoutSeconds: number;
+  /** From `[resilient] proxy_*`. */
+  proxy?: ProxySettings | undefined;
 }
 
 /** `[mail_bridge]`: filters, threading and content rules. */

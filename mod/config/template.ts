@@ -56,6 +56,12 @@ num_workers = 10
 #logdir = /var/log/agent
 #logfile = agent.log
 #loglevel = INFO
+# A forward proxy for SOAR REST, Entra ID, Graph, Jira and SecureChange (else HTTPS_PROXY
+# from the environment; NO_PROXY hosts go direct).
+#proxy_host = proxy.example.com
+#proxy_port = 3128
+#proxy_user = agent
+#proxy_password = $PROXY_PASSWORD
 
 [taskcalendar]
 # Task owner / due date changes become calendar invites.

@@ -629,6 +629,7 @@ async function checkSecureChange(config: Config, ctx: Context): Promise<Finding[
     username: s.username,
     password: s.password,
     caCerts: await caCertsFor(s.tls),
+    proxy: s.proxy,
     timeoutMs: ctx.timeoutMs,
   });
   try {

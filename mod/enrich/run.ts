@@ -41,6 +41,7 @@ export async function runEnrichFromCommand(
     username: sc.username,
     password: sc.password,
     caCerts,
+    proxy: sc.proxy,
     timeoutMs: sc.timeoutSeconds * 1000,
   });
   const store = await Store.open(config.agent.store);

@@ -59,7 +59,7 @@ const TRANSIENT_DENO_ERRORS = [
 ] as const;
 /** What the TLS layer says when it does not trust the peer's certificate. */
 const TLS_TEXT =
-  /invalid peer certificate|UnknownIssuer|NotValidForName|CaUsedAsEndEntity|certificate (has )?expired|self.signed/i;
+  /invalid peer certificate|UnknownIssuer|NotValidForName|CaUsedAsEndEntity|certificate (has )?expired|self.signed|proxy authentication required/i;
 /** What fetch and the TLS layer say when the network, not the request, failed. */
 const NETWORK_TEXT =
   /fetch failed|error sending request|connection|connect error|dns error|failed to lookup|name resolution|network|tls|certificate|timed out|os error|socket|EAI_AGAIN|ECONN|ETIMEDOUT|EPIPE/i;

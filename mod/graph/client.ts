@@ -5,6 +5,7 @@
  * IdType="ImmutableId"`; at most `max_concurrency` (Graph allows 4) are in flight per
  * mailbox; `429`/`503` pause the whole mailbox for `Retry-After`.
  */
+import { httpClientFor } from "../net/http.ts";
 import { caCertsFor, type GraphConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { backoffMs, retryAfterMs } from "../resilient/rest.ts";
@@ -111,7 +112,7 @@ export class GraphMailbox implements Mailbox {
     options: { sleep?: typeof abortableSleep } = {},
   ): Promise<GraphMailbox> {
     const caCerts = await caCertsFor(config.tls, "[graph] cafile");
-    const client = caCerts ? Deno.createHttpClient({ caCerts }) : undefined;
+    const client = httpClientFor(config.graphUrl, { caCerts, proxy: config.proxy });
     return new GraphMailbox(config, tokens, client, options.sleep ?? abortableSleep);
   }
 

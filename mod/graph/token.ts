@@ -3,6 +3,7 @@
  * the agent's store (never in a plain file, never in logs), so `agent authorize` and a
  * restarted bridge reuse a valid token instead of asking Entra ID again.
  */
+import { httpClientFor } from "../net/http.ts";
 import {
   ConfidentialClientApplication,
   type Configuration,
@@ -45,7 +46,7 @@ export class MsalTokenSource implements TokenSource {
     options: { store?: Store | undefined; fetch?: typeof fetch } = {},
   ): Promise<MsalTokenSource> {
     const caCerts = await caCertsFor(config.tls, "[graph] cafile");
-    const client = caCerts ? Deno.createHttpClient({ caCerts }) : undefined;
+    const client = httpClientFor(config.authorityHost, { caCerts, proxy: config.proxy });
     const doFetch = options.fetch ??
       ((input: string, init: RequestInit) => fetch(input, client ? { ...init, client } : init));
     const authority = `${config.authorityHost}/${config.tenantId}`;

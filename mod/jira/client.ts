@@ -11,7 +11,7 @@
  * - Attachments are not sent through jira.js, which builds the whole file in memory: the
  *   multipart body is streamed from the mailbox to Jira with fetch.
  */
-import { Agent } from "node:https";
+import { httpClientFor, httpsAgentFor } from "../net/http.ts";
 import { Version2Client, Version3Client } from "jira.js";
 import { caCertsFor, type JiraConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
@@ -73,10 +73,10 @@ export class JiraTracker implements Tracker {
     options: { sleep?: typeof abortableSleep } = {},
   ): Promise<JiraTracker> {
     const ca = await caCertsFor(config.tls, "[jira] cafile");
-    const httpsAgent = new Agent({
-      keepAlive: false,
-      ...(ca ? { ca } : {}),
-      rejectUnauthorized: config.tls.kind !== "insecure",
+    const httpsAgent = httpsAgentFor(config.url, {
+      ca,
+      verify: config.tls.kind !== "insecure",
+      proxy: config.proxy,
     });
     const jiraConfig = {
       host: config.url,
@@ -90,7 +90,7 @@ export class JiraTracker implements Tracker {
     const client = config.deployment === "cloud"
       ? new Version3Client(typed)
       : new Version2Client(typed);
-    const http = ca ? Deno.createHttpClient({ caCerts: ca }) : undefined;
+    const http = httpClientFor(config.url, { caCerts: ca, proxy: config.proxy });
     return new JiraTracker(config, client, http, options.sleep ?? abortableSleep);
   }
 

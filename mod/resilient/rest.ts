@@ -4,6 +4,7 @@
  * acting for a message, retries with backoff that never blindly re-send a POST, the 409
  * re-read/re-apply loop, request timeouts, and TLS verified like STOMP.
  */
+import { httpClientFor, type ProxySettings } from "../net/http.ts";
 import { caCertsFor, type ResilientConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { secrets } from "../log/redact.ts";
@@ -35,6 +36,8 @@ export interface RestOptions {
   org: string;
   auth: ResilientConfig["auth"];
   caCerts?: string[] | undefined;
+  /** The way out (`[resilient] proxy_*`; else HTTPS_PROXY, unless NO_PROXY). */
+  proxy?: ProxySettings | undefined;
   timeoutMs?: number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
@@ -91,6 +94,7 @@ export class RestClient implements ResilientApi {
       org: config.org,
       auth: config.auth,
       caCerts,
+      proxy: config.proxy,
       timeoutMs: config.timeoutSeconds * 1000,
     }, options);
   }
@@ -100,7 +104,7 @@ export class RestClient implements ResilientApi {
     options: RestOptions,
     { signal }: { signal?: AbortSignal } = {},
   ): Promise<RestClient> {
-    const http = options.caCerts ? Deno.createHttpClient({ caCerts: options.caCerts }) : undefined;
+    const http = httpClientFor(options.baseUrl, { caCerts: options.caCerts, proxy: options.proxy });
     const client = new RestClient(options, {
       http,
       session: new Session(),

@@ -2,6 +2,7 @@
  * The SecureChange REST client: Basic auth, JSON, TLS verified (a CA bundle from config),
  * a timeout per request, GETs retried on 5xx/connection errors; a comment POST is sent once.
  */
+import { httpClientFor, type ProxySettings } from "../net/http.ts";
 import { abortableSleep } from "../stomp/link.ts";
 import { tlsErrorFrom } from "../stomp/errors.ts";
 import { type RawTicket, type SecureChangeApi, SecureChangeError } from "./types.ts";
@@ -13,6 +14,7 @@ export interface SecureChangeOptions {
   password: string;
   caCerts?: string[] | undefined;
   timeoutMs?: number;
+  proxy?: ProxySettings | undefined;
 }
 
 const BASE = "/securechangeworkflow/api/securechange";
@@ -24,7 +26,7 @@ export class SecureChangeClient implements SecureChangeApi {
 
   constructor(options: SecureChangeOptions) {
     this.#o = options;
-    this.#http = options.caCerts ? Deno.createHttpClient({ caCerts: options.caCerts }) : undefined;
+    this.#http = httpClientFor(options.url, { caCerts: options.caCerts, proxy: options.proxy });
   }
 
   async getTicket(id: number, options: { signal?: AbortSignal } = {}): Promise<RawTicket> {

@@ -38,6 +38,8 @@ export async function startBridge(
     graph?: Record<string, string>;
     jira?: Record<string, string>;
     storePath?: string;
+    /** More config (another section). */
+    extra?: string;
   } = {},
 ): Promise<BridgeHarness> {
   const pki = await testPki();
@@ -55,6 +57,7 @@ export async function startBridge(
     graphSection(graph, pki.caCertFile, { page_size: "5", ...options.graph }),
     jiraSection(jira, pki.caCertFile, options.jira),
     `[mail_bridge]\n${bridgeLines}\n`,
+    options.extra ?? "",
   ].join("\n");
   const config = parseConfig(configText, { file: "/tmp/bridge-test.ini", env: () => undefined });
   const store = await Store.open(options.storePath ?? ":memory:");
