@@ -71,6 +71,11 @@ Deno.test("agent config check exits 2 naming file, line, section and key", async
         "[resilient]\nhost = h\norg = o\napi_key_id = i\napi_key_secret = $AGENT_TEST_UNSET\n",
         ":5 resilient.api_key_secret: environment variable $AGENT_TEST_UNSET is not set",
       ],
+      [
+        "two problems in one run",
+        "[resilient]\nhost = h\norg = o\napi_key_id = i\napi_key_secret = $AGENT_TEST_UNSET\nport = 70000\n",
+        ":5 resilient.api_key_secret: environment variable $AGENT_TEST_UNSET is not set",
+      ],
     ];
     for (const [name, text, expected] of cases) {
       await t.step(name, async () => {
@@ -79,6 +84,10 @@ Deno.test("agent config check exits 2 naming file, line, section and key", async
         const result = await runAgent(["config", "check", "--config", file]);
         assertEquals(result.code, 2);
         assertStringIncludes(result.stderr, file + expected);
+        if (name === "two problems in one run") {
+          assertStringIncludes(result.stderr, "2 problems:");
+          assertStringIncludes(result.stderr, `${file}:6 resilient.port: 70000 is out of range`);
+        }
       });
     }
     await t.step("APP_CONFIG_FILE is used when --config is absent", async () => {

@@ -127,12 +127,40 @@ Deno.test("use_ssl=False means no SSL (the old example turned SSL on)", () => {
   assertEquals(config.taskcalendar?.smtpport, 25);
 });
 
-Deno.test("unknown keys in the agent's sections are reported as warnings", () => {
-  const config = parseConfig("[taskcalendar]\nsmtpfrom = a@b\nsmtpsever = typo\n", {
-    file: "c.ini",
-    env: env({}),
-  });
-  assertEquals(config.warnings, ["c.ini taskcalendar.smtpsever: unknown key, ignored"]);
+Deno.test("unknown keys in the agent's sections are warnings with their line; [DEFAULT] keys are not", () => {
+  const config = parseConfig(
+    "[DEFAULT]\nshared = x\n[taskcalendar]\nsmtpfrom = a@b\nsmtpsever = typo\n[agent]\n",
+    { file: "c.ini", env: env({}) },
+  );
+  assertEquals(config.warnings, ["c.ini:5 taskcalendar.smtpsever: unknown key, ignored"]);
+});
+
+Deno.test("every problem of a config is named at once, one per key", () => {
+  let message = "";
+  try {
+    parseConfig(
+      "[resilient]\nhost = h\norg = o\nport = 70000\napi_key_id = i\napi_key_secret = ${NOPE}\n" +
+        "num_workers = many\n[taskcalendar]\nuse_ssl = maybe\n[jira]\nurl = https://j\n",
+      { file: "c.ini", env: env({}) },
+    );
+  } catch (error) {
+    assert(error instanceof ConfigError);
+    message = error.message;
+  }
+  const lines = message.split("\n");
+  assertEquals(lines[0], "c.ini: 6 problems:");
+  for (
+    const expected of [
+      "c.ini:4 resilient.port: 70000 is out of range (1..65535)",
+      "c.ini:6 resilient.api_key_secret: environment variable $NOPE is not set",
+      'c.ini:7 resilient.num_workers: "many" is not a whole number',
+      'c.ini:9 taskcalendar.use_ssl: "maybe" is not a boolean',
+      "c.ini:8 taskcalendar.smtpfrom: missing",
+    ]
+  ) {
+    assert(lines.some((l) => l.trim().startsWith(expected)), `${expected} in\n${message}`);
+  }
+  assert(lines.some((l) => /\[jira\]: no credentials/.test(l)), message);
 });
 
 Deno.test("config.example.ini is the template that `agent config init` writes, and it is valid", async () => {

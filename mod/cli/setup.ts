@@ -1,7 +1,7 @@
 /** Start-up shared by the service commands: find and validate the config, set up logging. */
 import { join } from "node:path";
 import { type Config, ConfigError, findConfigFile, loadConfig } from "../config/config.ts";
-import { type AgentLogLevel, LOG_LEVELS, type LogFormat, setupLogging } from "../log/log.ts";
+import { type AgentLogLevel, log, LOG_LEVELS, type LogFormat, setupLogging } from "../log/log.ts";
 import { type Deps, UsageError } from "./command.ts";
 
 /** The common option values (see COMMON_OPTIONS). */
@@ -55,4 +55,6 @@ export function setupCommandLogging(values: CommonValues, config?: Config): void
     level: level as AgentLogLevel | undefined,
     file,
   });
+  // Typos in key names are said once, at start, by every command.
+  for (const warning of config?.warnings ?? []) log("config").warn("{warning}", { warning });
 }

@@ -6,9 +6,9 @@ import type { ProxySettings } from "../net/http.ts";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import type { AgentLogLevel, LogFormat } from "../log/log.ts";
-import { ConfigError } from "./errors.ts";
+import { ConfigError, ConfigErrors } from "./errors.ts";
 import { type IniDocument, IniSyntaxError, parseIni } from "./ini.ts";
-import { type EffectiveValue, type Env, SectionReader } from "./reader.ts";
+import { type EffectiveValue, type Env, sameKey, SectionReader } from "./reader.ts";
 import {
   type GraphConfig,
   type JiraConfig,
@@ -18,7 +18,7 @@ import {
   readMailBridge,
 } from "./mail.ts";
 
-export { ConfigError } from "./errors.ts";
+export { ConfigError, ConfigErrors } from "./errors.ts";
 export type { GraphConfig, JiraConfig, MailBridgeConfig } from "./mail.ts";
 
 /** Credentials for the Resilient REST API and the STOMP login. */
@@ -214,10 +214,22 @@ export function parseConfig(
   }
   const env = options.env ?? ((name: string) => Deno.env.get(name));
   const effective = new Map<string, Map<string, EffectiveValue>>();
+  // Every problem of the file is collected, so that one run names them all.
+  const problems: ConfigError[] = [];
   const reader = (section: string) => {
     const values = new Map<string, EffectiveValue>();
     effective.set(section, values);
-    return new SectionReader(doc, section, { env, effective: values });
+    return new SectionReader(doc, section, { env, effective: values, problems });
+  };
+  /** A section read; a problem that stops it is collected, and the others are read. */
+  const attempt = <T>(read: () => T): T | undefined => {
+    try {
+      return read();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      if (!problems.some((p) => sameKey(p, error))) problems.push(error);
+      return undefined;
+    }
   };
 
   // Under systemd (StateDirectory=, LogsDirectory=) what the agent writes defaults there,
@@ -227,30 +239,38 @@ export function parseConfig(
     logs: env("LOGS_DIRECTORY")?.split(":")[0] || undefined,
   };
   const readers = new Map(OWN_SECTIONS.map((name) => [name, reader(name)]));
-  const agent = readAgent(readers.get("agent")!, options.file, dirs.state);
+  const agent = attempt(() => readAgent(readers.get("agent")!, options.file, dirs.state))!;
   const resilientReader = readers.get("resilient")!;
-  const resilient = resilientReader.present ? readResilient(resilientReader, dirs.logs) : undefined;
+  const resilient = resilientReader.present
+    ? attempt(() => readResilient(resilientReader, dirs.logs))
+    : undefined;
   const calendarReader = readers.get("taskcalendar")!;
   const taskcalendar = calendarReader.present
-    ? readTaskCalendar(calendarReader, dirs.state)
+    ? attempt(() => readTaskCalendar(calendarReader, dirs.state))
     : undefined;
   const scReader = readers.get("securechange")!;
-  const securechange = scReader.present ? readSecureChange(scReader) : undefined;
+  const securechange = scReader.present ? attempt(() => readSecureChange(scReader)) : undefined;
   const enrichReader = readers.get("enrich")!;
-  const enrich = enrichReader.present ? readEnrich(enrichReader) : undefined;
+  const enrich = enrichReader.present ? attempt(() => readEnrich(enrichReader)) : undefined;
   const graphReader = readers.get("graph")!;
   const trustIn = (r: SectionReader) => (key: string) => readTrust(r, key, { kind: "system" });
-  const graph = graphReader.present ? readGraph(graphReader, trustIn(graphReader)) : undefined;
+  const graph = graphReader.present
+    ? attempt(() => readGraph(graphReader, trustIn(graphReader)))
+    : undefined;
   const jiraReader = readers.get("jira")!;
-  const jira = jiraReader.present ? readJira(jiraReader, trustIn(jiraReader)) : undefined;
+  const jira = jiraReader.present
+    ? attempt(() => readJira(jiraReader, trustIn(jiraReader)))
+    : undefined;
   // The proxy of [resilient] is every system's way out (resilient-circuits has one proxy).
   for (const system of [graph, jira, securechange]) {
     if (system && resilient?.proxy) system.proxy = resilient.proxy;
   }
   const bridgeReader = readers.get("mail_bridge")!;
   const mailBridge = bridgeReader.present || graph || jira
-    ? readMailBridge(bridgeReader, jira?.project ?? "MAIL", dirs.state)
+    ? attempt(() => readMailBridge(bridgeReader, jira?.project ?? "MAIL", dirs.state))
     : undefined;
+  if (problems.length === 1) throw problems[0];
+  if (problems.length > 1) throw new ConfigErrors(problems);
   for (const name of OWN_SECTIONS) if (!doc.sections.has(name)) effective.delete(name);
 
   const other: Record<string, Record<string, string>> = {};
@@ -260,7 +280,9 @@ export function parseConfig(
   }
   const warnings = [...readers.values()].flatMap((r) =>
     r.present
-      ? r.unusedKeys().map((k) => `${options.file} ${r.section}.${k}: unknown key, ignored`)
+      ? r.unusedKeys().map((k) =>
+        `${options.file}:${k.line} ${r.section}.${k.key}: unknown key, ignored`
+      )
       : []
   );
   return {
@@ -380,18 +402,25 @@ function readAuth(r: SectionReader): ResilientAuth {
   const password = r.optional("password", { secret: true });
   if (id && secret) return { kind: "api_key", id, secret };
   if (email && password) return { kind: "password", email, password };
-  if (id || secret) {
-    throw r.error(
+  const none: ResilientAuth = { kind: "api_key", id: id ?? "", secret: secret ?? "" };
+  if (id || secret || r.has("api_key_id") || r.has("api_key_secret")) {
+    return r.problem(
       id ? "api_key_secret" : "api_key_id",
       "missing; api_key_id and api_key_secret go together",
+      none,
     );
   }
   if (email || password) {
-    throw r.error(email ? "password" : "email", "missing; email and password go together");
+    return r.problem(
+      email ? "password" : "email",
+      "missing; email and password go together",
+      none,
+    );
   }
-  throw r.error(
+  return r.problem(
     undefined,
     "no credentials: set api_key_id and api_key_secret (or email and password)",
+    none,
   );
 }
 

@@ -17,6 +17,8 @@ export interface IniEntry {
   value: string;
   /** 1-based line of the key. */
   line: number;
+  /** Inherited from [DEFAULT], not written in this section. */
+  inherited?: boolean;
 }
 
 /** A parsed file: section name (case-sensitive, as configparser) -> lower-cased key -> entry. */
@@ -116,7 +118,7 @@ export function parseIni(text: string, file = "<string>"): IniDocument {
 
   for (const section of sections.values()) {
     for (const [key, entry] of defaults) {
-      if (!section.has(key)) section.set(key, entry);
+      if (!section.has(key)) section.set(key, { ...entry, inherited: true });
     }
   }
   return { file, sections, sectionLines };

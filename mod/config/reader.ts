@@ -51,15 +51,34 @@ export class SectionReader {
   readonly #effective: Map<string, EffectiveValue>;
   readonly #used = new Set<string>();
 
+  readonly #problems: ConfigError[] | undefined;
+
   constructor(
     doc: IniDocument,
     readonly section: string,
-    options: { env: Env; effective: Map<string, EffectiveValue> },
+    options: {
+      env: Env;
+      effective: Map<string, EffectiveValue>;
+      /** Collect problems here (and go on with a default) instead of throwing the first. */
+      problems?: ConfigError[];
+    },
   ) {
     this.#doc = doc;
     this.#env = options.env;
     this.#entries = doc.sections.get(section) ?? new Map();
     this.#effective = options.effective;
+    this.#problems = options.problems;
+  }
+
+  /**
+   * A problem with `key`: collected (the read goes on with `fallback`, so that one run names
+   * every problem) or, when not collecting, thrown.
+   */
+  problem<T>(key: string | undefined, reason: string, fallback: T): T {
+    const error = this.error(key, reason);
+    if (!this.#problems) throw error;
+    if (!this.#problems.some((p) => sameKey(p, error))) this.#problems.push(error);
+    return fallback;
   }
 
   get present(): boolean {
@@ -84,9 +103,10 @@ export class SectionReader {
     );
   }
 
-  /** Keys written in the file that no reader asked for (likely typos). */
-  unusedKeys(): string[] {
-    return [...this.#entries.keys()].filter((k) => !this.#used.has(k));
+  /** Keys written in this section that no reader asked for (likely typos), with their lines. */
+  unusedKeys(): { key: string; line: number }[] {
+    return [...this.#entries].filter(([k, e]) => !this.#used.has(k) && !e.inherited)
+      .map(([key, e]) => ({ key, line: e.line }));
   }
 
   /** The value, or undefined when the key is absent or empty. */
@@ -103,7 +123,7 @@ export class SectionReader {
   /** The value; a ConfigError when it is absent or empty. */
   required(key: string, options: Common = {}): string {
     const value = this.optional(key, options);
-    if (value === undefined) throw this.error(key, `missing; "${key}" is required`);
+    if (value === undefined) return this.problem(key, `missing; "${key}" is required`, "");
     return value;
   }
 
@@ -129,11 +149,13 @@ export class SectionReader {
       if (options.default !== undefined) this.#record(key, String(options.default), {}, true);
       return options.default;
     }
-    if (!/^[+-]?\d+$/.test(text)) throw this.error(key, `"${text}" is not a whole number`);
+    if (!/^[+-]?\d+$/.test(text)) {
+      return this.problem(key, `"${text}" is not a whole number`, options.default);
+    }
     const value = Number(text);
     const { min = -Infinity, max = Infinity } = options;
     if (value < min || value > max) {
-      throw this.error(key, `${value} is out of range (${min}..${max})`);
+      return this.problem(key, `${value} is out of range (${min}..${max})`, options.default);
     }
     return value;
   }
@@ -145,11 +167,13 @@ export class SectionReader {
       this.#record(key, String(options.default), {}, true);
       return options.default;
     }
-    if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(text)) throw this.error(key, `"${text}" is not a number`);
+    if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(text)) {
+      return this.problem(key, `"${text}" is not a number`, options.default);
+    }
     const value = Number(text);
     const { min = -Infinity, max = Infinity } = options;
     if (value < min || value > max) {
-      throw this.error(key, `${value} is out of range (${min}..${max})`);
+      return this.problem(key, `${value} is out of range (${min}..${max})`, options.default);
     }
     return value;
   }
@@ -172,7 +196,11 @@ export class SectionReader {
     const lower = text.toLowerCase();
     if (TRUE.has(lower)) return true;
     if (FALSE.has(lower)) return false;
-    throw this.error(key, `"${text}" is not a boolean (use true/false, yes/no, on/off, 1/0)`);
+    return this.problem(
+      key,
+      `"${text}" is not a boolean (use true/false, yes/no, on/off, 1/0)`,
+      fallback,
+    );
   }
 
   /** A path; relative paths are taken from the config file's folder. */
@@ -199,7 +227,7 @@ export class SectionReader {
   oneOf<T extends string>(key: string, choices: readonly T[], fallback: T): T {
     const text = this.withDefault(key, fallback);
     const match = choices.find((c) => c.toLowerCase() === text.toLowerCase());
-    if (!match) throw this.error(key, `"${text}" is not one of ${choices.join(", ")}`);
+    if (!match) return this.problem(key, `"${text}" is not one of ${choices.join(", ")}`, fallback);
     return match;
   }
 
@@ -220,7 +248,9 @@ export class SectionReader {
     }
     return substituteEnv(raw, (name) => {
       const value = this.#env(name);
-      if (value === undefined) throw this.error(key, `environment variable $${name} is not set`);
+      if (value === undefined) {
+        return this.problem(key, `environment variable $${name} is not set`, "");
+      }
       return value;
     });
   }
@@ -234,4 +264,11 @@ export class SectionReader {
   ): void {
     this.#effective.set(key, { value, secret: options.secret ?? false, fromDefault, literal });
   }
+}
+
+/** The first problem with a key is the one to fix; what follows from it is noise. */
+export function sameKey(a: ConfigError, b: ConfigError): boolean {
+  return a.message === b.message ||
+    (a.where.key !== undefined && a.where.section === b.where.section &&
+      a.where.key === b.where.key);
 }
