@@ -3,7 +3,13 @@
  * dependencies once, dispatches, and maps errors to exit codes (the only place that calls
  * Deno.exit): 0 success, 1 failure, 2 usage or configuration error.
  */
-import { type Command, type Deps, UsageError } from "./mod/cli/command.ts";
+import {
+  type Command,
+  type Deps,
+  GLOBAL_SWITCHES,
+  GLOBAL_VALUE_FLAGS,
+  UsageError,
+} from "./mod/cli/command.ts";
 import { ConfigError } from "./mod/config/config.ts";
 import { describeError } from "./mod/errors/classify.ts";
 import { splitArguments } from "./mod/securechange/trigger.ts";
@@ -13,6 +19,7 @@ import { authorizeCommand, mailBridgeCommand } from "./mod/mail_bridge/command.t
 import { runCommand } from "./mod/run/command.ts";
 import { serviceCommand } from "./mod/service/command.ts";
 import { VERSION } from "./mod/cli/version.ts";
+import { completionsCommand } from "./mod/cli/completions.ts";
 import { calendarCommand } from "./mod/calendar/command.ts";
 import { enrichCommand } from "./mod/enrich/command.ts";
 import { replayCommand } from "./mod/actions/replay_command.ts";
@@ -35,6 +42,7 @@ const COMMANDS: Command[] = [
   serviceCommand,
   replayCommand(PROCESSORS),
   configCommand,
+  completionsCommand(() => COMMANDS),
 ];
 
 function usage(): string {
@@ -63,6 +71,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
       return 2;
     }
   }
+  args = commandFirst(args);
   const [name, ...rest] = args;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     if (name === "help" && rest[0]) return main([rest[0], "--help"], deps);
@@ -75,7 +84,10 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
-    deps.stderr(`agent: unknown command "${name}"\n\n${usage()}`);
+    const near = closest(name, [...COMMANDS.map((c) => c.name), "version", "help"]);
+    deps.stderr(
+      `agent: unknown command "${name}"${near ? ` (did you mean "${near}"?)` : ""}\n\n${usage()}`,
+    );
     return 2;
   }
   try {
@@ -92,6 +104,47 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
     deps.stderr(`agent ${command.name}: ${describeError(error)}\n`);
     return 1;
   }
+}
+
+/**
+ * The common options may come before the command (`agent -c app.config run`, as
+ * resilient-circuits' users type): they are moved behind it.
+ */
+function commandFirst(args: string[]): string[] {
+  const global: string[] = [];
+  let i = 0;
+  while (i < args.length) {
+    const arg = args[i]!;
+    const flag = arg.split("=")[0]!;
+    if (GLOBAL_SWITCHES.includes(arg)) global.push(args[i++]!);
+    else if (GLOBAL_VALUE_FLAGS.includes(flag)) {
+      global.push(args[i++]!);
+      if (!arg.includes("=") && i < args.length) global.push(args[i++]!);
+    } else break;
+  }
+  if (!global.length || i >= args.length) return args;
+  return [args[i]!, ...global, ...args.slice(i + 1)];
+}
+
+/** The known word nearest to `word` (a typo of it), if any is near enough. */
+function closest(word: string, known: string[]): string | undefined {
+  const distance = (a: string, b: string) => {
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let previous = row[0]!;
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const current = row[j]!;
+        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+        previous = current;
+      }
+    }
+    return row[b.length]!;
+  };
+  const ranked = known.map((k) => ({ k, d: distance(word.toLowerCase(), k) }))
+    .sort((a, b) => a.d - b.d);
+  const best = ranked[0];
+  return best && best.d <= Math.max(1, Math.floor(best.k.length / 3)) ? best.k : undefined;
 }
 
 if (import.meta.main) {

@@ -288,3 +288,46 @@ Deno.test("agent service install writes a hardened unit running agent run; unins
   assertStringIncludes(defaults.stdout, "State goes to /var/lib/agent");
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("config -c writes the template, -u adds what the file lacks commented out, keeping values, comments and meaning; --json outputs parse", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "agent-config-u-" });
+  try {
+    const created = await runAgent(["config", "-c", `${dir}/new.config`]);
+    assertEquals(created.code, 0, created.stderr);
+    assertEquals(await Deno.readTextFile(`${dir}/new.config`), CONFIG_TEMPLATE);
+
+    const file = `${dir}/app.config`;
+    const original = await Deno.readTextFile(
+      new URL("./fixtures/resilient-circuits.app.config", import.meta.url),
+    );
+    await Deno.writeTextFile(file, original);
+    const env = { RC_API_KEY_ID: "key-id", RC_API_KEY_SECRET: "key-secret", HOME: dir };
+    const check = async () => {
+      const result = await runAgent(["config", "check", "--json", "--config", file], { env });
+      assertEquals(result.code, 0, result.stderr);
+      return JSON.parse(result.stdout);
+    };
+    const before = await check();
+    const updated = await runAgent(["config", "-u", file], { env });
+    assertEquals(updated.code, 0, updated.stderr);
+    assertStringIncludes(updated.stdout, "resilient.stomp_transactions");
+    assertStringIncludes(updated.stdout, "[taskcalendar]");
+    const text = await Deno.readTextFile(file);
+    // Every line of the original is still there, in order.
+    let at = 0;
+    for (const line of original.trimEnd().split("\n")) {
+      const found = text.split("\n").indexOf(line, at);
+      assert(found >= at, `lost or moved: ${JSON.stringify(line)}`);
+      at = found + 1;
+    }
+    assertStringIncludes(text, "#stomp_transactions = false");
+    const after = await check();
+    assertEquals(after.settings, before.settings, "the update changed what the file means");
+    assertEquals(after.other_sections, ["fn_utilities"]);
+    const again = await runAgent(["config", "-u", file], { env });
+    assertStringIncludes(again.stdout, "nothing changed");
+    assertEquals(await Deno.readTextFile(file), text);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -38,14 +38,26 @@ export const COMMON_OPTIONS = {
   config: { type: "string", short: "c" },
   "log-format": { type: "string" },
   "log-level": { type: "string" },
+  /** resilient-circuits' spelling. */
+  loglevel: { type: "string" },
+  verbose: { type: "boolean", short: "v" },
+  quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
-export const COMMON_HELP = `Common options:
+/** The common options that take a value (main.ts moves them behind the command). */
+export const GLOBAL_VALUE_FLAGS = ["-c", "--config", "--log-format", "--log-level", "--loglevel"];
+/** The common options without a value. */
+export const GLOBAL_SWITCHES = ["-v", "--verbose", "-q", "--quiet"];
+
+export const COMMON_HELP = `Common options (also before the command: agent -c FILE run):
   -c, --config FILE     Config file (default: $APP_CONFIG_FILE, ./app.config,
                         ~/.resilient/app.config)
       --log-format F    text or json (default: text on a terminal, json otherwise)
-      --log-level L     debug, info, warning or error (default: info)
+      --log-level L     debug, info, warning or error, any case (default: info);
+                        also --loglevel, as resilient-circuits spells it
+  -v, --verbose         Log at debug level
+  -q, --quiet           Log errors only
   -h, --help            Show this help`;
 
 /** node:util parseArgs, with its errors turned into UsageError naming the command. */

@@ -9,7 +9,19 @@ export interface CommonValues {
   config?: string | undefined;
   "log-format"?: string | undefined;
   "log-level"?: string | undefined;
+  loglevel?: string | undefined;
+  verbose?: boolean | undefined;
+  quiet?: boolean | undefined;
 }
+
+/** resilient-circuits' and Python's level names, in any case, as ours. */
+const LEVEL_ALIASES: Record<string, AgentLogLevel> = {
+  warn: "warning",
+  critical: "error",
+  fatal: "error",
+  notset: "debug",
+  trace: "debug",
+};
 
 /** Finds and loads the config; a missing file is a ConfigError naming where it looked. */
 export async function loadCommandConfig(values: CommonValues, deps: Deps): Promise<Config> {
@@ -30,10 +42,13 @@ export function setupCommandLogging(values: CommonValues, config?: Config): void
   if (format !== undefined && format !== "text" && format !== "json") {
     throw new UsageError(`--log-format must be text or json, not "${format}"`);
   }
-  const level = values["log-level"]?.toLowerCase() ?? config?.agent.logLevel ??
-    config?.resilient?.loglevel;
+  const flag = values["log-level"] ?? values.loglevel;
+  const asked = flag?.toLowerCase();
+  const level = (asked && LEVEL_ALIASES[asked]) ?? asked ??
+    (values.verbose ? "debug" : values.quiet ? "error" : undefined) ??
+    config?.agent.logLevel ?? config?.resilient?.loglevel;
   if (level !== undefined && !LOG_LEVELS.includes(level as AgentLogLevel)) {
-    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${level}"`);
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${flag}"`);
   }
   const r = config?.resilient;
   const file = r?.logdir ? join(r.logdir, r.logfile ?? "agent.log") : undefined;

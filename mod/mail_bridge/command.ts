@@ -16,7 +16,7 @@ import { type OpenBridge, openBridge, pollForever } from "./service.ts";
 
 const HELP = `Usage: agent mail-bridge [--once] [--retry-failed] [--config FILE]
        agent mail-bridge backfill --days N [--config FILE]
-       agent mail-bridge failed [--config FILE]
+       agent mail-bridge failed [--json] [--config FILE]
 
 Turns mail arriving in a Microsoft 365 mailbox ([graph]) into Jira issues ([jira]) and
 replies into comments, with a ledger in the store so that no mail is lost or bridged
@@ -33,6 +33,7 @@ Options:
       --once            One pass, then exit (1 if a mail could not be bridged)
       --retry-failed    Handle the dead letters again (then poll, or exit with --once)
       --days N          For backfill: how many days back
+      --json            For failed: one JSON object {"dead_letters": [...]}
 ${COMMON_HELP}`;
 
 export const mailBridgeCommand: Command = {
@@ -48,6 +49,7 @@ export const mailBridgeCommand: Command = {
         once: { type: "boolean" },
         "retry-failed": { type: "boolean" },
         days: { type: "string" },
+        json: { type: "boolean" },
       },
       deps,
       { allowPositionals: true },
@@ -63,7 +65,7 @@ export const mailBridgeCommand: Command = {
     const store = await Store.open(config.agent.store);
     let open: OpenBridge | undefined;
     try {
-      if (sub === "failed") return await listFailed(config, store, deps);
+      if (sub === "failed") return await listFailed(config, store, deps, values.json === true);
       open = await openBridge(config, store);
       if (sub === "backfill") {
         const days = Number(values.days);
@@ -97,8 +99,29 @@ export const mailBridgeCommand: Command = {
   },
 };
 
-async function listFailed(config: Config, store: Store, deps: Deps): Promise<number> {
+async function listFailed(
+  config: Config,
+  store: Store,
+  deps: Deps,
+  json: boolean,
+): Promise<number> {
   const mailbox = config.graph?.mailbox ?? "local";
+  if (json) {
+    const letters = [];
+    for await (const { record } of new Ledger(store, mailbox).failed()) {
+      letters.push({
+        received_at: record.receivedAt,
+        from: record.from,
+        subject: record.subject,
+        message_id: record.messageId,
+        mail_id: record.mailId,
+        error: record.error,
+        attempts: record.attempts,
+      });
+    }
+    deps.stdout(JSON.stringify({ dead_letters: letters }) + "\n");
+    return 0;
+  }
   let n = 0;
   for await (const { record } of new Ledger(store, mailbox).failed()) {
     n++;

@@ -1,4 +1,5 @@
 /** `agent actions`: hosts the action processors users write (what resilient-circuits run does). */
+import { dirname, resolve } from "node:path";
 import {
   type Command,
   COMMON_HELP,
@@ -10,7 +11,7 @@ import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
 import { findConfigFile, loadConfig } from "../config/config.ts";
 
 const HELP = `Usage: agent actions [--config FILE] [--record DIR]
-       agent actions list [--config FILE]
+       agent actions list [--json] [--config FILE]
        agent actions new NAME [--dir DIR] [--config FILE]
 
 Hosts your own action processors: every module in the processors folder
@@ -26,7 +27,9 @@ reason; the others run.
 
 Options:
       --record DIR      Write every received message to its own JSON file in DIR
-      --dir DIR         Where "new" writes (default: the processors folder, else ./processors)
+      --dir DIR         Where "new" writes (default: the processors folder, else
+                        processors/ beside the config)
+      --json            For list: one JSON object {"processors": [...], "not_loaded": [...]}
 ${COMMON_HELP}`;
 
 export const actionsCommand: Command = {
@@ -41,6 +44,7 @@ export const actionsCommand: Command = {
         ...COMMON_OPTIONS,
         record: { type: "string" },
         dir: { type: "string" },
+        json: { type: "boolean" },
       },
       deps,
       { allowPositionals: true },
@@ -61,6 +65,27 @@ export const actionsCommand: Command = {
     if (sub === "list") {
       const { loadProcessors, ruleList } = await import("./load.ts");
       const { started, refused } = await loadProcessors(config, deps.env);
+      if (values.json) {
+        deps.stdout(
+          JSON.stringify({
+            processors: started.map((p) => {
+              const d = p.description;
+              p.close();
+              return {
+                name: p.processor.name,
+                queue: p.processor.queue,
+                rules: d.rules,
+                any_rule: d.catchAll,
+                workers: p.processor.workers,
+                timeout_seconds: (p.processor.timeoutMs ?? 0) / 1000,
+                requires: [...d.requiredFields, ...d.requiredActionFields].map((f) => f.name),
+              };
+            }),
+            not_loaded: refused.map((r) => ({ name: r.name, reason: r.reason })),
+          }) + "\n",
+        );
+        return refused.length ? 1 : 0;
+      }
       for (const p of started) {
         const d = p.description;
         const required = [...d.requiredFields, ...d.requiredActionFields].map((f) => f.name);
@@ -97,7 +122,9 @@ async function newProcessor(
     const { processorsDir } = await import("./load.ts");
     dir ??= processorsDir(config);
   }
-  dir ??= "processors";
+  // Without a processors_dir, beside the config (which is what a relative path there means),
+  // and the hint names the absolute path, so the next command finds it.
+  dir ??= resolve(config ? dirname(config.file) : ".", "processors");
   const made = await scaffoldProcessor(name, dir);
   for (const file of made.files) deps.stdout(`wrote ${file}\n`);
   if (config && !(name in config.other)) {
@@ -107,7 +134,10 @@ async function newProcessor(
     deps.stdout(`\nAdd this section to your config:\n${made.section}`);
   }
   if (config && !config.agent.processorsDir && !config.resilient?.componentsdir) {
-    deps.stdout(`\nSet "processors_dir = ${dir}" in [agent] so that "agent actions" finds it.\n`);
+    deps.stdout(
+      `\nSet "processors_dir = ${resolve(dir)}" in [agent] of ${config.file} so that ` +
+        `"agent actions" finds it.\n`,
+    );
   }
   deps.stdout(
     `\nTest it: cd ${dir} && deno test ${name}_test.ts\n` +
