@@ -127,6 +127,7 @@ Deno.test({
     assertEquals(dead.code, 0, dead.stderr);
     const letters = dead.stdout.trim().split("\n").map((l) => JSON.parse(l));
     assertEquals(letters.length, 1);
+    assertStringIncludes(dead.stderr, "1 dead letter(s) in");
     assertStringIncludes(letters[0].problem, "not JSON");
     assertEquals(atob(letters[0].body_base64), "not json at all");
   },

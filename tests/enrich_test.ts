@@ -496,10 +496,10 @@ Deno.test({
 
 Deno.test({
   name:
-    "the Test button exits 0 without contacting anything; malformed XML exits 2 with a one-line reason",
+    "the Test button checks the config and plugins and exits 0 without contacting anything (2 for a broken config); malformed XML exits 2 with a one-line reason",
   ...integration,
   async fn() {
-    const env = await setup();
+    const env = await setup({ plugins: { owner: OWNER_PLUGIN } });
     try {
       for (
         const [event, xml] of [["TEST", "<ticket_info><id>42</id></ticket_info>"], [
@@ -511,6 +511,24 @@ Deno.test({
         assertEquals(result.code, 0, result.stderr);
       }
       assertEquals(env.sc.requests.length, 0);
+      // The Test button checks the config it would run with: a broken one is said, exit 2.
+      const config = `${env.dir}/app.config`;
+      const good = await Deno.readTextFile(config);
+      await Deno.writeTextFile(
+        config,
+        good.replace("timeout_seconds = 10", "timeout_seconds = soon"),
+      );
+      const testBroken = await env.trigger("TEST");
+      assertEquals(testBroken.code, 2, testBroken.stderr);
+      assertStringIncludes(
+        testBroken.stderr,
+        'enrich.timeout_seconds: "soon" is not a whole number',
+      );
+      await Deno.writeTextFile(config, good.replace("integrations = ", "integrations = nosuch, "));
+      const testMissing = await env.trigger("TEST");
+      assertEquals(testMissing.code, 2, testMissing.stderr);
+      assertStringIncludes(testMissing.stderr, 'no integration "nosuch"');
+      await Deno.writeTextFile(config, good);
       const broken = await env.trigger("CREATE", "<ticket_info><id>42</id>");
       assertEquals(broken.code, 2);
       assertEquals(broken.stderr.trim().split("\n").length, 1);

@@ -442,7 +442,11 @@ Deno.test({
       "--config",
       configFile,
     ]);
-    assertEquals(denied.code, 1);
+    assertEquals(denied.code, 0, "an error reply is a result, not a failure");
+    assertStringIncludes(
+      denied.stderr,
+      "replayed 1 message(s) through fetcher: 0 info, 1 error reply",
+    );
     const reply = JSON.parse(denied.stdout).reply;
     assertEquals(reply.message_type, 1);
     assertMatch(reply.message, /net access to "example\.invalid(:443)?"/);

@@ -23,6 +23,9 @@ API and SMTP as configured, and prints per message one JSON line:
 
 A FILE is what "--record DIR" writes ({"headers": {...}, "body": "<raw body>"}) or a bare
 ActionDataDTO. Side effects are real (mail is sent); each run counts as new messages.
+A summary goes to stderr. Exit 0 when every message was replayed, whatever the replies
+say (an error reply is the processor's answer); 1 when the agent itself failed; 2 for bad
+arguments or config.
 
 Options:
       --processor NAME      Which processor handles the messages: calendar, or one of
@@ -60,7 +63,7 @@ export function replayCommand(factories: Record<string, ProcessorFactory>): Comm
         const config = await loadCommandConfig(values, deps);
         setupCommandLogging(values, config);
         const { listDeadLetters } = await import("./replay.ts");
-        return await listDeadLetters(config, deps.stdout);
+        return await listDeadLetters(config, deps);
       }
       if (!values.processor) throw new UsageError("--processor NAME is required", "replay");
       if (!positionals.length) throw new UsageError("no message files given", "replay");
@@ -72,6 +75,7 @@ export function replayCommand(factories: Record<string, ProcessorFactory>): Comm
       return await replayFiles(config, factory, positionals, {
         restFixtures: values["rest-fixtures"],
         stdout: deps.stdout,
+        stderr: deps.stderr,
         signal: deps.signal,
       });
     },

@@ -11,6 +11,7 @@ import {
   UsageError,
 } from "../cli/command.ts";
 import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { ConfigError } from "../config/config.ts";
 
 const HELP = `Usage: agent enrich [--config FILE] < ticket_info.xml
        agent enrich --ticket-file TICKET.json [--config FILE]
@@ -47,7 +48,21 @@ export const enrichCommand: Command = {
     const { values } = parsed;
     const event = (deps.env("SCW_EVENT") ?? "").trim().toUpperCase();
     if (event === "TEST") {
-      deps.stdout("agent enrich: test trigger received\n");
+      // The Test button proves the script can run as configured: the config must load, and
+      // its plugins must be found (nothing is contacted).
+      const config = await loadCommandConfig(values, deps);
+      if (!config.securechange) {
+        throw new ConfigError(
+          { file: config.file, section: "securechange" },
+          "missing; enrich needs the SecureChange API",
+        );
+      }
+      const { defaultEnrichConfig, pluginJobs } = await import("./enrich.ts");
+      const jobs = await pluginJobs(config, config.enrich ?? defaultEnrichConfig(), deps.env);
+      deps.stdout(
+        `agent enrich: test trigger received; ${config.file} is valid, ` +
+          `${jobs.length} integration(s): ${jobs.map((j) => j.name).join(", ")}\n`,
+      );
       return 0;
     }
     const { parseTicketInfo } = await import("../securechange/trigger.ts");

@@ -128,7 +128,7 @@ export async function runEnrichment(
   return { kind: "posted", comment, outcomes };
 }
 
-function defaultEnrichConfig(): EnrichConfig {
+export function defaultEnrichConfig(): EnrichConfig {
   return {
     integrations: [],
     events: ["CREATE"],
