@@ -3,7 +3,8 @@
  * real ActiveMQ and SMTP server and the HTTPS fakes, all with certificates from the test CA:
  * one config where everything is right, one where each system has its own fault.
  */
-import { assert, assertEquals, assertMatch } from "./support/assert.ts";
+import { Store } from "../mod/store/store.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
 import { runAgent } from "./support/cli.ts";
@@ -233,6 +234,63 @@ Deno.test({
         run.stdout,
         /holds secrets \(securechange\.password, cmdb_lookup\.headers, siem\.api_key\)/,
       );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** Every file and folder below `dir`, with the bytes of the files. */
+async function tree(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (path: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      const full = `${path}/${entry.name}`;
+      if (entry.isDirectory) {
+        out.set(full + "/", "dir");
+        await walk(full);
+      } else {
+        const bytes = await Deno.readFile(full);
+        const digest = await crypto.subtle.digest("SHA-256", bytes);
+        out.set(full, btoa(String.fromCharCode(...new Uint8Array(digest))));
+      }
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+Deno.test({
+  name:
+    "agent doctor changes nothing: no store, folder or outbox is made, an existing store keeps its bytes",
+  ...integration,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "agent-doctor-ro-" });
+    try {
+      const file = `${dir}/app.config`;
+      await Deno.writeTextFile(
+        file,
+        `[agent]\nstore = ${dir}/state/agent.kv\n[resilient]\nhost = 127.0.0.1\nport = 1\n` +
+          `logdir = ${dir}/logs\n` +
+          `org = o\napi_key_id = a\napi_key_secret = b\n[taskcalendar]\nsmtpfrom = a@b.example\n` +
+          `outbox_dir = ${dir}/mail/outbox\n[mail_bridge]\nmail_dir = ${dir}/mail/in\n`,
+      );
+      await Deno.chmod(file, 0o600);
+      const before = await tree(dir);
+      const first = await runAgent(["doctor", "--timeout", "2", "--config", file]);
+      assertStringIncludes(first.stdout, "does not exist yet; it will be made in");
+      assertStringIncludes(first.stdout, `to be made in ${dir}, writable`);
+      assertEquals([...(await tree(dir)).keys()], [...before.keys()]);
+
+      // An existing store: opened elsewhere (a copy), its own bytes untouched.
+      await Deno.mkdir(`${dir}/state`);
+      const store = await Store.open(`${dir}/state/agent.kv`);
+      await store.set(["kept"], "value");
+      store.close();
+      const withStore = await tree(dir);
+      const second = await runAgent(["doctor", "--timeout", "2", "--config", file]);
+      assertMatch(second.stdout, /ok\s+\[agent\] store\s+writable\s+.*agent\.kv writable/);
+      assertEquals(await tree(dir), withStore);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

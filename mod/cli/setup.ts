@@ -37,7 +37,11 @@ export async function loadCommandConfig(values: CommonValues, deps: Deps): Promi
 }
 
 /** Logging from flags, then [agent], then [resilient] (resilient-circuits' own keys). */
-export function setupCommandLogging(values: CommonValues, config?: Config): void {
+export function setupCommandLogging(
+  values: CommonValues,
+  config?: Config,
+  options: { logFile?: boolean } = {},
+): void {
   const format = values["log-format"] ?? config?.agent.logFormat;
   if (format !== undefined && format !== "text" && format !== "json") {
     throw new UsageError(`--log-format must be text or json, not "${format}"`);
@@ -51,12 +55,14 @@ export function setupCommandLogging(values: CommonValues, config?: Config): void
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${flag}"`);
   }
   const r = config?.resilient;
-  const file = r?.logdir ? join(r.logdir, r.logfile ?? "agent.log") : undefined;
-  if (r?.logdir && config) {
+  const file = r?.logdir && options.logFile !== false
+    ? join(r.logdir, r.logfile ?? "agent.log")
+    : undefined;
+  if (file && config) {
     // resilient-circuits' stock logdir (~/.resilient/logs) rarely exists yet: make it.
     try {
-      Deno.mkdirSync(r.logdir, { recursive: true, mode: 0o750 });
-      Deno.openSync(file!, { append: true, create: true, mode: 0o640 }).close();
+      Deno.mkdirSync(r!.logdir!, { recursive: true, mode: 0o750 });
+      Deno.openSync(file, { append: true, create: true, mode: 0o640 }).close();
     } catch (error) {
       throw new ConfigError(
         { file: config.file, section: "resilient", key: "logdir" },

@@ -8,7 +8,7 @@ import {
 } from "../cli/command.ts";
 import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
 import { runDoctor } from "./doctor.ts";
-import { renderTable, verdict } from "./report.ts";
+import { type Finding, tableHeader, tableRow, verdict } from "./report.ts";
 
 const HELP = `Usage: agent doctor [--json] [--timeout SECONDS] [--config FILE]
 
@@ -48,13 +48,19 @@ export const doctorCommand: Command = {
     }
     const config = await loadCommandConfig(values, deps);
     // The checks report through the table; the libraries' own chatter stays below warnings.
-    setupCommandLogging({ ...values, "log-level": values["log-level"] ?? "error" }, config);
-    const findings = await runDoctor(config, { signal: deps.signal, timeoutMs: seconds * 1000 });
+    // Nothing written: not even the log file.
+    setupCommandLogging({ ...values, "log-level": values["log-level"] ?? "error" }, config, {
+      logFile: false,
+    });
+    if (!values.json) deps.stdout(tableHeader());
+    const findings = await runDoctor(config, {
+      signal: deps.signal,
+      timeoutMs: seconds * 1000,
+      ...(values.json ? {} : { onFinding: (f: Finding) => deps.stdout(tableRow(f)) }),
+    });
     const { ok, line } = verdict(findings);
     deps.stdout(
-      values.json
-        ? JSON.stringify({ ok, verdict: line, findings }, null, 2) + "\n"
-        : renderTable(findings),
+      values.json ? JSON.stringify({ ok, verdict: line, findings }, null, 2) + "\n" : `\n${line}\n`,
     );
     return ok ? 0 : 1;
   },

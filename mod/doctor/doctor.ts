@@ -5,6 +5,7 @@
  * Nothing is changed anywhere: no mail is sent, no message is consumed (the STOMP check
  * subscribes with a selector that matches nothing), nothing is written to Jira.
  */
+import { dirname } from "node:path";
 import { literalSecrets } from "../config/secrets.ts";
 import { Client as StompClient, type IFrame } from "@stomp/stompjs";
 import { caCertsFor, type Config, type TlsTrust } from "../config/config.ts";
@@ -29,6 +30,8 @@ export interface DoctorOptions {
   /** Per network step (default 10 s). */
   timeoutMs?: number;
   now?: () => number;
+  /** Hears each finding as its system's checks finish. */
+  onFinding?: (finding: Finding) => void;
 }
 
 /** Clock skew past this breaks tokens and TLS validity checks. */
@@ -43,16 +46,22 @@ export async function runDoctor(config: Config, options: DoctorOptions = {}): Pr
     now: options.now ?? Date.now,
     clocks: [],
   };
+  // Each system's rows are handed on as soon as its checks are done (the table grows as
+  // the checks finish; a slow system does not hide the others).
+  const done = (findings: Finding[]) => {
+    for (const f of findings) options.onFinding?.(f);
+    return findings;
+  };
   const groups = await Promise.all([
-    checkConfigFile(config),
-    checkStore(config),
-    config.resilient ? checkResilient(config, ctx) : [],
-    config.taskcalendar ? checkSmtp(config, ctx) : [],
-    config.graph ? checkGraph(config, ctx) : [],
-    config.jira ? checkJira(config, ctx) : [],
-    config.securechange ? checkSecureChange(config, ctx) : [],
+    checkConfigFile(config).then(done),
+    checkStore(config).then(done),
+    config.resilient ? checkResilient(config, ctx).then(done) : [],
+    config.taskcalendar ? checkSmtp(config, ctx).then(done) : [],
+    config.graph ? checkGraph(config, ctx).then(done) : [],
+    config.jira ? checkJira(config, ctx).then(done) : [],
+    config.securechange ? checkSecureChange(config, ctx).then(done) : [],
   ]);
-  return [...groups.flat(), clockFinding(ctx)];
+  return [...groups.flat(), ...done([clockFinding(ctx)])];
 }
 
 /** A finding builder for one system. */
@@ -201,35 +210,78 @@ async function checkConfigFile(config: Config): Promise<Finding[]> {
   return list;
 }
 
-/** The store opens, takes a write, and how big it is. */
+/**
+ * The store, without changing it: a copy of the file is opened and written (it is a store
+ * Deno KV can use), the file itself only opened for writing; a store not made yet is looked
+ * for a place. A remote store is read.
+ */
 async function checkStore(config: Config): Promise<Finding[]> {
   const { list, add } = findingsOf("[agent] store");
   const path = config.agent.store;
-  let store: Store | undefined;
+  const hint = "check [agent] store: the folder must exist and be writable by the agent's user";
   try {
-    store = await Store.open(path);
-    const key = ["doctor", crypto.randomUUID()];
-    await store.set(key, Date.now());
-    await store.delete(key);
-    const remote = /^https?:\/\//.test(path);
-    const size = remote ? undefined : await fileSize(path);
+    if (/^https?:\/\//.test(path)) {
+      const store = await Store.open(path);
+      try {
+        await store.get(["doctor", "probe"]);
+      } finally {
+        store.close();
+      }
+      add("readable", "pass", `remote KV ${path} answers`);
+      return list;
+    }
+    const exists = await Deno.stat(path).then(() => true, () => false);
+    if (!exists) {
+      const where = await writableFolder(dirname(path));
+      add("writable", "pass", `${path} does not exist yet; it will be made in ${where}`);
+      return list;
+    }
+    (await Deno.open(path, { read: true, write: true })).close();
+    const copy = await Deno.makeTempDir({ prefix: "agent-doctor-" });
+    try {
+      for (const suffix of ["", "-wal", "-shm"]) {
+        await Deno.copyFile(`${path}${suffix}`, `${copy}/store${suffix}`).catch((error) => {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        });
+      }
+      const store = await Store.open(`${copy}/store`);
+      try {
+        const key = ["doctor", crypto.randomUUID()];
+        await store.set(key, Date.now());
+        await store.delete(key);
+      } finally {
+        store.close();
+      }
+    } finally {
+      await Deno.remove(copy, { recursive: true }).catch(() => {});
+    }
+    const size = await fileSize(path);
     add(
       "writable",
       "pass",
-      `${remote ? "remote KV" : path} writable` +
-        (size === undefined ? "" : `, ${(size / 1024 / 1024).toFixed(1)} MB`),
+      `${path} writable` + (size === undefined ? "" : `, ${(size / 1024 / 1024).toFixed(1)} MB`),
     );
   } catch (error) {
-    add(
-      "writable",
-      "fail",
-      `${path}: ${message(error)}`,
-      "check [agent] store: the folder must exist and be writable by the agent's user",
-    );
-  } finally {
-    store?.close();
+    add("writable", "fail", `${path}: ${message(error)}`, hint);
   }
   return list;
+}
+
+/**
+ * The folder where `path` would be made: its nearest existing ancestor, proven writable by
+ * a file made and removed there (no folder is created). Throws naming why not.
+ */
+async function writableFolder(path: string): Promise<string> {
+  let dir = path;
+  while (!(await Deno.stat(dir).then((i) => i.isDirectory, () => false))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no folder of ${path} exists`);
+    dir = up;
+  }
+  const probe = `${dir}/.agent-doctor-${crypto.randomUUID()}`;
+  await Deno.writeTextFile(probe, "", { createNew: true });
+  await Deno.remove(probe);
+  return dir;
 }
 
 async function fileSize(path: string): Promise<number | undefined> {
@@ -431,11 +483,13 @@ async function checkSmtp(config: Config, ctx: Context): Promise<Finding[]> {
   const { list, add } = findingsOf("[taskcalendar] SMTP");
   if (!c.smtpserver) {
     try {
-      await Deno.mkdir(c.outboxDir, { recursive: true });
-      const probe = `${c.outboxDir}/.doctor-${crypto.randomUUID()}`;
-      await Deno.writeTextFile(probe, "");
-      await Deno.remove(probe);
-      add("outbox", "pass", `no smtpserver: invites are written to ${c.outboxDir} (writable)`);
+      const where = await writableFolder(c.outboxDir);
+      add(
+        "outbox",
+        "pass",
+        `no smtpserver: invites are written to ${c.outboxDir} (` +
+          (where === c.outboxDir ? "writable)" : `to be made in ${where}, writable)`),
+      );
     } catch (error) {
       add("outbox", "fail", `${c.outboxDir}: ${message(error)}`, "check [taskcalendar] outbox_dir");
     }

@@ -27,21 +27,27 @@ export function verdict(findings: Finding[]): { ok: boolean; line: string } {
   return { ok: failed === 0, line };
 }
 
-/** A plain-text table (no colours: it goes to logs and tickets too), hints under their row. */
+/** Column widths of the table: fixed, so that rows can be printed as their checks finish. */
+const WIDTHS = [24, 14] as const;
+
+function row(status: string, system: string, check: string, detail: string): string {
+  return `${status.padEnd(4)}  ${system.padEnd(WIDTHS[0])}  ${check.padEnd(WIDTHS[1])}  ${detail}`
+    .trimEnd();
+}
+
+/** The table's header line. */
+export function tableHeader(): string {
+  return row("", "SYSTEM", "CHECK", "DETAIL") + "\n";
+}
+
+/** One finding as table lines (no colours: it goes to logs and tickets too), its hint below. */
+export function tableRow(f: Finding): string {
+  const indent = " ".repeat(4 + 2 + Math.max(WIDTHS[0], f.system.length) + 2 + WIDTHS[1] + 2);
+  return row(MARK[f.status], f.system, f.check, f.detail) + "\n" +
+    (f.hint ? `${indent}-> ${f.hint}\n` : "");
+}
+
+/** The whole table: header, rows, verdict. */
 export function renderTable(findings: Finding[]): string {
-  const widths = [
-    Math.max(6, ...findings.map((f) => f.system.length)),
-    Math.max(5, ...findings.map((f) => f.check.length)),
-  ] as const;
-  const row = (status: string, system: string, check: string, detail: string) =>
-    `${status.padEnd(4)}  ${system.padEnd(widths[0])}  ${check.padEnd(widths[1])}  ${detail}`
-      .trimEnd();
-  const lines = [row("", "SYSTEM", "CHECK", "DETAIL")];
-  const indent = " ".repeat(4 + 2 + widths[0] + 2 + widths[1] + 2);
-  for (const f of findings) {
-    lines.push(row(MARK[f.status], f.system, f.check, f.detail));
-    if (f.hint) lines.push(`${indent}-> ${f.hint}`);
-  }
-  lines.push("", verdict(findings).line);
-  return lines.join("\n") + "\n";
+  return tableHeader() + findings.map(tableRow).join("") + "\n" + verdict(findings).line + "\n";
 }
