@@ -378,8 +378,16 @@ Deno.test({
       fetcher: FETCHER,
       broken: "export default { queue: 'broken' };\n",
       syntax: "export default defineProcessor({ queue: ",
+      // Remote code is refused before anything is fetched (this machine has no internet:
+      // a download attempt would show as a network error instead).
+      remote: 'import { defineProcessor } from "./agent_sdk.ts";\nimport "./_remote_lib.ts";\n' +
+        'export default defineProcessor({ queue: "remote", handle: () => "x" });\n',
     });
     await Deno.writeTextFile(join(dir, "_helper.ts"), "export const x = 1;\n");
+    await Deno.writeTextFile(
+      join(dir, "_remote_lib.ts"),
+      'import pad from "npm:left-pad@1.3.0";\nexport const padded = pad("x", 3);\n',
+    );
     const home = await Deno.makeTempDir({ prefix: "agent-home-" });
     const configFile = join(home, "app.config");
     await Deno.writeTextFile(
@@ -393,6 +401,11 @@ Deno.test({
     assertMatch(list.stdout, /^fetcher: queue fetcher; rules \(any other\);/m);
     assertMatch(list.stdout, /^broken: NOT LOADED: .*broken\.ts: it has no handler/m);
     assertMatch(list.stdout, /^syntax: NOT LOADED: .*syntax\.ts: /m);
+    assertMatch(
+      list.stdout,
+      /^remote: NOT LOADED: .*it imports code from elsewhere \(.*_remote_lib\.ts: npm:left-pad@1\.3\.0\).*bundle it/m,
+    );
+    assert(!list.stderr.includes("Download"), "nothing was downloaded");
     assert(!list.stdout.includes("_helper"), "a _private module is not a processor");
 
     const message = join(dir, "message.json");
@@ -459,7 +472,7 @@ Deno.test({
       configFile,
     ]);
     assertEquals(unknown.code, 2);
-    assertStringIncludes(unknown.stderr, "add_note, broken, fetcher, syntax)");
+    assertStringIncludes(unknown.stderr, "add_note, broken, fetcher, remote, syntax)");
   },
 });
 

@@ -23,6 +23,7 @@
 import { log, type Logger } from "../log/log.ts";
 import { buildContext, describeProcessor, toReply } from "../sdk/sdk.ts";
 import { guestMain, processPort, workerPort } from "./_guest.ts";
+import { remoteImports } from "./imports.ts";
 
 /** What to run: a module file, or a self-contained function (built-in plugins). */
 export type ModuleSource = { kind: "file"; path: string } | {
@@ -162,6 +163,14 @@ export class Sandbox {
     const read = [...options.allowRead];
     let load: Record<string, unknown>;
     if (options.source.kind === "file") {
+      const remote = await remoteImports(options.source.path);
+      if (remote.length) {
+        throw new Error(
+          `it imports code from elsewhere (${remote.join(", ")}), which user code may not ` +
+            `fetch: bundle it into one file first (deno bundle --platform deno -o ` +
+            `${options.name}.js ${options.source.path}) and put the bundle in its place`,
+        );
+      }
       read.push(options.source.path);
       load = { url: new URL(`file://${options.source.path}`).href };
     } else {
