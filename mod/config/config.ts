@@ -351,7 +351,11 @@ function readResilient(r: SectionReader, logsDir: string | undefined): Resilient
     prefetch: r.int("stomp_prefetch_limit", { default: 0, min: 0, max: 2000 }),
     stompTransactions: r.bool("stomp_transactions", false),
     stompMaxMessageKb: r.int("stomp_max_message_kb", { default: 1024, min: 16, max: 65536 }),
-    logdir: r.path("logdir") ?? logsDir,
+    // Under systemd a home-relative logdir (resilient-circuits' ~/.resilient/logs) cannot
+    // be reached (ProtectHome, no home): the service's own log folder stands in for it.
+    logdir: logsDir && /^\s*(~|\$HOME|\$\{HOME\})/.test(r.raw("logdir") ?? "")
+      ? logsDir
+      : r.path("logdir") ?? logsDir,
     logfile: r.optional("logfile"),
     loglevel: readLevel(r, "loglevel"),
     componentsdir: r.path("componentsdir"),

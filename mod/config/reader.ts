@@ -109,6 +109,11 @@ export class SectionReader {
       .map(([key, e]) => ({ key, line: e.line }));
   }
 
+  /** The value as written (no substitution), or undefined; for checks before reading. */
+  raw(key: string): string | undefined {
+    return this.#entries.get(key)?.value;
+  }
+
   /** The value, or undefined when the key is absent or empty. */
   optional(key: string, options: Common = {}): string | undefined {
     this.#used.add(key);
@@ -206,12 +211,20 @@ export class SectionReader {
   /** A path; relative paths are taken from the config file's folder. */
   path(key: string): string | undefined {
     const text = this.optional(key);
-    return text === undefined ? undefined : this.resolvePath(text);
+    return text === undefined ? undefined : this.#resolved(key, text);
   }
 
   /** A path with a default (itself relative to the config file's folder). */
   pathWithDefault(key: string, fallback: string): string {
-    return this.resolvePath(this.withDefault(key, fallback));
+    return this.#resolved(key, this.withDefault(key, fallback));
+  }
+
+  /** The path resolved, and shown so by `config check`. */
+  #resolved(key: string, text: string): string {
+    const path = this.resolvePath(text);
+    const shown = this.#effective.get(key);
+    if (shown) shown.value = path;
+    return path;
   }
 
   /** `~/...` is the home folder (resilient-circuits' own `logdir=~/.resilient/logs/`). */

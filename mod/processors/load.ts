@@ -37,6 +37,12 @@ export async function processorFiles(dir: string): Promise<Map<string, string>> 
       files.set(stem, join(dir, entry.name));
     }
   } catch (error) {
+    // resilient-circuits' stock componentsdir (~/.resilient/components) rarely exists: a
+    // folder not made yet holds no processors, as for resilient-circuits.
+    if (error instanceof Deno.errors.NotFound) {
+      logger.info("No processors: the folder {dir} does not exist", { dir });
+      return files;
+    }
     throw new Error(`Cannot read the processors folder "${dir}": ${(error as Error).message}`, {
       cause: error,
     });
