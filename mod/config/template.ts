@@ -56,6 +56,11 @@ num_workers = 10
 #logdir = /var/log/agent
 #logfile = agent.log
 #loglevel = INFO
+# REST request timeout, seconds.
+#timeout = 30
+# resilient-circuits' components folder: your processors when [agent] processors_dir is
+# not set.
+#componentsdir = /etc/agent/processors
 # A forward proxy for SOAR REST, Entra ID, Graph, Jira and SecureChange (else HTTPS_PROXY
 # from the environment; NO_PROXY hosts go direct).
 #proxy_host = proxy.example.com
@@ -136,6 +141,9 @@ max_range = 1000
 #page_size = 50
 # Graph allows 4 requests at once per app and mailbox.
 #max_concurrency = 4
+# PEM bundle for Entra ID's and Graph's certificates (default: the system's roots).
+#cafile = /etc/agent/proxy-ca.pem
+#timeout = 30
 
 # Jira Cloud (REST v3, ADF) or Server/Data Center (REST v2, wiki markup).
 #[jira]
@@ -147,6 +155,8 @@ max_range = 1000
 #personal_access_token = $JIRA_PAT
 #project = SUP
 #issue_type = Task
+#cafile = /etc/agent/jira-ca.pem
+#timeout = 30
 
 #[mail_bridge]
 # Labels on every issue (each also gets its mail's marker label, for crash recovery).
@@ -174,6 +184,12 @@ max_range = 1000
 #mark_category = Jira: {key}
 #move_to = archive
 #max_mail_mb = 25
+# Summary length; how many days back crash recovery looks for an issue created but not
+# recorded; how long a mail is reserved for the agent working on it (0: one bridge per
+# mailbox).
+#max_summary = 200
+#reconcile_days = 14
+#claim_seconds = 120
 #mail_dir = mail
 #issues_dir = issues
 `;
