@@ -30,8 +30,11 @@ async function agent(args: string[], cwd = root): Promise<{ code: number; stdout
   return { code: out.code, stdout: new TextDecoder().decode(out.stdout) };
 }
 
+/** Bold on a terminal, unless NO_COLOR says no (https://no-color.org). */
+const bold = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+
 function heading(text: string): void {
-  console.log(`\n\x1b[1m== ${text}\x1b[0m`);
+  console.log(bold ? `\n\x1b[1m== ${text}\x1b[0m` : `\n== ${text}`);
 }
 
 heading("agent config check --config config.example.ini");

@@ -331,3 +331,55 @@ Deno.test("config -c writes the template, -u adds what the file lacks commented 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("agent completions writes bash, zsh and fish scripts that complete commands, subcommands and flags; actions list --json parses", async () => {
+  const scripts: Record<string, string> = {};
+  for (const shell of ["bash", "zsh", "fish"]) {
+    const result = await runAgent(["completions", shell]);
+    assertEquals(result.code, 0, result.stderr);
+    scripts[shell] = result.stdout;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "agent-completions-" });
+  try {
+    await Deno.writeTextFile(`${dir}/agent.bash`, scripts.bash!);
+    const syntax = await new Deno.Command("bash", { args: ["-n", `${dir}/agent.bash`] }).output();
+    assert(syntax.success, new TextDecoder().decode(syntax.stderr));
+    const complete = (words: string) =>
+      new Deno.Command("bash", {
+        args: [
+          "-c",
+          `source ${dir}/agent.bash; COMP_WORDS=(${words}); COMP_CWORD=$((\${#COMP_WORDS[@]}-1)); ` +
+          `_agent; echo "\${COMPREPLY[*]}"`,
+        ],
+        stdout: "piped",
+      }).output().then((o) => new TextDecoder().decode(o.stdout).trim());
+    assertEquals(await complete("agent doc"), "doctor");
+    assertStringIncludes(await complete("agent mail-bridge ''"), "backfill failed");
+    assertStringIncludes(await complete("agent doctor --"), "--timeout");
+    for (const [shell, check] of [["zsh", ["-n"]], ["fish", ["--no-execute"]]] as const) {
+      await Deno.writeTextFile(`${dir}/agent.${shell}`, scripts[shell]!);
+      // scripts/test installs zsh and fish from Debian for this.
+      const ran = await new Deno.Command(shell, { args: [...check, `${dir}/agent.${shell}`] })
+        .output();
+      assert(ran.success, `${shell}: ${new TextDecoder().decode(ran.stderr)}`);
+    }
+    assertStringIncludes(scripts.zsh!, "#compdef agent");
+    assertStringIncludes(scripts.fish!, "complete -c agent -n __fish_use_subcommand -a doctor");
+    assertStringIncludes(scripts.fish!, "'__fish_seen_subcommand_from service' -a install");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const examples = new URL("../examples/processors", import.meta.url).pathname;
+  const home = await Deno.makeTempDir({ prefix: "agent-list-json-" });
+  try {
+    await Deno.writeTextFile(`${home}/app.config`, `[agent]\nprocessors_dir = ${examples}\n`);
+    const list = await runAgent(["actions", "list", "--json", "--config", `${home}/app.config`]);
+    assertEquals(list.code, 0, list.stderr);
+    const json = JSON.parse(list.stdout);
+    assertEquals(json.processors.map((p: { name: string }) => p.name), ["add_note"]);
+    assertEquals(json.processors[0].requires, ["note_text"]);
+    assertEquals(json.not_loaded, []);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});

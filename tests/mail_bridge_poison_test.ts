@@ -102,6 +102,11 @@ Deno.test({
       assertStringIncludes(failed.stdout, "2 dead letter(s)");
       assertMatch(failed.stdout, /2-parts\.eml.*Max allowed child nodes exceeded/);
       assertMatch(failed.stdout, /3-big\.eml" is 1\.2 MB, over max_mail_mb 1 \(not read\)/);
+      const json = JSON.parse((await run("failed", "--json")).stdout);
+      assertEquals(json.dead_letters.map((d: { mail_id: string }) => d.mail_id).sort(), [
+        "2-parts.eml",
+        "3-big.eml",
+      ]);
 
       // Later passes: the dead letters stay put, and new mail is bridged.
       await Deno.writeTextFile(`${mail}/6-later.eml`, eml("later", "A later mail"));

@@ -623,7 +623,7 @@ async function checkJira(config: Config, ctx: Context): Promise<Finding[]> {
       status === 401 || status === 403
         ? j.auth.kind === "basic"
           ? "check [jira] user and api_token (Cloud: an API token, not the password)"
-          : "check [jira] token (a personal access token)"
+          : "check [jira] personal_access_token"
         : "is [jira] url the base URL (https://example.atlassian.net or the Server context)?",
     );
     return list;
