@@ -15,6 +15,7 @@ import { describeError } from "./mod/errors/classify.ts";
 import { splitArguments } from "./mod/securechange/trigger.ts";
 import { configCommand } from "./mod/config/command.ts";
 import { doctorCommand } from "./mod/doctor/command.ts";
+import { selftestCommand } from "./mod/doctor/selftest.ts";
 import { authorizeCommand, mailBridgeCommand } from "./mod/mail_bridge/command.ts";
 import { runCommand } from "./mod/run/command.ts";
 import { serviceCommand } from "./mod/service/command.ts";
@@ -39,6 +40,7 @@ const COMMANDS: Command[] = [
   authorizeCommand,
   enrichCommand,
   doctorCommand,
+  selftestCommand,
   serviceCommand,
   replayCommand(PROCESSORS),
   configCommand,

@@ -12,6 +12,7 @@ const COMMANDS = [
   "authorize",
   "enrich",
   "doctor",
+  "selftest",
   "service",
   "config",
 ];

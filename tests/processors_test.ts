@@ -74,6 +74,28 @@ export default defineProcessor({
 });
 `;
 
+const CHECKS = `import { defineProcessor } from "./agent_sdk.ts";
+export default defineProcessor({
+  queue: "checks",
+  handle: () => "handled",
+  selftest: async (ctx) => {
+    const fields = await ctx.rest.get("/types/incident/fields");
+    const want = ctx.config.needs_field;
+    return fields.some((f) => f.name === want)
+      ? { state: "success", reason: \`the platform has \${want}\` }
+      : { state: "failure", reason: \`the platform lacks \${want}\` };
+  },
+});
+`;
+
+const FAILING = `import { defineProcessor } from "./agent_sdk.ts";
+export default defineProcessor({
+  queue: "failing",
+  handle: () => "handled",
+  selftest: async () => { throw new Error("the lookup service at lookup.example refused us"); },
+});
+`;
+
 /** A processors folder with the sample and the given modules. */
 async function processorsFolder(modules: Record<string, string>): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "processors-" });
@@ -354,7 +376,21 @@ Deno.test({
     const text = new TextDecoder().decode(test.stdout) + new TextDecoder().decode(test.stderr);
     recordOutput("processors_test deno test", text);
     assertEquals(test.code, 0, text);
-    assertMatch(text, /ok \| 2 passed \| 0 failed/);
+    assertMatch(text, /ok \| 3 passed \| 0 failed/);
+
+    // Its selftest passes with the section as written and fails, naming the key, without it.
+    const selftest = await runAgent(["selftest", "triage_helper", "--config", configFile]);
+    assertEquals(selftest.code, 0, selftest.stdout + selftest.stderr);
+    assertMatch(selftest.stdout, /^ok\s+\[triage_helper\] processor\s+selftest\s+success$/m);
+    const config = await Deno.readTextFile(configFile);
+    await Deno.writeTextFile(configFile, config.replace(/^greeting = .*$/m, ""));
+    const unset = await runAgent(["selftest", "-l", "triage_helper", "--config", configFile]);
+    assertEquals(unset.code, 1, unset.stdout + unset.stderr);
+    assertMatch(
+      unset.stdout,
+      /^FAIL\s+\[triage_helper\] processor\s+selftest\s+\[triage_helper\] greeting is not set$/m,
+    );
+    await Deno.writeTextFile(configFile, config);
 
     // The agent loads what it scaffolded; a second `new` with the same name refuses.
     const list = await runAgent(["actions", "list", "--config", configFile]);
@@ -609,6 +645,83 @@ export default defineProcessor({
     } finally {
       custom.close();
       store.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "agent selftest: the doctor's checks, then each processor's selftest in its sandbox " +
+    "with the agent's REST login; -l picks processors; a failing or unloadable one fails the run",
+  ...integration,
+  async fn() {
+    const pki = await testPki();
+    const fake = await new FakeResilient({ orgId: ORG }).start();
+    const broker = await startBroker({ user: fake.apiKeyId, password: fake.apiKeySecret });
+    try {
+      fake.fields.set("incident", [{ name: "severity_code", input_type: "select" }]);
+      const dir = await processorsFolder({
+        checks: CHECKS,
+        failing: FAILING,
+        boom: BOOM,
+        broken: "export default {",
+      });
+      const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+      const configFile = join(home, "app.config");
+      await Deno.writeTextFile(
+        configFile,
+        `[agent]\nstore = ${home}/agent.kv\nprocessors_dir = ${dir}\n` +
+          resilientSection(fake, { sslPort: broker.sslPort, caCertFile: pki.caCertFile }) +
+          `[checks]\nneeds_field = severity_code\n`,
+        { mode: 0o600 },
+      );
+      const env = { SOAR_SECRET: fake.apiKeySecret };
+      const all = await runAgent(["selftest", "--json", "--timeout", "8", "--config", configFile], {
+        env,
+      });
+      assertEquals(all.code, 1, all.stdout + all.stderr);
+      const report = JSON.parse(all.stdout) as {
+        ok: boolean;
+        findings: { system: string; check: string; status: string; detail: string }[];
+      };
+      assertEquals(report.ok, false);
+      const row = (system: string, check: string) => {
+        const hit = report.findings.find((f) => f.system === system && f.check === check);
+        assert(hit, `no ${system} ${check} in ${all.stdout}`);
+        return hit;
+      };
+      // The doctor's checks are part of it.
+      assertEquals(row("[resilient] REST", "login").status, "pass");
+      assertEquals(row("[resilient] STOMP", "login").status, "pass");
+      const checks = row("[checks] processor", "selftest");
+      assertEquals([checks.status, checks.detail], ["pass", "the platform has severity_code"]);
+      const failing = row("[failing] processor", "selftest");
+      assertEquals(
+        [failing.status, failing.detail],
+        ["fail", "the lookup service at lookup.example refused us"],
+      );
+      assertEquals(row("[boom] processor", "selftest").status, "skip");
+      assertEquals(row("[add_note] processor", "selftest").status, "skip");
+      const broken = row("[broken] processor", "load");
+      assertEquals(broken.status, "fail");
+      assertStringIncludes(broken.detail, "broken.ts");
+      assert(!all.stdout.includes(fake.apiKeySecret) && !all.stderr.includes(fake.apiKeySecret));
+
+      // Only the named processors; the selftest sees the platform as it is now.
+      const one = await runAgent(["selftest", "-l", "checks", "--config", configFile], { env });
+      assertEquals(one.code, 0, one.stdout + one.stderr);
+      assertMatch(one.stdout, /^ok\s+\[checks\] processor\s+selftest\s+the platform has/m);
+      assert(!one.stdout.includes("[failing]"), one.stdout);
+      assertMatch(one.stdout, /^READY: /m);
+      fake.fields.set("incident", []);
+      const lacks = await runAgent(["selftest", "checks", "--config", configFile], { env });
+      assertEquals(lacks.code, 1);
+      assertMatch(lacks.stdout, /^FAIL\s+\[checks\] processor\s+selftest\s+the platform lacks/m);
+      const unknown = await runAgent(["selftest", "nope", "--config", configFile], { env });
+      assertEquals(unknown.code, 1);
+      assertMatch(unknown.stdout, /^FAIL\s+\[nope\] processor\s+load\s+no nope\.ts/m);
+    } finally {
+      await broker.stop();
+      await fake.stop();
     }
   },
 });

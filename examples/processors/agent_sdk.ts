@@ -257,6 +257,50 @@ export interface ProcessorDefinition {
   workers?: number;
   /** A handler running longer fails the action with an error reply (default 300). */
   timeoutSeconds?: number;
+  /**
+   * resilient-circuits' selftest: checks what the processor needs (its own services, its
+   * config) and reports, for `agent selftest`. Return nothing or `true` for success, `false`
+   * or `{ state: "failure", reason }` for a failure; a throw is a failure with its message.
+   * `ctx.rest` uses the agent's own credentials (there is no message, so no context token).
+   */
+  selftest?: (ctx: SelftestContext) => SelftestAnswer | Promise<SelftestAnswer>;
+}
+
+/** What a selftest gets: the REST API, its INI section, a log, an abort signal. */
+export type SelftestContext = Pick<ProcessorContext, "rest" | "config" | "log" | "signal">;
+
+/** What a selftest may return (see {@linkcode ProcessorDefinition.selftest}). */
+export type SelftestAnswer =
+  | void
+  | boolean
+  | { state: "success" | "failure"; reason?: string };
+
+/** A selftest's outcome, as `agent selftest` reports it. */
+export interface SelftestResult {
+  state: "success" | "failure" | "unimplemented";
+  reason?: string;
+}
+
+/** Reads what a selftest returned (or threw: pass the error as `thrown`). */
+export function selftestResult(value: unknown, thrown?: unknown): SelftestResult {
+  if (thrown !== undefined) {
+    return { state: "failure", reason: thrown instanceof Error ? thrown.message : String(thrown) };
+  }
+  if (value === undefined || value === null || value === true) return { state: "success" };
+  if (value === false) return { state: "failure", reason: "the selftest returned false" };
+  const o = value as { state?: unknown; reason?: unknown };
+  if (typeof o === "object" && (o.state === "success" || o.state === "failure")) {
+    return {
+      state: o.state,
+      ...(o.reason !== undefined && o.reason !== null ? { reason: String(o.reason) } : {}),
+    };
+  }
+  return {
+    state: "failure",
+    reason: `the selftest returned ${
+      JSON.stringify(value)?.slice(0, 200)
+    }; expected nothing, true/false or {state: "success" | "failure", reason}`,
+  };
 }
 
 /** Checks a definition's shape and returns it (typed); throws naming what is wrong. */
@@ -277,6 +321,8 @@ export interface ProcessorDescription {
   debounce?: { seconds: number; discard: boolean; key?: string };
   workers?: number;
   timeoutSeconds?: number;
+  /** It has a selftest. */
+  selftest: boolean;
 }
 
 /**
@@ -310,6 +356,9 @@ export function describeProcessor(
   if (def.handle !== undefined && typeof def.handle !== "function") {
     return { problem: "handle is not a function" };
   }
+  if (def.selftest !== undefined && typeof def.selftest !== "function") {
+    return { problem: "selftest is not a function" };
+  }
   if (!Object.keys(rules).length && def.handle === undefined) {
     return { problem: "it has no handler: give rules or handle" };
   }
@@ -339,6 +388,7 @@ export function describeProcessor(
       catchAll: typeof def.handle === "function",
       requiredFields: fields("requiredFields"),
       requiredActionFields: fields("requiredActionFields"),
+      selftest: typeof def.selftest === "function",
     };
     const defer = seconds("defer", def.defer);
     if (defer !== undefined) description.defer = defer;
@@ -678,4 +728,36 @@ export async function testAction(
     };
   }
   return { reply, statuses, calls: mock.calls, logs };
+}
+
+/**
+ * Runs a processor's selftest against a {@linkcode ResilientMock} the way `agent selftest`
+ * does (no context token) and returns its outcome and the calls it made.
+ */
+export async function testSelftest(
+  definition: ProcessorDefinition,
+  options: { mock?: ResilientMock; config?: Record<string, string> } = {},
+): Promise<SelftestResult & { calls: MockCall[]; logs: { level: string; message: string }[] }> {
+  const mock = options.mock ?? new ResilientMock();
+  const logs: { level: string; message: string }[] = [];
+  if (!definition.selftest) return { state: "unimplemented", calls: mock.calls, logs };
+  const ctx = buildContext({
+    request: (method, path, body) => requestVia(mock, method, path, body),
+    status: () => {},
+    log: (level, text) => void logs.push({ level, message: text }),
+    effectGet: () => Promise.resolve({ found: false }),
+    effectSet: () => Promise.resolve(),
+  }, {
+    config: options.config ?? {},
+    ruleName: undefined,
+    message: { messageId: "selftest", correlationId: undefined, queue: definition.queue, headers: {} },
+    signal: new AbortController().signal,
+  });
+  let result: SelftestResult;
+  try {
+    result = selftestResult(await definition.selftest(ctx));
+  } catch (error) {
+    result = selftestResult(undefined, error);
+  }
+  return { ...result, calls: mock.calls, logs };
 }

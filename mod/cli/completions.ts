@@ -16,7 +16,7 @@ Prints a shell completion script for agent's commands, subcommands and flags:
 
 /** Subcommands (positional words) of the commands that have them. */
 const SUBCOMMANDS: Record<string, string[]> = {
-  config: ["init", "check"],
+  config: ["init", "check", "update"],
   actions: ["list", "new"],
   "mail-bridge": ["backfill", "failed"],
   service: ["install", "uninstall"],

@@ -13,7 +13,13 @@ import { log } from "../log/log.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import { Sandbox } from "../sandbox/sandbox.ts";
 import type { SandboxSection } from "../sandbox/section.ts";
-import { type ActionData, type ProcessorDescription, requestVia } from "../sdk/sdk.ts";
+import {
+  type ActionData,
+  type ProcessorDescription,
+  requestVia,
+  type SelftestResult,
+  selftestResult,
+} from "../sdk/sdk.ts";
 
 const DEFAULT_TIMEOUT_SECONDS = 300;
 
@@ -33,6 +39,11 @@ export interface CustomProcessorSpec {
 export interface CustomProcessor {
   processor: Processor;
   description: ProcessorDescription;
+  /**
+   * Runs the processor's selftest (resilient-circuits' selftest_function) in its sandbox:
+   * REST with the agent's own credentials, no effects, the section's timeout.
+   */
+  selftest(rest: ResilientApi | undefined, signal?: AbortSignal): Promise<SelftestResult>;
   close(): void;
 }
 
@@ -121,9 +132,40 @@ export async function startCustomProcessor(spec: CustomProcessorSpec): Promise<C
       key: path ? (action) => valueAt(action, path) : objectKey,
     };
   }
+  const selftest = async (rest: ResilientApi | undefined, outer?: AbortSignal) => {
+    if (!description.selftest) return { state: "unimplemented" } as const;
+    const timeout = AbortSignal.timeout(timeoutSeconds * 1000);
+    const signal = outer ? AbortSignal.any([outer, timeout]) : timeout;
+    try {
+      return selftestResult(
+        await (await current()).call({
+          selftest: true,
+          config: spec.section.settings,
+          message: { messageId: "selftest", queue, headers: {} },
+        }, {
+          signal,
+          logger,
+          rpc: async (method, args) => {
+            if (method === "effectGet") return { found: false };
+            if (method === "effectSet") return null;
+            if (method !== "request") throw new Error(`unknown host request ${method}`);
+            if (!rest) throw new Error("no REST API ([resilient] is not configured)");
+            const [verb, path, body] = args as [string, string, unknown];
+            return await requestVia(rest, verb, String(path), body, { signal });
+          },
+        }),
+      );
+    } catch (error) {
+      if (timeout.aborted) {
+        return { state: "failure", reason: `no answer within ${timeoutSeconds} s` } as const;
+      }
+      return selftestResult(undefined, error);
+    }
+  };
   return {
     processor,
     description,
+    selftest,
     close: () => sandbox.terminate(`${spec.name} was stopped`),
   };
 }

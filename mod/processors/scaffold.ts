@@ -79,12 +79,20 @@ export default defineProcessor({
       return \`\${greeting}: incident \${incident.id} (\${incident.name}) seen by ${name}\`;
     },
   },
+  // "agent selftest" runs this: check what the processor needs, changing nothing. Return
+  // {state: "failure", reason} (or throw) when something is missing.
+  selftest: (ctx) => {
+    if (!ctx.config.greeting) {
+      return { state: "failure", reason: "[${name}] greeting is not set" };
+    }
+    return { state: "success" };
+  },
 });
 `;
 }
 
 function testTemplate(name: string): string {
-  return `import { ResilientMock, testAction } from "./agent_sdk.ts";
+  return `import { ResilientMock, testAction, testSelftest } from "./agent_sdk.ts";
 import processor from "./${name}.ts";
 
 function expectEqual(actual: unknown, expected: unknown): void {
@@ -122,6 +130,12 @@ Deno.test("${name}_example fails the action with the platform's error", async ()
   );
   expectEqual(result.reply.message_type, 1);
   expectEqual(result.reply.message, "GET /incidents/404 failed: HTTP 404 no mock answer registered");
+});
+
+Deno.test("the selftest wants a greeting", async () => {
+  expectEqual((await testSelftest(processor, { config: { greeting: "Hi" } })).state, "success");
+  const missing = await testSelftest(processor, { config: {} });
+  expectEqual([missing.state, missing.reason], ["failure", "[${name}] greeting is not set"]);
 });
 `;
 }

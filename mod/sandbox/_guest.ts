@@ -130,6 +130,7 @@ export function guestMain(
       def: {
         rules?: Record<string, (...args: unknown[]) => unknown>;
         handle?: (...args: unknown[]) => unknown;
+        selftest?: (...args: unknown[]) => unknown;
       };
     };
   let loaded: Loaded | undefined;
@@ -193,8 +194,12 @@ export function guestMain(
         value = result === null || result === undefined || result === "" ? null : String(result);
       } else {
         const def = loaded.def;
-        const handler = (m.rule !== null ? def.rules?.[m.rule] : undefined) ?? def.handle;
-        if (!handler) throw new Error(`no handler for rule "${m.rule}"`);
+        const handler = m.selftest
+          ? def.selftest
+          : (m.rule !== null ? def.rules?.[m.rule] : undefined) ?? def.handle;
+        if (!handler) {
+          throw new Error(m.selftest ? "it has no selftest" : `no handler for rule "${m.rule}"`);
+        }
         const ctx = helpers.buildContext({
           request: (method, path, body) => rpc(id, "request", [method, path, body]),
           status: (text) => post({ op: "status", id, text }),
@@ -207,7 +212,10 @@ export function guestMain(
           message: m.message,
           signal: controller.signal,
         });
-        value = helpers.toReply(await handler(m.action, ctx));
+        // A selftest's answer goes back as it is (the host reads it); a handler's as a reply.
+        value = m.selftest ? (await handler(ctx)) ?? null : helpers.toReply(
+          await handler(m.action, ctx),
+        );
       }
       post({ op: "result", id, ok: true, value });
     } catch (error) {
