@@ -119,6 +119,16 @@ outbox_dir = ${dir}/outbox
     recordOutput("run_test agent run", log);
     assertEquals(code, 0, log);
     assert(!log.includes(fake.apiKeySecret), "the API secret reached the log");
+    // Each service named what it connects to before anything else happened.
+    assertStringIncludes(
+      log,
+      `Connecting to the platform at 127.0.0.1:${fake.port} (org ${fake.orgName}, API key ` +
+        `${fake.apiKeyId}), STOMP 127.0.0.1:${broker.sslPort} over TLS`,
+    );
+    assertStringIncludes(
+      log,
+      `Calendar invitations from soar@example.com are written to the outbox folder ${dir}/outbox`,
+    );
     await platform.close();
     await broker.dispose();
     await fake.stop();

@@ -5,6 +5,7 @@
  * why; a refusal retrying cannot fix (an untrusted certificate, a login refused) ends it
  * with the reason (exit 1).
  */
+import { platformLine } from "../run/startup.ts";
 import type { Config } from "../config/config.ts";
 import { ConfigError } from "../config/config.ts";
 import { log } from "../log/log.ts";
@@ -34,12 +35,7 @@ export async function serveProcessors(
   try {
     store = await Store.open(config.agent.store);
     const opened = store;
-    logger.info("Connecting to the platform at {host}:{port} (org {org}), STOMP {stomp}", {
-      host: resilient.host,
-      port: resilient.port,
-      org: resilient.org,
-      stomp: `${resilient.stompHost}:${resilient.stompPort}`,
-    });
+    logger.info(platformLine(resilient));
     await supervise({
       signal: options.signal,
       delaysMs: SERVICE_BACKOFF_MS,

@@ -3,6 +3,8 @@ import type { BuiltProcessor } from "../actions/factory.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { FileMailer, SmtpMailer } from "../smtp/mailer.ts";
 import { calendarProcessor } from "./processor.ts";
+import { log } from "../log/log.ts";
+import { calendarLine } from "../run/startup.ts";
 
 export async function createCalendar(config: Config): Promise<BuiltProcessor> {
   const calendar = config.taskcalendar;
@@ -14,6 +16,7 @@ export async function createCalendar(config: Config): Promise<BuiltProcessor> {
   }
   const mailer = (await SmtpMailer.fromConfig(calendar, config.file)) ??
     new FileMailer(calendar.outboxDir);
+  log("calendar").info(calendarLine(calendar));
   const processor = calendarProcessor(calendar, {
     mailer,
     platformHost: config.resilient?.host ?? "soar.invalid",

@@ -18,6 +18,7 @@ import type { Store } from "../store/store.ts";
 import { MailBridge } from "./bridge.ts";
 import { Ledger } from "./ledger.ts";
 import { RunLock } from "../store/run_lock.ts";
+import { bridgeLine } from "../run/startup.ts";
 
 const logger = log("mail-bridge");
 const RETRY_BACKOFF_S = [5, 15, 30, 60, 120, 300];
@@ -43,6 +44,7 @@ export async function openBridge(config: Config, store: Store): Promise<OpenBrid
       "the mail bridge is not configured: add [graph] and [jira] (or [mail_bridge] alone for the embedded demo defaults)",
     );
   }
+  logger.info(bridgeLine(config));
   let mailbox: Mailbox;
   let graphStats: GraphStats | undefined;
   if (config.graph) {

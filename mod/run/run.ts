@@ -7,6 +7,7 @@
  * or login error) is restarted with backoff and reported; the others keep running. SIGTERM
  * drains everything.
  */
+import { platformLine } from "./startup.ts";
 import type { BuiltProcessor } from "../actions/factory.ts";
 import { type ActionService, startActionService } from "../actions/service.ts";
 import type { Config } from "../config/config.ts";
@@ -106,6 +107,7 @@ function superviseActions(
 ) {
   let current: ActionService | undefined;
   let state = "starting";
+  logger.info(platformLine(resilient));
   const done = supervise({
     signal: deps.signal,
     delaysMs: SERVICE_BACKOFF_MS,
