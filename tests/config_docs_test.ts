@@ -99,3 +99,59 @@ Deno.test("the keys the code reads, the README's config table and the template a
     assertEquals(sorted(template.get(section)), sorted(code.get(section)), `template [${section}]`);
   }
 });
+
+const README = new URL("../README.md", import.meta.url);
+
+/** Every .ts file under mod/. */
+async function sources(dir = new URL("../mod/", import.meta.url)): Promise<string[]> {
+  const texts: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const url = new URL(entry.name + (entry.isDirectory ? "/" : ""), dir);
+    if (entry.isDirectory) texts.push(...await sources(url));
+    else if (entry.name.endsWith(".ts")) texts.push(await Deno.readTextFile(url));
+  }
+  return texts;
+}
+
+Deno.test("every metric family /metrics can emit is listed in the README", async () => {
+  const code = (await sources()).join("\n");
+  const names = new Set<string>();
+  for (const m of code.matchAll(/"((?:agent|process)_[a-z_]+)"/g)) names.add(m[1]!);
+  // Families named per system: `agent_${system}_...` for the mail bridge's two services.
+  for (const m of code.matchAll(/`agent_\$\{system\}_([a-z_]+)`/g)) {
+    for (const system of ["graph", "jira"]) names.add(`agent_${system}_${m[1]}`);
+  }
+  const readme = await Deno.readTextFile(README);
+  const documented = new Set(
+    [...readme.matchAll(/`((?:agent|process)_[a-z_]+)`/g)].map((m) => m[1]!),
+  );
+  assertEquals(names.size > 15, true, `only ${[...names].join(", ")} found in mod/`);
+  assertEquals([...names].filter((n) => !documented.has(n)).sort(), []);
+});
+
+Deno.test("every command's flags, as its --help lists them, are in the README", async () => {
+  const { main } = await import("../main.ts");
+  const help = async (args: string[]) => {
+    let text = "";
+    const deps = {
+      signal: new AbortController().signal,
+      stdout: (t: string) => void (text += t),
+      stderr: (t: string) => void (text += t),
+      env: () => undefined,
+      isTerminal: false,
+    };
+    await main(args, deps);
+    return text;
+  };
+  const commands = [...(await help(["--help"])).matchAll(/^  ([a-z-]+) {2,}/gm)].map((m) => m[1]!);
+  assertEquals(commands.includes("selftest") && commands.includes("completions"), true);
+  const readme = await Deno.readTextFile(README);
+  const missing: string[] = [];
+  for (const command of commands.filter((c) => c !== "version")) {
+    if (!readme.includes(`agent ${command}`)) missing.push(`agent ${command}`);
+    for (const m of (await help([command, "--help"])).matchAll(/(?<![\w-])(--[a-z][a-z-]+)/g)) {
+      if (!readme.includes(m[1]!)) missing.push(`agent ${command} ${m[1]}`);
+    }
+  }
+  assertEquals([...new Set(missing)], []);
+});

@@ -21,7 +21,8 @@ Add Script (path: this binary or a wrapper, arguments: "enrich --config FILE"), 
 workflow events to act on. SecureChange passes the event in SCW_EVENT and <ticket_info>
 XML on stdin; the agent fetches the ticket, runs every integration in its sandbox at once,
 and adds their findings as one comment on the current step. The Test button (SCW_EVENT=TEST
-or an empty <ticket_info/>) exits 0 at once.
+or an empty <ticket_info/>) checks the config and finds the plugins, contacting nothing:
+exit 0 when they are fine, 2 with the reason otherwise.
 
 Options:
       --ticket-file FILE  Read a saved ticket (the JSON GET tickets/{id} returns) instead

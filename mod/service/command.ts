@@ -17,7 +17,8 @@ import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import { agentRunFlags } from "../cli/permissions.ts";
 
 const HELP =
-  `Usage: agent service install [--config FILE] [--user NAME] [--unit-dir DIR] [--name NAME]
+  `Usage: agent service install [--config FILE] [--user NAME] [--allow-root] [--unit-dir DIR]
+                             [--name NAME]
        agent service uninstall [--unit-dir DIR] [--name NAME]
 
 install writes a systemd unit that runs "agent run" with this config: restarted always,
@@ -28,6 +29,7 @@ commands. uninstall removes the unit.
 
 Options:
       --user NAME       The user the service runs as (default: agent)
+      --allow-root      Accept --user root (refused otherwise: the agent runs user code)
       --unit-dir DIR    Where the unit goes (default: /etc/systemd/system)
       --name NAME       The unit's name (default: agent)
 ${COMMON_HELP}`;
