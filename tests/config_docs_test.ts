@@ -143,7 +143,9 @@ Deno.test("every command's flags, as its --help lists them, are in the README", 
     await main(args, deps);
     return text;
   };
-  const commands = [...(await help(["--help"])).matchAll(/^  ([a-z-]+) {2,}/gm)].map((m) => m[1]!);
+  const commands = [...(await help(["--help"])).matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) =>
+    m[1]!
+  );
   assertEquals(commands.includes("selftest") && commands.includes("completions"), true);
   const readme = await Deno.readTextFile(README);
   const missing: string[] = [];

@@ -750,7 +750,12 @@ export async function testSelftest(
   }, {
     config: options.config ?? {},
     ruleName: undefined,
-    message: { messageId: "selftest", correlationId: undefined, queue: definition.queue, headers: {} },
+    message: {
+      messageId: "selftest",
+      correlationId: undefined,
+      queue: definition.queue,
+      headers: {},
+    },
     signal: new AbortController().signal,
   });
   let result: SelftestResult;
