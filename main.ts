@@ -16,6 +16,7 @@ import { splitArguments } from "./mod/securechange/trigger.ts";
 import { configCommand } from "./mod/config/command.ts";
 import { doctorCommand } from "./mod/doctor/command.ts";
 import { selftestCommand } from "./mod/doctor/selftest.ts";
+import { ticketApiCommand } from "./mod/ticket_api/command.ts";
 import { authorizeCommand, mailBridgeCommand } from "./mod/mail_bridge/command.ts";
 import { runCommand } from "./mod/run/command.ts";
 import { serviceCommand } from "./mod/service/command.ts";
@@ -38,6 +39,7 @@ const COMMANDS: Command[] = [
   actionsCommand,
   mailBridgeCommand,
   authorizeCommand,
+  ticketApiCommand,
   enrichCommand,
   doctorCommand,
   selftestCommand,

@@ -16,12 +16,13 @@ const READERS: Record<string, string[]> = {
   graph: ["readGraph"],
   jira: ["readJira"],
   mail_bridge: ["readMailBridge"],
+  ticket_api: ["readTicketApi"],
 };
 
 /** Keys each reader function asks its SectionReader for (r.optional("key"), ...). */
 async function codeKeys(): Promise<Map<string, Set<string>>> {
   const source = (await Promise.all(
-    ["config.ts", "mail.ts"].map((f) =>
+    ["config.ts", "mail.ts", "ticket_api.ts"].map((f) =>
       Deno.readTextFile(new URL(`../mod/config/${f}`, import.meta.url))
     ),
   )).join("\n");

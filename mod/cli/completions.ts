@@ -21,6 +21,7 @@ const SUBCOMMANDS: Record<string, string[]> = {
   "mail-bridge": ["backfill", "failed"],
   service: ["install", "uninstall"],
   completions: ["bash", "zsh", "fish"],
+  "ticket-api": ["token"],
 };
 
 /** The completions command for these commands (itself included). */

@@ -9,6 +9,7 @@ import type { AgentLogLevel, LogFormat } from "../log/log.ts";
 import { ConfigError, ConfigErrors } from "./errors.ts";
 import { type IniDocument, IniSyntaxError, parseIni } from "./ini.ts";
 import { type EffectiveValue, type Env, sameKey, SectionReader } from "./reader.ts";
+import { readTicketApi, type TicketApiConfig } from "./ticket_api.ts";
 import {
   type GraphConfig,
   type JiraConfig,
@@ -20,6 +21,7 @@ import {
 
 export { ConfigError, ConfigErrors } from "./errors.ts";
 export type { GraphConfig, JiraConfig, MailBridgeConfig } from "./mail.ts";
+export type { TicketApiConfig } from "./ticket_api.ts";
 
 /** Credentials for the Resilient REST API and the STOMP login. */
 export type ResilientAuth =
@@ -141,6 +143,8 @@ export interface Config {
   jira?: JiraConfig | undefined;
   /** Present when [mail_bridge], [graph] or [jira] is. */
   mailBridge?: MailBridgeConfig | undefined;
+  /** The ticket service, when [ticket_api] is present. */
+  ticketApi?: TicketApiConfig | undefined;
   /** Sections later capabilities own, kept as raw key/values until they are read. */
   other: Record<string, Record<string, string>>;
   /** Every effective setting by section, for `agent config check`. */
@@ -160,6 +164,7 @@ const OWN_SECTIONS = [
   "graph",
   "jira",
   "mail_bridge",
+  "ticket_api",
 ];
 
 /** Where the config file is: --config, then APP_CONFIG_FILE, ./app.config, ~/.resilient/app.config. */
@@ -266,8 +271,15 @@ export function parseConfig(
     if (system && resilient?.proxy) system.proxy = resilient.proxy;
   }
   const bridgeReader = readers.get("mail_bridge")!;
-  const mailBridge = bridgeReader.present || graph || jira
+  const ticketReader = readers.get("ticket_api")!;
+  // The ticket service creates issues as the bridge does: it reads the bridge's settings
+  // (projects, categories, labels) even when the bridge itself is not configured.
+  const bridgeSettings = bridgeReader.present || graph || jira || ticketReader.present
     ? attempt(() => readMailBridge(bridgeReader, jira?.project ?? "MAIL", dirs.state))
+    : undefined;
+  const mailBridge = bridgeReader.present || graph || jira ? bridgeSettings : undefined;
+  const ticketApi = ticketReader.present && bridgeSettings
+    ? attempt(() => readTicketApi(ticketReader, bridgeSettings))
     : undefined;
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new ConfigErrors(problems);
@@ -295,6 +307,7 @@ export function parseConfig(
     graph,
     jira,
     mailBridge,
+    ticketApi,
     other,
     effective,
     warnings,

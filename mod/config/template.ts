@@ -192,4 +192,21 @@ max_range = 1000
 #claim_seconds = 120
 #mail_dir = mail
 #issues_dir = issues
+
+#[ticket_api]
+# The ticket service (agent ticket-api, or in agent run): the Ticket Manager's REST API and a
+# Swagger UI under http(s)://listen/context/. Tokens: agent ticket-api token create NAME.
+#listen = 127.0.0.1:5000
+#context = /api/tickets/v1
+#tls_cert = /etc/agent/ticket-api.crt
+#tls_key = /etc/agent/ticket-api.key
+# Narrow what it serves: projects (default: every project the bridge may create in) and
+# categories (default: every [mail_bridge] category).
+#boards = SUP
+#categories = general, network
+#max_request_mb = 25
+# A request's deadline, Jira's retries included; how long a ticket read is served from the
+# store before Jira is asked again.
+#timeout_seconds = 10
+#cache_seconds = 30
 `;

@@ -21,7 +21,10 @@ import { type AdfDoc, forCloud } from "./adf.ts";
 import { adfToWiki } from "./wiki.ts";
 import {
   type AttachmentUpload,
+  type CommentView,
   type IssueDraft,
+  type IssueFilter,
+  type IssueView,
   JiraError,
   type Tracker,
   type UserRef,
@@ -366,6 +369,95 @@ export class JiraTracker implements Tracker {
     return (found.issueTypes ?? []).map((t) => t.name ?? "").filter((n) => n !== "");
   }
 
+  async getIssue(
+    key: string,
+    options: { rendered?: boolean },
+    signal?: AbortSignal,
+  ): Promise<IssueView | undefined> {
+    try {
+      const issue = await this.#call(
+        `read ${key}`,
+        false,
+        signal,
+        () =>
+          this.#client.issues.getIssue({
+            issueIdOrKey: key,
+            ...(options.rendered ? { expand: "renderedFields" } : {}),
+          }),
+      );
+      return viewOf(issue);
+    } catch (error) {
+      if (error instanceof JiraError && (error.status === 404 || error.status === 403)) {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  async searchIssues(
+    filter: IssueFilter,
+    page: { limit: number; cursor?: string | undefined },
+    signal?: AbortSignal,
+  ): Promise<{ issues: IssueView[]; next?: string | undefined }> {
+    const jql = jqlOf(filter);
+    const params = { jql, maxResults: page.limit, fields: ["*navigable"] };
+    const startAt = Number(page.cursor ?? 0) || 0;
+    const found = await this.#call(
+      "search tickets",
+      false,
+      signal,
+      () =>
+        this.deployment === "cloud"
+          ? this.#client.issueSearch.searchForIssuesUsingJqlEnhancedSearch({
+            ...params,
+            ...(page.cursor ? { nextPageToken: page.cursor } : {}),
+          })
+          : this.#client.issueSearch.searchForIssuesUsingJql({ ...params, startAt }),
+    );
+    const issues = ((found.issues ?? []) as unknown[]).map(viewOf);
+    const next = this.deployment === "cloud"
+      ? (found.isLast === false || (found.isLast === undefined && found.nextPageToken)
+        ? found.nextPageToken
+        : undefined)
+      : startAt + issues.length < (found.total ?? 0) && issues.length
+      ? String(startAt + issues.length)
+      : undefined;
+    return { issues, next: next ? String(next) : undefined };
+  }
+
+  async comments(key: string, signal?: AbortSignal): Promise<CommentView[]> {
+    const all: CommentView[] = [];
+    for (let startAt = 0; all.length < 5000;) {
+      const page = await this.#call(
+        `read the comments of ${key}`,
+        false,
+        signal,
+        () =>
+          this.#client.issueComments.getComments({
+            issueIdOrKey: key,
+            startAt,
+            maxResults: 100,
+            expand: "properties",
+          }),
+      );
+      const comments = (page.comments ?? []) as CommentView[];
+      all.push(...comments.map((c) => ({ ...c, id: String(c.id) })));
+      startAt += comments.length;
+      if (!comments.length || startAt >= (page.total ?? 0)) break;
+    }
+    return all;
+  }
+
+  async watchers(key: string, signal?: AbortSignal): Promise<Record<string, unknown>[]> {
+    const found = await this.#call(
+      `read the watchers of ${key}`,
+      false,
+      signal,
+      () => this.#client.issueWatchers.getIssueWatchers({ issueIdOrKey: key }),
+    );
+    return (found.watchers ?? []) as Record<string, unknown>[];
+  }
+
   #authorization(): string {
     const auth = this.#config.auth;
     return auth.kind === "basic"
@@ -411,18 +503,73 @@ export class JiraTracker implements Tracker {
             what,
             seconds: Math.round(wait / 100) / 10,
           });
-          await this.#sleep(wait, signal);
+          try {
+            await this.#sleep(wait, signal);
+          } catch (aborted) {
+            // The caller's deadline came first: say what Jira said, and how long it asked for.
+            if (!signal?.aborted) throw aborted;
+            throw new JiraError(
+              `Cannot ${what}: Jira answered ${status || "nothing"} and the time was up` +
+                (detail ? `: ${detail}` : ""),
+              status,
+              { cause: error, retryAfterMs: throttled ? wait : undefined },
+            );
+          }
           continue;
         }
         throw new JiraError(
           `Cannot ${what}: ${status ? `Jira answered ${status}` : "no answer from Jira"}` +
             (detail ? `: ${detail}` : ""),
           status,
-          { cause: error },
+          { cause: error, retryAfterMs: throttled ? retryAfter : undefined },
         );
       }
     }
   }
+}
+
+/** Jira's issue JSON as an IssueView. */
+function viewOf(value: unknown): IssueView {
+  const issue = value as {
+    id?: unknown;
+    key?: unknown;
+    fields?: Record<string, unknown>;
+    renderedFields?: Record<string, unknown>;
+  };
+  return {
+    id: String(issue.id ?? ""),
+    key: String(issue.key ?? ""),
+    fields: issue.fields ?? {},
+    ...(issue.renderedFields ? { rendered: issue.renderedFields } : {}),
+  };
+}
+
+/** A JQL string literal: whatever the text, it stays one value (no clause can be injected). */
+export function jqlString(text: string): string {
+  // deno-lint-ignore no-control-regex
+  const clean = text.replace(/[\u0000-\u001f\u007f]/g, " ");
+  return `"${clean.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+}
+
+/** A user in JQL: Cloud by account id, Server/DC by user name. */
+function jqlUser(user: UserRef): string {
+  return jqlString("accountId" in user ? user.accountId : user.name);
+}
+
+/** The JQL of a ticket search; every value quoted by {@linkcode jqlString}. */
+export function jqlOf(filter: IssueFilter): string {
+  const clauses = [`project in (${filter.projects.map(jqlString).join(", ")})`];
+  if (filter.labels.length) clauses.push(`labels in (${filter.labels.map(jqlString).join(", ")})`);
+  if (filter.reporter) clauses.push(`reporter = ${jqlUser(filter.reporter)}`);
+  if (filter.assignee) clauses.push(`assignee = ${jqlUser(filter.assignee)}`);
+  if (filter.watcher) clauses.push(`watcher = ${jqlUser(filter.watcher)}`);
+  if (filter.status) clauses.push(`status = ${jqlString(filter.status)}`);
+  if (filter.text) {
+    // Text search is Lucene underneath: its operators become spaces, the words stay.
+    const words = filter.text.replace(/[+\-&|!(){}[\]^~*?\\:"\/]/g, " ").trim();
+    if (words) clauses.push(`text ~ ${jqlString(words)}`);
+  }
+  return `${clauses.join(" AND ")} ORDER BY created ${filter.ascending ? "ASC" : "DESC"}`;
 }
 
 /** What a 401/403 means for the operator, naming the key to look at. */

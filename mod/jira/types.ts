@@ -28,7 +28,57 @@ export interface AttachmentUpload {
   open(): Promise<ReadableStream<Uint8Array>>;
 }
 
-export interface Tracker {
+/** An issue as Jira's REST API gives it (the embedded tracker builds the same shape). */
+export interface IssueView {
+  id: string;
+  key: string;
+  fields: Record<string, unknown>;
+  /** `renderedFields` (HTML), when asked for. */
+  rendered?: Record<string, unknown> | undefined;
+}
+
+/** A comment as Jira gives it: author, body (ADF on Cloud, wiki text on Server/DC). */
+export interface CommentView {
+  id: string;
+  author?: Record<string, unknown> | undefined;
+  body: unknown;
+  created?: string | undefined;
+  properties?: { key: string; value: unknown }[] | undefined;
+}
+
+/** What a ticket search asks for; every part is optional but the projects. */
+export interface IssueFilter {
+  projects: string[];
+  /** Any of these labels (categories). */
+  labels: string[];
+  reporter?: UserRef | undefined;
+  assignee?: UserRef | undefined;
+  watcher?: UserRef | undefined;
+  /** A status name. */
+  status?: string | undefined;
+  /** Words searched in summary, description and comments. */
+  text?: string | undefined;
+  ascending: boolean;
+}
+
+/** Reading issues for the ticket service. */
+export interface IssueReader {
+  getIssue(
+    key: string,
+    options: { rendered?: boolean },
+    signal?: AbortSignal,
+  ): Promise<IssueView | undefined>;
+  /** One page of issues; `cursor` is the `next` of the page before. */
+  searchIssues(
+    filter: IssueFilter,
+    page: { limit: number; cursor?: string | undefined },
+    signal?: AbortSignal,
+  ): Promise<{ issues: IssueView[]; next?: string | undefined }>;
+  comments(key: string, signal?: AbortSignal): Promise<CommentView[]>;
+  watchers(key: string, signal?: AbortSignal): Promise<Record<string, unknown>[]>;
+}
+
+export interface Tracker extends IssueReader {
   readonly deployment: "cloud" | "server" | "local";
   /** The issue's address for people (the acknowledgement mail). */
   browseUrl(key: string): string;
@@ -65,10 +115,19 @@ export interface Tracker {
   link(inward: string, outward: string, signal?: AbortSignal): Promise<void>;
 }
 
-/** Jira refused the request; `status` is the HTTP status (0 when none came back). */
+/**
+ * Jira refused the request; `status` is the HTTP status (0 when none came back). For a
+ * 429/503 the caller's deadline did not allow waiting out, `retryAfterMs` is Jira's wait.
+ */
 export class JiraError extends Error {
-  constructor(message: string, readonly status: number, options?: ErrorOptions) {
+  constructor(
+    message: string,
+    readonly status: number,
+    options?: ErrorOptions & { retryAfterMs?: number | undefined },
+  ) {
     super(message, options);
     this.name = "JiraError";
+    this.retryAfterMs = options?.retryAfterMs;
   }
+  readonly retryAfterMs: number | undefined;
 }

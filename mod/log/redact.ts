@@ -11,6 +11,8 @@ export const REDACTED = "[REDACTED]";
 const SECRET_NAME =
   /pass(word|wd|code)?$|^pw$|pw$|secret|token|authorization|cookie|credential|api[_-]?key$|private[_-]?key/i;
 const AUTH_SHAPE = /\b(Basic|Bearer|Negotiate|NTLM)\s+[A-Za-z0-9+/=._~-]{6,}/g;
+/** The ticket service's tokens (mod/ticket_api/tokens.ts), wherever they appear. */
+const TOKEN_SHAPE = /\bagtk_[A-Za-z0-9_-]{20,}/g;
 const MIN_SECRET_LENGTH = 3;
 
 /** Secret values registered at start-up (from config, tokens); scrubbed from every string. */
@@ -26,7 +28,12 @@ export class SecretRegistry {
   }
 
   scrub(text: string): string {
-    return this.scrubKnown(text.replace(AUTH_SHAPE, (_, scheme) => `${scheme} ${REDACTED}`));
+    return this.scrubKnown(
+      text.replace(AUTH_SHAPE, (_, scheme) => `${scheme} ${REDACTED}`).replace(
+        TOKEN_SHAPE,
+        REDACTED,
+      ),
+    );
   }
 
   /**

@@ -93,6 +93,7 @@ export class MailBridge {
     for (
       const step of [
         () => this.resumeOpen(signal),
+        () => this.#retryRequested(signal),
         ...folders.map((f) => () => this.#syncFolder(f, signal)),
       ]
     ) {
@@ -142,6 +143,28 @@ export class MailBridge {
       logger.info("Finishing {count} mail(s) left half done", { count: messages.length });
     }
     await this.#handleAll(messages, signal);
+    if (retryable) throw retryable;
+  }
+
+  /** Dead letters someone asked to retry (`POST /mails/{id}/retry`), handled again. */
+  async #retryRequested(signal?: AbortSignal): Promise<void> {
+    const asked: string[] = [];
+    const requests = this.#ledger.retryRequests();
+    const { messages, retryable } = await this.#reread(
+      (async function* () {
+        for await (const request of requests) {
+          asked.push(request.messageKey);
+          yield request;
+        }
+      })(),
+      signal,
+    );
+    if (messages.length) {
+      logger.info("Retrying {count} dead letter(s) on request", { count: messages.length });
+    }
+    await this.#handleAll(messages, signal, { retryFailed: true });
+    // A request stays until its mail was handled again (or could not be read at all).
+    if (!retryable) { for (const key of asked) await this.#ledger.retryDone(key); }
     if (retryable) throw retryable;
   }
 

@@ -157,6 +157,26 @@ export class Ledger {
     return this.#store.count(this.#key("failed"));
   }
 
+  /** Asks the bridge to handle a dead letter again on its next pass (the ticket API). */
+  async requestRetry(messageKey: string): Promise<void> {
+    await this.#store.set(this.#key("retry", messageKey), this.#now().toISOString());
+  }
+
+  /** Dead letters someone asked to retry (a request for a mail no longer failed is dropped). */
+  async *retryRequests(): AsyncGenerator<{ messageKey: string; record: MailRecord }> {
+    for await (const { key } of this.#store.list(this.#key("retry"))) {
+      const messageKey = String(key[key.length - 1]);
+      const record = await this.get(messageKey);
+      if (record?.state === "failed") yield { messageKey, record };
+      else await this.#store.delete(key);
+    }
+  }
+
+  /** The retry request of a mail is done with (it was handled again). */
+  async retryDone(messageKey: string): Promise<void> {
+    await this.#store.delete(this.#key("retry", messageKey));
+  }
+
   /** Mails a crash or a retryable error left half done. */
   async *open(): AsyncGenerator<{ messageKey: string; record: MailRecord }> {
     for await (const { key } of this.#store.list(this.#key("open"))) {

@@ -6,7 +6,8 @@
 import { type ParsedMail, simpleParser } from "mailparser";
 import { Buffer } from "node:buffer";
 import nodemailer from "nodemailer";
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import {
   type AttachmentInfo,
   type ChangePage,
@@ -17,7 +18,16 @@ import {
 import { PermanentError } from "../errors/classify.ts";
 import { adfText } from "../jira/adf.ts";
 import { adfToWiki } from "../jira/wiki.ts";
-import type { AttachmentUpload, IssueDraft, Tracker, UserRef } from "../jira/types.ts";
+import type {
+  AttachmentUpload,
+  CommentView,
+  IssueDraft,
+  IssueFilter,
+  IssueView,
+  Tracker,
+  UserRef,
+} from "../jira/types.ts";
+import { escapeHtml } from "./html.ts";
 import type { AdfDoc } from "../jira/adf.ts";
 import type { Store } from "../store/store.ts";
 
@@ -282,10 +292,13 @@ interface IssueFile {
   reporter?: UserRef | undefined;
   properties: Record<string, unknown>;
   description: string;
-  comments: { id: string; body: string; properties: Record<string, unknown> }[];
+  comments: { id: string; body: string; properties: Record<string, unknown>; created?: string }[];
   attachments: { filename: string; size: number }[];
   watchers: string[];
   links: string[];
+  /** ISO time (files written before it was kept have none). */
+  created?: string;
+  status?: string;
 }
 
 /** Issues as JSON files (`MAIL-1.json`), attachments beside them; text as wiki markup. */
@@ -298,9 +311,7 @@ export class FileTracker implements Tracker {
   }
 
   browseUrl(key: string): string {
-    return `file://${
-      join(Deno.cwd(), this.#dir, `${key}.json`).replace(/^file:\/\/\/+/, "file:///")
-    }`;
+    return pathToFileURL(resolve(this.#dir, `${key}.json`)).href;
   }
 
   findUser(): Promise<UserRef | undefined> {
@@ -329,6 +340,8 @@ export class FileTracker implements Tracker {
         attachments: [],
         watchers: [],
         links: [],
+        created: new Date().toISOString(),
+        status: "Open",
       };
       try {
         await Deno.writeTextFile(this.#path(key), JSON.stringify(issue, null, 2) + "\n", {
@@ -363,7 +376,12 @@ export class FileTracker implements Tracker {
   ): Promise<{ id: string }> {
     const issue = await this.#need(key);
     const id = String(issue.comments.length + 1);
-    issue.comments.push({ id, body: text(body), properties: { [property.key]: property.value } });
+    issue.comments.push({
+      id,
+      body: text(body),
+      properties: { [property.key]: property.value },
+      created: new Date().toISOString(),
+    });
     await this.#write(issue);
     return { id };
   }
@@ -412,6 +430,63 @@ export class FileTracker implements Tracker {
     await this.#write(issue);
   }
 
+  async getIssue(key: string, options: { rendered?: boolean }): Promise<IssueView | undefined> {
+    const issue = await this.#read(key);
+    if (!issue) return undefined;
+    return {
+      ...viewOf(issue),
+      ...(options.rendered
+        ? { rendered: { description: `<p>${escapeHtml(issue.description)}</p>` } }
+        : {}),
+    };
+  }
+
+  async searchIssues(
+    filter: IssueFilter,
+    page: { limit: number; cursor?: string | undefined },
+  ): Promise<{ issues: IssueView[]; next?: string | undefined }> {
+    const who = (user: UserRef) => "name" in user ? user.name : user.accountId;
+    const words = filter.text?.toLowerCase().split(/\W+/).filter(Boolean) ?? [];
+    const matches: IssueFile[] = [];
+    for (const key of await this.#keys()) {
+      const issue = await this.#read(key);
+      if (!issue || !filter.projects.includes(issue.project)) continue;
+      if (filter.labels.length && !issue.labels.some((l) => filter.labels.includes(l))) continue;
+      if (filter.reporter && (!issue.reporter || who(issue.reporter) !== who(filter.reporter))) {
+        continue;
+      }
+      if (filter.assignee) continue; // the embedded tracker assigns nobody
+      if (filter.watcher && !issue.watchers.includes(who(filter.watcher))) continue;
+      if (filter.status && (issue.status ?? "Open").toLowerCase() !== filter.status.toLowerCase()) {
+        continue;
+      }
+      const haystack = [issue.summary, issue.description, ...issue.comments.map((c) => c.body)]
+        .join(" ").toLowerCase();
+      if (!words.every((w) => haystack.includes(w))) continue;
+      matches.push(issue);
+    }
+    const order = (i: IssueFile) => `${i.created ?? ""}|${i.key.padStart(20, "0")}`;
+    matches.sort((a, b) => order(a).localeCompare(order(b)) * (filter.ascending ? 1 : -1));
+    const start = Number(page.cursor ?? 0) || 0;
+    const issues = matches.slice(start, start + page.limit).map(viewOf);
+    const next = start + page.limit < matches.length ? String(start + page.limit) : undefined;
+    return { issues, next };
+  }
+
+  async comments(key: string): Promise<CommentView[]> {
+    const issue = await this.#need(key);
+    return issue.comments.map((c) => ({
+      id: c.id,
+      body: c.body,
+      created: c.created,
+      properties: Object.entries(c.properties).map(([k, value]) => ({ key: k, value })),
+    }));
+  }
+
+  async watchers(key: string): Promise<Record<string, unknown>[]> {
+    return (await this.#need(key)).watchers.map((name) => ({ name }));
+  }
+
   #path(key: string): string {
     return join(this.#dir, `${key}.json`);
   }
@@ -449,6 +524,26 @@ export class FileTracker implements Tracker {
     await Deno.writeTextFile(tmp, JSON.stringify(issue, null, 2) + "\n");
     await Deno.rename(tmp, this.#path(issue.key));
   }
+}
+
+/** An issue file in Jira's REST shape. */
+function viewOf(issue: IssueFile): IssueView {
+  return {
+    id: issue.key.replace(/^.*-/, ""),
+    key: issue.key,
+    fields: {
+      summary: issue.summary,
+      description: issue.description,
+      project: { key: issue.project },
+      issuetype: { name: issue.issueType },
+      labels: issue.labels,
+      status: { name: issue.status ?? "Open" },
+      ...(issue.priority ? { priority: { name: issue.priority } } : {}),
+      ...(issue.reporter ? { reporter: issue.reporter } : {}),
+      created: issue.created ?? null,
+      attachment: issue.attachments,
+    },
+  };
 }
 
 function text(doc: AdfDoc): string {

@@ -100,15 +100,20 @@ export class Store {
     await withLockRetry(() => this.#kv.delete(key));
   }
 
-  /** Live records under `prefix`, in key order. */
+  /** Live records under `prefix`, in key order (only those after the key `after`). */
   async *list<T>(
     prefix: StoreKey,
-    options: { limit?: number } = {},
+    options: { limit?: number; after?: StoreKey | undefined } = {},
   ): AsyncGenerator<{ key: StoreKey; value: T }> {
     let count = 0;
-    const iter = this.#kv.list<Envelope<T>>({ prefix }, { batchSize: 500 });
+    const after = options.after;
+    const iter = this.#kv.list<Envelope<T>>(
+      after ? { prefix, start: after } : { prefix },
+      { batchSize: 500 },
+    );
     for await (const entry of iter) {
       if (this.#expired(entry.value)) continue;
+      if (after && sameKey(entry.key, after)) continue;
       yield { key: entry.key, value: entry.value.v };
       if (options.limit !== undefined && ++count >= options.limit) return;
     }
@@ -177,4 +182,8 @@ async function withLockRetry<T>(fn: () => Promise<T>): Promise<T> {
       );
     }
   }
+}
+
+function sameKey(a: Deno.KvKey, b: Deno.KvKey): boolean {
+  return a.length === b.length && a.every((part, i) => part === b[i]);
 }

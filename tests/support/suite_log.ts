@@ -14,6 +14,7 @@ export const SECRET_PATTERNS: readonly RegExp[] = [
   /\bpw-[0-9a-f]{8}\b/g,
   /sc-pass-[0-9a-f]{8}/g,
   /smtp-pass-[0-9a-f]{8}/g,
+  /agtk_[A-Za-z0-9_-]{43}/g,
 ];
 
 /** Appends a process's output to the suite log (when the suite runs under `deno task ok`). */
