@@ -21,8 +21,6 @@ const BY_NAME = ["ticket_api", "token"];
 const BY_HASH = ["ticket_api", "token_hash"];
 /** Tokens start with this, so that a secret scanner can tell them. */
 export const TOKEN_PREFIX = "agtk_";
-/** A verification is remembered this long (a revocation takes effect within it). */
-const CACHE_MS = 5_000;
 
 async function sha256(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -31,7 +29,6 @@ async function sha256(text: string): Promise<string> {
 
 export class Tokens {
   readonly #store: Store;
-  readonly #cache = new Map<string, { record: TokenRecord; until: number }>();
 
   constructor(store: Store) {
     this.#store = store;
@@ -57,7 +54,7 @@ export class Tokens {
     if (!(await this.#store.claim([...BY_NAME, name], record))) {
       throw new Error(`a token named "${name}" exists; revoke it first`);
     }
-    await this.#store.set([...BY_HASH, record.hash], name);
+    await this.#store.set([...BY_HASH, record.hash], record);
     return token;
   }
 
@@ -78,26 +75,20 @@ export class Tokens {
     const record = await this.#store.get<TokenRecord>([...BY_NAME, name]);
     if (!record) return false;
     await this.#store.commit({ delete: [[...BY_NAME, name], [...BY_HASH, record.hash]] });
-    this.#cache.clear();
     return true;
   }
 
-  /** The token's record, or undefined for a token that is not (or no longer) valid. */
+  /**
+   * The token's record, or undefined for a token that is not (or no longer) valid: one
+   * store read per request, so a revocation holds at once, in every process on the store.
+   */
   async verify(token: string): Promise<TokenRecord | undefined> {
     if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return undefined;
     const hash = await sha256(token);
-    const cached = this.#cache.get(hash);
-    if (cached && cached.until > Date.now()) return cached.record;
-    const name = await this.#store.get<string>([...BY_HASH, hash]);
-    const record = name === undefined
-      ? undefined
-      : await this.#store.get<TokenRecord>([...BY_NAME, name]);
+    const record = await this.#store.get<TokenRecord>([...BY_HASH, hash]);
     if (!record) return undefined;
     const a = new TextEncoder().encode(record.hash);
     const b = new TextEncoder().encode(hash);
-    if (a.length !== b.length || !timingSafeEqual(a, b)) return undefined;
-    if (this.#cache.size > 1000) this.#cache.clear();
-    this.#cache.set(hash, { record, until: Date.now() + CACHE_MS });
-    return record;
+    return a.length === b.length && timingSafeEqual(a, b) ? record : undefined;
   }
 }

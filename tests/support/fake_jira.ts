@@ -42,6 +42,15 @@ export class FakeJira extends HttpsFake {
   readonly user = "bridge@example.com";
   readonly token = "jira-token-" + crypto.randomUUID().slice(0, 8);
   readonly issues = new Map<string, FakeIssue>();
+  /** The account the agent uses (reporter of issues made without one). */
+  readonly self: FakeJiraUser = {
+    accountId: "557058:bridge",
+    name: "bridge",
+    emailAddress: "bridge@example.com",
+    displayName: "Mail Bridge",
+  };
+  /** Every JQL query received. */
+  readonly jqls: string[] = [];
   readonly users: FakeJiraUser[] = [
     {
       accountId: "557058:ann",
@@ -90,15 +99,14 @@ export class FakeJira extends HttpsFake {
           errors: {},
         }, { status: 404 });
       }
-      const wanted = (new URL(req.url).searchParams.get("properties") ?? "").split(",")
-        .filter(Boolean);
+      const url = new URL(req.url);
+      const wanted = (url.searchParams.get("properties") ?? "").split(",").filter(Boolean);
+      const rendered = (url.searchParams.get("expand") ?? "").includes("renderedFields");
       return {
         id: issue.id,
         key: issue.key,
-        fields: {
-          ...issue.fields,
-          attachment: issue.attachments.map(({ bytes: _b, ...a }) => a),
-        },
+        fields: this.#fieldsOf(issue),
+        ...(rendered ? { renderedFields: this.#renderedOf(issue) } : {}),
         ...(wanted.length
           ? {
             properties: Object.fromEntries(
@@ -201,6 +209,16 @@ export class FakeJira extends HttpsFake {
       }
       if (!issue.watchers.includes(id)) issue.watchers.push(id);
       return new Response(null, { status: 204 });
+    });
+    this.route("GET", `${api}/issue/:key/watchers`, (req, p) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const issue = this.issues.get(p.key!);
+      if (!issue) {
+        return Response.json({ errorMessages: ["Issue does not exist"] }, { status: 404 });
+      }
+      const watchers = issue.watchers.map((id) => this.#userObject(id)).filter(Boolean);
+      return { isWatching: false, watchCount: watchers.length, watchers };
     });
     this.route("POST", `${api}/issueLink`, (req, _p, body) => {
       const denied = this.#guard(req);
@@ -366,7 +384,15 @@ export class FakeJira extends HttpsFake {
     this.issues.set(key, {
       id,
       key,
-      fields,
+      fields: {
+        ...fields,
+        status: { name: "To Do" },
+        reporter: fields.reporter ??
+          (this.deployment === "cloud"
+            ? { accountId: this.self.accountId }
+            : { name: this.self.name }),
+        created: new Date().toISOString(),
+      },
       properties: Object.fromEntries((body.properties ?? []).map((p) => [p.key, p.value])),
       comments: [],
       attachments: [],
@@ -379,12 +405,24 @@ export class FakeJira extends HttpsFake {
 
   #search(url: URL): Response {
     const jql = url.searchParams.get("jql") ?? "";
-    const label = /labels\s*=\s*"([^"]+)"/.exec(jql)?.[1];
     const properties = (url.searchParams.get("properties") ?? "").split(",").filter(Boolean);
     const max = Number(url.searchParams.get("maxResults") ?? 50);
+    let query: ReturnType<typeof parseJql>;
+    try {
+      query = parseJql(jql);
+    } catch (error) {
+      return Response.json({ errorMessages: [(error as Error).message], errors: {} }, {
+        status: 400,
+      });
+    }
+    this.jqls.push(jql);
     const all = [...this.issues.values()]
-      .filter((i) => !label || ((i.fields.labels as string[]) ?? []).includes(label))
-      .sort((a, b) => Number(b.id) - Number(a.id));
+      .filter((i) => query.clauses.every((c) => this.#matches(i, c)))
+      .sort((a, b) =>
+        (a.fields.created as string).localeCompare(b.fields.created as string) ||
+        Number(a.id) - Number(b.id)
+      );
+    if (query.descending) all.reverse();
     const start = this.deployment === "cloud"
       ? Number(url.searchParams.get("nextPageToken") ?? 0)
       : Number(url.searchParams.get("startAt") ?? 0);
@@ -392,7 +430,7 @@ export class FakeJira extends HttpsFake {
     const page = all.slice(start, start + max).map((i) => ({
       id: i.id,
       key: i.key,
-      fields: { summary: i.fields.summary },
+      fields: this.#fieldsOf(i),
       ...(this.deployment === "cloud"
         ? {
           properties: Object.fromEntries(
@@ -408,6 +446,168 @@ export class FakeJira extends HttpsFake {
         : { startAt: start, maxResults: max, total: all.length, issues: page },
     );
   }
+
+  /** Whether an issue satisfies one clause of the JQL subset parseJql reads. */
+  #matches(issue: FakeIssue, clause: JqlClause): boolean {
+    const f = issue.fields;
+    const userId = (u: unknown) => {
+      const o = u as { accountId?: string; name?: string } | undefined;
+      return this.deployment === "cloud" ? o?.accountId : o?.name;
+    };
+    const values = clause.values;
+    switch (clause.field) {
+      case "project":
+        return values.includes((f.project as { key?: string })?.key ?? "");
+      case "labels":
+        return ((f.labels as string[]) ?? []).some((l) => values.includes(l));
+      case "reporter":
+        return values.includes(userId(f.reporter) ?? "");
+      case "assignee":
+        return values.includes(userId(f.assignee) ?? "");
+      case "watcher":
+        return issue.watchers.some((w) => values.includes(w));
+      case "status":
+        return values.some((v) =>
+          v.toLowerCase() === String((f.status as { name?: string })?.name).toLowerCase()
+        );
+      case "created": {
+        const days = Number(/^-(\d+)d$/.exec(values[0] ?? "")?.[1] ?? NaN);
+        return Date.parse(f.created as string) >= Date.now() - days * 86_400_000;
+      }
+      case "text": {
+        const text = [
+          String(f.summary ?? ""),
+          JSON.stringify(f.description ?? ""),
+          ...issue.comments.map((c) => JSON.stringify(c.body)),
+        ].join(" ").toLowerCase();
+        return values[0]!.toLowerCase().split(/\s+/).filter(Boolean).every((w) => text.includes(w));
+      }
+    }
+  }
+
+  /** The issue's fields as Jira returns them: users as objects, attachments listed. */
+  #fieldsOf(issue: FakeIssue): Record<string, unknown> {
+    const fields: Record<string, unknown> = {
+      ...issue.fields,
+      attachment: issue.attachments.map(({ bytes: _b, ...a }) => a),
+    };
+    for (const name of ["reporter", "assignee"]) {
+      const ref = fields[name] as { accountId?: string; name?: string } | undefined;
+      if (ref) fields[name] = this.#userObject(ref.accountId ?? ref.name ?? "") ?? ref;
+    }
+    return fields;
+  }
+
+  #renderedOf(issue: FakeIssue): Record<string, unknown> {
+    const text = typeof issue.fields.description === "string"
+      ? issue.fields.description
+      : JSON.stringify(issue.fields.description ?? "");
+    return { description: `<p>${text.replace(/[&<>]/g, (c) => `&#${c.charCodeAt(0)};`)}</p>` };
+  }
+
+  /** A user as Jira returns one (Cloud keeps e-mail addresses; this fake shows them). */
+  #userObject(id: string): Record<string, unknown> | undefined {
+    const user = [...this.users, this.self].find((u) => u.accountId === id || u.name === id);
+    if (!user) return undefined;
+    return this.deployment === "cloud"
+      ? {
+        accountId: user.accountId,
+        displayName: user.displayName,
+        emailAddress: user.emailAddress,
+        active: true,
+      }
+      : {
+        name: user.name,
+        key: user.name,
+        displayName: user.displayName,
+        emailAddress: user.emailAddress,
+        active: true,
+      };
+  }
+}
+
+interface JqlClause {
+  field: "project" | "labels" | "reporter" | "assignee" | "watcher" | "status" | "created" | "text";
+  values: string[];
+}
+
+/**
+ * The JQL subset the agent writes: clauses joined by AND (`field = "v"`, `field in ("a",
+ * "b")`, `text ~ "v"`, `created >= -14d`), then `ORDER BY created ASC|DESC`. String
+ * literals with \" and \\ escapes, as Jira reads them. Anything else is a 400, as a real
+ * Jira answers JQL it cannot parse, so a value that escaped its quotes fails the test.
+ */
+export function parseJql(jql: string): { clauses: JqlClause[]; descending: boolean } {
+  let i = 0;
+  const fail = (what: string): never => {
+    throw new Error(`Error in the JQL Query: ${what} at character ${i}`);
+  };
+  const space = () => {
+    while (jql[i] === " ") i++;
+  };
+  const word = () => {
+    space();
+    const m = /^[A-Za-z]+|^-\d+d|^>=|^=|^~|^\(|^\)|^,/.exec(jql.slice(i));
+    if (!m) fail("unexpected text");
+    i += m![0].length;
+    return m![0];
+  };
+  const literal = () => {
+    space();
+    if (jql[i] !== '"') return word();
+    let out = "";
+    for (i++; i < jql.length; i++) {
+      if (jql[i] === "\\") {
+        out += jql[++i];
+        continue;
+      }
+      if (jql[i] === '"') {
+        i++;
+        return out;
+      }
+      out += jql[i];
+    }
+    return fail("unterminated string");
+  };
+  const clauses: JqlClause[] = [];
+  let descending = false;
+  for (;;) {
+    const field = word().toLowerCase();
+    if (field === "order") {
+      if (word().toLowerCase() !== "by" || word().toLowerCase() !== "created") fail("ORDER BY");
+      descending = word().toUpperCase() === "DESC";
+      break;
+    }
+    if (
+      !["project", "labels", "reporter", "assignee", "watcher", "status", "created", "text"]
+        .includes(field)
+    ) fail(`field ${field}`);
+    const op = word().toLowerCase();
+    const values: string[] = [];
+    if (op === "in") {
+      if (word() !== "(") fail("(");
+      for (;;) {
+        values.push(literal());
+        const next = word();
+        if (next === ")") break;
+        if (next !== ",") fail(",");
+      }
+    } else if (op === "=" || op === "~" || op === ">=") values.push(literal());
+    else fail(`operator ${op}`);
+    clauses.push({ field: field as JqlClause["field"], values });
+    space();
+    if (i >= jql.length) break;
+    const joiner = word().toUpperCase();
+    if (joiner === "ORDER") {
+      if (word().toLowerCase() !== "by" || word().toLowerCase() !== "created") fail("ORDER BY");
+      descending = word().toUpperCase() === "DESC";
+      break;
+    }
+    if (joiner !== "AND") fail(`expected AND, not ${joiner}`);
+  }
+  space();
+  if (i < jql.length) fail("text after the query");
+  return { clauses, descending };
 }
 
 /** The `[jira]` section for a fake Jira. */
