@@ -13,6 +13,7 @@ import { processorFiles, processorsDir } from "../processors/load.ts";
 import { DenoStompSocket } from "../stomp/socket.ts";
 import { SmtpAuthError } from "../smtp/types.ts";
 import { Store } from "../store/store.ts";
+import { Tokens } from "../ticket_api/tokens.ts";
 import { checkEndpoint, type EndpointTls } from "./network.ts";
 import type { Finding, Status } from "./report.ts";
 
@@ -60,6 +61,7 @@ export async function runDoctor(config: Config, options: DoctorOptions = {}): Pr
     config.graph ? checkGraph(config, ctx).then(done) : [],
     config.jira ? checkJira(config, ctx).then(done) : [],
     config.securechange ? checkSecureChange(config, ctx).then(done) : [],
+    config.ticketApi ? checkTicketApi(config, ctx).then(done) : [],
   ]);
   return [...groups.flat(), ...done([clockFinding(ctx)])];
 }
@@ -237,24 +239,11 @@ async function checkStore(config: Config): Promise<Finding[]> {
       return list;
     }
     (await Deno.open(path, { read: true, write: true })).close();
-    const copy = await Deno.makeTempDir({ prefix: "agent-doctor-" });
-    try {
-      for (const suffix of ["", "-wal", "-shm"]) {
-        await Deno.copyFile(`${path}${suffix}`, `${copy}/store${suffix}`).catch((error) => {
-          if (!(error instanceof Deno.errors.NotFound)) throw error;
-        });
-      }
-      const store = await Store.open(`${copy}/store`);
-      try {
-        const key = ["doctor", crypto.randomUUID()];
-        await store.set(key, Date.now());
-        await store.delete(key);
-      } finally {
-        store.close();
-      }
-    } finally {
-      await Deno.remove(copy, { recursive: true }).catch(() => {});
-    }
+    await withStoreCopy(path, async (store) => {
+      const key = ["doctor", crypto.randomUUID()];
+      await store.set(key, Date.now());
+      await store.delete(key);
+    });
     const size = await fileSize(path);
     add(
       "writable",
@@ -263,6 +252,129 @@ async function checkStore(config: Config): Promise<Finding[]> {
     );
   } catch (error) {
     add("writable", "fail", `${path}: ${message(error)}`, hint);
+  }
+  return list;
+}
+
+/** Runs `fn` on a copy of the store file (the store itself is never written). */
+async function withStoreCopy<T>(path: string, fn: (store: Store) => Promise<T>): Promise<T> {
+  const copy = await Deno.makeTempDir({ prefix: "agent-doctor-" });
+  try {
+    for (const suffix of ["", "-wal", "-shm"]) {
+      await Deno.copyFile(`${path}${suffix}`, `${copy}/store${suffix}`).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+    }
+    const store = await Store.open(`${copy}/store`);
+    try {
+      return await fn(store);
+    } finally {
+      store.close();
+    }
+  } finally {
+    await Deno.remove(copy, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * The ticket API: its address (free, or already served by an agent), its TLS pair (the
+ * certificate and key go together, and when it expires), and that a token exists.
+ */
+async function checkTicketApi(config: Config, ctx: Context): Promise<Finding[]> {
+  const settings = config.ticketApi!;
+  const { list, add } = findingsOf("[ticket_api]");
+  const { hostname, port } = settings.listen;
+  const scheme = settings.tls ? "https" : "http";
+  try {
+    Deno.listen({ hostname, port }).close();
+    add("listen", "pass", `${hostname}:${port} is free to listen on`);
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      const url = `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}` +
+        `${settings.context}/openapi.json`;
+      const ours = await limited(ctx, "ticket API", async (signal) => {
+        const client = settings.tls
+          ? Deno.createHttpClient({ caCerts: [await Deno.readTextFile(settings.tls.certFile)] })
+          : undefined;
+        try {
+          const response = await fetch(url, { signal, ...(client ? { client } : {}) });
+          const doc = await response.json().catch(() => undefined) as { info?: { title?: string } };
+          return response.ok && doc?.info?.title === "Tickets API";
+        } finally {
+          client?.close();
+        }
+      }).catch(() => false);
+      if (ours) add("listen", "pass", `${hostname}:${port}: an agent serves the ticket API there`);
+      else {
+        add(
+          "listen",
+          "fail",
+          `${hostname}:${port} is taken by something else`,
+          "choose another [ticket_api] listen, or stop what uses the port",
+        );
+      }
+    } else {
+      add(
+        "listen",
+        "fail",
+        `cannot listen on ${hostname}:${port}: ${message(error)}`,
+        "[ticket_api] listen must be an address of this host",
+      );
+    }
+  }
+  if (settings.tls) {
+    try {
+      const cert = await Deno.readTextFile(settings.tls.certFile);
+      const key = await Deno.readTextFile(settings.tls.keyFile);
+      // The pair must make a TLS listener: a key that is not the certificate's fails here.
+      Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key }).close();
+      const { X509Certificate } = await import("node:crypto");
+      const x509 = new X509Certificate(cert);
+      const days = Math.floor((Date.parse(x509.validTo) - ctx.now()) / 86_400_000);
+      const names = x509.subjectAltName ?? x509.subject;
+      if (days < 0) {
+        add("tls", "fail", `${settings.tls.certFile} expired on ${x509.validTo}`, "renew it");
+      } else {
+        add(
+          "tls",
+          days < 14 ? "warn" : "pass",
+          `certificate for ${names}, valid until ${x509.validTo} (${days} days)`,
+          days < 14 ? "renew it soon" : undefined,
+        );
+      }
+    } catch (error) {
+      add(
+        "tls",
+        "fail",
+        `${settings.tls.certFile} / ${settings.tls.keyFile}: ${message(error)}`,
+        "tls_cert is the PEM certificate chain, tls_key its PEM private key",
+      );
+    }
+  }
+  try {
+    const path = config.agent.store;
+    const exists = /^https?:/.test(path) || await Deno.stat(path).then(() => true, () => false);
+    const count = !exists ? 0 : /^https?:/.test(path)
+      ? await (async () => {
+        const store = await Store.open(path);
+        try {
+          return await new Tokens(store).count();
+        } finally {
+          store.close();
+        }
+      })()
+      : await withStoreCopy(path, (store) => new Tokens(store).count());
+    if (count) add("tokens", "pass", `${count} token(s)`);
+    else {
+      add(
+        "tokens",
+        "fail",
+        "no token: every route but the Swagger UI answers 401",
+        "make one: agent ticket-api token create NAME (--scope read for read-only clients)",
+      );
+    }
+  } catch (error) {
+    add("tokens", "fail", `cannot read the tokens: ${message(error)}`);
   }
   return list;
 }

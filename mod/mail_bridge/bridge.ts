@@ -591,6 +591,7 @@ export class MailBridge {
       faultPoint("after-jira-create");
     }
     record = await this.#ledger.move(messageKey, record, "created", { key }, `issue ${key}`);
+    await this.#ledger.noteTicket(key, record);
     this.stats.created++;
     logger.info("Mail {messageId} from {from} -> new issue {key}", {
       messageId: message.internetMessageId,

@@ -105,6 +105,21 @@ export class Ledger {
     return next;
   }
 
+  /**
+   * Notes which issue a mail made, with who sent it, where the ticket API (and the way back
+   * to the sender) looks tickets up: `["tickets", KEY]`, as API tickets are.
+   */
+  async noteTicket(key: string, record: MailRecord): Promise<void> {
+    await this.#store.set(["tickets", key], {
+      key,
+      source: "mail",
+      reporter: record.from,
+      created: this.#now().toISOString(),
+      messageId: record.messageId,
+      mailbox: this.#mailbox,
+    });
+  }
+
   /** The issue a conversation became, when the bridge created one. */
   conversationIssue(conversationId: string): Promise<string | undefined> {
     return conversationId

@@ -58,11 +58,11 @@ export async function runServices(config: Config, deps: RunDeps): Promise<number
       "missing: the action service (calendar, processors) needs the platform",
     );
   }
-  if (!wantsActions && !config.mailBridge) {
+  if (!wantsActions && !config.mailBridge && !config.ticketApi) {
     throw new ConfigError(
       { file: config.file, section: "agent" },
       "nothing to run: configure [taskcalendar] or [agent] processors_dir (with [resilient]), " +
-        "or the mail bridge ([graph] and [jira])",
+        "the mail bridge ([graph] and [jira]), or the ticket API ([ticket_api])",
     );
   }
   const store = await Store.open(config.agent.store);
@@ -73,11 +73,18 @@ export async function runServices(config: Config, deps: RunDeps): Promise<number
     const bridge = config.mailBridge
       ? (await import("../mail_bridge/service.ts")).superviseBridge(config, store, deps.signal)
       : undefined;
+    // The ticket API's address is the config's: failing to listen there stops the run.
+    const tickets = config.ticketApi
+      ? await (await import("../ticket_api/serve.ts")).serveTicketApi(config, store, deps.signal)
+      : undefined;
     const sources = {
       health: () =>
         Promise.resolve({
           ...(actions ? { actions: actions.health() } : {}),
           ...(bridge ? { mail_bridge: bridge.health() } : {}),
+          ...(tickets
+            ? { ticket_api: { healthy: true, detail: `listening on ${tickets.url}` } }
+            : {}),
         }),
       metrics: async () =>
         render([
@@ -90,7 +97,7 @@ export async function runServices(config: Config, deps: RunDeps): Promise<number
       ? await serveOps(parseListen(config.agent.httpListen, config), sources, deps.signal)
       : undefined;
     if (http) deps.onListening?.(http.port);
-    await Promise.all([actions?.done, bridge?.done]);
+    await Promise.all([actions?.done, bridge?.done, tickets?.finished]);
     await http?.finished;
     return 0;
   } finally {

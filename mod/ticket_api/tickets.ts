@@ -49,6 +49,9 @@ export interface TicketRecord {
   created: string;
   /** The token that created it (API). */
   by?: string | undefined;
+  /** The mail it came from (mail). */
+  messageId?: string | undefined;
+  mailbox?: string | undefined;
 }
 
 export interface NewTicketInput {
