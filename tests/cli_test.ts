@@ -10,6 +10,7 @@ const COMMANDS = [
   "replay",
   "mail-bridge",
   "authorize",
+  "ticket-api",
   "enrich",
   "doctor",
   "selftest",
