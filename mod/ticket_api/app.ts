@@ -101,6 +101,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/",
+      operationId: "swaggerUi",
       summary: "Swagger UI",
       tags: ["documentation"],
       responses: { 200: { description: "The Swagger UI page" } },
@@ -112,6 +113,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/swagger-ui/{file}",
+      operationId: "swaggerUiFile",
       summary: "The Swagger UI's files",
       tags: ["documentation"],
       request: {
@@ -130,6 +132,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/openapi.json",
+      operationId: "openApiDocument",
       summary: "This document",
       tags: ["documentation"],
       responses: { 200: { description: "OpenAPI 3.1" } },
@@ -143,6 +146,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/tickets/supported-boards",
+      operationId: "supportedBoards",
       summary: "The boards (Jira projects) tickets may be in",
       tags: ["tickets"],
       responses: {
@@ -157,6 +161,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/tickets/supported-categories",
+      operationId: "supportedCategories",
       summary: "The categories a ticket may have",
       tags: ["tickets"],
       responses: {
@@ -171,6 +176,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/tickets",
+      operationId: "searchTickets",
       summary: "Search tickets",
       description: "Only tickets of the supported boards and categories. The body is a plain " +
         "array; the next page is in the Link header.",
@@ -213,6 +219,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "post",
       path: "/tickets",
+      operationId: "createTicket",
       summary: "Create a ticket",
       tags: ["tickets"],
       request: {
@@ -245,6 +252,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/tickets/{key}",
+      operationId: "getTicket",
       summary: "One ticket",
       tags: ["tickets"],
       request: { params: TicketKeyParam, query: TicketFields },
@@ -264,6 +272,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "post",
       path: "/tickets/{key}/comment",
+      operationId: "commentTicket",
       summary: "Comment on a ticket",
       tags: ["tickets"],
       request: {
@@ -298,6 +307,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/tickets/{key}/comments",
+      operationId: "ticketComments",
       summary: "A ticket's comments",
       tags: ["tickets"],
       request: { params: TicketKeyParam },
@@ -321,6 +331,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/mails",
+      operationId: "listMails",
       summary: "Mails the bridge has seen, with what became of them",
       tags: ["mail bridge"],
       request: { query: MailSearch },
@@ -346,6 +357,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "post",
       path: "/mails/{id}/retry",
+      operationId: "retryMail",
       summary: "Have the bridge handle a dead-letter mail again on its next pass",
       tags: ["mail bridge"],
       request: { params: MailIdParam },
@@ -374,6 +386,7 @@ export function ticketApp(deps: TicketAppDeps) {
     createRoute({
       method: "get",
       path: "/dead-letters",
+      operationId: "deadLetters",
       summary: "Action messages and mails that failed for good",
       tags: ["mail bridge"],
       request: {

@@ -71,12 +71,12 @@ export async function serveTicketApi(
   const url = `${tls ? "https" : "http"}://${host}:${port}${settings.context}/`;
   const count = await tokens.count();
   logger.info(
-    "Ticket API on {url} (Swagger UI there; boards {boards}; tickets in {where}; {tokens} token(s))",
+    "Ticket API on {url} (Swagger UI there; boards {boards}; tickets in {where}; {count} token(s))",
     {
       url,
       boards: settings.boards.join(", "),
       where: config.jira ? `Jira at ${config.jira.url}` : `the folder ${settings.bridge.issuesDir}`,
-      tokens: count,
+      count,
     },
   );
   if (!count) {

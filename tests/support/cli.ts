@@ -19,6 +19,8 @@ export async function runAgent(
     entry?: string;
     stdin?: string;
     denoDir?: string;
+    /** false: keep the output out of the suite log (it holds a secret on purpose). */
+    record?: boolean;
   } = {},
 ): Promise<CliResult> {
   const env: Record<string, string> = { NO_COLOR: "1", ...options.env };
@@ -43,7 +45,9 @@ export async function runAgent(
     stdout: decoder.decode(out.stdout),
     stderr: decoder.decode(out.stderr),
   };
-  recordOutput(`agent ${args[0] ?? ""}`, result.stdout, result.stderr);
+  if (options.record !== false) {
+    recordOutput(`agent ${args[0] ?? ""}`, result.stdout, result.stderr);
+  }
   return result;
 }
 
