@@ -10,6 +10,7 @@ import { benchCalendar } from "./calendar.ts";
 import { benchEnrich } from "./enrich.ts";
 import { benchMailBridge } from "./mail_bridge.ts";
 import { benchRunMemory } from "./run_memory.ts";
+import { benchTicketApi } from "./ticket_api.ts";
 
 const BENCHES: Record<string, () => Promise<BenchResult>> = {
   startup: () => benchStartup(),
@@ -18,6 +19,7 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   enrich: () => benchEnrich(),
   mail_bridge: () => benchMailBridge(),
   run_memory: () => benchRunMemory(),
+  ticket_api: () => benchTicketApi(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);

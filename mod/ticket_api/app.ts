@@ -46,7 +46,7 @@ export interface TicketAppDeps {
   config: TicketApiConfig;
 }
 
-type Env = { Variables: { token: string; signal: AbortSignal } };
+type Env = { Variables: { token: string; deadline: () => AbortSignal } };
 
 /** A route: its OpenAPI description (also the source of its validation) and its scope. */
 interface Route {
@@ -208,7 +208,7 @@ export function ticketApp(deps: TicketAppDeps) {
           cursor: query.cursor,
         },
         extraOf(query.fields),
-        c.get("signal"),
+        c.get("deadline")(),
       );
       const response = c.json(page.tickets);
       if (page.next) response.headers.set("link", nextLink(c, page.next));
@@ -243,7 +243,7 @@ export function ticketApp(deps: TicketAppDeps) {
       const result = await service.create(fields, files, {
         token: c.get("token"),
         idempotencyKey: idempotencyKey(c),
-        signal: c.get("signal"),
+        signal: c.get("deadline")(),
       });
       return created(c, result);
     },
@@ -265,7 +265,7 @@ export function ticketApp(deps: TicketAppDeps) {
     async (c) => {
       const { key } = parse(TicketKeyParam, c.req.param(), "path");
       const { fields } = parse(TicketFields, queryOf(c), "query");
-      return c.json(await service.get(key, extraOf(fields), c.get("signal")));
+      return c.json(await service.get(key, extraOf(fields), c.get("deadline")()));
     },
   );
   add(
@@ -298,7 +298,7 @@ export function ticketApp(deps: TicketAppDeps) {
       const result = await service.comment(key, fields, files, {
         token: c.get("token"),
         idempotencyKey: idempotencyKey(c),
-        signal: c.get("signal"),
+        signal: c.get("deadline")(),
       });
       return created(c, result);
     },
@@ -322,7 +322,7 @@ export function ticketApp(deps: TicketAppDeps) {
     "read",
     async (c) => {
       const { key } = parse(TicketKeyParam, c.req.param(), "path");
-      return c.json(await service.comments(key, c.get("signal")));
+      return c.json(await service.comments(key, c.get("deadline")()));
     },
   );
 
@@ -445,24 +445,32 @@ export function ticketApp(deps: TicketAppDeps) {
       return c.redirect(`${context}/`, 308);
     }
     const started = performance.now();
-    const deadline = AbortSignal.timeout(config.timeoutSeconds * 1000);
-    c.set("signal", deadline);
+    // The request's deadline, made when a handler first needs it (most reads never do).
+    let deadline: AbortSignal | undefined;
+    c.set("deadline", () => deadline ??= AbortSignal.timeout(config.timeoutSeconds * 1000));
     try {
       await next();
     } finally {
       for (const [name, value] of Object.entries(SECURITY_HEADERS)) {
         if (!c.res.headers.has(name)) c.res.headers.set(name, value);
       }
-      logger.info("{method} {path} {status} {ms} ms, client {client}", {
+      // Writes and failures at info; successful reads (the bulk of traffic) at debug.
+      const status = c.res.status;
+      const level = status >= 500
+        ? "warning"
+        : c.req.method === "GET" && status < 400
+        ? "debug"
+        : "info";
+      logger[level]("{method} {path} {status} {ms} ms, client {client}", {
         method: c.req.method,
         path: new URL(c.req.url).pathname,
-        status: c.res.status,
+        status,
         ms: Math.round(performance.now() - started),
         client: c.get("token") ?? "anonymous",
       });
     }
   });
-  server.onError((error, c) => problem(asProblem(error, c.get("signal"), config)));
+  server.onError((error, c) => problem(asProblem(error, c.get("deadline")(), config)));
   server.notFound((c) =>
     problem(new HttpProblem(404, "Not found", `no route ${c.req.method} ${c.req.path}`))
   );

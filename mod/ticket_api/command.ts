@@ -26,7 +26,7 @@ bearer token; "agent run" serves it too when [ticket_api] is configured.
   token create      Make a token and print it (once: only its hash is kept). A read
                     token may only GET; a write token may do everything.
   token list        The tokens' names, scopes and dates (never the tokens).
-  token revoke      Remove a token (at once, also for a running service).
+  token revoke      Remove a token (a running service refuses it within a second).
 
 Options:
       --scope S         read or write (default: write)

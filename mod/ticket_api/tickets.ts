@@ -94,6 +94,8 @@ export class TicketService {
   readonly #issueType: string;
   readonly #now: () => number;
   #limit: Promise<{ enabled: boolean; uploadLimit: number }> | undefined;
+  /** The store's cached tickets, also kept here (the store serves other processes). */
+  readonly #memory = new Map<string, { ticket: unknown; until: number }>();
 
   constructor(o: TicketServiceOptions) {
     this.#t = o.tracker;
@@ -263,15 +265,24 @@ export class TicketService {
   async get(key: string, extra: Extra, signal: AbortSignal, fresh = false): Promise<unknown> {
     const variant = `${extra.rendered ? "r" : ""}${extra.watchers ? "w" : ""}`;
     const cacheKey = ["ticket_api", "cache", key, variant];
-    if (!fresh && this.#config.cacheSeconds > 0) {
-      const cached = await this.#store.get<unknown>(cacheKey);
-      if (cached) return cached;
+    const ttlMs = this.#config.cacheSeconds * 1000;
+    const memoryKey = `${key}|${variant}`;
+    if (!fresh && ttlMs > 0) {
+      const held = this.#memory.get(memoryKey);
+      if (held && held.until > this.#now()) return held.ticket;
+      const cached = await this.#store.get<{ ticket: unknown; until: number }>(cacheKey);
+      if (cached) {
+        this.#remember(memoryKey, cached);
+        return cached.ticket;
+      }
     }
     const issue = await this.#t.getIssue(key, { rendered: extra.rendered }, signal);
     if (!issue || !this.#served(issue)) throw notFound(key);
     const ticket = await this.#ticket(issue, extra, signal);
-    if (this.#config.cacheSeconds > 0) {
-      await this.#store.set(cacheKey, ticket, { ttlMs: this.#config.cacheSeconds * 1000 });
+    if (ttlMs > 0) {
+      const entry = { ticket, until: this.#now() + ttlMs };
+      await this.#store.set(cacheKey, entry, { ttlMs });
+      this.#remember(memoryKey, entry);
     }
     return ticket;
   }
@@ -444,7 +455,13 @@ export class TicketService {
     }
   }
 
+  #remember(key: string, entry: { ticket: unknown; until: number }): void {
+    if (this.#memory.size >= 5000) this.#memory.clear();
+    this.#memory.set(key, entry);
+  }
+
   async #forget(key: string): Promise<void> {
+    for (const variant of ["", "r", "w", "rw"]) this.#memory.delete(`${key}|${variant}`);
     await this.#store.commit({
       delete: ["", "r", "w", "rw"].map((v) => ["ticket_api", "cache", key, v]),
     });

@@ -4,7 +4,7 @@
  * is enough: nothing to guess from it). A request's token is hashed and looked up, the
  * hashes compared in constant time. A token is `read` (GET) or `write` (everything).
  */
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Store } from "../store/store.ts";
 
 export type Scope = "read" | "write";
@@ -21,14 +21,19 @@ const BY_NAME = ["ticket_api", "token"];
 const BY_HASH = ["ticket_api", "token_hash"];
 /** Tokens start with this, so that a secret scanner can tell them. */
 export const TOKEN_PREFIX = "agtk_";
+/**
+ * A valid token is remembered this long: a revocation (made by another process, the CLI)
+ * holds within it. Invalid tokens are never remembered, so a new token works at once.
+ */
+export const TOKEN_CACHE_MS = 1000;
 
-async function sha256(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
 }
 
 export class Tokens {
   readonly #store: Store;
+  readonly #valid = new Map<string, { record: TokenRecord; until: number }>();
 
   constructor(store: Store) {
     this.#store = store;
@@ -48,7 +53,7 @@ export class Tokens {
     const record: TokenRecord = {
       name,
       scope,
-      hash: await sha256(token),
+      hash: sha256(token),
       created: new Date().toISOString(),
     };
     if (!(await this.#store.claim([...BY_NAME, name], record))) {
@@ -75,20 +80,30 @@ export class Tokens {
     const record = await this.#store.get<TokenRecord>([...BY_NAME, name]);
     if (!record) return false;
     await this.#store.commit({ delete: [[...BY_NAME, name], [...BY_HASH, record.hash]] });
+    this.#valid.clear();
     return true;
   }
 
   /**
-   * The token's record, or undefined for a token that is not (or no longer) valid: one
-   * store read per request, so a revocation holds at once, in every process on the store.
+   * The token's record, or undefined for a token that is not (or no longer) valid. The
+   * store is read at most once a second per token (see TOKEN_CACHE_MS).
    */
   async verify(token: string): Promise<TokenRecord | undefined> {
     if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return undefined;
-    const hash = await sha256(token);
+    const hash = sha256(token);
+    const now = Date.now();
+    const known = this.#valid.get(hash);
+    if (known && known.until > now) return known.record;
     const record = await this.#store.get<TokenRecord>([...BY_HASH, hash]);
-    if (!record) return undefined;
+    if (!record) {
+      this.#valid.delete(hash);
+      return undefined;
+    }
     const a = new TextEncoder().encode(record.hash);
     const b = new TextEncoder().encode(hash);
-    return a.length === b.length && timingSafeEqual(a, b) ? record : undefined;
+    if (a.length !== b.length || !timingSafeEqual(a, b)) return undefined;
+    if (this.#valid.size > 10_000) this.#valid.clear();
+    this.#valid.set(hash, { record, until: now + TOKEN_CACHE_MS });
+    return record;
   }
 }
