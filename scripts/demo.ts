@@ -13,6 +13,8 @@
  * 5. Mail bridge: bundled .eml files (a new request with HTML, a table, an attachment and
  *    hostile bits; a reply; an out-of-office; a newsletter) through `agent mail-bridge
  *    --once` on the embedded defaults: issues as JSON files, the acknowledgement as .eml.
+ * 6. Ticket API: `agent ticket-api` on the same issues, briefly: a token, a ticket created
+ *    and read back, a search that finds the bridged mail, a request without a token.
  */
 import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 
@@ -177,6 +179,74 @@ try {
   );
   console.log("signature; the out-of-office and the newsletter were skipped (loop protection).");
   if (bridge.code !== 0) Deno.exit(bridge.code);
+
+  heading("Ticket API: the same issues over REST (agent ticket-api, briefly)");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  await Deno.writeTextFile(
+    `${mail}/app.config`,
+    `\n[ticket_api]\nlisten = 127.0.0.1:${port}\n`,
+    { append: true },
+  );
+  const token = (await agent(
+    ["ticket-api", "token", "create", "demo", "--config", `${mail}/app.config`, "-q"],
+    mail,
+  )).stdout.trim();
+  const server = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...SELF_RUN_FLAGS, `${root}main.ts`, "ticket-api", "--config", "app.config"],
+    cwd: mail,
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    const base = `http://127.0.0.1:${port}/api/tickets/v1`;
+    for (let i = 0; i < 100; i++) {
+      try {
+        await (await fetch(`${base}/openapi.json`)).body?.cancel();
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const auth = { authorization: `Bearer ${token}` };
+    console.log(
+      `  token "demo": ${token.slice(0, 9)}... (printed once by "agent ticket-api token create")`,
+    );
+    const created = await fetch(`${base}/tickets`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json", "idempotency-key": "demo-1" },
+      body: JSON.stringify({
+        title: "Badge reader at gate 3 rejects every card",
+        body: "Since 07:30 nobody gets in through gate 3.",
+        reporter: "carol@example.com",
+        category: "general",
+        priority: "high",
+      }),
+    });
+    const ticket = await created.json();
+    console.log(`  POST /tickets -> ${created.status} ${ticket.key} "${ticket.summary}"`);
+    const read = await fetch(`${base}/tickets/${ticket.key}`, { headers: auth });
+    const back = await read.json();
+    console.log(
+      `  GET /tickets/${ticket.key} -> ${read.status}: reporter ${back.reporter.emailAddress}, ` +
+        `labels ${back.labels.join(", ")}, priority ${back.priority.name}`,
+    );
+    const search = await fetch(`${base}/tickets?q=vpn`, { headers: auth });
+    const found = await search.json() as { key: string; summary: string }[];
+    console.log(
+      `  GET /tickets?q=vpn -> ${found.map((t) => `${t.key} "${t.summary}"`).join(", ")} ` +
+        "(the bridged mail)",
+    );
+    const anonymous = await fetch(`${base}/tickets`);
+    console.log(
+      `  GET /tickets without a token -> ${anonymous.status} ${(await anonymous.json()).title}`,
+    );
+    console.log(`  Swagger UI (while it runs): ${base}/   OpenAPI: ${base}/openapi.json`);
+  } finally {
+    server.kill("SIGTERM");
+    await server.status;
+  }
 } finally {
   await Deno.remove(mail, { recursive: true });
 }
