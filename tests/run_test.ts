@@ -145,7 +145,7 @@ Deno.test("agent run refuses a config with nothing to run, naming what to config
   const result = await runAgent(["run", "--config", file]);
   assertEquals(result.code, 2);
   assertStringIncludes(result.stderr, "configure [taskcalendar] or [agent] processors_dir");
-  assertStringIncludes(result.stderr, "or the mail bridge ([graph] and [jira])");
+  assertStringIncludes(result.stderr, "the mail bridge ([graph] and [jira]), or the ticket API");
   await Deno.writeTextFile(
     file,
     `[agent]\nhttp_listen = nowhere\nprocessors_dir = ${dir}\n` +
