@@ -78,6 +78,12 @@ export interface MailBridgeConfig {
   ownHeader: string;
   /** More addresses that are the bridge's own (the mailbox's aliases, a shared address). */
   ownAddresses: string[];
+  /** The way back: public comments go to the sender as replies in the thread. */
+  replies: boolean;
+  /** Replies go to the original Cc's too. */
+  replyCc: boolean;
+  /** Shared secret of Jira's comment webhook (POST <context>/webhooks/jira). */
+  webhookSecret?: string | undefined;
   /** Embedded defaults without [graph]/[jira]: a folder of .eml files, issues as JSON. */
   mailDir: string;
   issuesDir: string;
@@ -196,6 +202,9 @@ export function readMailBridge(
     reconcileDays: r.int("reconcile_days", { default: 14, min: 1, max: 365 }),
     claimSeconds: r.int("claim_seconds", { default: 120, min: 0, max: 86400 }),
     ownHeader,
+    replies: r.bool("replies", true),
+    replyCc: r.bool("reply_cc", false),
+    webhookSecret: r.optional("webhook_secret", { secret: true }),
     mailDir: r.pathWithDefault("mail_dir", "mail"),
     issuesDir: r.pathWithDefault("issues_dir", stateDir ? `${stateDir}/issues` : "issues"),
   };

@@ -190,6 +190,12 @@ max_range = 1000
 #max_summary = 200
 #reconcile_days = 14
 #claim_seconds = 120
+# The way back: public comments on bridged issues go to the sender as replies in their
+# thread (also to the original Cc's with reply_cc). Jira's comment webhook, if you add one,
+# posts to <ticket API>/webhooks/jira with this shared secret.
+#replies = true
+#reply_cc = false
+#webhook_secret = $JIRA_WEBHOOK_SECRET
 #mail_dir = mail
 #issues_dir = issues
 

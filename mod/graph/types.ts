@@ -52,6 +52,22 @@ export interface AttachmentInfo {
   contentId?: string | undefined;
 }
 
+/** What the bridge sends: an HTML body, its own headers, a marker, files. */
+export interface OutgoingMail {
+  html: string;
+  headers: Record<string, string>;
+  marker: string;
+  attachments?: OutgoingAttachment[] | undefined;
+}
+
+export interface OutgoingAttachment {
+  name: string;
+  contentType: string;
+  /** Set for an inline image the HTML shows as `cid:<contentId>`. */
+  contentId?: string | undefined;
+  bytes: Uint8Array;
+}
+
 /** A page of changes: the messages, and where to resume after they are recorded. */
 export interface ChangePage {
   messages: MailMessage[];
@@ -94,12 +110,18 @@ export interface Mailbox {
     signal?: AbortSignal,
   ): Promise<void>;
   /**
-   * Replies to the sender in the same thread, carrying `headers` (Graph takes `x-` headers
-   * only) and `marker`, by which `sentWith` finds the reply again.
+   * Replies to the sender in the same thread (with `replyAll`, to its other recipients too),
+   * carrying `headers` (Graph takes `x-` headers only), `attachments` (inline ones by their
+   * `contentId`, for `cid:` images) and `marker`, by which `sentWith` finds the reply again.
    */
   reply(
     messageId: string,
-    options: { html: string; headers: Record<string, string>; marker: string },
+    options: OutgoingMail & { replyAll?: boolean | undefined },
+    signal?: AbortSignal,
+  ): Promise<void>;
+  /** A new message (no thread to answer in), found again by `sentWith(marker)`. */
+  send(
+    options: OutgoingMail & { to: string[]; cc?: string[] | undefined; subject: string },
     signal?: AbortSignal,
   ): Promise<void>;
   /**

@@ -22,6 +22,7 @@ import { adfToWiki } from "./wiki.ts";
 import {
   type AttachmentUpload,
   type CommentView,
+  type FeedComment,
   type IssueDraft,
   type IssueFilter,
   type IssueView,
@@ -458,6 +459,126 @@ export class JiraTracker implements Tracker {
     return (found.watchers ?? []) as Record<string, unknown>[];
   }
 
+  async myself(signal?: AbortSignal): Promise<{ id: string; timeZone: string }> {
+    const me: { accountId?: string; name?: string; timeZone?: string } = await this.#call(
+      "read the current user",
+      false,
+      signal,
+      () => this.#client.myself.getCurrentUser(),
+    );
+    return {
+      id: String((this.deployment === "cloud" ? me.accountId : me.name) ?? ""),
+      timeZone: me.timeZone || "UTC",
+    };
+  }
+
+  async updatedIssues(
+    labels: string[],
+    since: Date,
+    timeZone: string,
+    signal?: AbortSignal,
+  ): Promise<string[]> {
+    const jql = `labels in (${labels.map(jqlString).join(", ")}) AND updated >= ` +
+      `${jqlString(jqlDate(since, timeZone))} ORDER BY updated ASC`;
+    const keys: string[] = [];
+    let nextPageToken: string | undefined;
+    for (let seen = 0; seen < RECONCILE_MAX;) {
+      const params = { jql, maxResults: RECONCILE_PAGE, fields: ["updated"] };
+      const page = await this.#call(
+        "search issues with new comments",
+        false,
+        signal,
+        () =>
+          this.deployment === "cloud"
+            ? this.#client.issueSearch.searchForIssuesUsingJqlEnhancedSearch({
+              ...params,
+              ...(nextPageToken ? { nextPageToken } : {}),
+            })
+            : this.#client.issueSearch.searchForIssuesUsingJql({ ...params, startAt: seen }),
+      );
+      const issues: { key: string }[] = page.issues ?? [];
+      keys.push(...issues.map((i) => String(i.key)));
+      seen += issues.length;
+      nextPageToken = page.nextPageToken;
+      const more = this.deployment === "cloud"
+        ? Boolean(nextPageToken) && !page.isLast
+        : seen < (page.total ?? 0);
+      if (!issues.length || !more) break;
+    }
+    return keys;
+  }
+
+  async feedComments(key: string, signal?: AbortSignal): Promise<FeedComment[]> {
+    const all: FeedComment[] = [];
+    for (let startAt = 0; all.length < 5000;) {
+      const page = await this.#call(
+        `read the comments of ${key}`,
+        false,
+        signal,
+        () =>
+          this.#client.issueComments.getComments({
+            issueIdOrKey: key,
+            startAt,
+            maxResults: 100,
+            expand: "renderedBody,properties",
+          }),
+      );
+      const comments = (page.comments ?? []) as JiraComment[];
+      all.push(...comments.map((c) => feedOf(key, c, this.deployment)));
+      startAt += comments.length;
+      if (!comments.length || startAt >= (page.total ?? 0)) break;
+    }
+    return all;
+  }
+
+  async feedComment(
+    key: string,
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<FeedComment | undefined> {
+    try {
+      const comment = await this.#call(
+        `read comment ${id} of ${key}`,
+        false,
+        signal,
+        () =>
+          this.#client.issueComments.getComment({
+            issueIdOrKey: key,
+            id,
+            expand: "renderedBody,properties",
+          }),
+      );
+      return feedOf(key, comment as JiraComment, this.deployment);
+    } catch (error) {
+      if (error instanceof JiraError && (error.status === 404 || error.status === 403)) {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  async download(
+    url: string,
+    signal?: AbortSignal,
+  ): Promise<{ bytes: Uint8Array; contentType: string } | undefined> {
+    // Only Jira's own files: the credentials never go to another host.
+    const target = new URL(url, this.#config.url);
+    if (target.origin !== new URL(this.#config.url).origin) return undefined;
+    const response = await fetch(target, {
+      headers: { authorization: this.#authorization() },
+      ...(signal ? { signal } : {}),
+      ...(this.#http ? { client: this.#http } : {}),
+    } as RequestInit);
+    if (!response.ok) {
+      await response.body?.cancel();
+      return undefined;
+    }
+    return {
+      bytes: new Uint8Array(await response.arrayBuffer()),
+      contentType: response.headers.get("content-type") ?? "application/octet-stream",
+    };
+  }
+
   #authorization(): string {
     const auth = this.#config.auth;
     return auth.kind === "basic"
@@ -526,6 +647,51 @@ export class JiraTracker implements Tracker {
       }
     }
   }
+}
+
+interface JiraComment {
+  id: string | number;
+  created?: string;
+  author?: { accountId?: string; name?: string; displayName?: string };
+  renderedBody?: string;
+  body?: unknown;
+  visibility?: { type?: string; value?: string };
+  properties?: { key: string; value?: unknown }[];
+}
+
+/** A comment as the way back reads it. */
+function feedOf(key: string, c: JiraComment, deployment: "cloud" | "server"): FeedComment {
+  const internal = (c.properties ?? []).some((p) =>
+    p.key === "sd.public.comment" && (p.value as { internal?: boolean } | undefined)?.internal
+  );
+  return {
+    id: String(c.id),
+    key,
+    created: c.created ?? new Date(0).toISOString(),
+    authorId: String((deployment === "cloud" ? c.author?.accountId : c.author?.name) ?? ""),
+    authorName: c.author?.displayName ?? "",
+    html: c.renderedBody ?? "",
+    ...(c.visibility?.type
+      ? { restricted: `${c.visibility.type} ${c.visibility.value ?? ""}`.trim() }
+      : {}),
+    internal,
+    properties: (c.properties ?? []).map((p) => p.key),
+  };
+}
+
+/** A JQL date, "yyyy/MM/dd HH:mm", as a wall time in `timeZone` (how Jira reads them). */
+export function jqlDate(date: Date, timeZone: string): string {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+  }).formatToParts(date);
+  const get = (t: string) => parts.find((p) => p.type === t)?.value ?? "00";
+  return `${get("year")}/${get("month")}/${get("day")} ${get("hour")}:${get("minute")}`;
 }
 
 /** Jira's issue JSON as an IssueView. */

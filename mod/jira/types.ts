@@ -78,7 +78,46 @@ export interface IssueReader {
   watchers(key: string, signal?: AbortSignal): Promise<Record<string, unknown>[]>;
 }
 
-export interface Tracker extends IssueReader {
+/** A comment as the way back reads it: who wrote it, for whom, and its rendered body. */
+export interface FeedComment {
+  id: string;
+  key: string;
+  created: string;
+  /** Account id (Cloud) or user name (Server/DC) of the author. */
+  authorId: string;
+  authorName: string;
+  /** Jira's rendered HTML of the body (embedded: the text, escaped). */
+  html: string;
+  /** Set when only a role or group may see it ("role Developers"). */
+  restricted?: string | undefined;
+  /** A Jira Service Management internal comment (sd.public.comment). */
+  internal: boolean;
+  /** Entity property keys it carries (agent.mail, agent.ticket, ...). */
+  properties: string[];
+}
+
+/** Comments to send back to the people who wrote in (the way back). */
+export interface CommentFeed {
+  /** The agent's own account, and the time zone Jira reads JQL dates in for it. */
+  myself(signal?: AbortSignal): Promise<{ id: string; timeZone: string }>;
+  /** Keys of issues with any of `labels` updated since `since` (oldest first). */
+  updatedIssues(
+    labels: string[],
+    since: Date,
+    timeZone: string,
+    signal?: AbortSignal,
+  ): Promise<string[]>;
+  /** An issue's comments with what the way back needs; one of them with `id`. */
+  feedComments(key: string, signal?: AbortSignal): Promise<FeedComment[]>;
+  feedComment(key: string, id: string, signal?: AbortSignal): Promise<FeedComment | undefined>;
+  /** A file Jira links in rendered HTML (an image), read with the agent's credentials. */
+  download(
+    url: string,
+    signal?: AbortSignal,
+  ): Promise<{ bytes: Uint8Array; contentType: string } | undefined>;
+}
+
+export interface Tracker extends IssueReader, CommentFeed {
   readonly deployment: "cloud" | "server" | "local";
   /** The issue's address for people (the acknowledgement mail). */
   browseUrl(key: string): string;

@@ -354,6 +354,24 @@ export class MailBridge {
   ): Promise<Outcome> {
     let record = start;
     if (record.state === "seen") {
+      // The Ticket Manager's trigger: a Jira Automation mail naming a comment to send back.
+      const trigger = automationTrigger(message);
+      if (trigger) {
+        await this.#ledger.queueReply({ ...trigger, via: "automation" });
+        await this.#mailbox.mark(message.id, {
+          category: `Jira: reply trigger ${trigger.key}`,
+          categories: message.categories,
+          moveTo: this.#config.moveTo ?? "deleteditems",
+        }, signal);
+        const reason = `Jira Automation reply trigger for ${trigger.key} comment ${trigger.id}`;
+        await this.#ledger.move(messageKey, record, "skipped", { reason }, reason);
+        this.stats.skipped++;
+        logger.info("Mail {messageId}: {reason} (queued)", {
+          messageId: message.internetMessageId,
+          reason,
+        });
+        return "skipped";
+      }
       const reason = skipReason(message, this.#config, this.#mailbox.ownAddresses);
       if (reason) {
         await this.#ledger.move(messageKey, record, "skipped", { reason }, reason);
@@ -792,6 +810,33 @@ function midUploadFault(): TransformStream<Uint8Array, Uint8Array> {
       if (++chunks === 2) faultPoint("mid-upload");
     },
   });
+}
+
+/**
+ * A Jira Automation mail (from automation.atlassian.com) whose body is the Ticket Manager's
+ * trigger JSON `{"ticket": KEY, "id": COMMENT_ID, "author": {...}}`: the comment to send.
+ */
+export function automationTrigger(message: MailMessage): { key: string; id: string } | undefined {
+  const from = message.from.address.toLowerCase();
+  if (!/@(?:[a-z0-9-]+\.)*automation\.atlassian\.com$/.test(from)) return undefined;
+  const text = message.body.contentType === "html"
+    ? message.body.content.replace(/<[^>]*>/g, " ").replace(/&quot;/g, '"').replace(/&amp;/g, "&")
+      .replace(/&#34;/g, '"').replace(/&nbsp;/g, " ")
+    : message.body.content;
+  const start = text.indexOf("{");
+  const end = text.lastIndexOf("}");
+  if (start < 0 || end <= start) return undefined;
+  try {
+    const value = JSON.parse(text.slice(start, end + 1)) as { ticket?: unknown; id?: unknown };
+    const key = String(value.ticket ?? "");
+    const id = String(value.id ?? "");
+    if (!/^[A-Z][A-Z0-9_]{0,19}-[1-9][0-9]{0,9}$/.test(key) || !/^[0-9]{1,19}$/.test(id)) {
+      return undefined;
+    }
+    return { key, id };
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -30,7 +30,8 @@ Commands:
   failed                List the dead letters (mails that failed for good)
 
 Options:
-      --once            One pass, then exit (1 if a mail could not be bridged)
+      --once            One pass each way (mail to Jira, comments back), then exit
+                        (1 if a mail could not be bridged)
       --retry-failed    Handle the dead letters again (then poll, or exit with --once)
       --days N          For backfill: how many days back
       --json            For failed: one JSON object {"dead_letters": [...]}
@@ -86,8 +87,15 @@ export const mailBridgeCommand: Command = {
         deps.stdout(`Retried ${n} dead letter(s).\n`);
       }
       if (values.once) {
-        await open.bridge.sync(open.folders, deps.signal);
-        deps.stdout(summary(open.bridge.stats) + "\n");
+        await open.pass(deps.signal);
+        const r = open.replier.stats;
+        deps.stdout(
+          summary(open.bridge.stats) +
+            (config.mailBridge?.replies === false
+              ? ""
+              : `; replies: ${r.sent} sent, ${r.skipped} not for the sender, ${r.failed} refused`) +
+            "\n",
+        );
         return open.bridge.stats.failed ? 1 : 0;
       }
       await pollForever(open, { signal: deps.signal });

@@ -8,6 +8,7 @@
  */
 import type { Store, StoreKey } from "../store/store.ts";
 import type { RunLock, RunRef } from "../store/run_lock.ts";
+import { queueComment, type QueuedComment } from "./replies.ts";
 
 export type MailState =
   | "seen"
@@ -42,6 +43,16 @@ export interface MailRecord {
   error?: string | undefined;
   attempts: number;
   history: { state: MailState; at: string; note?: string | undefined }[];
+}
+
+/** A mail bridged into an issue, for the way back to answer in its thread. */
+export interface IssueMail {
+  mailId: string;
+  messageId: string;
+  receivedAt: string;
+  from: string;
+  /** When it went into the issue (ms precision). */
+  bridgedAt: string;
 }
 
 const HISTORY_MAX = 20;
@@ -101,6 +112,16 @@ export class Ledger {
     if (next.kind === "issue" && next.key && next.conversationId) {
       set.push([this.#key("conv", next.conversationId), next.key]);
     }
+    if (next.key && (state === "created" || state === "attachments_done" || state === "marked")) {
+      // The way back answers in the thread of the latest mail bridged into an issue.
+      set.push([this.#key("issue_mail", next.key, messageKey), {
+        mailId: next.mailId,
+        messageId: next.messageId,
+        receivedAt: next.receivedAt,
+        from: next.from,
+        bridgedAt: next.history.find((h) => h.state === "created")?.at ?? this.#now().toISOString(),
+      }]);
+    }
     await this.#store.commit({ set, delete: del });
     return next;
   }
@@ -118,6 +139,37 @@ export class Ledger {
       messageId: record.messageId,
       mailbox: this.#mailbox,
     });
+  }
+
+  /** Queues a comment for the way back (an Automation mail named it). */
+  async queueReply(comment: QueuedComment): Promise<void> {
+    await queueComment(this.#store, comment);
+  }
+
+  /** The mails bridged into an issue (as the issue or its comments), oldest first. */
+  async mailsOfIssue(key: string): Promise<IssueMail[]> {
+    const mails: IssueMail[] = [];
+    for await (const { value } of this.#store.list<IssueMail>(this.#key("issue_mail", key))) {
+      mails.push(value);
+    }
+    if (!mails.length) {
+      // Records from before the index: the ledger itself.
+      for await (const { value } of this.#store.list<MailRecord>(this.#key("msg"))) {
+        if (value.key === key && value.kind && value.mailId) {
+          mails.push({
+            mailId: value.mailId,
+            messageId: value.messageId,
+            receivedAt: value.receivedAt,
+            from: value.from,
+            bridgedAt: value.history.find((h) => h.state === "created")?.at ?? "",
+          });
+        }
+      }
+    }
+    // Received in the same second says nothing: the order they were bridged in decides.
+    return mails.sort((a, b) =>
+      a.receivedAt.localeCompare(b.receivedAt) || a.bridgedAt.localeCompare(b.bridgedAt)
+    );
   }
 
   /** The issue a conversation became, when the bridge created one. */

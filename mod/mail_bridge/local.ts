@@ -13,6 +13,7 @@ import {
   type ChangePage,
   type Mailbox,
   type MailMessage,
+  type OutgoingMail,
   unreadableMessage,
 } from "../graph/types.ts";
 import { PermanentError } from "../errors/classify.ts";
@@ -21,6 +22,7 @@ import { adfToWiki } from "../jira/wiki.ts";
 import type {
   AttachmentUpload,
   CommentView,
+  FeedComment,
   IssueDraft,
   IssueFilter,
   IssueView,
@@ -160,9 +162,41 @@ export class DirMailbox implements Mailbox {
 
   async reply(
     messageId: string,
-    options: { html: string; headers: Record<string, string>; marker: string },
+    options: OutgoingMail & { replyAll?: boolean | undefined },
   ): Promise<void> {
     const original = await this.get(messageId);
+    const own = (a: string) => [LOCAL_ADDRESS, ...this.ownAddresses].includes(a.toLowerCase());
+    await this.#write(options, {
+      to: [original.from.address],
+      cc: options.replyAll
+        ? [...original.to, ...original.cc].map((a) => a.address).filter((a) => !own(a))
+        : [],
+      subject: /^re:/i.test(original.subject) ? original.subject : `RE: ${original.subject}`,
+      inReplyTo: original.internetMessageId,
+      references: [
+        ...(original.headers["references"]?.split(/\s+/).filter(Boolean) ?? []),
+        original.internetMessageId,
+      ],
+    });
+  }
+
+  async send(
+    options: OutgoingMail & { to: string[]; cc?: string[] | undefined; subject: string },
+  ): Promise<void> {
+    await this.#write(options, { to: options.to, cc: options.cc ?? [], subject: options.subject });
+  }
+
+  /** The mail as MIME in the outbox, whole or not at all. */
+  async #write(
+    options: OutgoingMail,
+    envelope: {
+      to: string[];
+      cc: string[];
+      subject: string;
+      inReplyTo?: string;
+      references?: string[];
+    },
+  ): Promise<void> {
     const transport = nodemailer.createTransport({
       streamTransport: true,
       buffer: true,
@@ -170,11 +204,19 @@ export class DirMailbox implements Mailbox {
     });
     const info = await transport.sendMail({
       from: LOCAL_ADDRESS,
-      to: original.from.address,
-      subject: `RE: ${original.subject}`,
-      inReplyTo: original.internetMessageId,
-      references: [original.internetMessageId],
+      to: envelope.to,
+      ...(envelope.cc.length ? { cc: envelope.cc } : {}),
+      subject: envelope.subject,
+      ...(envelope.inReplyTo
+        ? { inReplyTo: envelope.inReplyTo, references: envelope.references ?? [] }
+        : {}),
       html: options.html,
+      attachments: (options.attachments ?? []).map((a) => ({
+        filename: a.name,
+        contentType: a.contentType,
+        content: Buffer.from(a.bytes),
+        ...(a.contentId ? { cid: a.contentId } : {}),
+      })),
       // Sent as MIME here, so the standard marks go on too (RFC 3834; Exchange's own).
       headers: {
         "Auto-Submitted": "auto-replied",
@@ -292,12 +334,21 @@ interface IssueFile {
   reporter?: UserRef | undefined;
   properties: Record<string, unknown>;
   description: string;
-  comments: { id: string; body: string; properties: Record<string, unknown>; created?: string }[];
+  comments: {
+    id: string;
+    body: string;
+    properties: Record<string, unknown>;
+    created?: string;
+    /** Who wrote it; absent for the agent's own (a person adding one to the file names it). */
+    author?: string;
+  }[];
   attachments: { filename: string; size: number }[];
   watchers: string[];
   links: string[];
   /** ISO time (files written before it was kept have none). */
   created?: string;
+  /** ISO time of the last change the tracker made (a comment). */
+  updated?: string;
   status?: string;
 }
 
@@ -382,6 +433,7 @@ export class FileTracker implements Tracker {
       properties: { [property.key]: property.value },
       created: new Date().toISOString(),
     });
+    issue.updated = new Date().toISOString();
     await this.#write(issue);
     return { id };
   }
@@ -487,6 +539,49 @@ export class FileTracker implements Tracker {
     return (await this.#need(key)).watchers.map((name) => ({ name }));
   }
 
+  myself(): Promise<{ id: string; timeZone: string }> {
+    return Promise.resolve({ id: OWN_AUTHOR, timeZone: "UTC" });
+  }
+
+  /**
+   * Issues with the labels changed since `since`: by the tracker (`updated`), or by a person
+   * editing the file (its modification time).
+   */
+  async updatedIssues(labels: string[], since: Date): Promise<string[]> {
+    const found: { key: string; at: number }[] = [];
+    for (const key of await this.#keys()) {
+      const issue = await this.#read(key);
+      if (!issue || !issue.labels.some((l) => labels.includes(l))) continue;
+      const mtime = (await Deno.stat(this.#path(key))).mtime?.getTime() ?? 0;
+      const at = Math.max(Date.parse(issue.updated ?? issue.created ?? "") || 0, mtime);
+      if (at >= since.getTime()) found.push({ key, at });
+    }
+    return found.sort((a, b) => a.at - b.at).map((f) => f.key);
+  }
+
+  async feedComments(key: string): Promise<FeedComment[]> {
+    const issue = await this.#need(key);
+    return issue.comments.map((c) => ({
+      id: `${key}/${c.id}`,
+      key,
+      created: c.created ?? issue.updated ?? new Date(0).toISOString(),
+      authorId: c.author ?? OWN_AUTHOR,
+      authorName: c.author ?? "the agent",
+      html: c.body.split(/\n\s*\n/).map((p) => `<p>${escapeHtml(p).replace(/\n/g, "<br>")}</p>`)
+        .join(""),
+      internal: false,
+      properties: Object.keys(c.properties ?? {}),
+    }));
+  }
+
+  async feedComment(key: string, id: string): Promise<FeedComment | undefined> {
+    return (await this.feedComments(key)).find((c) => c.id === id || c.id === `${key}/${id}`);
+  }
+
+  download(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
   #path(key: string): string {
     return join(this.#dir, `${key}.json`);
   }
@@ -525,6 +620,9 @@ export class FileTracker implements Tracker {
     await Deno.rename(tmp, this.#path(issue.key));
   }
 }
+
+/** The author of comments the agent itself wrote into an issue file. */
+const OWN_AUTHOR = "agent";
 
 /** An issue file in Jira's REST shape. */
 function viewOf(issue: IssueFile): IssueView {

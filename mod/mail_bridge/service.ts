@@ -19,6 +19,7 @@ import { MailBridge } from "./bridge.ts";
 import { Ledger } from "./ledger.ts";
 import { RunLock } from "../store/run_lock.ts";
 import { bridgeLine } from "../run/startup.ts";
+import { Replier } from "./replies.ts";
 
 const logger = log("mail-bridge");
 const RETRY_BACKOFF_S = [5, 15, 30, 60, 120, 300];
@@ -32,6 +33,10 @@ export interface OpenBridge {
   pollSeconds: number;
   /** Graph/Jira counters for /metrics, when they are the real ones. */
   stats(): { graph?: GraphStats | undefined; jira?: JiraStats | undefined };
+  /** The way back: comments to the people who wrote in. */
+  replier: Replier;
+  /** One pass in each direction: mail to Jira, then comments back (when replies are on). */
+  pass(signal?: AbortSignal): Promise<void>;
   /** Ends this run's hold on its reservations (a clean stop). */
   close(): Promise<void>;
 }
@@ -80,13 +85,34 @@ export async function openBridge(config: Config, store: Store): Promise<OpenBrid
     { mailbox, tracker, ledger: new Ledger(store, mailbox.address), runs },
     { config: settings, project, issueType: config.jira?.issueType ?? "Task" },
   );
+  const replier = new Replier({ tracker, mailbox, store, runs }, settings);
+  const folders = config.graph?.folders ?? ["Inbox"];
   return {
     bridge,
     mailbox,
     tracker,
-    folders: config.graph?.folders ?? ["Inbox"],
+    folders,
     pollSeconds: config.graph?.pollSeconds ?? 30,
     stats: () => ({ graph: graphStats, jira: jiraStats }),
+    replier,
+    async pass(signal?: AbortSignal) {
+      // A failure one way does not keep the other from its turn.
+      let retryable: unknown;
+      for (
+        const step of [
+          () => bridge.sync(folders, signal),
+          ...(settings.replies ? [() => replier.pass(signal)] : []),
+        ]
+      ) {
+        try {
+          await step();
+        } catch (error) {
+          if (signal?.aborted) throw error;
+          retryable ??= error;
+        }
+      }
+      if (retryable) throw retryable;
+    },
     close: async () => await runs?.release(),
   };
 }
@@ -103,7 +129,7 @@ export async function pollForever(
   while (!options.signal.aborted) {
     let wait = open.pollSeconds * 1000;
     try {
-      await open.bridge.sync(open.folders, options.signal);
+      await open.pass(options.signal);
       failures = 0;
       options.onPass?.();
     } catch (error) {

@@ -19,6 +19,7 @@ import { VERSION } from "../cli/version.ts";
 import {
   Comment,
   DeadLetter as DeadLetterSchema,
+  JiraWebhook,
   Mail,
   MailIdParam,
   MailSearch,
@@ -35,6 +36,8 @@ import {
 } from "./schemas.ts";
 import { SECURITY_HEADERS, SWAGGER_FILES, swaggerFile, swaggerPage } from "./swagger.ts";
 import { decodeCursor, encodeCursor, HttpProblem, type TicketService } from "./tickets.ts";
+import { queueComment } from "../mail_bridge/replies.ts";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Scope, Tokens } from "./tokens.ts";
 
 const logger = log("ticket-api");
@@ -408,6 +411,58 @@ export function ticketApp(deps: TicketAppDeps) {
         "query",
       );
       return c.json(await deadLetters(store, limit));
+    },
+  );
+
+  // --- Jira's comment webhook (the way back): verified by its own secret, not a token
+  add(
+    createRoute({
+      method: "post",
+      path: "/webhooks/jira",
+      operationId: "jiraWebhook",
+      summary: "Jira's comment_created webhook: the comment goes back to the sender",
+      description: "Verified with [mail_bridge] webhook_secret: Cloud's X-Hub-Signature " +
+        "(sha256 HMAC of the body), or Server/DC's ?secret= in the webhook's URL. The " +
+        "comment is queued; the mail bridge's reply pass sends it.",
+      tags: ["mail bridge"],
+      request: {
+        body: {
+          required: true,
+          content: { "application/json": { schema: JiraWebhook } },
+        },
+      },
+      responses: {
+        202: { description: "Queued (or not a comment event: ignored)" },
+        ...problems(400, 401, 404, 413),
+      },
+    }),
+    null,
+    async (c) => {
+      const secret = config.bridge.webhookSecret;
+      if (!secret) {
+        throw new HttpProblem(
+          404,
+          "Not found",
+          "no webhook: [mail_bridge] webhook_secret is not set",
+        );
+      }
+      const raw = new Uint8Array(await c.req.arrayBuffer());
+      if (!verifyWebhook(raw, secret, c.req.header("x-hub-signature"), c.req.query("secret"))) {
+        logger.warning("Jira webhook refused: bad or missing signature");
+        throw new HttpProblem(401, "Unauthorized", "the webhook's signature does not match");
+      }
+      let event: z.output<typeof JiraWebhook>;
+      try {
+        event = parse(JiraWebhook, JSON.parse(new TextDecoder().decode(raw)), "body");
+      } catch (error) {
+        if (error instanceof HttpProblem) throw error;
+        throw new HttpProblem(400, "Invalid request", "the body is not JSON");
+      }
+      if (event.webhookEvent !== "comment_created" || !event.comment?.id || !event.issue?.key) {
+        return c.body(null, 202);
+      }
+      await queueComment(store, { key: event.issue.key, id: event.comment.id, via: "webhook" });
+      return c.body(null, 202);
     },
   );
 
@@ -809,4 +864,26 @@ async function deadLetters(store: Store, limit: number) {
     if (++mails >= limit) break;
   }
   return out;
+}
+
+/**
+ * A Jira webhook's proof: Cloud signs the body (`X-Hub-Signature: sha256=<hex HMAC>`),
+ * Server/DC carries the secret in the URL it was given. Compared in constant time.
+ */
+export function verifyWebhook(
+  body: Uint8Array,
+  secret: string,
+  signature: string | undefined,
+  urlSecret: string | undefined,
+): boolean {
+  const same = (a: string, b: string) => {
+    const x = new TextEncoder().encode(a);
+    const y = new TextEncoder().encode(b);
+    return x.length === y.length && timingSafeEqual(x, y);
+  };
+  if (signature) {
+    const expected = "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
+    return same(signature.trim().toLowerCase(), expected);
+  }
+  return urlSecret !== undefined && same(urlSecret, secret);
 }

@@ -155,3 +155,10 @@ export const Problem = z.object({
   detail: z.string().optional(),
   errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
 }).openapi("Problem");
+
+/** The parts of Jira's webhook payload the way back reads (the rest is ignored). */
+export const JiraWebhook = z.object({
+  webhookEvent: z.string().max(100),
+  issue: z.object({ key: z.string().regex(KEY_PATTERN) }).passthrough().optional(),
+  comment: z.object({ id: z.coerce.string().regex(/^[0-9]{1,19}$/) }).passthrough().optional(),
+}).passthrough().openapi("JiraWebhook");

@@ -50,9 +50,16 @@ export interface FakeMessage {
 }
 
 export interface SentReply {
+  /** The Message-ID it answers ("" for a new message). */
   messageId: string;
   body: string;
   headers: { name: string; value: string }[];
+  to?: string[];
+  cc?: string[];
+  subject?: string;
+  attachments?: { name: string; contentId?: string | undefined; bytes: number }[];
+  /** The bridge's marker (single-value extended property). */
+  marker?: string | undefined;
 }
 
 export interface NewMail {
@@ -158,42 +165,62 @@ export class FakeGraph extends HttpsFake {
       m.changeSeq = ++this.#seq;
       return this.#json(m);
     });
-    this.route("POST", `${GRAPH}/messages/:id/createReply`, (_req, p, body) => {
+    for (const action of ["createReply", "createReplyAll"] as const) {
+      this.route("POST", `${GRAPH}/messages/:id/${action}`, (_req, p, body) => {
+        const m = this.messages.get(p.id!);
+        if (!m) return notFound(p.id!);
+        const message = JSON.parse(body || "{}").message ?? {};
+        const bad = badHeader(message);
+        if (bad) return bad;
+        const everyone = [...m.to, ...m.cc].filter((a) => a.toLowerCase() !== this.mailbox);
+        return this.#draft({
+          ...m,
+          subject: `RE: ${m.subject}`,
+          to: [m.from.address],
+          cc: action === "createReplyAll" ? everyone : [],
+          inReplyTo: m.internetMessageId,
+        }, message);
+      });
+    }
+    // A new message (a draft in Drafts), as POST /messages makes one.
+    this.route("POST", `${GRAPH}/messages`, (_req, _p, body) => {
+      const message = JSON.parse(body || "{}");
+      const bad = badHeader(message);
+      if (bad) return bad;
+      const addresses = (list?: { emailAddress: { address: string } }[]) =>
+        (list ?? []).map((r) => r.emailAddress.address);
+      return this.#draft({
+        conversationId: `conv-${crypto.randomUUID()}`,
+        subject: String(message.subject ?? ""),
+        to: addresses(message.toRecipients),
+        cc: addresses(message.ccRecipients),
+        receivedDateTime: new Date().toISOString(),
+        importance: "normal",
+        hasAttachments: false,
+      } as unknown as FakeMessage, message);
+    });
+    // An attachment added to a draft (inline ones carry a contentId).
+    this.route("POST", `${GRAPH}/messages/:id/attachments`, (_req, p, body) => {
       const m = this.messages.get(p.id!);
-      if (!m) return notFound(p.id!);
-      const message = JSON.parse(body || "{}").message ?? {};
-      const headers: { name: string; value: string }[] = message.internetMessageHeaders ?? [];
-      // Graph takes only x- headers on a message (InvalidInternetMessageHeader otherwise).
-      const bad = headers.find((h) => !/^x-/i.test(h.name));
-      if (bad) {
+      if (!m || m.folder !== "drafts") return notFound(p.id!);
+      const a = JSON.parse(body);
+      if (a["@odata.type"] !== "#microsoft.graph.fileAttachment" || !a.contentBytes) {
         return Response.json({
-          error: {
-            code: "InvalidInternetMessageHeader",
-            message:
-              `The internet message header name '${bad.name}' should start with 'x-' or 'X-'.`,
-          },
+          error: { code: "ErrorInvalidRequest", message: "a fileAttachment with contentBytes" },
         }, { status: 400 });
       }
-      const id = `AAMkDraft${String(this.#nextId++).padStart(6, "0")}=`;
-      const draft: FakeMessage = {
-        ...m,
-        id,
-        internetMessageId: `<${crypto.randomUUID()}@outlook.example.com>`,
-        subject: `RE: ${m.subject}`,
-        from: { name: "", address: this.mailbox },
-        to: [m.from.address],
-        cc: [],
-        body: { contentType: "html", content: message.body?.content ?? "" },
-        headers: Object.fromEntries(headers.map((h) => [h.name, h.value])),
-        attachments: [],
-        categories: [],
-        folder: "drafts",
-        changeSeq: ++this.#seq,
-        inReplyTo: m.internetMessageId,
-        extended: message.singleValueExtendedProperties ?? [],
+      const content = Uint8Array.from(atob(a.contentBytes), (c) => c.charCodeAt(0));
+      const attachment: FakeAttachment = {
+        id: `${m.id}-att${m.attachments.length}`,
+        name: a.name,
+        contentType: a.contentType,
+        isInline: a.isInline === true,
+        ...(a.contentId ? { contentId: a.contentId } : {}),
+        content,
+        size: content.length,
       };
-      this.messages.set(id, draft);
-      return Response.json(this.#plain(draft), { status: 201 });
+      m.attachments.push(attachment);
+      return Response.json({ id: attachment.id, name: a.name }, { status: 201 });
     });
     this.route("POST", `${GRAPH}/messages/:id/send`, (_req, p) => {
       const m = this.messages.get(p.id!);
@@ -204,6 +231,15 @@ export class FakeGraph extends HttpsFake {
         messageId: m.inReplyTo ?? "",
         body: m.body.content,
         headers: Object.entries(m.headers).map(([name, value]) => ({ name, value })),
+        to: m.to,
+        cc: m.cc,
+        subject: m.subject,
+        attachments: m.attachments.map((a) => ({
+          name: a.name,
+          contentId: a.contentId,
+          bytes: a.content?.length ?? a.size,
+        })),
+        marker: m.extended?.[0]?.value,
       });
       return new Response(null, { status: 202 });
     });
@@ -247,6 +283,35 @@ export class FakeGraph extends HttpsFake {
         headers: { "content-type": a.contentType },
       });
     });
+  }
+
+  /** Stores a draft made from `base` and the request's `message` (body, headers, marker). */
+  #draft(
+    base: FakeMessage,
+    message: {
+      body?: { content?: string };
+      internetMessageHeaders?: { name: string; value: string }[];
+      singleValueExtendedProperties?: { id: string; value: string }[];
+    },
+  ): Response {
+    const id = `AAMkDraft${String(this.#nextId++).padStart(6, "0")}=`;
+    const draft: FakeMessage = {
+      ...base,
+      id,
+      internetMessageId: `<${crypto.randomUUID()}@outlook.example.com>`,
+      from: { name: "", address: this.mailbox },
+      body: { contentType: "html", content: message.body?.content ?? "" },
+      headers: Object.fromEntries(
+        (message.internetMessageHeaders ?? []).map((h) => [h.name, h.value]),
+      ),
+      attachments: [],
+      categories: [],
+      folder: "drafts",
+      changeSeq: ++this.#seq,
+      extended: message.singleValueExtendedProperties ?? [],
+    };
+    this.messages.set(id, draft);
+    return Response.json(this.#plain(draft), { status: 201 });
   }
 
   /** Delivers a mail to the mailbox; resolves to the stored message. */
@@ -500,4 +565,18 @@ export function graphSection(
     ...extra,
   };
   return `[graph]\n${Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join("\n")}\n`;
+}
+
+/** Graph takes only x- headers on a message (InvalidInternetMessageHeader otherwise). */
+function badHeader(
+  message: { internetMessageHeaders?: { name: string }[] },
+): Response | undefined {
+  const bad = (message.internetMessageHeaders ?? []).find((h) => !/^x-/i.test(h.name));
+  if (!bad) return undefined;
+  return Response.json({
+    error: {
+      code: "InvalidInternetMessageHeader",
+      message: `The internet message header name '${bad.name}' should start with 'x-' or 'X-'.`,
+    },
+  }, { status: 400 });
 }

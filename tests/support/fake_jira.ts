@@ -25,7 +25,7 @@ export interface FakeIssue {
   key: string;
   fields: Record<string, unknown>;
   properties: Record<string, unknown>;
-  comments: { id: string; body: unknown; properties: { key: string; value: unknown }[] }[];
+  comments: FakeComment[];
   attachments: {
     id: string;
     filename: string;
@@ -36,6 +36,18 @@ export interface FakeIssue {
   watchers: string[];
   links: string[];
   created: string;
+}
+
+export interface FakeComment {
+  id: string;
+  body: unknown;
+  properties: { key: string; value: unknown }[];
+  /** Account id (Cloud) or name (Server/DC); the agent's own account when it wrote it. */
+  author?: string;
+  created?: string;
+  visibility?: { type: "role" | "group"; value: string };
+  /** The HTML Jira renders (expand=renderedBody); made from the body when not given. */
+  html?: string;
 }
 
 export class FakeJira extends HttpsFake {
@@ -51,6 +63,10 @@ export class FakeJira extends HttpsFake {
   };
   /** Every JQL query received. */
   readonly jqls: string[] = [];
+  /** The account's time zone: JQL dates are read in it (as Jira does). */
+  timeZone = "America/New_York";
+  /** Files served under /secure/attachment/{id}/{name} (images in rendered comments). */
+  readonly files = new Map<string, { bytes: Uint8Array<ArrayBuffer>; contentType: string }>();
   readonly users: FakeJiraUser[] = [
     {
       accountId: "557058:ann",
@@ -128,12 +144,15 @@ export class FakeJira extends HttpsFake {
       const parsed = JSON.parse(body);
       const bad = this.#badBody(parsed.body, "comment");
       if (bad) return bad;
-      const comment = {
+      const comment: FakeComment = {
         id: String(this.#ids++),
         body: parsed.body,
         properties: parsed.properties ?? [],
+        author: this.deployment === "cloud" ? this.self.accountId : this.self.name,
+        created: new Date().toISOString(),
       };
       issue.comments.push(comment);
+      issue.fields.updated = comment.created;
       return Response.json({ id: comment.id, body: comment.body }, { status: 201 });
     });
     this.route("GET", `${api}/issue/:key/comment`, (req, p) => {
@@ -146,17 +165,13 @@ export class FakeJira extends HttpsFake {
       const url = new URL(req.url);
       const startAt = Number(url.searchParams.get("startAt") ?? 0);
       const max = Number(url.searchParams.get("maxResults") ?? 50);
-      const expand = (url.searchParams.get("expand") ?? "").includes("properties");
+      const expand = url.searchParams.get("expand") ?? "";
       const page = issue.comments.slice(startAt, startAt + max);
       return {
         startAt,
         maxResults: max,
         total: issue.comments.length,
-        comments: page.map((c) => ({
-          id: c.id,
-          body: c.body,
-          ...(expand ? { properties: c.properties } : {}),
-        })),
+        comments: page.map((c) => this.#commentJson(c, expand)),
       };
     });
     this.route("POST", `${api}/issue/:key/attachments`, async (req, p, _body, bytes) => {
@@ -258,11 +273,34 @@ export class FakeJira extends HttpsFake {
             }
         );
     });
+    this.route("GET", `${api}/issue/:key/comment/:id`, (req, p) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const comment = this.issues.get(p.key!)?.comments.find((c) => c.id === p.id);
+      if (!comment) return Response.json({ errorMessages: ["No comment"] }, { status: 404 });
+      return this.#commentJson(comment, new URL(req.url).searchParams.get("expand") ?? "");
+    });
     this.route(
       "GET",
       `${api}/myself`,
-      (req) => this.#guard(req) ?? { accountId: "557058:bridge", emailAddress: this.user },
+      (req) =>
+        this.#guard(req) ?? {
+          ...(this.deployment === "cloud"
+            ? { accountId: this.self.accountId }
+            : { name: this.self.name, key: this.self.name }),
+          emailAddress: this.user,
+          displayName: this.self.displayName,
+          timeZone: this.timeZone,
+        },
     );
+    // Attachment files as Jira links them in rendered HTML.
+    this.route("GET", "/secure/attachment/:id/:name", (req, p) => {
+      const denied = this.#guard(req);
+      if (denied) return denied;
+      const file = this.files.get(p.id!);
+      if (!file) return new Response("Not found", { status: 404 });
+      return new Response(file.bytes, { headers: { "content-type": file.contentType } });
+    });
     this.route("GET", `${api}/project/:key`, (req, p) => {
       const denied = this.#guard(req);
       if (denied) return denied;
@@ -392,6 +430,7 @@ export class FakeJira extends HttpsFake {
             ? { accountId: this.self.accountId }
             : { name: this.self.name }),
         created: new Date().toISOString(),
+        updated: new Date().toISOString(),
       },
       properties: Object.fromEntries((body.properties ?? []).map((p) => [p.key, p.value])),
       comments: [],
@@ -447,6 +486,69 @@ export class FakeJira extends HttpsFake {
     );
   }
 
+  /**
+   * A person comments in Jira (not through the agent): `author` a user's e-mail, or the
+   * agent's own account; `internal` marks a Jira Service Management internal comment.
+   */
+  commentAs(
+    key: string,
+    c: {
+      author: string;
+      text: string;
+      html?: string;
+      visibility?: FakeComment["visibility"];
+      internal?: boolean;
+      properties?: { key: string; value: unknown }[];
+    },
+  ): FakeComment {
+    const issue = this.issues.get(key);
+    if (!issue) throw new Error(`no issue ${key}`);
+    const user = [...this.users, this.self].find((u) => u.emailAddress === c.author);
+    if (!user) throw new Error(`no user ${c.author}`);
+    const comment: FakeComment = {
+      id: String(this.#ids++),
+      body: this.deployment === "cloud"
+        ? {
+          type: "doc",
+          version: 1,
+          content: [{ type: "paragraph", content: [{ type: "text", text: c.text }] }],
+        }
+        : c.text,
+      properties: [
+        ...(c.properties ?? []),
+        ...(c.internal !== undefined
+          ? [{ key: "sd.public.comment", value: { internal: c.internal } }]
+          : []),
+      ],
+      author: this.deployment === "cloud" ? user.accountId : user.name,
+      created: new Date().toISOString(),
+      ...(c.visibility ? { visibility: c.visibility } : {}),
+      ...(c.html ? { html: c.html } : {}),
+    };
+    issue.comments.push(comment);
+    issue.fields.updated = comment.created;
+    return comment;
+  }
+
+  #commentJson(c: FakeComment, expand: string): Record<string, unknown> {
+    const text = typeof c.body === "string" ? c.body : JSON.stringify(c.body);
+    return {
+      id: c.id,
+      body: c.body,
+      author: c.author ? this.#userObject(c.author) : undefined,
+      created: c.created,
+      updated: c.created,
+      ...(c.visibility ? { visibility: c.visibility } : {}),
+      ...(expand.includes("properties") ? { properties: c.properties } : {}),
+      ...(expand.includes("renderedBody")
+        ? {
+          renderedBody: c.html ??
+            `<p>${text.replace(/[&<>]/g, (x) => `&#${x.charCodeAt(0)};`)}</p>`,
+        }
+        : {}),
+    };
+  }
+
   /** Whether an issue satisfies one clause of the JQL subset parseJql reads. */
   #matches(issue: FakeIssue, clause: JqlClause): boolean {
     const f = issue.fields;
@@ -474,6 +576,9 @@ export class FakeJira extends HttpsFake {
         const days = Number(/^-(\d+)d$/.exec(values[0] ?? "")?.[1] ?? NaN);
         return Date.parse(f.created as string) >= Date.now() - days * 86_400_000;
       }
+      case "updated":
+        // "yyyy/MM/dd HH:mm", read in the account's time zone (as Jira reads JQL dates).
+        return Date.parse(f.updated as string) >= wallTime(values[0]!, this.timeZone);
       case "text": {
         const text = [
           String(f.summary ?? ""),
@@ -527,7 +632,16 @@ export class FakeJira extends HttpsFake {
 }
 
 interface JqlClause {
-  field: "project" | "labels" | "reporter" | "assignee" | "watcher" | "status" | "created" | "text";
+  field:
+    | "project"
+    | "labels"
+    | "reporter"
+    | "assignee"
+    | "watcher"
+    | "status"
+    | "created"
+    | "updated"
+    | "text";
   values: string[];
 }
 
@@ -574,13 +688,22 @@ export function parseJql(jql: string): { clauses: JqlClause[]; descending: boole
   for (;;) {
     const field = word().toLowerCase();
     if (field === "order") {
-      if (word().toLowerCase() !== "by" || word().toLowerCase() !== "created") fail("ORDER BY");
+      if (word().toLowerCase() !== "by" || !/^(created|updated)$/i.test(word())) fail("ORDER BY");
       descending = word().toUpperCase() === "DESC";
       break;
     }
     if (
-      !["project", "labels", "reporter", "assignee", "watcher", "status", "created", "text"]
-        .includes(field)
+      ![
+        "project",
+        "labels",
+        "reporter",
+        "assignee",
+        "watcher",
+        "status",
+        "created",
+        "updated",
+        "text",
+      ].includes(field)
     ) fail(`field ${field}`);
     const op = word().toLowerCase();
     const values: string[] = [];
@@ -599,7 +722,7 @@ export function parseJql(jql: string): { clauses: JqlClause[]; descending: boole
     if (i >= jql.length) break;
     const joiner = word().toUpperCase();
     if (joiner === "ORDER") {
-      if (word().toLowerCase() !== "by" || word().toLowerCase() !== "created") fail("ORDER BY");
+      if (word().toLowerCase() !== "by" || !/^(created|updated)$/i.test(word())) fail("ORDER BY");
       descending = word().toUpperCase() === "DESC";
       break;
     }
@@ -626,4 +749,24 @@ export function jiraSection(
     ...extra,
   };
   return `[jira]\n${Object.entries(lines).map(([k, v]) => `${k} = ${v}`).join("\n")}\n`;
+}
+
+/** "yyyy/MM/dd HH:mm" as a wall time in `timeZone`, in epoch ms. */
+export function wallTime(text: string, timeZone: string): number {
+  const m = /^(\d{4})[/-](\d{2})[/-](\d{2}) (\d{2}):(\d{2})$/.exec(text);
+  if (!m) throw new Error(`Date value '${text}' for field 'updated' is invalid`);
+  const asUtc = Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!);
+  // The zone's offset at that moment: format the UTC guess in the zone and compare.
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+  }).formatToParts(new Date(asUtc));
+  const get = (t: string) => Number(parts.find((p) => p.type === t)?.value);
+  const shown = Date.UTC(get("year"), get("month") - 1, get("day"), get("hour"), get("minute"));
+  return asUtc - (shown - asUtc);
 }

@@ -8,6 +8,7 @@ import { MsalTokenSource } from "../../mod/graph/token.ts";
 import { JiraTracker } from "../../mod/jira/client.ts";
 import { MailBridge } from "../../mod/mail_bridge/bridge.ts";
 import { Ledger } from "../../mod/mail_bridge/ledger.ts";
+import { Replier } from "../../mod/mail_bridge/replies.ts";
 import { Store } from "../../mod/store/store.ts";
 import { testPki } from "./ca.ts";
 import { FakeGraph, graphSection } from "./fake_graph.ts";
@@ -21,6 +22,10 @@ export interface BridgeHarness {
   ledger: Ledger;
   mailbox: GraphMailbox;
   tracker: JiraTracker;
+  /** The way back, on the same mailbox, tracker and store. */
+  replier: Replier;
+  /** One reply pass (queued comments, then polling). */
+  replies(): Promise<void>;
   /** Every wait the bridge asked for, in ms. */
   sleeps: number[];
   configText: string;
@@ -80,9 +85,14 @@ export async function startBridge(
         issueType: config.jira!.issueType,
       },
     );
+    harness.replier = new Replier(
+      { tracker: harness.tracker, mailbox: harness.mailbox, store },
+      config.mailBridge!,
+    );
   };
   await build();
   harness.sync = () => harness.bridge.sync(["Inbox"]);
+  harness.replies = () => harness.replier.pass();
   harness.restart = build;
   harness.close = async () => {
     store.close();
