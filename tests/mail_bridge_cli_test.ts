@@ -379,3 +379,46 @@ Deno.test("mail-bridge on the embedded defaults (the demo's .eml mailbox): one i
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test(
+  "the way back killed (SIGKILL) just before and just after sending a reply, on Cloud and " +
+    "Server/DC: after the restart the comment has gone back exactly once",
+  integration,
+  async (t) => {
+    for (const deployment of ["cloud", "server"] as const) {
+      for (const point of ["before-reply", "after-reply"]) {
+        await t.step(`${deployment}: kill-${point}:1`, async () => {
+          const s = await setup("", deployment);
+          try {
+            const mail = s.graph.deliver({
+              from: "ann@example.com",
+              subject: "Printer",
+              text: "x",
+            });
+            const first = await s.run(["mail-bridge", "--once"]);
+            assertEquals(first.code, 0, first.stderr);
+            const comment = s.jira.commentAs("SUP-1", {
+              author: "bob@example.com",
+              text: "Toner replaced.",
+            });
+            const killed = await s.run(["mail-bridge", "--once"], {
+              AGENT_FAULT: `kill-${point}:1`,
+            });
+            assertEquals(killed.code, 137, killed.stderr);
+            const again = await s.run(["mail-bridge", "--once"]);
+            assertEquals(again.code, 0, again.stderr);
+            assertStringIncludes(
+              again.stdout,
+              point === "after-reply" ? "replies: 0 sent" : "replies: 1 sent",
+            );
+            const replies = s.graph.replies.filter((r) => r.marker === `comment ${comment.id}`);
+            assertEquals(replies.length, 1, "one reply for the comment");
+            assertEquals(replies[0]!.messageId, mail.internetMessageId);
+          } finally {
+            await s.close();
+          }
+        });
+      }
+    }
+  },
+);
