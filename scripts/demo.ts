@@ -13,7 +13,9 @@
  * 5. Mail bridge: bundled .eml files (a new request with HTML, a table, an attachment and
  *    hostile bits; a reply; an out-of-office; a newsletter) through `agent mail-bridge
  *    --once` on the embedded defaults: issues as JSON files, the acknowledgement as .eml.
- * 6. Ticket API: `agent ticket-api` on the same issues, briefly: a token, a ticket created
+ * 6. The way back: a comment added to the issue goes to the sender as a reply in their
+ *    thread (an .eml in the outbox with In-Reply-To).
+ * 7. Ticket API: `agent ticket-api` on the same issues, briefly: a token, a ticket created
  *    and read back, a search that finds the bridged mail, a request without a token.
  */
 import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
@@ -179,6 +181,36 @@ try {
   );
   console.log("signature; the out-of-office and the newsletter were skipped (loop protection).");
   if (bridge.code !== 0) Deno.exit(bridge.code);
+
+  heading("The way back: a comment on MAIL-1 -> a reply in the sender's thread");
+  // A person comments on the issue (with the embedded tracker, in its file).
+  const file = `${mail}/issues/MAIL-1.json`;
+  const saved = JSON.parse(await Deno.readTextFile(file));
+  saved.comments.push({
+    id: String(saved.comments.length + 1),
+    author: "Dana Desk <dana@example.com>",
+    body: "Both VPN concentrators are back up.\n\nPlease try again and tell us if it works.",
+    properties: {},
+    created: new Date().toISOString(),
+  });
+  await Deno.writeTextFile(file, JSON.stringify(saved, null, 2));
+  const back = await agent(
+    ["mail-bridge", "--once", "--config", `${mail}/app.config`, "--log-format", "text", "-q"],
+    mail,
+  );
+  console.log(`  ${back.stdout.trim()}`);
+  const replyFile = [...Deno.readDirSync(`${mail}/issues/outbox`)].map((e) => e.name)
+    .find((n) => n.startsWith("comment"));
+  if (!replyFile) {
+    console.error("no reply was written");
+    Deno.exit(1);
+  }
+  const replyText = await Deno.readTextFile(`${mail}/issues/outbox/${replyFile}`);
+  for (const header of ["To", "Subject", "In-Reply-To", "Auto-Submitted", "X-Agent-Mail-Bridge"]) {
+    const line = new RegExp(`^${header}: .*$`, "mi").exec(replyText)?.[0];
+    if (line) console.log(`  ${line}`);
+  }
+  console.log("  (the comment's text is the body; the bridge never reads its own mail back)");
 
   heading("Ticket API: the same issues over REST (agent ticket-api, briefly)");
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -6,8 +6,8 @@ import { assertEquals, assertMatch, assertStringIncludes } from "./support/asser
 import { recordOutput } from "./support/suite_log.ts";
 
 Deno.test({
-  name: "deno task demo: calendar, a processor, enrich, the mail bridge and the ticket API, " +
-    "all on embedded defaults",
+  name: "deno task demo: calendar, a processor, enrich, the mail bridge and its way back, " +
+    "and the ticket API, all on embedded defaults",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -25,6 +25,9 @@ Deno.test({
     assertMatch(stdout, /invites written to the outbox/);
     assertMatch(stdout, /Note \d+ .*added to incident/);
     assertStringIncludes(stdout, "== Mail bridge");
+    assertMatch(stdout, /replies: 1 sent/);
+    assertMatch(stdout, /In-Reply-To: <vpn-down-2@mail\.example\.com>/);
+    assertMatch(stdout, /Auto-Submitted: auto-replied/);
     assertMatch(stdout, /POST \/tickets -> 201 MAIL-2 "Badge reader at gate 3/);
     assertMatch(stdout, /GET \/tickets\/MAIL-2 -> 200: reporter carol@example.com/);
     assertMatch(stdout, /GET \/tickets\?q=vpn -> MAIL-1/);
