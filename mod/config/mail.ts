@@ -10,9 +10,19 @@ import type { TlsTrust } from "./config.ts";
 export interface GraphConfig {
   tenantId: string;
   clientId: string;
-  credential:
+  /**
+   * `app`: the app's own identity (client credentials; application permissions). `delegated`:
+   * a user signed in once with the device code flow (`agent authorize --device-code`), and
+   * the bridge acts as that user (delegated permissions).
+   */
+  auth: "app" | "delegated";
+  /** The app's credential (auth = app). */
+  credential?:
     | { kind: "secret"; secret: string }
-    | { kind: "certificate"; thumbprint: string; privateKeyFile: string };
+    | { kind: "certificate"; thumbprint: string; privateKeyFile: string }
+    | undefined;
+  /** Delegated permissions asked for (auth = delegated). */
+  scopes: string[];
   /** e.g. https://login.microsoftonline.com (national clouds and test fakes differ). */
   authorityHost: string;
   /** e.g. https://graph.microsoft.com/v1.0 */
@@ -102,16 +112,29 @@ export function readGraph(r: SectionReader, trust: (key: string) => TlsTrust): G
       certificate ? "certificate_thumbprint" : "certificate_file",
       "missing; certificate_file and certificate_thumbprint go together",
     );
-  } else {
+  }
+  const auth = r.oneOf("auth", ["app", "delegated"] as const, credential ? "app" : "delegated");
+  if (auth === "app" && !credential) {
     throw r.error(
       undefined,
-      "no credentials: set client_secret (or certificate_file and certificate_thumbprint)",
+      "no credentials: set client_secret (or certificate_file and certificate_thumbprint), " +
+        "or auth = delegated to sign in as a user (agent authorize --device-code)",
     );
   }
+  if (auth === "delegated" && credential) {
+    throw r.error(
+      "auth",
+      "delegated sign-in is a public client: remove client_secret / certificate_file, or " +
+        "use auth = app",
+    );
+  }
+  const scopes = r.list("scopes", ["Mail.ReadWrite", "Mail.Send", "offline_access"]);
   return {
     tenantId: r.required("tenant_id"),
     clientId: r.required("client_id"),
+    auth,
     credential,
+    scopes,
     authorityHost: httpsUrl(r, "authority_host", "https://login.microsoftonline.com"),
     graphUrl: httpsUrl(r, "graph_url", "https://graph.microsoft.com/v1.0"),
     tls: trust("cafile"),

@@ -132,6 +132,10 @@ max_range = 1000
 # ...or a certificate instead of the secret:
 #certificate_file = /etc/agent/graph-app.key
 #certificate_thumbprint = 3F2A...
+# ...or no credential and a user who signs in once (agent authorize --device-code), where
+# the tenant grants no application permissions on mailboxes:
+#auth = delegated
+#scopes = Mail.ReadWrite, Mail.Send, offline_access
 #mailbox = helpdesk@example.com
 #folders = Inbox
 # National clouds: https://login.microsoftonline.us, https://graph.microsoft.us/v1.0

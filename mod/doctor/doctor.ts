@@ -16,6 +16,7 @@ import { DenoStompSocket } from "../stomp/socket.ts";
 import { SmtpAuthError } from "../smtp/types.ts";
 import { Store } from "../store/store.ts";
 import { Tokens } from "../ticket_api/tokens.ts";
+import { SIGN_IN_COMMAND } from "../graph/types.ts";
 import { checkEndpoint, type EndpointTls } from "./network.ts";
 import type { Finding, Status } from "./report.ts";
 
@@ -677,18 +678,65 @@ async function checkGraph(config: Config, ctx: Context): Promise<Finding[]> {
       }),
   ]);
   if (!authority) return list;
-  const { MsalTokenSource } = await import("../graph/token.ts");
+  if (g.auth === "delegated") {
+    // The sign-in lives in the store: checked on a copy of it (nothing written).
+    const path = config.agent.store;
+    const exists = /^https?:/.test(path) || await Deno.stat(path).then(() => true, () => false);
+    if (!exists) {
+      add("sign-in", "fail", "nobody has signed in yet (no store)", `run: ${SIGN_IN_COMMAND}`);
+      return list;
+    }
+    return await withStoreCopy(path, (store) => checkGraphWith(g, ctx, list, add, graph, store));
+  }
+  return await checkGraphWith(g, ctx, list, add, graph, undefined);
+}
+
+async function checkGraphWith(
+  g: NonNullable<Config["graph"]>,
+  ctx: Context,
+  list: Finding[],
+  add: ReturnType<typeof findingsOf>["add"],
+  graph: boolean,
+  store: Store | undefined,
+): Promise<Finding[]> {
+  const { MsalTokenSource, signInOf, REFRESH_TOKEN_IDLE_DAYS } = await import("../graph/token.ts");
   const { GraphMailbox } = await import("../graph/client.ts");
-  const tokens = await MsalTokenSource.fromConfig(g);
+  if (store) {
+    const signIn = await signInOf(store, g);
+    if (!signIn) {
+      add("sign-in", "fail", "nobody has signed in yet", `run: ${SIGN_IN_COMMAND}`);
+      return list;
+    }
+    const idle = Math.floor((ctx.now() - Date.parse(signIn.refreshedAt)) / 86_400_000);
+    const left = REFRESH_TOKEN_IDLE_DAYS - idle;
+    add(
+      "sign-in",
+      left <= 0 ? "fail" : left <= 14 ? "warn" : "pass",
+      `${signIn.username}, signed in ${signIn.signedInAt.slice(0, 10)}, token last refreshed ` +
+        `${idle} day(s) ago` + (left <= 14
+          ? ` (the refresh token lapses after ${REFRESH_TOKEN_IDLE_DAYS} idle days)`
+          : ""),
+      left <= 14 ? `run: ${SIGN_IN_COMMAND}` : undefined,
+    );
+  }
+  const tokens = await MsalTokenSource.fromConfig(g, { store });
   try {
     await limited(ctx, "token", () => tokens.token({ force: true }));
-    add("token", "pass", `app ${g.clientId} got a token from tenant ${g.tenantId}`);
+    add(
+      "token",
+      "pass",
+      g.auth === "delegated"
+        ? `a token for the signed-in user from tenant ${g.tenantId}`
+        : `app ${g.clientId} got a token from tenant ${g.tenantId}`,
+    );
   } catch (error) {
     add(
       "token",
       "fail",
       message(error),
-      g.credential.kind === "secret"
+      g.auth === "delegated"
+        ? `sign in again: ${SIGN_IN_COMMAND}`
+        : g.credential?.kind === "secret"
         ? "check [graph] tenant_id, client_id and client_secret (secrets expire)"
         : "check [graph] tenant_id, client_id and the certificate's thumbprint and key",
     );
@@ -706,8 +754,10 @@ async function checkGraph(config: Config, ctx: Context): Promise<Finding[]> {
       "fail",
       message(error),
       status === 403
-        ? "grant the app Mail.ReadWrite (application) with admin consent, and check any " +
-          "application access policy that limits it to some mailboxes"
+        ? g.auth === "delegated"
+          ? "the signed-in user needs access to this mailbox (its own, or Full Access)"
+          : "grant the app Mail.ReadWrite (application) with admin consent, and check any " +
+            "application access policy that limits it to some mailboxes"
         : status === 404
         ? "check [graph] mailbox and folders"
         : undefined,

@@ -11,10 +11,12 @@ import {
   type INetworkModule,
   type NetworkRequestOptions,
   type NetworkResponse,
+  PublicClientApplication,
 } from "@azure/msal-node";
 import { caCertsFor, type GraphConfig } from "../config/config.ts";
 import { secrets } from "../log/redact.ts";
 import type { Store } from "../store/store.ts";
+import { SIGN_IN_COMMAND } from "./types.ts";
 
 export const GRAPH_SCOPE = "https://graph.microsoft.com/.default";
 
@@ -32,13 +34,33 @@ export class TokenError extends Error {
   }
 }
 
-export class MsalTokenSource implements TokenSource {
-  readonly #app: ConfidentialClientApplication;
-  readonly #config: GraphConfig;
+/** Where the delegated sign-in keeps who signed in and when it last refreshed. */
+const signInKey = (config: GraphConfig) => ["graph", "sign_in", config.tenantId, config.clientId];
 
-  private constructor(app: ConfidentialClientApplication, config: GraphConfig) {
+/** What the store knows of the delegated sign-in (never a token: MSAL's cache has those). */
+export interface SignIn {
+  username: string;
+  homeAccountId: string;
+  signedInAt: string;
+  /** The last time a token was had with the refresh token (it expires after 90 idle days). */
+  refreshedAt: string;
+}
+
+export { REFRESH_TOKEN_IDLE_DAYS, SIGN_IN_COMMAND } from "./types.ts";
+
+export class MsalTokenSource implements TokenSource {
+  readonly #app: ConfidentialClientApplication | PublicClientApplication;
+  readonly #config: GraphConfig;
+  readonly #store: Store | undefined;
+
+  private constructor(
+    app: ConfidentialClientApplication | PublicClientApplication,
+    config: GraphConfig,
+    store: Store | undefined,
+  ) {
     this.#app = app;
     this.#config = config;
+    this.#store = store;
   }
 
   static async fromConfig(
@@ -50,14 +72,16 @@ export class MsalTokenSource implements TokenSource {
     const doFetch = options.fetch ??
       ((input: string, init: RequestInit) => fetch(input, client ? { ...init, client } : init));
     const authority = `${config.authorityHost}/${config.tenantId}`;
-    const credential = config.credential.kind === "secret"
+    const credential = config.credential?.kind === "secret"
       ? { clientSecret: config.credential.secret }
-      : {
+      : config.credential?.kind === "certificate"
+      ? {
         clientCertificate: {
           thumbprintSha256: config.credential.thumbprint,
           privateKey: await Deno.readTextFile(config.credential.privateKeyFile),
         },
-      };
+      }
+      : {};
     const msal: Configuration = {
       auth: {
         clientId: config.clientId,
@@ -81,20 +105,33 @@ export class MsalTokenSource implements TokenSource {
         ]),
       };
     }
-    return new MsalTokenSource(new ConfidentialClientApplication(msal), config);
+    const app = config.auth === "delegated"
+      ? new PublicClientApplication(msal)
+      : new ConfidentialClientApplication(msal);
+    return new MsalTokenSource(app, config, options.store);
   }
 
   async token(options: { force?: boolean } = {}): Promise<string> {
     try {
-      const result = await this.#app.acquireTokenByClientCredential({
-        scopes: [GRAPH_SCOPE],
-        skipCache: options.force ?? false,
-      });
+      const result = this.#app instanceof ConfidentialClientApplication
+        ? await this.#app.acquireTokenByClientCredential({
+          scopes: [GRAPH_SCOPE],
+          skipCache: options.force ?? false,
+        })
+        : await this.#delegated(options.force ?? false);
       if (!result?.accessToken) throw new Error("no access token in the answer");
       secrets.add(result.accessToken);
       return result.accessToken;
     } catch (error) {
+      if (error instanceof TokenError) throw error;
       const detail = (error as { errorMessage?: string }).errorMessage || (error as Error).message;
+      if (this.#config.auth === "delegated") {
+        throw new TokenError(
+          `The Graph sign-in of client ${this.#config.clientId} no longer works ` +
+            `(${firstLine(detail)}): run "${SIGN_IN_COMMAND}" to sign in again`,
+          { cause: error },
+        );
+      }
       throw new TokenError(
         `Cannot get a Graph token for client ${this.#config.clientId} in tenant ` +
           `${this.#config.tenantId} from ${this.#config.authorityHost}: ${firstLine(detail)}`,
@@ -102,6 +139,84 @@ export class MsalTokenSource implements TokenSource {
       );
     }
   }
+
+  /** The signed-in user's token, from MSAL's cache or with the refresh token. */
+  async #delegated(force: boolean) {
+    const app = this.#app as PublicClientApplication;
+    const accounts = await app.getTokenCache().getAllAccounts();
+    const signIn = await this.#store?.get<SignIn>(signInKey(this.#config));
+    const account = accounts.find((a) => a.homeAccountId === signIn?.homeAccountId) ?? accounts[0];
+    if (!account) {
+      throw new TokenError(
+        `Nobody has signed in for the Graph client ${this.#config.clientId} yet: run ` +
+          `"${SIGN_IN_COMMAND}"`,
+      );
+    }
+    const result = await app.acquireTokenSilent({
+      account,
+      scopes: this.#config.scopes,
+      forceRefresh: force,
+    });
+    if (this.#store && result && (force || result.fromCache === false)) {
+      const now = new Date().toISOString();
+      await this.#store.set(
+        signInKey(this.#config),
+        {
+          username: account.username,
+          homeAccountId: account.homeAccountId,
+          signedInAt: signIn?.signedInAt ?? now,
+          refreshedAt: now,
+        } satisfies SignIn,
+      );
+    }
+    return result;
+  }
+
+  /**
+   * The device code flow (`agent authorize --device-code`): `show` gets Entra ID's message
+   * (the URL and the code for the user); resolves when the user has signed in, with who.
+   */
+  async signIn(show: (message: string) => void, signal?: AbortSignal): Promise<SignIn> {
+    if (!(this.#app instanceof PublicClientApplication)) {
+      throw new TokenError(
+        "[graph] auth is app: the device code flow is for auth = delegated (no client secret)",
+      );
+    }
+    const request = {
+      scopes: this.#config.scopes,
+      deviceCodeCallback: (response: { message: string }) => show(response.message),
+    };
+    const aborted = new Promise<never>((_, reject) =>
+      signal?.addEventListener("abort", () => reject(signal.reason), { once: true })
+    );
+    let result;
+    try {
+      result = await Promise.race([this.#app.acquireTokenByDeviceCode(request), aborted]);
+    } catch (error) {
+      if (signal?.aborted) {
+        (request as { cancel?: boolean }).cancel = true;
+        throw error;
+      }
+      const detail = (error as { errorMessage?: string }).errorMessage || (error as Error).message;
+      throw new TokenError(`The sign-in did not complete: ${firstLine(detail)}`, { cause: error });
+    }
+    if (!result?.account) throw new TokenError("Entra ID answered without an account");
+    secrets.add(result.accessToken);
+    const now = new Date().toISOString();
+    const signIn: SignIn = {
+      username: result.account.username,
+      homeAccountId: result.account.homeAccountId,
+      signedInAt: now,
+      refreshedAt: now,
+    };
+    await this.#store?.set(signInKey(this.#config), signIn);
+    return signIn;
+  }
+}
+
+/** The delegated sign-in as the store knows it (doctor, health). */
+export async function signInOf(store: Store, config: GraphConfig): Promise<SignIn | undefined> {
+  return await store.get<SignIn>(signInKey(config));
 }
 
 function authorityMetadata(authority: string) {

@@ -3,6 +3,11 @@
  * folder-of-.eml mailbox implement it; the bridge imports only this.
  */
 
+/** Entra ID ends a refresh token unused this long (its default inactivity lifetime). */
+export const REFRESH_TOKEN_IDLE_DAYS = 90;
+/** The command that signs in again (delegated), named in every message about it. */
+export const SIGN_IN_COMMAND = "agent authorize --device-code";
+
 export interface Address {
   name: string;
   address: string;

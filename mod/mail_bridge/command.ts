@@ -167,17 +167,24 @@ function progressReporter(deps: Deps) {
   };
 }
 
-const AUTH_HELP = `Usage: agent authorize [--config FILE]
+const AUTH_HELP = `Usage: agent authorize [--device-code] [--config FILE]
 
-Gets a Microsoft Graph token for [graph] (client credentials: client secret or
-certificate), proves it by reading the mailbox, and stores MSAL's token cache in the
-agent's store (readable by the agent's user only; never written to logs or plain
-files). The mail bridge then starts without another round trip to Entra ID.
+Gets a Microsoft Graph token for [graph], proves it by reading the mailbox, and stores
+MSAL's token cache in the agent's store (readable by the agent's user only; never
+written to logs or plain files). The mail bridge then starts without another round trip
+to Entra ID.
 
-The app registration needs the application permission Mail.ReadWrite (and Mail.Send
-for acknowledgement mail). Limit it to the bridged mailbox with an Exchange
-application access policy (RBAC for Applications), so the app can read no other.
+  auth = app (a client secret or certificate): the app's own token (client credentials).
+    The app registration needs the application permissions Mail.ReadWrite (and Mail.Send
+    for replies); limit them to the bridged mailbox with RBAC for Applications (or an
+    application access policy), so the app can read no other.
+  auth = delegated: --device-code signs a user in once (Entra ID's device code flow: open
+    the URL it prints, enter the code); the bridge then acts as that user with the
+    delegated permissions of [graph] scopes (default Mail.ReadWrite, Mail.Send,
+    offline_access). Run it again when doctor or /healthz says the sign-in lapsed.
 
+Options:
+      --device-code     Sign in as a user (auth = delegated)
 ${COMMON_HELP}`;
 
 export const authorizeCommand: Command = {
@@ -188,7 +195,7 @@ export const authorizeCommand: Command = {
     const parsed = parseOrShowHelp(
       { name: "authorize", help: AUTH_HELP },
       args,
-      COMMON_OPTIONS,
+      { ...COMMON_OPTIONS, "device-code": { type: "boolean" } },
       deps,
     );
     if (!parsed) return 0;
@@ -206,12 +213,32 @@ export const authorizeCommand: Command = {
       const { MsalTokenSource } = await import("../graph/token.ts");
       const { GraphMailbox } = await import("../graph/client.ts");
       const tokens = await MsalTokenSource.fromConfig(graph, { store });
-      await tokens.token({ force: true });
+      if (graph.auth === "delegated") {
+        if (!parsed.values["device-code"]) {
+          throw new UsageError(
+            "[graph] auth is delegated: sign in with --device-code",
+            "authorize",
+          );
+        }
+        const who = await tokens.signIn((message) => deps.stderr(`${message}\n`), deps.signal);
+        deps.stderr(`Signed in as ${who.username}.\n`);
+      } else {
+        if (parsed.values["device-code"]) {
+          throw new UsageError(
+            "--device-code is for [graph] auth = delegated (this config has a client credential)",
+            "authorize",
+          );
+        }
+        await tokens.token({ force: true });
+      }
       const mailbox = await GraphMailbox.fromConfig(graph, tokens);
       await mailbox.probe(deps.signal);
       deps.stdout(
-        `Authorized: client ${graph.clientId} in tenant ${graph.tenantId} can read ` +
-          `${graph.mailbox}; the token is stored in ${config.agent.store}.\n`,
+        graph.auth === "delegated"
+          ? `Authorized: the signed-in user can read ${graph.mailbox}; the sign-in is stored in ` +
+            `${config.agent.store}.\n`
+          : `Authorized: client ${graph.clientId} in tenant ${graph.tenantId} can read ` +
+            `${graph.mailbox}; the token is stored in ${config.agent.store}.\n`,
       );
       return 0;
     } finally {

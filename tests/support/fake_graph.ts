@@ -103,6 +103,16 @@ export class FakeGraph extends HttpsFake {
   #nextId = 1;
   #deltaEpoch = 1;
   #validTokens = new Set<string>();
+  readonly #deviceCodes = new Map<string, { polls: number; scope: string }>();
+  readonly #refreshTokens = new Set<string>();
+  /** The signed-in user of the device code flow. */
+  readonly user = { oid: "00000000-0000-0000-0000-0000000000aa", upn: "helpdesk@example.com" };
+  /** Polls answered authorization_pending before the user "signs in". */
+  pendingPolls = 1;
+  /** Every refresh token issued so far stops working (inactivity, revocation). */
+  expireRefreshTokens(): void {
+    this.#refreshTokens.clear();
+  }
 
   constructor() {
     super();
@@ -113,6 +123,14 @@ export class FakeGraph extends HttpsFake {
           error: "invalid_tenant",
           error_description: `AADSTS90002: Tenant '${p.tenant}' not found.`,
         }, { status: 400 });
+      }
+      const grant = form.get("grant_type");
+      // MSAL says "device_code" (the RFC 8628 name is the URN); both are taken.
+      if (
+        grant === "device_code" || grant === "urn:ietf:params:oauth:grant-type:device_code" ||
+        grant === "refresh_token"
+      ) {
+        return this.#delegatedToken(form);
       }
       if (
         form.get("client_id") !== this.clientId || form.get("client_secret") !== this.clientSecret
@@ -133,6 +151,28 @@ export class FakeGraph extends HttpsFake {
         expires_in: 3599,
         ext_expires_in: 3599,
         access_token: token,
+      };
+    });
+    // The device code flow (public client): a code for the user, then the polls.
+    this.route("POST", "/:tenant/oauth2/v2.0/devicecode", (_req, p, body) => {
+      const form = new URLSearchParams(body);
+      if (p.tenant !== this.tenantId || form.get("client_id") !== this.clientId) {
+        return Response.json({
+          error: "invalid_client",
+          error_description: "AADSTS700016: Application not found in the directory.",
+        }, { status: 400 });
+      }
+      const deviceCode = `device-${crypto.randomUUID()}`;
+      this.#deviceCodes.set(deviceCode, { polls: 0, scope: form.get("scope") ?? "" });
+      return {
+        device_code: deviceCode,
+        user_code: "ABCD-1234",
+        verification_uri: "https://microsoft.com/devicelogin",
+        expires_in: 900,
+        interval: 1,
+        message:
+          "To sign in, use a web browser to open the page https://microsoft.com/devicelogin " +
+          "and enter the code ABCD-1234 to authenticate.",
       };
     });
     this.route("GET", `${GRAPH}/mailFolders/:folder/messages/delta`, (req) => this.#delta(req));
@@ -282,6 +322,78 @@ export class FakeGraph extends HttpsFake {
       return new Response(a.content ?? generated(a.size), {
         headers: { "content-type": a.contentType },
       });
+    });
+  }
+
+  /** The token endpoint for the device code and refresh token grants. */
+  #delegatedToken(form: URLSearchParams): Response {
+    if (form.get("client_id") !== this.clientId) {
+      return Response.json({ error: "invalid_client" }, { status: 400 });
+    }
+    if (form.get("client_secret")) {
+      return Response.json({
+        error: "invalid_request",
+        error_description: "AADSTS90023: Public clients can't send a client secret.",
+      }, { status: 400 });
+    }
+    let scope: string;
+    if (form.get("grant_type") === "refresh_token") {
+      const refresh = form.get("refresh_token") ?? "";
+      if (!this.#refreshTokens.has(refresh)) {
+        return Response.json({
+          error: "invalid_grant",
+          error_description: "AADSTS700082: The refresh token has expired due to inactivity.",
+          error_codes: [700082],
+          suberror: "bad_token",
+        }, { status: 400 });
+      }
+      scope = form.get("scope") ?? "";
+    } else {
+      const code = this.#deviceCodes.get(form.get("device_code") ?? "");
+      if (!code) return Response.json({ error: "expired_token" }, { status: 400 });
+      if (code.polls++ < this.pendingPolls) {
+        return Response.json({
+          error: "authorization_pending",
+          error_description: "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending.",
+        }, { status: 400 });
+      }
+      scope = code.scope;
+    }
+    const token = "eyJ0eXAi." + crypto.randomUUID().replaceAll("-", "") + ".sig";
+    this.tokensIssued.push(token);
+    this.#validTokens.add(token);
+    const refresh = `refresh-${crypto.randomUUID()}`;
+    this.#refreshTokens.add(refresh);
+    const b64 = (v: unknown) =>
+      btoa(JSON.stringify(v)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+    const now = Math.floor(Date.now() / 1000);
+    const idToken = `${b64({ typ: "JWT", alg: "none" })}.${
+      b64({
+        aud: this.clientId,
+        iss: `${this.url}/${this.tenantId}/v2.0`,
+        iat: now,
+        nbf: now,
+        exp: now + 3600,
+        oid: this.user.oid,
+        sub: "subject-aa",
+        tid: this.tenantId,
+        preferred_username: this.user.upn,
+        name: "Helpdesk",
+        ver: "2.0",
+      })
+    }.sig`;
+    return Response.json({
+      token_type: "Bearer",
+      scope: scope.split(" ").filter((x) =>
+        x !== "offline_access" && x !== "openid" && x !== "profile"
+      )
+        .join(" "),
+      expires_in: 3599,
+      ext_expires_in: 3599,
+      access_token: token,
+      refresh_token: refresh,
+      id_token: idToken,
+      client_info: b64({ uid: this.user.oid, utid: this.tenantId }),
     });
   }
 
