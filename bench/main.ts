@@ -11,6 +11,7 @@ import { benchEnrich } from "./enrich.ts";
 import { benchMailBridge } from "./mail_bridge.ts";
 import { benchRunMemory } from "./run_memory.ts";
 import { benchTicketApi } from "./ticket_api.ts";
+import { benchReplies } from "./replies.ts";
 
 const BENCHES: Record<string, () => Promise<BenchResult>> = {
   startup: () => benchStartup(),
@@ -20,6 +21,7 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   mail_bridge: () => benchMailBridge(),
   run_memory: () => benchRunMemory(),
   ticket_api: () => benchTicketApi(),
+  replies: () => benchReplies(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);

@@ -66,12 +66,13 @@ export class Replier {
   readonly #config: MailBridgeConfig;
   readonly #runs: RunLock | undefined;
   readonly #now: () => number;
+  readonly #concurrency: number;
   #me: Promise<{ id: string; timeZone: string }> | undefined;
 
   constructor(
     deps: { tracker: Tracker; mailbox: Mailbox; store: Store; runs?: RunLock | undefined },
     config: MailBridgeConfig,
-    options: { now?: () => number } = {},
+    options: { now?: () => number; concurrency?: number } = {},
   ) {
     this.#tracker = deps.tracker;
     this.#mailbox = deps.mailbox;
@@ -79,6 +80,7 @@ export class Replier {
     this.#runs = deps.runs;
     this.#config = config;
     this.#now = options.now ?? Date.now;
+    this.#concurrency = options.concurrency ?? 4;
   }
 
   /**
@@ -121,12 +123,24 @@ export class Replier {
     const since = new Date(Date.parse(cursor) - REPLY_OVERLAP_MS);
     const labels = [this.#config.bridgeLabel, TICKET_LABEL];
     const keys = await this.#tracker.updatedIssues(labels, since, me.timeZone, signal);
-    for (const key of keys) {
-      for (const comment of await this.#tracker.feedComments(key, signal)) {
-        if (Date.parse(comment.created) < since.getTime()) continue;
-        await this.handle(comment, signal);
+    // Issues side by side (the mailbox caps Graph's requests in flight), each issue's
+    // comments in their order, so a thread reads as the issue does.
+    let next = 0;
+    const worker = async () => {
+      while (next < keys.length) {
+        const key = keys[next++]!;
+        for (const comment of await this.#tracker.feedComments(key, signal)) {
+          if (Date.parse(comment.created) < since.getTime()) continue;
+          await this.handle(comment, signal);
+        }
       }
-    }
+    };
+    const results = await Promise.allSettled(
+      Array.from({ length: Math.min(this.#concurrency, keys.length) }, worker),
+    );
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    // Only once every issue's comments are handled: a pass that failed looks again.
     await this.#store.set(cursorKey, new Date(started).toISOString());
   }
 

@@ -85,7 +85,9 @@ export async function openBridge(config: Config, store: Store): Promise<OpenBrid
     { mailbox, tracker, ledger: new Ledger(store, mailbox.address), runs },
     { config: settings, project, issueType: config.jira?.issueType ?? "Task" },
   );
-  const replier = new Replier({ tracker, mailbox, store, runs }, settings);
+  const replier = new Replier({ tracker, mailbox, store, runs }, settings, {
+    concurrency: config.graph?.maxConcurrency ?? 4,
+  });
   const folders = config.graph?.folders ?? ["Inbox"];
   return {
     bridge,
