@@ -235,3 +235,42 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "way back: a comment on a ticket made through the ticket API goes to its reporter as a new mail",
+  integration,
+  async () => {
+    const h = await startBridge();
+    try {
+      await h.replies(); // the cursor starts
+      const created = await h.tracker.createIssue({
+        project: "SUP",
+        issueType: "Task",
+        summary: "New laptop for Carol",
+        description: { type: "doc", version: 1, content: [] },
+        labels: ["ticket-api", "general"],
+        properties: [],
+      });
+      await h.store.set(["tickets", created.key], {
+        key: created.key,
+        source: "api",
+        reporter: "carol@example.com",
+        created: new Date().toISOString(),
+      });
+      const comment = h.jira.commentAs(created.key, {
+        author: "bob@example.com",
+        text: "Ordered, arrives Friday.",
+      });
+      await h.replies();
+      assertEquals(h.graph.replies.length, 1);
+      const mail = h.graph.replies[0]!;
+      assertEquals(mail.messageId, "", "a new message: there is no thread");
+      assertEquals(mail.to, ["carol@example.com"]);
+      assertEquals(mail.subject, `RE: [${created.key}] New laptop for Carol`);
+      assertEquals(mail.marker, `comment ${comment.id}`);
+      assertStringIncludes(mail.body, "Ordered, arrives Friday.");
+    } finally {
+      await h.close();
+    }
+  },
+);
