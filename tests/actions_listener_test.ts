@@ -98,6 +98,47 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a clean stop in the middle of a burst drains: every reply it sent is confirmed and out " +
+    "of the outbox, and the restart answers the rest, none twice",
+  ...integration,
+  async fn() {
+    const queue = "cleanstop";
+    platform.listenForReplies(ORG, queue);
+    const store = await Store.open(":memory:");
+    try {
+      const first = await startCore(broker, fake, [echoProcessor(queue)], { store });
+      const ids = Array.from(
+        { length: 1500 },
+        (_, i) => platform.sendAction(ORG, queue, taskAction({ id: 20_000 + i })),
+      );
+      await platform.waitFor((r) => r.filter((x) => ids.includes(x.correlationId)).length >= 300);
+      await first.stop();
+      const stats = first.listener.stats();
+      assertEquals(await store.count(["actions", "outbox"]), 0, "nothing left to send again");
+      assertEquals(stats.replied, stats.acked, "every acknowledged message's reply was confirmed");
+      const second = await startCore(broker, fake, [echoProcessor(queue)], { store });
+      await platform.waitFor(
+        (r) => ids.every((id) => r.some((x) => x.correlationId === id)),
+        60_000,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      await second.stop();
+      const counts = new Map<string, number>();
+      for (const r of platform.replies) {
+        if (ids.includes(r.correlationId)) {
+          counts.set(r.correlationId, (counts.get(r.correlationId) ?? 0) + 1);
+        }
+      }
+      const twice = [...counts].filter(([, n]) => n > 1);
+      assertEquals(twice, [], "no reply twice");
+      assertEquals(counts.size, ids.length);
+    } finally {
+      store.close();
+    }
+  },
+});
+
+Deno.test({
   name: "poison messages (a 100 KB reply, a 60 KB and a 2 MB non-JSON body, a reply of the " +
     "wrong shape, a 70 KB header) each get one reply (where one can be stored) and one ack; " +
     "nothing comes back after a restart",

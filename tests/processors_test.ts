@@ -725,3 +725,78 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "agent actions stopped with SIGTERM in the middle of a burst drains cleanly: the " +
+    "restart on the same store sends no reply again, and answers the rest",
+  ...integration,
+  async fn() {
+    const pki = await testPki();
+    const fake = await new FakeResilient({ orgId: ORG }).start();
+    const broker = await startBroker({ user: fake.apiKeyId, password: fake.apiKeySecret });
+    const platform = await PlatformClient.connect(broker);
+    const dir = await processorsFolder({
+      quick: `import { defineProcessor } from "./agent_sdk.ts";
+export default defineProcessor({ queue: "quick", handle: (action) => \`ok \${action.task?.id}\` });
+`,
+    });
+    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const configFile = join(home, "app.config");
+    await Deno.writeTextFile(
+      configFile,
+      `[agent]\nstore = ${home}/agent.kv\nprocessors_dir = ${dir}\n` +
+        resilientSection(fake, { sslPort: broker.sslPort, caCertFile: pki.caCertFile }),
+    );
+    platform.listenForReplies(ORG, "quick");
+    const ids = Array.from(
+      { length: 1200 },
+      (_, i) =>
+        platform.sendAction(ORG, "quick", {
+          action_id: null,
+          object_type: 1,
+          incident: { id: 1 },
+          task: { id: 50_000 + i, inc_id: 1, name: "t" },
+        }),
+    );
+    const runOnce = async (until: (replied: number) => boolean) => {
+      const child = spawnAgent(["actions", "--config", configFile], {
+        SOAR_SECRET: fake.apiKeySecret,
+      });
+      const output = child.output();
+      try {
+        await platform.waitFor(
+          (r) => until(r.filter((x) => ids.includes(x.correlationId)).length),
+          60_000,
+        );
+      } finally {
+        child.kill("SIGTERM");
+      }
+      const { code, stderr } = await output;
+      const log = new TextDecoder().decode(stderr);
+      recordOutput("processors_test clean stop", log);
+      assertEquals(code, 0, log);
+      return log;
+    };
+    try {
+      await runOnce((n) => n >= 200);
+      const store = await Store.open(`${home}/agent.kv`);
+      const left = await store.count(["actions", "outbox"]);
+      store.close();
+      assertEquals(left, 0, "every reply sent before the stop was confirmed");
+      await runOnce((n) => n >= ids.length);
+      await new Promise((r) => setTimeout(r, 300));
+      const counts = new Map<string, number>();
+      for (const r of platform.replies) {
+        if (ids.includes(r.correlationId)) {
+          counts.set(r.correlationId, (counts.get(r.correlationId) ?? 0) + 1);
+        }
+      }
+      assertEquals([...counts].filter(([, n]) => n > 1), [], "no reply twice");
+      assertEquals(counts.size, ids.length);
+    } finally {
+      await platform.close();
+      await broker.stop();
+      await fake.stop();
+    }
+  },
+});

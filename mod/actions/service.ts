@@ -51,6 +51,7 @@ export async function startActionService(
     target: await stompTarget(config),
     ...login,
   });
+  const work = new AbortController();
   const listener = new ActionListener({
     transport: link,
     store: options.store,
@@ -62,18 +63,33 @@ export async function startActionService(
     maxBodyBytes: config.stompMaxMessageKb * 1024,
     recordDir: options.recordDir,
     healthIntervalMs: options.healthIntervalMs ?? 0,
-    signal: options.signal,
+    // Handlers are aborted only when a stop's time is up, not by the stop itself: a clean
+    // stop lets the work in hand finish.
+    signal: work.signal,
   });
   for (const processor of ready) listener.register(processor);
   listener.start();
-  await link.start(options.signal);
+  // A stop while connecting ends the attempts; once connected, the link is the listener's
+  // to close, after its last replies are confirmed (a link closed by the signal itself would
+  // cut off the receipts and leave those replies to be sent again after a restart).
+  const starting = new AbortController();
+  const abortStart = () => starting.abort();
+  if (options.signal.aborted) starting.abort();
+  options.signal.addEventListener("abort", abortStart, { once: true });
+  try {
+    await link.start(starting.signal);
+  } finally {
+    options.signal.removeEventListener("abort", abortStart);
+  }
   logger.info("Listening for actions on {queues}", {
     queues: ready.map((p) => `actions.${rest.orgId}.${p.queue}`).join(", "),
   });
   const stopped = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
   const stop = (deadlineMs = 10_000) => {
-    stopping ??= listener.stop(deadlineMs).then(() => stopped.resolve());
+    stopping ??= listener.stop(deadlineMs).finally(() => work.abort()).then(() =>
+      stopped.resolve()
+    );
     return stopping;
   };
   options.signal.addEventListener("abort", () => void stop(), { once: true });
