@@ -7,7 +7,12 @@ import { startCore } from "./support/agent_core.ts";
 import type { Processor } from "../mod/actions/types.ts";
 import { StompLink, TlsError } from "../mod/stomp/link.ts";
 import { Store } from "../mod/store/store.ts";
-import { DEAD_LETTER_PREFIX, type DeadLetter, deadLetterBody } from "../mod/actions/listener.ts";
+import {
+  DEAD_LETTER_PREFIX,
+  type DeadLetter,
+  deadLetterBody,
+  SCHEDULED_PREFIX,
+} from "../mod/actions/listener.ts";
 
 const ORG = 201;
 const broker = await startBroker();
@@ -137,6 +142,50 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a debounced message is acknowledged at once and kept in the store: stopped before it " +
+    "was due, the next run handles it and replies once",
+  ...integration,
+  async fn() {
+    const queue = "scheduled";
+    platform.listenForReplies(ORG, queue);
+    const store = await Store.open(":memory:");
+    const seen: string[] = [];
+    const debounced = (): Processor => ({
+      ...echoProcessor(queue, seen),
+      debounce: { ms: 1500, discard: false, key: (a) => String(a.task?.id) },
+    });
+    try {
+      const first = await startCore(broker, fake, [debounced()], { store });
+      const id = platform.sendAction(ORG, queue, taskAction({ id: 77_001 }));
+      await waitUntilTrue(async () => (await store.count(SCHEDULED_PREFIX)) === 1);
+      // Acknowledged: the broker holds nothing for it, no prefetch slot is taken.
+      await waitUntilTrue(async () => (await platform.queueSize(`actions.${ORG}.${queue}`)) === 0);
+      await first.stop();
+      assertEquals(seen, [], "not handled before it was due");
+      assertEquals(platform.replies.filter((r) => r.correlationId === id), []);
+      const second = await startCore(broker, fake, [debounced()], { store });
+      await platform.waitFor((r) => r.some((x) => x.correlationId === id), 10_000);
+      await new Promise((r) => setTimeout(r, 300));
+      await second.stop();
+      assertEquals(seen, [id]);
+      assertEquals(platform.replies.filter((r) => r.correlationId === id).length, 1);
+      assertEquals(await store.count(SCHEDULED_PREFIX), 0);
+      assertEquals(await store.count(["actions", "outbox"]), 0);
+    } finally {
+      store.close();
+    }
+  },
+});
+
+async function waitUntilTrue(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 Deno.test({
   name: "poison messages (a 100 KB reply, a 60 KB and a 2 MB non-JSON body, a reply of the " +

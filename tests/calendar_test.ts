@@ -221,6 +221,43 @@ Deno.test({
 });
 
 Deno.test({
+  name: "200 owner changes on 200 tasks with debounce_seconds = 5 are all answered within 7 s " +
+    "(debounced messages hold no prefetch slot), one invite per task; per-task coalescing holds",
+  ...integration,
+  async fn() {
+    await withCalendar({ config: { debounceSeconds: 5 } }, async (queue, smtp) => {
+      const started = Date.now();
+      const ids = Array.from(
+        { length: 200 },
+        (_, i) => platform.sendAction(ORG, queue, taskAction({ id: 30_000 + i, owner_id: 4 })),
+      );
+      // One task changed twice within its window: one invite, the first change superseded.
+      const first = platform.sendAction(ORG, queue, taskAction({ id: 39_999, owner_id: 4 }));
+      const second = platform.sendAction(
+        ORG,
+        queue,
+        taskAction({ id: 39_999, owner_id: 5, due_date: Date.UTC(2026, 11, 9) }),
+      );
+      const all = [...ids, first, second];
+      await platform.waitFor(
+        (r) => all.every((id) => r.some((x) => x.correlationId === id)),
+        20_000,
+      );
+      const elapsed = Date.now() - started;
+      assert(elapsed < 7_000, `all answered after ${elapsed} ms`);
+      assertStringIncludes((await replyFor(first)).message, "Superseded");
+      await smtp.waitForMessages(201);
+      await new Promise((r) => setTimeout(r, 300));
+      assertEquals(smtp.messages.length, 201, "one invite per task");
+      const toBob = (await Promise.all(smtp.messages.map(parseMail))).filter((m) =>
+        m.to.includes("bob@example.com")
+      );
+      assertEquals(toBob.length, 1, "the coalesced task's invite went to its final owner");
+    });
+  },
+});
+
+Deno.test({
   name:
     "closed or deleted tasks cancel the invite; groups, missing owners and unknown users get clear replies",
   ...integration,

@@ -291,7 +291,7 @@ Deno.test("config: the mail bridge's sections name what is wrong", async (t) => 
   const pki = await testPki();
   const cases: [string, RegExp][] = [
     [
-      "[graph]\ntenant_id = t\nclient_id = c\nmailbox = m@x\n",
+      "[graph]\nauth = app\ntenant_id = t\nclient_id = c\nmailbox = m@x\n",
       /\[graph\].*no credentials: set client_secret/,
     ],
     [

@@ -99,6 +99,22 @@ interface Pending {
   message: ActionMessage;
   /** performance.now() when it arrived. */
   receivedAt: number;
+  /** Acknowledged and kept in the store until it is handled (debounce, defer). */
+  scheduled?: boolean;
+}
+
+/** A debounced or deferred message, kept in the store and acknowledged until it is due. */
+interface ScheduledRecord {
+  queue: string;
+  orderKey: string;
+  /** The debounce group it belongs to (absent for `defer`). */
+  debounceKey?: string;
+  /** When it is handled (epoch ms); a later message of its group moves the group's. */
+  due: number;
+  headers: Record<string, string>;
+  body: Uint8Array;
+  /** Order within a group. */
+  seq: number;
 }
 
 /** Per-queue counters and the message-to-reply latency, for /metrics. */
@@ -120,8 +136,12 @@ interface Completion {
   id: string;
   done: DoneRecord;
   sets: SetOp[];
+  /** Records that go in the same commit (a scheduled message's). */
+  deletes?: Deno.KvKey[];
   /** Send the recorded reply with the ACK (false: ACK only). */
   withReply: boolean;
+  /** The message was acknowledged when it was scheduled: only the reply goes out. */
+  acked?: boolean;
   /** Committed alone (after its batch could not be stored). */
   split?: boolean;
   /** How often its records were cut down because the store refused them. */
@@ -147,6 +167,11 @@ const KV_MUTATIONS = 1000;
 const OUTBOX_CLEAR_MS = 250;
 
 const doneKey = (id: string) => ["actions", "done", id];
+/** Debounced and deferred messages, acknowledged, waiting for their time. */
+export const SCHEDULED_PREFIX = ["actions", "scheduled"];
+const scheduledKey = (id: string) => [...SCHEDULED_PREFIX, id];
+/** A message larger than this is held unacknowledged instead (a store value's limit). */
+const SCHEDULE_MAX_BYTES = 48 * 1024;
 const outboxKey = (id: string) => ["actions", "outbox", id];
 export const DEAD_LETTER_PREFIX = ["actions", "dead"];
 /** Where the rest of a dead letter's body is (id, piece number). */
@@ -176,6 +201,11 @@ export class ActionListener {
   readonly #active = new Map<string, Delivery>();
 
   readonly #debounced = new Map<string, { entries: Pending[]; timer: Timer | undefined }>();
+  /** Ids of messages acknowledged and kept in the store until they are due. */
+  readonly #scheduledIds = new Set<string>();
+  #scheduleSeq = 0;
+  /** The scheduled messages of an earlier run, put back on their timers at start. */
+  #restored: Promise<void> = Promise.resolve();
   readonly #timers = new Set<Timer>();
   readonly #completions: Completion[] = [];
   readonly #lookups: {
@@ -226,6 +256,7 @@ export class ActionListener {
   /** Subscribes every processor's queue; the transport re-subscribes after reconnects. */
   start(): void {
     const { transport, orgId } = this.#o;
+    this.#restored = this.#restoreScheduled();
     transport.onConnected(() => void this.#flushOutbox());
     transport.onDisconnected(() => this.#unconfirmed.clear());
     for (const processor of this.#processors.values()) {
@@ -312,6 +343,13 @@ export class ActionListener {
       : id;
     void this.#queueOf(processor).push(key, async () => {
       try {
+        await this.#restored;
+        if (this.#scheduledIds.has(id)) {
+          // Redelivered after its ACK was lost: it is kept in the store already.
+          this.#active.delete(id);
+          this.#o.transport.ackAndSend([{ delivery }]);
+          return;
+        }
         const done = this.#mayBeHandled(delivery) ? await this.#lookupDone(id) : undefined;
         if (done) return await this.#acknowledgeDuplicate(id, done);
         if (!parsed.ok) {
@@ -332,13 +370,10 @@ export class ActionListener {
           return this.#finished(processor.queue, true, receivedAt);
         }
         const pending: Pending = { delivery, message: parsed.message, receivedAt };
-        if (processor.debounce) {
-          const debounceKey = processor.debounce.key(parsed.message.data);
-          if (debounceKey !== undefined) {
-            return await this.#debounce(processor, key, debounceKey, pending);
-          }
+        const debounceKey = processor.debounce?.key(parsed.message.data);
+        if (debounceKey !== undefined || processor.deferMs) {
+          return await this.#schedule(processor, key, debounceKey, pending);
         }
-        if (processor.deferMs) return this.#later(processor.deferMs, key, processor, pending);
         await this.#process(processor, pending, []);
       } catch (error) {
         // Store trouble: leave the message unacked; the broker redelivers it.
@@ -367,8 +402,8 @@ export class ActionListener {
       : undefined;
     // Together, so that they share one group commit.
     await Promise.all([
-      this.#finish(message.messageId, outcome.reply, dead),
-      ...absorbed.map((other) => this.#finish(other.message.messageId, outcome.reply)),
+      this.#complete(pending, outcome.reply, dead),
+      ...absorbed.map((other) => this.#complete(other, outcome.reply)),
     ]);
     const failed = outcome.reply.message_type === 1;
     for (const done of [pending, ...absorbed]) {
@@ -402,6 +437,7 @@ export class ActionListener {
     orderKey: string,
     debounceKey: string,
     pending: Pending,
+    delayMs?: number,
   ): Promise<void> {
     const { ms, discard } = processor.debounce!;
     const groupKey = `${processor.queue}\u0000${debounceKey}`;
@@ -416,9 +452,7 @@ export class ActionListener {
         "Superseded by a later change to the same object; only the latest was handled",
       );
       await Promise.all(
-        group.entries.splice(0).map((earlier) =>
-          this.#finish(earlier.message.messageId, superseded)
-        ),
+        group.entries.splice(0).map((earlier) => this.#complete(earlier, superseded)),
       );
     }
     group.entries.push(pending);
@@ -430,7 +464,95 @@ export class ActionListener {
         orderKey,
         () => this.#process(processor, last, entries.entries.slice(0, -1)),
       );
-    }, ms);
+    }, delayMs ?? ms);
+  }
+
+  /**
+   * Debounce and defer. Without transactions, the message is written to the store with its
+   * due time and acknowledged at once, so it does not hold one of the broker's prefetch slots
+   * while it waits (200 debounced tasks would otherwise trickle in at prefetch / window);
+   * its reply goes through the outbox when it is handled, and a restart takes it up again.
+   * With transactions (one reply per message, ACK and reply in one commit), or when it is too
+   * large for a store value, it waits unacknowledged as before.
+   */
+  async #schedule(
+    processor: Processor,
+    orderKey: string,
+    debounceKey: string | undefined,
+    pending: Pending,
+  ): Promise<void> {
+    const ms = debounceKey !== undefined ? processor.debounce!.ms : processor.deferMs!;
+    if (!this.#o.transactions && pending.delivery.body.byteLength <= SCHEDULE_MAX_BYTES) {
+      const id = pending.message.messageId;
+      const record: ScheduledRecord = {
+        queue: processor.queue,
+        orderKey,
+        ...(debounceKey !== undefined ? { debounceKey } : {}),
+        due: Date.now() + ms,
+        headers: pending.delivery.headers,
+        body: pending.delivery.body,
+        seq: ++this.#scheduleSeq,
+      };
+      await this.#o.store.set(scheduledKey(id), record);
+      this.#scheduledIds.add(id);
+      this.#active.delete(id);
+      if (this.#o.transport.ackAndSend([{ delivery: pending.delivery }])[0]) this.#stats.acked++;
+      pending.scheduled = true;
+    }
+    if (debounceKey !== undefined) {
+      return await this.#debounce(processor, orderKey, debounceKey, pending);
+    }
+    this.#later(ms, orderKey, processor, pending);
+  }
+
+  /** Scheduled messages an earlier run acknowledged but did not handle: on their timers again. */
+  async #restoreScheduled(): Promise<void> {
+    const groups = new Map<
+      string,
+      { processor: Processor; items: ScheduledRecord[]; ids: string[] }
+    >();
+    try {
+      for await (const { key, value } of this.#o.store.list<ScheduledRecord>(SCHEDULED_PREFIX)) {
+        const id = String(key.at(-1));
+        const processor = this.#processors.get(value.queue);
+        if (!processor) continue; // a queue not served by this run: left for one that does
+        this.#scheduledIds.add(id);
+        const groupKey = value.debounceKey !== undefined
+          ? `${value.queue}\u0000${value.debounceKey}`
+          : `\u0001${id}`;
+        const group = groups.get(groupKey) ?? { processor, items: [], ids: [] };
+        group.items.push(value);
+        group.ids.push(id);
+        groups.set(groupKey, group);
+      }
+    } catch (error) {
+      logger.error("Could not read the scheduled messages: {error}", { error });
+      return;
+    }
+    let count = 0;
+    for (const { processor, items } of groups.values()) {
+      items.sort((a, b) => a.due - b.due || a.seq - b.seq);
+      const delayMs = Math.max(0, Math.max(...items.map((i) => i.due)) - Date.now());
+      for (const item of items) {
+        const parsed = parseDelivery(item.headers, new Uint8Array(item.body));
+        if (!parsed.ok) continue;
+        count++;
+        const pending: Pending = {
+          delivery: { headers: item.headers, body: new Uint8Array(item.body), generation: -1 },
+          message: parsed.message,
+          receivedAt: performance.now(),
+          scheduled: true,
+        };
+        if (item.debounceKey !== undefined) {
+          await this.#debounce(processor, item.orderKey, item.debounceKey, pending, delayMs);
+        } else this.#later(delayMs, item.orderKey, processor, pending);
+      }
+    }
+    if (count) {
+      logger.info("Took up {count} debounced or deferred message(s) left by the last run", {
+        count,
+      });
+    }
   }
 
   #queueOf(processor: Processor): KeyedQueue {
@@ -515,6 +637,35 @@ export class ActionListener {
     return this.#enqueueCompletion({ id, done, sets, withReply: true });
   }
 
+  /** Records a handled message's outcome: ACK and reply, or the reply only (scheduled). */
+  #complete(
+    pending: Pending,
+    reply: Reply,
+    dead?: { queue: string; problem: string; delivery: Delivery },
+  ): Promise<void> {
+    const id = pending.message.messageId;
+    if (!pending.scheduled) return this.#finish(id, reply, dead);
+    const { headers } = pending.delivery;
+    const done: DoneRecord = {
+      reply: fitReply(reply, id),
+      replyTo: headers["reply-to"],
+      correlationId: headers["correlation-id"],
+      at: Date.now(),
+    };
+    const sets: SetOp[] = [[doneKey(id), done, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }]];
+    const frame = replyFrame(done);
+    if (frame) sets.push([outboxKey(id), frame]);
+    if (dead) sets.push(...deadLetterOps(id, dead.queue, dead.problem, pending.delivery));
+    return this.#enqueueCompletion({
+      id,
+      done,
+      sets,
+      deletes: [scheduledKey(id)],
+      withReply: frame !== undefined,
+      acked: true,
+    }).then(() => void this.#scheduledIds.delete(id));
+  }
+
   /**
    * Already in the ledger: ACK it without processing. With transactions the redelivery means
    * the reply's transaction did not commit, so the recorded reply goes with the ACK;
@@ -555,13 +706,17 @@ export class ActionListener {
           for (const c of batch) if (c.withReply) this.#unconfirmed.add(c.id);
         }
         const sets = batch.flatMap((c) => c.sets);
-        const deletes = sets.length
-          ? this.#takeSent(KV_MUTATIONS - sets.length).map(outboxKey)
+        const own = batch.flatMap((c) => c.deletes ?? []);
+        const sent = sets.length
+          ? this.#takeSent(KV_MUTATIONS - sets.length - own.length).map(outboxKey)
           : [];
+        const deletes = [...own, ...sent];
         try {
-          if (sets.length) await this.#o.store.commit({ set: sets, delete: deletes });
+          if (sets.length || deletes.length) {
+            await this.#o.store.commit({ set: sets, delete: deletes });
+          }
         } catch (error) {
-          for (const key of deletes) this.#sentOutbox.add(String(key.at(-1)));
+          for (const key of sent) this.#sentOutbox.add(String(key.at(-1)));
           if (error instanceof TypeError && !this.#o.transactions) {
             // The store refused what it was given (a value or a commit too large), which
             // would refuse it again after every redelivery: commit each alone, and one that
@@ -611,7 +766,21 @@ export class ActionListener {
   }
 
   /** ACKs (+ replies) as one batch. Not possible on a lost connection: redelivered. */
-  #acknowledge(batch: Completion[]): void {
+  #acknowledge(all: Completion[]): void {
+    // Acknowledged when they were scheduled: only their replies go (the outbox has them).
+    for (const c of all.filter((c) => c.acked && c.withReply)) {
+      const frame = replyFrame(c.done);
+      if (!frame || !this.#o.transport.connected) {
+        this.#unconfirmed.delete(c.id); // sent from the outbox after the next connect
+        continue;
+      }
+      try {
+        this.#o.transport.publish(frame, () => this.#confirmed([c.id]));
+      } catch {
+        this.#unconfirmed.delete(c.id);
+      }
+    }
+    const batch = all.filter((c) => !c.acked);
     const items = batch.map((c) => {
       const delivery = this.#active.get(c.id);
       this.#active.delete(c.id);
