@@ -171,24 +171,11 @@ export class JiraTracker implements Tracker {
     query: { label: string; propertyKey: string; messageId: string; days: number },
     signal?: AbortSignal,
   ): Promise<string | undefined> {
-    const jql = `labels = "${query.label.replace(/"/g, '\\"')}" AND created >= -${query.days}d ` +
+    const jql = `labels = ${jqlString(query.label)} AND created >= -${query.days}d ` +
       `ORDER BY created DESC`;
-    let nextPageToken: string | undefined;
-    for (let seen = 0; seen < RECONCILE_MAX;) {
-      const params = { jql, maxResults: RECONCILE_PAGE, fields: ["summary"] };
-      const page = await this.#call(
-        "search the bridge's recent issues",
-        false,
-        signal,
-        () =>
-          this.deployment === "cloud"
-            ? this.#client.issueSearch.searchForIssuesUsingJqlEnhancedSearch({
-              ...params,
-              ...(nextPageToken ? { nextPageToken } : {}),
-            })
-            : this.#client.issueSearch.searchForIssuesUsingJql({ ...params, startAt: seen }),
-      );
-      const issues: { key: string }[] = page.issues ?? [];
+    for await (
+      const issues of this.#searchPages("search the bridge's recent issues", jql, signal)
+    ) {
       for (const candidate of issues) {
         const issue = await this.#call(
           `read the property ${query.propertyKey} of ${candidate.key}`,
@@ -204,14 +191,62 @@ export class JiraTracker implements Tracker {
         const value = issue.properties?.[query.propertyKey] as { messageId?: string } | undefined;
         if (value?.messageId === query.messageId) return String(issue.key);
       }
+    }
+    return undefined;
+  }
+
+  /** Every page of a JQL search (keys only), up to RECONCILE_MAX issues, in either flavour. */
+  async *#searchPages(
+    what: string,
+    jql: string,
+    signal?: AbortSignal,
+  ): AsyncGenerator<{ key: string }[]> {
+    let nextPageToken: string | undefined;
+    for (let seen = 0; seen < RECONCILE_MAX;) {
+      const params = { jql, maxResults: RECONCILE_PAGE, fields: ["summary"] };
+      const page = await this.#call(
+        what,
+        false,
+        signal,
+        () =>
+          this.deployment === "cloud"
+            ? this.#client.issueSearch.searchForIssuesUsingJqlEnhancedSearch({
+              ...params,
+              ...(nextPageToken ? { nextPageToken } : {}),
+            })
+            : this.#client.issueSearch.searchForIssuesUsingJql({ ...params, startAt: seen }),
+      );
+      const issues: { key: string }[] = page.issues ?? [];
+      if (issues.length) yield issues;
       seen += issues.length;
       nextPageToken = page.nextPageToken;
       const more = this.deployment === "cloud"
         ? Boolean(nextPageToken) && !page.isLast
         : seen < (page.total ?? 0);
-      if (!issues.length || !more) return undefined;
+      if (!issues.length || !more) return;
     }
-    return undefined;
+  }
+
+  /** An issue's comments, page by page (with `expand`), up to 5,000. */
+  async *#commentPages<T>(key: string, expand: string, signal?: AbortSignal): AsyncGenerator<T[]> {
+    for (let startAt = 0; startAt < 5000;) {
+      const page = await this.#call(
+        `read the comments of ${key}`,
+        false,
+        signal,
+        () =>
+          this.#client.issueComments.getComments({
+            issueIdOrKey: key,
+            startAt,
+            maxResults: 100,
+            expand,
+          }),
+      );
+      const comments = (page.comments ?? []) as T[];
+      if (comments.length) yield comments;
+      startAt += comments.length;
+      if (!comments.length || startAt >= (page.total ?? 0)) return;
+    }
   }
 
   async addComment(
@@ -239,32 +274,16 @@ export class JiraTracker implements Tracker {
     query: { propertyKey: string; messageId: string },
     signal?: AbortSignal,
   ): Promise<string | undefined> {
-    for (let startAt = 0;;) {
-      const page = await this.#call(
-        `read the comments of ${key}`,
-        false,
-        signal,
-        () =>
-          this.#client.issueComments.getComments({
-            issueIdOrKey: key,
-            startAt,
-            maxResults: 100,
-            expand: "properties",
-          }),
-      );
-      const comments: {
-        id: string;
-        properties?: { key: string; value?: { messageId?: string } }[];
-      }[] = page.comments ?? [];
+    type Stamped = { id: string; properties?: { key: string; value?: { messageId?: string } }[] };
+    for await (const comments of this.#commentPages<Stamped>(key, "properties", signal)) {
       const hit = comments.find((c) =>
         (c.properties ?? []).some((p) =>
           p.key === query.propertyKey && p.value?.messageId === query.messageId
         )
       );
       if (hit) return String(hit.id);
-      startAt += comments.length;
-      if (!comments.length || startAt >= (page.total ?? 0)) return undefined;
     }
+    return undefined;
   }
 
   attachmentLimit(signal?: AbortSignal): Promise<{ enabled: boolean; uploadLimit: number }> {
@@ -428,23 +447,8 @@ export class JiraTracker implements Tracker {
 
   async comments(key: string, signal?: AbortSignal): Promise<CommentView[]> {
     const all: CommentView[] = [];
-    for (let startAt = 0; all.length < 5000;) {
-      const page = await this.#call(
-        `read the comments of ${key}`,
-        false,
-        signal,
-        () =>
-          this.#client.issueComments.getComments({
-            issueIdOrKey: key,
-            startAt,
-            maxResults: 100,
-            expand: "properties",
-          }),
-      );
-      const comments = (page.comments ?? []) as CommentView[];
-      all.push(...comments.map((c) => ({ ...c, id: String(c.id) })));
-      startAt += comments.length;
-      if (!comments.length || startAt >= (page.total ?? 0)) break;
+    for await (const page of this.#commentPages<CommentView>(key, "properties", signal)) {
+      all.push(...page.map((c) => ({ ...c, id: String(c.id) })));
     }
     return all;
   }
@@ -481,52 +485,18 @@ export class JiraTracker implements Tracker {
     const jql = `labels in (${labels.map(jqlString).join(", ")}) AND updated >= ` +
       `${jqlString(jqlDate(since, timeZone))} ORDER BY updated ASC`;
     const keys: string[] = [];
-    let nextPageToken: string | undefined;
-    for (let seen = 0; seen < RECONCILE_MAX;) {
-      const params = { jql, maxResults: RECONCILE_PAGE, fields: ["updated"] };
-      const page = await this.#call(
-        "search issues with new comments",
-        false,
-        signal,
-        () =>
-          this.deployment === "cloud"
-            ? this.#client.issueSearch.searchForIssuesUsingJqlEnhancedSearch({
-              ...params,
-              ...(nextPageToken ? { nextPageToken } : {}),
-            })
-            : this.#client.issueSearch.searchForIssuesUsingJql({ ...params, startAt: seen }),
-      );
-      const issues: { key: string }[] = page.issues ?? [];
+    for await (const issues of this.#searchPages("search issues with new comments", jql, signal)) {
       keys.push(...issues.map((i) => String(i.key)));
-      seen += issues.length;
-      nextPageToken = page.nextPageToken;
-      const more = this.deployment === "cloud"
-        ? Boolean(nextPageToken) && !page.isLast
-        : seen < (page.total ?? 0);
-      if (!issues.length || !more) break;
     }
     return keys;
   }
 
   async feedComments(key: string, signal?: AbortSignal): Promise<FeedComment[]> {
     const all: FeedComment[] = [];
-    for (let startAt = 0; all.length < 5000;) {
-      const page = await this.#call(
-        `read the comments of ${key}`,
-        false,
-        signal,
-        () =>
-          this.#client.issueComments.getComments({
-            issueIdOrKey: key,
-            startAt,
-            maxResults: 100,
-            expand: "renderedBody,properties",
-          }),
-      );
-      const comments = (page.comments ?? []) as JiraComment[];
-      all.push(...comments.map((c) => feedOf(key, c, this.deployment)));
-      startAt += comments.length;
-      if (!comments.length || startAt >= (page.total ?? 0)) break;
+    for await (
+      const page of this.#commentPages<JiraComment>(key, "renderedBody,properties", signal)
+    ) {
+      all.push(...page.map((c) => feedOf(key, c, this.deployment)));
     }
     return all;
   }
