@@ -11,6 +11,12 @@
  * paths.
  */
 
+/**
+ * The one Python interpreter the agent may start: for the old add-on's Python integrations
+ * (`[enrich] python`, opt-in). Nothing else but Deno.
+ */
+export const PYTHON = "/usr/bin/python3";
+
 /** The flags, with `deno` the Deno binary sandboxes are started with (a name on PATH or a path). */
 export function agentRunFlags(deno = "deno"): string[] {
   return [
@@ -23,7 +29,7 @@ export function agentRunFlags(deno = "deno"): string[] {
     "--allow-write",
     "--allow-env",
     "--allow-sys=hostname,osRelease,homedir,networkInterfaces",
-    `--allow-run=${deno}`,
+    `--allow-run=${deno},${PYTHON}`,
     "--deny-ffi",
     "--no-prompt",
   ];

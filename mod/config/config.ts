@@ -108,8 +108,10 @@ export interface SecureChangeConfig {
 export interface EnrichConfig {
   /** Integrations to run, in comment order; empty = the default set. */
   integrations: string[];
-  /** Where user plugins live (`<name>.js` / `.ts` / `.mjs`). */
+  /** Where user plugins live (`<name>.js` / `.ts` / `.mjs`, and `.py` with `python`). */
   integrationsDir?: string | undefined;
+  /** The interpreter that runs the old add-on's Python integrations (opt-in). */
+  python?: string | undefined;
   /** SCW_EVENT values to act on. */
   events: string[];
   /** Default time limit per plugin. */
@@ -482,6 +484,7 @@ function readEnrich(r: SectionReader): EnrichConfig {
   return {
     integrations: r.list("integrations"),
     integrationsDir: r.path("integrations_dir"),
+    python: r.path("python"),
     events: r.list("events", ["CREATE"]).map((e) => e.toUpperCase()),
     timeoutSeconds: r.int("timeout_seconds", { default: 30, min: 1, max: 3600 }),
     maxCommentChars: r.int("max_comment_chars", { default: 10_000, min: 200, max: 1_000_000 }),

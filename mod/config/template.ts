@@ -101,6 +101,10 @@ timeout = 30
 # two built-ins plus every plugin in integrations_dir.
 integrations = address_classification, risky_services
 #integrations_dir = /opt/agent/integrations
+# The Request Add-on's Python integrations (<name>.py with get_data(ticket_info, logger)),
+# run unchanged by this interpreter (the only one the agent may start): point
+# integrations_dir at the add-on's bin/integrations.
+#python = /usr/bin/python3
 # SCW_EVENT values to act on.
 events = CREATE
 timeout_seconds = 30

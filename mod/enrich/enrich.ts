@@ -182,8 +182,9 @@ export async function pluginJobs(
       key: "integrations_dir",
     });
   }
+  if (settings.python) assertMayRun(config, settings.python);
   const files = settings.integrationsDir
-    ? await pluginFiles(settings.integrationsDir)
+    ? await pluginFiles(settings.integrationsDir, settings.python !== undefined)
     : new Map<string, string>();
   const legacy = settings.integrationsDir ? await legacySections(settings.integrationsDir) : {};
   const names = settings.integrations.length
@@ -205,6 +206,12 @@ export async function pluginJobs(
       maxMemoryMb: section.maxMemoryMb ?? settings.maxMemoryMb,
     };
     const file = files.get(name);
+    if (file?.endsWith(".py")) {
+      return {
+        ...base,
+        source: { kind: "python" as const, path: file, interpreter: settings.python! },
+      };
+    }
     if (file) return { ...base, source: { kind: "file" as const, path: file } };
     const builtin = BUILTINS[name];
     if (builtin) return { ...base, source: { kind: "function" as const, fn: builtin } };
@@ -217,16 +224,21 @@ export async function pluginJobs(
   }));
 }
 
-async function pluginFiles(dir: string): Promise<Map<string, string>> {
+async function pluginFiles(dir: string, python: boolean): Promise<Map<string, string>> {
   const files = new Map<string, string>();
+  const extensions = python ? [...PLUGIN_EXTENSIONS, ".py"] : PLUGIN_EXTENSIONS;
   try {
     for await (const entry of Deno.readDir(dir)) {
       const ext = extname(entry.name);
       if (
-        !entry.isFile || !PLUGIN_EXTENSIONS.includes(ext) || entry.name.endsWith(".d.ts") ||
+        !entry.isFile || !extensions.includes(ext) || entry.name.endsWith(".d.ts") ||
         entry.name.startsWith("_")
       ) continue;
-      files.set(basename(entry.name, ext), join(dir, entry.name));
+      const name = basename(entry.name, ext);
+      // A JavaScript plugin and a Python one of the same name: the JavaScript one (it is
+      // the rewrite) runs.
+      if (ext === ".py" && files.has(name)) continue;
+      files.set(name, join(dir, entry.name));
     }
   } catch (error) {
     throw new Error(`Cannot read integrations_dir "${dir}": ${(error as Error).message}`, {
@@ -234,6 +246,18 @@ async function pluginFiles(dir: string): Promise<Map<string, string>> {
     });
   }
   return files;
+}
+
+/** The agent's own permissions must let it run the interpreter: named in the error if not. */
+function assertMayRun(config: Config, python: string): void {
+  const state = Deno.permissions.querySync({ name: "run", command: python }).state;
+  if (state === "granted") return;
+  throw new ConfigError(
+    { file: config.file, section: "enrich", key: "python" },
+    `the agent may not run ${python}: its Deno flags allow --allow-run=deno,/usr/bin/python3 ` +
+      "(see the README's Permissions); point python at /usr/bin/python3, or start the agent " +
+      `with --allow-run=deno,${python}`,
+  );
 }
 
 /** The old add-on's integration_config.txt (INI, a section per integration), if present. */

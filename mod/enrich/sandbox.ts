@@ -6,6 +6,7 @@
 import { log } from "../log/log.ts";
 import { type ModuleSource, Sandbox, sandboxIsolation } from "../sandbox/sandbox.ts";
 import type { TicketInfo } from "./plugin.ts";
+import { runPython } from "./python.ts";
 
 /** What to run: a module file (user plugins) or a self-contained function (built-ins). */
 export type PluginSource = ModuleSource;
@@ -13,7 +14,8 @@ export type PluginSource = ModuleSource;
 /** One plugin to run. */
 export interface PluginJob {
   name: string;
-  source: PluginSource;
+  /** A JavaScript/TypeScript module or a built-in, in a sandbox; or a Python integration. */
+  source: PluginSource | { kind: "python"; path: string; interpreter: string };
   config: Record<string, string>;
   /** Hosts it may reach ("host" or "host:port"). */
   allowNet: string[];
@@ -75,6 +77,21 @@ async function runOne(
   const signal = AbortSignal.any([stop, timedOut]);
   let sandbox: Sandbox | undefined;
   try {
+    if (job.source.kind === "python") {
+      const text = await runPython(
+        {
+          name: job.name,
+          path: job.source.path,
+          python: job.source.interpreter,
+          timeoutMs: job.timeoutMs,
+          maxMemoryMb: job.maxMemoryMb,
+        },
+        ticketInfo,
+        log("enrich", job.name),
+        signal,
+      );
+      return { name: job.name, ok: true, text, ms: ms() };
+    }
     const starting = Sandbox.start({
       name: job.name,
       source: job.source,
