@@ -131,3 +131,57 @@ Deno.test("[enrich] python other than the interpreter the agent may run is refus
   assertStringIncludes(run.stderr, "enrich.python");
   assertStringIncludes(run.stderr, "/usr/local/bin/python9");
 });
+
+Deno.test({
+  name: "agent enrich new writes a plugin whose own test passes as written; agent enrich list " +
+    "loads every integration (built-in, JavaScript, Python) and names the ones that would not",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const { integrations } = await addon();
+    const dir = await Deno.makeTempDir();
+    const file = join(dir, "app.config");
+    await Deno.writeTextFile(
+      file,
+      `[agent]\nstore = ${dir}/agent.kv\n[securechange]\nurl = https://sc.example.com\n` +
+        `username = u\npassword = p\n[enrich]\npython = /usr/bin/python3\n` +
+        `integrations_dir = ${integrations}\n`,
+    );
+    const made = await runAgent(["enrich", "new", "wide_sources", "--config", file]);
+    assertEquals(made.code, 0, made.stderr);
+    assertStringIncludes(made.stdout, "wide_sources_test.ts");
+    const test = await new Deno.Command(Deno.execPath(), {
+      args: ["test", "--allow-read", "wide_sources_test.ts"],
+      cwd: integrations,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(test.stdout) + new TextDecoder().decode(test.stderr);
+    assertEquals(test.code, 0, text);
+    assertStringIncludes(text, "2 passed");
+    const again = await runAgent(["enrich", "new", "wide_sources", "--config", file]);
+    assertEquals(again.code, 1);
+    assertStringIncludes(again.stderr, "already exists");
+
+    await Deno.writeTextFile(join(integrations, "broken.js"), "export const nothing = 1;\n");
+    await Deno.writeTextFile(join(integrations, "bad_syntax.py"), "def get_data(:\n");
+    const list = await runAgent(["enrich", "list", "--json", "--config", file]);
+    assertEquals(list.code, 1, list.stderr);
+    const found = (JSON.parse(list.stdout) as {
+      integrations: { name: string; kind: string; ok: boolean; problem?: string }[];
+    }).integrations;
+    const by = (name: string) => found.find((i) => i.name === name)!;
+    assertEquals([by("address_classification").kind, by("address_classification").ok], [
+      "built-in",
+      true,
+    ]);
+    assertEquals([by("wide_sources").kind, by("wide_sources").ok], ["javascript", true]);
+    assertEquals([by("lookup").kind, by("lookup").ok], ["python", true]);
+    assertEquals(by("broken").ok, false);
+    assertStringIncludes(by("broken").problem!, "getData");
+    assertEquals(by("bad_syntax").ok, false);
+    assertStringIncludes(by("bad_syntax").problem!, "SyntaxError");
+    assert(!found.some((i) => i.name.endsWith("_test")), "tests are not integrations");
+  },
+});

@@ -22,6 +22,7 @@ const SUBCOMMANDS: Record<string, string[]> = {
   service: ["install", "uninstall"],
   completions: ["bash", "zsh", "fish"],
   "ticket-api": ["token"],
+  enrich: ["new", "list"],
 };
 
 /** The completions command for these commands (itself included). */

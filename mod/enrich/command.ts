@@ -7,6 +7,7 @@ import {
   type Command,
   COMMON_HELP,
   COMMON_OPTIONS,
+  type Deps,
   parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
@@ -15,6 +16,8 @@ import { ConfigError } from "../config/config.ts";
 
 const HELP = `Usage: agent enrich [--config FILE] < ticket_info.xml
        agent enrich --ticket-file TICKET.json [--config FILE]
+       agent enrich new NAME [--dir DIR] [--config FILE]
+       agent enrich list [--json] [--config FILE]
 
 The Tufin SecureChange trigger script. Register it under Settings > SecureChange API >
 Add Script (path: this binary or a wrapper, arguments: "enrich --config FILE"), with the
@@ -24,9 +27,16 @@ and adds their findings as one comment on the current step. The Test button (SCW
 or an empty <ticket_info/>) checks the config and finds the plugins, contacting nothing:
 exit 0 when they are fine, 2 with the reason otherwise.
 
+  new NAME   Write NAME.ts (a plugin), NAME_test.ts and NAME_ticket.json (a sample
+             ticket) into the integrations folder; "deno test NAME_test.ts" passes as is.
+  list       Every integration the config runs (built-in, JavaScript, Python), loaded
+             without running: exit 1 when one would not load, naming why.
+
 Options:
       --ticket-file FILE  Read a saved ticket (the JSON GET tickets/{id} returns) instead
                           of the API, and print the comment instead of posting it
+      --dir DIR           For new: where to write (default: [enrich] integrations_dir)
+      --json              For list: one JSON object {"integrations": [...]}
 ${COMMON_HELP}`;
 
 export const enrichCommand: Command = {
@@ -41,12 +51,30 @@ export const enrichCommand: Command = {
     } catch (error) {
       throw new UsageError((error as Error).message, "enrich");
     }
-    const parsed = parseOrShowHelp({ name: "enrich", help: HELP }, args, {
-      ...COMMON_OPTIONS,
-      "ticket-file": { type: "string" },
-    }, deps);
+    const parsed = parseOrShowHelp(
+      { name: "enrich", help: HELP },
+      args,
+      {
+        ...COMMON_OPTIONS,
+        "ticket-file": { type: "string" },
+        dir: { type: "string" },
+        json: { type: "boolean" },
+      },
+      deps,
+      { allowPositionals: true },
+    );
     if (!parsed) return 0;
-    const { values } = parsed;
+    const { values, positionals } = parsed;
+    const [sub, name, ...extra] = positionals;
+    if (sub !== undefined) {
+      if (sub !== "new" && sub !== "list") {
+        throw new UsageError(`unknown argument "${sub}"`, "enrich");
+      }
+      if (extra.length || (sub === "list" && name)) {
+        throw new UsageError(`unexpected argument "${extra[0] ?? name}"`, "enrich");
+      }
+      return sub === "new" ? await newPlugin(name, values, deps) : await listPlugins(values, deps);
+    }
     const event = (deps.env("SCW_EVENT") ?? "").trim().toUpperCase();
     if (event === "TEST") {
       // The Test button proves the script can run as configured: the config must load, and
@@ -96,6 +124,59 @@ export const enrichCommand: Command = {
     }, deps);
   },
 };
+
+async function newPlugin(
+  name: string | undefined,
+  values: { dir?: string | undefined; config?: string | undefined },
+  deps: Deps,
+): Promise<number> {
+  if (!name) throw new UsageError("new needs a NAME", "enrich");
+  let dir = values.dir;
+  if (!dir) {
+    const config = await loadCommandConfig(values, deps);
+    dir = config.enrich?.integrationsDir;
+    if (!dir) {
+      throw new ConfigError(
+        { file: config.file, section: "enrich", key: "integrations_dir" },
+        "not set: the folder plugins go in (or give --dir)",
+      );
+    }
+  }
+  const { scaffoldPlugin } = await import("./scaffold.ts");
+  const files = await scaffoldPlugin(name, dir);
+  deps.stdout(
+    `Wrote ${files.join(", ")}.\nTest it: cd ${dir} && deno test ${name}_test.ts\n` +
+      `Run it: add ${name} to [enrich] integrations (or leave integrations unset), and give ` +
+      `it a [${name}] section for its settings and allow_net.\n`,
+  );
+  return 0;
+}
+
+async function listPlugins(
+  values: Parameters<typeof loadCommandConfig>[0] & { json?: boolean | undefined },
+  deps: Deps,
+): Promise<number> {
+  const config = await loadCommandConfig(values, deps);
+  setupCommandLogging({ ...values, "log-level": values["log-level"] ?? "error" }, config, {
+    logFile: false,
+  });
+  const { defaultEnrichConfig, pluginJobs } = await import("./enrich.ts");
+  const { listIntegrations } = await import("./scaffold.ts");
+  const jobs = await pluginJobs(config, config.enrich ?? defaultEnrichConfig(), deps.env);
+  const statuses = await listIntegrations(jobs);
+  if (values.json) {
+    deps.stdout(JSON.stringify({ integrations: statuses }, null, 2) + "\n");
+  } else {
+    for (const s of statuses) {
+      deps.stdout(
+        `${s.name}: ${s.kind}${s.file ? ` (${s.file})` : ""}; ${
+          s.ok ? "loads" : `NOT LOADED: ${s.problem}`
+        }\n`,
+      );
+    }
+  }
+  return statuses.every((s) => s.ok) ? 0 : 1;
+}
 
 async function readStdin(): Promise<string> {
   if (Deno.stdin.isTerminal()) return "";

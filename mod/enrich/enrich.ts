@@ -232,7 +232,7 @@ async function pluginFiles(dir: string, python: boolean): Promise<Map<string, st
       const ext = extname(entry.name);
       if (
         !entry.isFile || !extensions.includes(ext) || entry.name.endsWith(".d.ts") ||
-        entry.name.startsWith("_")
+        entry.name.startsWith("_") || /[._]test$/.test(basename(entry.name, ext))
       ) continue;
       const name = basename(entry.name, ext);
       // A JavaScript plugin and a Python one of the same name: the JavaScript one (it is
