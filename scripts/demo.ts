@@ -9,7 +9,8 @@
  *    replays a menu-item action through it, in its sandbox, against the REST fixtures.
  * 4. Enrich: runs the SecureChange trigger on a bundled ticket (IP, range, DNS and ANY
  *    sources; TCP, predefined and ANY services) with the built-in integrations, each in its
- *    sandbox, and prints the comment it would post.
+ *    sandbox, and (with /usr/bin/python3) a Request Add-on Python integration from
+ *    scripts/demo/addon, and prints the comment it would post.
  * 5. Mail bridge: bundled .eml files (a new request with HTML, a table, an attachment and
  *    hostile bits; a reply; an out-of-office; a newsletter) through `agent mail-bridge
  *    --once` on the embedded defaults: issues as JSON files, the acknowledgement as .eml.
@@ -125,6 +126,22 @@ try {
 }
 
 heading("Enrich: SecureChange ticket 42 -> one comment (agent enrich --ticket-file)");
+// With Debian's python3, one of the Request Add-on's Python integrations runs beside the
+// built-ins, unchanged, from the add-on's own layout (scripts/demo/addon).
+const python = await Deno.stat("/usr/bin/python3").then(() => true, () => false);
+const enrichConfig = await Deno.makeTempFile({ prefix: "agent-demo-enrich-", suffix: ".ini" });
+await Deno.chmod(enrichConfig, 0o600);
+await Deno.writeTextFile(
+  enrichConfig,
+  (await Deno.readTextFile(`${root}config.example.ini`)).replace(
+    "integrations = address_classification, risky_services\n",
+    python
+      ? "integrations = address_classification, risky_services, asset_owner\n" +
+        `integrations_dir = ${demo}/addon/bin/integrations\npython = /usr/bin/python3\n`
+      : "integrations = address_classification, risky_services\n",
+  ),
+);
+if (!python) console.log("  (no /usr/bin/python3 here: the Python integration is left out)");
 const enrich = await new Deno.Command(Deno.execPath(), {
   args: [
     "run",
@@ -134,7 +151,7 @@ const enrich = await new Deno.Command(Deno.execPath(), {
     "--ticket-file",
     `${demo}/ticket.json`,
     "--config",
-    "config.example.ini",
+    enrichConfig,
     "--log-level",
     "error",
   ],
@@ -146,6 +163,7 @@ const enrich = await new Deno.Command(Deno.execPath(), {
 console.log(
   new TextDecoder().decode(enrich.stdout).trim().split("\n").map((l) => `  ${l}`).join("\n"),
 );
+await Deno.remove(enrichConfig);
 if (!enrich.success) Deno.exit(enrich.code);
 
 heading("Mail bridge: a mailbox of .eml files -> issues (agent mail-bridge --once)");

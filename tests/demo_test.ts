@@ -24,6 +24,9 @@ Deno.test({
     assertEquals(out.code, 0, stderr);
     assertMatch(stdout, /invites written to the outbox/);
     assertMatch(stdout, /Note \d+ .*added to incident/);
+    // The Request Add-on's Python integration beside the built-ins (Debian's python3).
+    assertStringIncludes(stdout, "== asset_owner ==");
+    assertStringIncludes(stdout, "10.1.2.3/32 is owned by Payments team");
     assertStringIncludes(stdout, "== Mail bridge");
     assertMatch(stdout, /replies: 1 sent/);
     assertMatch(stdout, /In-Reply-To: <vpn-down-2@mail\.example\.com>/);
