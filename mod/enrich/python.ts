@@ -84,7 +84,8 @@ export async function runPython(
   signal: AbortSignal,
 ): Promise<string | null> {
   const child = new Deno.Command(job.python, {
-    args: ["-I", "-c", BOOTSTRAP, job.path, job.name, String(job.maxMemoryMb ?? 0)],
+    // -B: no __pycache__ written into the add-on's folders.
+    args: ["-I", "-B", "-c", BOOTSTRAP, job.path, job.name, String(job.maxMemoryMb ?? 0)],
     cwd: dirname(job.path),
     clearEnv: true,
     env: { LANG: "C.UTF-8", PYTHONIOENCODING: "utf-8" },

@@ -129,7 +129,7 @@ export async function listIntegrations(jobs: PluginJob[]): Promise<IntegrationSt
     if (job.source.kind === "function") return { name: job.name, kind: "built-in", ok: true };
     if (job.source.kind === "python") {
       const out = await new Deno.Command(job.source.interpreter, {
-        args: ["-I", "-c", PY_CHECK, job.source.path],
+        args: ["-I", "-B", "-c", PY_CHECK, job.source.path],
         clearEnv: true,
         stdout: "piped",
         stderr: "piped",
