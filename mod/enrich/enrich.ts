@@ -15,7 +15,12 @@ import type { TriggerInfo } from "../securechange/trigger.ts";
 import type { Store } from "../store/store.ts";
 import { BUILTINS } from "./builtins.ts";
 import { readSandboxSection, refuseSecretsIn } from "../sandbox/section.ts";
-import { type PluginJob, type PluginOutcome, runPlugins } from "./sandbox.ts";
+import {
+  type PluginJob,
+  type PluginOutcome,
+  type StartedPlugins,
+  startPlugins,
+} from "./sandbox.ts";
 import { buildTicketInfo } from "./ticket_info.ts";
 
 const logger = log("enrich");
@@ -57,8 +62,39 @@ export async function runEnrichment(
   }
   const ticketId = trigger.info.ticketId ?? trigger.ticket?.id;
   if (ticketId === undefined) return { kind: "skipped", reason: "no ticket id" };
-  // The plugins' config is checked before anything is fetched.
+  // The plugins' config is checked before anything is fetched, and they start loading
+  // while the ticket is fetched.
   const jobs = await pluginJobs(config, settings, deps.env);
+  const plugins = startPlugins(jobs);
+  let ran = false;
+  try {
+    const result = await enrichWith(
+      plugins,
+      jobs,
+      trigger,
+      ticketId,
+      event,
+      settings,
+      config,
+      deps,
+    );
+    ran = result.kind !== "skipped";
+    return result;
+  } finally {
+    if (!ran) plugins.close();
+  }
+}
+
+async function enrichWith(
+  plugins: StartedPlugins,
+  jobs: PluginJob[],
+  trigger: { info: TriggerInfo; event: string; ticket?: RawTicket | undefined },
+  ticketId: number,
+  event: string,
+  settings: EnrichConfig,
+  config: Config,
+  deps: EnrichDeps,
+): Promise<EnrichResult> {
   const ticket = trigger.ticket ??
     await deps.api!.getTicket(ticketId, deps.signal ? { signal: deps.signal } : {});
   const target = commentTarget(ticket, trigger.info);
@@ -95,7 +131,7 @@ export async function runEnrichment(
   }
 
   const ticketInfo = buildTicketInfo(ticket);
-  const outcomes = await runPlugins(jobs, ticketInfo, { maxMemoryMb: settings.maxMemoryMb });
+  const outcomes = await plugins.run(ticketInfo, { maxMemoryMb: settings.maxMemoryMb });
   for (const o of outcomes) {
     if (o.ok) logger.info("{plugin} finished in {ms} ms", { plugin: o.name, ms: o.ms });
     else {logger.error("{plugin} failed after {ms} ms: {error}", {

@@ -21,9 +21,6 @@ const LOG_MARK = "\u001eLOG ";
 const BOOTSTRAP = String.raw`
 import importlib.util, json, logging, os, resource, sys, traceback
 path, name, memory_mb = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ticket = json.loads(sys.stdin.buffer.read().decode("utf-8"))
-devnull = os.open(os.devnull, os.O_RDONLY)
-os.dup2(devnull, 0)
 result = os.fdopen(os.dup(1), "w", encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
@@ -45,16 +42,30 @@ logger.addHandler(Relay())
 def answer(value):
     result.write(json.dumps(value) + "\n")
     result.flush()
+def failure(error):
+    where = traceback.extract_tb(error.__traceback__)
+    at = (" (%s:%d)" % (os.path.basename(where[-1].filename), where[-1].lineno)) if where else ""
+    return {"ok": False, "error": "%s: %s%s" % (type(error).__name__, error, at)}
+# The module is imported while the agent fetches the ticket; the ticket comes on stdin.
+get_data, failed = None, None
 try:
-    folder = os.path.dirname(os.path.abspath(path))
-    sys.path.insert(0, folder)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     get_data = getattr(module, "get_data", None)
     if get_data is None:
-        answer({"ok": False, "error": "the module has no get_data(ticket_info, logger)"})
-    else:
+        failed = {"ok": False, "error": "the module has no get_data(ticket_info, logger)"}
+except MemoryError:
+    failed = {"ok": False, "error": "ran out of memory (max_memory_mb %d)" % memory_mb}
+except BaseException as error:
+    failed = failure(error)
+ticket = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+if failed:
+    answer(failed)
+else:
+    try:
         text = get_data(ticket, logger)
         if text is None or text == "":
             answer({"ok": True, "text": None})
@@ -62,27 +73,24 @@ try:
             answer({"ok": True, "text": text})
         else:
             answer({"ok": False, "error": "get_data returned %s; expected a string or None" % type(text).__name__})
-except MemoryError:
-    answer({"ok": False, "error": "ran out of memory (max_memory_mb %d)" % memory_mb})
-except BaseException as error:
-    where = traceback.extract_tb(error.__traceback__)
-    at = (" (%s:%d)" % (os.path.basename(where[-1].filename), where[-1].lineno)) if where else ""
-    answer({"ok": False, "error": "%s: %s%s" % (type(error).__name__, error, at)})
+    except MemoryError:
+        answer({"ok": False, "error": "ran out of memory (max_memory_mb %d)" % memory_mb})
+    except BaseException as error:
+        answer(failure(error))
 `;
 
-/** Runs one Python integration (see module doc); resolves to its text, or throws its error. */
-export async function runPython(
-  job: {
-    name: string;
-    path: string;
-    python: string;
-    timeoutMs: number;
-    maxMemoryMb?: number | undefined;
-  },
-  ticketInfo: TicketInfo,
+/** A Python integration started ahead: its module imported while the ticket is fetched. */
+export interface StartedPython {
+  /** Hands it the ticket; resolves to its text, or throws its error. */
+  answer(ticketInfo: TicketInfo, signal: AbortSignal): Promise<string | null>;
+  kill(): void;
+}
+
+/** Starts one Python integration (see module doc); the ticket follows with `answer`. */
+export function startPython(
+  job: { name: string; path: string; python: string; maxMemoryMb?: number | undefined },
   logger: Logger,
-  signal: AbortSignal,
-): Promise<string | null> {
+): StartedPython {
   const child = new Deno.Command(job.python, {
     // -B: no __pycache__ written into the add-on's folders.
     args: ["-I", "-B", "-c", BOOTSTRAP, job.path, job.name, String(job.maxMemoryMb ?? 0)],
@@ -98,32 +106,39 @@ export async function runPython(
       child.kill("SIGKILL");
     } catch { /* gone already */ }
   };
-  signal.addEventListener("abort", kill, { once: true });
-  try {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(JSON.stringify(ticketInfo)));
-    await writer.close().catch(() => {});
-    const [out, , status] = await Promise.all([
-      new Response(child.stdout).text(),
-      relayStderr(child.stderr, logger),
-      child.status,
-    ]);
-    signal.throwIfAborted();
-    const line = out.split("\n").find((l) => l.trim() !== "");
-    if (!line) {
-      throw new Error(
-        status.signal
-          ? `the Python process was killed (${status.signal}) before it answered`
-          : `the Python process exited (code ${status.code}) without an answer`,
-      );
-    }
-    const answer = JSON.parse(line) as { ok: boolean; text?: string | null; error?: string };
-    if (!answer.ok) throw new Error(answer.error ?? "failed");
-    return answer.text ?? null;
-  } finally {
-    signal.removeEventListener("abort", kill);
-    kill();
-  }
+  const output = Promise.all([
+    new Response(child.stdout).text(),
+    relayStderr(child.stderr, logger),
+    child.status,
+  ]);
+  output.catch(() => {});
+  return {
+    kill,
+    async answer(ticketInfo, signal) {
+      signal.addEventListener("abort", kill, { once: true });
+      try {
+        const writer = child.stdin.getWriter();
+        await writer.write(new TextEncoder().encode(JSON.stringify(ticketInfo))).catch(() => {});
+        await writer.close().catch(() => {});
+        const [out, , status] = await output;
+        signal.throwIfAborted();
+        const line = out.split("\n").find((l) => l.trim() !== "");
+        if (!line) {
+          throw new Error(
+            status.signal
+              ? `the Python process was killed (${status.signal}) before it answered`
+              : `the Python process exited (code ${status.code}) without an answer`,
+          );
+        }
+        const answer = JSON.parse(line) as { ok: boolean; text?: string | null; error?: string };
+        if (!answer.ok) throw new Error(answer.error ?? "failed");
+        return answer.text ?? null;
+      } finally {
+        signal.removeEventListener("abort", kill);
+        kill();
+      }
+    },
+  };
 }
 
 /** The child's stderr: its logger's records at their level, anything else printed at info. */

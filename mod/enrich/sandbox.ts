@@ -6,7 +6,7 @@
 import { log } from "../log/log.ts";
 import { type ModuleSource, Sandbox, sandboxIsolation } from "../sandbox/sandbox.ts";
 import type { TicketInfo } from "./plugin.ts";
-import { runPython } from "./python.ts";
+import { type StartedPython, startPython } from "./python.ts";
 
 /** What to run: a module file (user plugins) or a self-contained function (built-ins). */
 export type PluginSource = ModuleSource;
@@ -31,6 +31,91 @@ export type PluginOutcome =
   | { name: string; ok: true; text: string | null; ms: number }
   | { name: string; ok: false; error: string; ms: number };
 
+/** Plugins started ahead of the ticket (see {@linkcode startPlugins}). */
+export interface StartedPlugins {
+  /** Runs them all on the ticket; each job's time limit counts from here. */
+  run(
+    ticketInfo: TicketInfo,
+    options?: { maxMemoryMb?: number; checkEveryMs?: number },
+  ): Promise<PluginOutcome[]>;
+  /** Stops them without running (a run that turned out to have nothing to do). */
+  close(): void;
+}
+
+/** One plugin on its way up: a sandbox loading its module, or a Python process importing it. */
+type Preparing =
+  | { kind: "sandbox"; ready: Promise<Sandbox>; cancel: AbortController }
+  | { kind: "python"; started: StartedPython };
+
+/**
+ * Starts every job's sandbox (or Python process) at once, before the ticket is there: the
+ * modules load while the ticket is fetched, so the plugins' start-up is not added to the
+ * time the trigger takes.
+ */
+export function startPlugins(jobs: PluginJob[]): StartedPlugins {
+  const preparing: Preparing[] = jobs.map((job) => {
+    if (job.source.kind === "python") {
+      return {
+        kind: "python",
+        started: startPython({
+          name: job.name,
+          path: job.source.path,
+          python: job.source.interpreter,
+          maxMemoryMb: job.maxMemoryMb,
+        }, log("enrich", job.name)),
+      };
+    }
+    const cancel = new AbortController();
+    const ready = Sandbox.start({
+      name: job.name,
+      source: job.source,
+      kind: "plugin",
+      allowNet: job.allowNet,
+      allowRead: job.allowRead,
+      maxMemoryMb: job.maxMemoryMb,
+      logger: log("enrich", job.name),
+      signal: cancel.signal,
+    }).then((s) => s.sandbox);
+    ready.catch(() => {}); // reported when run
+    return { kind: "sandbox", ready, cancel };
+  });
+  const close = () => {
+    for (const p of preparing) {
+      if (p.kind === "python") p.started.kill();
+      else {
+        p.cancel.abort(new Error("not needed"));
+        p.ready.then((s) => s.terminate("not needed"), () => {});
+      }
+    }
+  };
+  return {
+    close,
+    async run(ticketInfo, options = {}) {
+      const limit = (options.maxMemoryMb ?? 1024) * 1024 * 1024;
+      const stops = jobs.map(() => new AbortController());
+      const running = jobs.map((job, i) =>
+        runOne(job, preparing[i]!, ticketInfo, stops[i]!.signal)
+      );
+      const guard = sandboxIsolation() === "process" ? undefined : setInterval(() => {
+        const rss = Deno.memoryUsage().rss;
+        if (rss <= limit) return;
+        const mb = Math.round(rss / 1024 / 1024);
+        const reason = new Error(
+          `stopped by the memory guard: the agent used ${mb} MB (max_memory_mb ${
+            options.maxMemoryMb ?? 1024
+          })`,
+        );
+        for (const stop of stops) stop.abort(reason);
+      }, options.checkEveryMs ?? 50);
+      try {
+        return await Promise.all(running);
+      } finally {
+        clearInterval(guard);
+      }
+    },
+  };
+}
+
 /**
  * Runs every job at once; resolves when all have finished, failed or timed out.
  *
@@ -45,29 +130,12 @@ export async function runPlugins(
   ticketInfo: TicketInfo,
   options: { maxMemoryMb?: number; checkEveryMs?: number } = {},
 ): Promise<PluginOutcome[]> {
-  const limit = (options.maxMemoryMb ?? 1024) * 1024 * 1024;
-  const stops = jobs.map(() => new AbortController());
-  const running = jobs.map((job, i) => runOne(job, ticketInfo, stops[i]!.signal));
-  const guard = sandboxIsolation() === "process" ? undefined : setInterval(() => {
-    const rss = Deno.memoryUsage().rss;
-    if (rss <= limit) return;
-    const mb = Math.round(rss / 1024 / 1024);
-    const reason = new Error(
-      `stopped by the memory guard: the agent used ${mb} MB (max_memory_mb ${
-        options.maxMemoryMb ?? 1024
-      })`,
-    );
-    for (const stop of stops) stop.abort(reason);
-  }, options.checkEveryMs ?? 50);
-  try {
-    return await Promise.all(running);
-  } finally {
-    clearInterval(guard);
-  }
+  return await startPlugins(jobs).run(ticketInfo, options);
 }
 
 async function runOne(
   job: PluginJob,
+  preparing: Preparing,
   ticketInfo: TicketInfo,
   stop: AbortSignal,
 ): Promise<PluginOutcome> {
@@ -77,32 +145,17 @@ async function runOne(
   const signal = AbortSignal.any([stop, timedOut]);
   let sandbox: Sandbox | undefined;
   try {
-    if (job.source.kind === "python") {
-      const text = await runPython(
-        {
-          name: job.name,
-          path: job.source.path,
-          python: job.source.interpreter,
-          timeoutMs: job.timeoutMs,
-          maxMemoryMb: job.maxMemoryMb,
-        },
-        ticketInfo,
-        log("enrich", job.name),
-        signal,
-      );
+    if (preparing.kind === "python") {
+      const text = await preparing.started.answer(ticketInfo, signal);
       return { name: job.name, ok: true, text, ms: ms() };
     }
-    const starting = Sandbox.start({
-      name: job.name,
-      source: job.source,
-      kind: "plugin",
-      allowNet: job.allowNet,
-      allowRead: job.allowRead,
-      maxMemoryMb: job.maxMemoryMb,
-      logger: log("enrich", job.name),
-      signal,
-    });
-    sandbox = (await starting).sandbox;
+    const onAbort = () => preparing.cancel.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      sandbox = await preparing.ready;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
     const text = await sandbox.call({ ticketInfo, config: job.config }, { signal });
     return { name: job.name, ok: true, text: (text as string | null) ?? null, ms: ms() };
   } catch (error) {
@@ -111,6 +164,9 @@ async function runOne(
       : (error as Error).message;
     return { name: job.name, ok: false, error: message, ms: ms() };
   } finally {
-    sandbox?.terminate("finished");
+    if (preparing.kind === "sandbox") {
+      sandbox?.terminate("finished");
+      preparing.ready.then((s) => s.terminate("finished"), () => {});
+    }
   }
 }
