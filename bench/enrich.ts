@@ -6,7 +6,7 @@
 import { type BenchResult, percentile, round } from "./_report.ts";
 import { testPki } from "../tests/support/ca.ts";
 import { HttpsFake } from "../tests/support/https_fake.ts";
-import { runPlugins } from "../mod/enrich/sandbox.ts";
+import { runPlugins, startPlugins } from "../mod/enrich/sandbox.ts";
 import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
 import { setupLogging } from "../mod/log/log.ts";
 import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
@@ -14,6 +14,8 @@ import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 const PLUGINS = 8;
 const PYTHON_PLUGINS = 4;
 const DELAY_MS = 250;
+/** How long the fake SecureChange takes to answer for the ticket (a real one takes longer). */
+const TICKET_FETCH_MS = 150;
 
 export async function benchEnrich(): Promise<BenchResult> {
   setupLogging({ format: "json", level: "error" });
@@ -23,7 +25,12 @@ export async function benchEnrich(): Promise<BenchResult> {
     await new Promise((r) => setTimeout(r, DELAY_MS));
     return { verdict: "clean" };
   });
+  api.route("GET", "/ticket", async () => {
+    await new Promise((r) => setTimeout(r, TICKET_FETCH_MS));
+    return { ticket: {} };
+  });
   await api.start();
+  const httpClient = Deno.createHttpClient({ caCerts: [pki.caCert] });
   const dir = await Deno.makeTempDir();
   try {
     const plugin = `export async function getData(ticket, logger, config) {
@@ -53,6 +60,19 @@ export async function benchEnrich(): Promise<BenchResult> {
     }
     runs.sort((a, b) => a - b);
     const concurrent = percentile(runs, 50);
+    // As a trigger runs them: started while the ticket is fetched (a SecureChange answering
+    // after TICKET_FETCH_MS), timed from the ticket's arrival to the last outcome.
+    const afterFetch: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const plugins = startPlugins(jobs);
+      await (await fetch(`${api.url}/ticket`, { client: httpClient })).text();
+      const t0 = performance.now();
+      const outcomes = await plugins.run(buildTicketInfo(ticket));
+      afterFetch.push(performance.now() - t0);
+      if (outcomes.some((o) => !o.ok)) throw new Error("plugins failed after the fetch");
+    }
+    afterFetch.sort((a, b) => a - b);
+    const phase = percentile(afterFetch, 50);
     // The sandbox's fixed cost: 8 Workers with plugins that answer at once.
     await Deno.writeTextFile(
       `${dir}/instant.js`,
@@ -139,6 +159,9 @@ export async function benchEnrich(): Promise<BenchResult> {
         serial_sum_ms: serial,
         concurrent_vs_serial_ratio: round(concurrent / serial, 3),
         concurrent_vs_slowest_ratio: round(concurrent / DELAY_MS, 2),
+        ticket_fetch_ms: TICKET_FETCH_MS,
+        after_ticket_fetch_median_ms: round(phase),
+        after_ticket_fetch_vs_slowest_ratio: round(phase / DELAY_MS, 2),
         ...(pythonMedian !== undefined
           ? {
             python_integrations: PYTHON_PLUGINS,
@@ -155,9 +178,13 @@ export async function benchEnrich(): Promise<BenchResult> {
           met: concurrent < DELAY_MS * 2,
         },
         test_button_median_ms: { target: "< 200 ms", met: testMedian < 200 },
-        "8 JavaScript integrations within 1.3x the slowest": {
+        "8 JavaScript integrations within 1.3x the slowest (cold start)": {
           target: "<= 1.3",
           met: concurrent / DELAY_MS <= 1.3,
+        },
+        "8 JavaScript integrations within 1.3x the slowest once the ticket is in": {
+          target: "<= 1.3",
+          met: phase / DELAY_MS <= 1.3,
         },
         ...(pythonMedian !== undefined
           ? {
@@ -169,10 +196,13 @@ export async function benchEnrich(): Promise<BenchResult> {
           : {}),
       },
       notes: [
-        "each integration in its own Worker with net access to the fake API only; HTTPS with the test CA",
+        "each JavaScript integration in a sandbox process of its own with net access to the fake " +
+        "API only, each making its own HTTPS connection with the test CA (8 TLS handshakes on 2 " +
+        "cores); Python integrations each in a python3 -I process",
       ],
     };
   } finally {
+    httpClient.close();
     await api.stop();
     await Deno.remove(dir, { recursive: true });
   }
