@@ -145,36 +145,24 @@ export function ticketApp(deps: TicketAppDeps) {
   );
 
   // --- tickets
-  add(
-    createRoute({
-      method: "get",
-      path: "/tickets/supported-boards",
-      operationId: "supportedBoards",
-      summary: "The boards (Jira projects) tickets may be in",
-      tags: ["tickets"],
-      responses: {
-        200: { description: "Board keys", content: { "application/json": { schema: StringList } } },
-        ...problems(401),
-      },
-    }),
-    "read",
-    (c) => c.json(service.boards),
-  );
-  add(
-    createRoute({
-      method: "get",
-      path: "/tickets/supported-categories",
-      operationId: "supportedCategories",
-      summary: "The categories a ticket may have",
-      tags: ["tickets"],
-      responses: {
-        200: { description: "Categories", content: { "application/json": { schema: StringList } } },
-        ...problems(401),
-      },
-    }),
-    "read",
-    (c) => c.json(service.categories),
-  );
+  const supported = (what: "boards" | "categories", operationId: string, summary: string) =>
+    add(
+      createRoute({
+        method: "get",
+        path: `/tickets/supported-${what}`,
+        operationId,
+        summary,
+        tags: ["tickets"],
+        responses: {
+          200: { description: summary, content: { "application/json": { schema: StringList } } },
+          ...problems(401),
+        },
+      }),
+      "read",
+      (c) => c.json(service[what]),
+    );
+  supported("boards", "supportedBoards", "The boards (Jira projects) tickets may be in");
+  supported("categories", "supportedCategories", "The categories a ticket may have");
   add(
     createRoute({
       method: "get",
