@@ -137,104 +137,106 @@ Deno.test(
   },
 );
 
-Deno.test(
-  "way back: Jira's webhook - a bad signature is 401 and queues nothing; a good one delivered twice is one reply",
-  integration,
-  async () => {
-    const h = await startBridge({ bridge: { webhook_secret: "hook-secret-123" } });
-    try {
-      h.graph.deliver({ from: "ann@example.com", subject: "Printer", html: "<p>Jammed</p>" });
-      await h.sync();
-      await h.replies();
-      // Polling would find the comment too: the cursor is put ahead, so only the webhook can.
-      await h.store.set(["replies", "cursor"], new Date(Date.now() + 3600_000).toISOString());
-      const comment = h.jira.commentAs("SUP-1", {
-        author: "bob@example.com",
-        text: "Cleared the jam.",
-      });
-      const config = parseConfig(h.configText + "\n[ticket_api]\n", {
-        file: "x.ini",
-        env: () => undefined,
-      });
-      const app = ticketApp({
-        service: new TicketService({
-          tracker: h.tracker,
+for (const deployment of ["cloud", "server"] as const) {
+  Deno.test(
+    `way back (${deployment}): Jira's webhook - a bad signature is 401 and queues nothing; a good one delivered twice is one reply`,
+    integration,
+    async () => {
+      const h = await startBridge({ deployment, bridge: { webhook_secret: "hook-secret-123" } });
+      try {
+        h.graph.deliver({ from: "ann@example.com", subject: "Printer", html: "<p>Jammed</p>" });
+        await h.sync();
+        await h.replies();
+        // Polling would find the comment too: the cursor is put ahead, so only the webhook can.
+        await h.store.set(["replies", "cursor"], new Date(Date.now() + 3600_000).toISOString());
+        const comment = h.jira.commentAs("SUP-1", {
+          author: "bob@example.com",
+          text: "Cleared the jam.",
+        });
+        const config = parseConfig(h.configText + "\n[ticket_api]\n", {
+          file: "x.ini",
+          env: () => undefined,
+        });
+        const app = ticketApp({
+          service: new TicketService({
+            tracker: h.tracker,
+            store: h.store,
+            config: config.ticketApi!,
+            issueType: "Task",
+          }),
+          tokens: new Tokens(h.store),
           store: h.store,
           config: config.ticketApi!,
-          issueType: "Task",
-        }),
-        tokens: new Tokens(h.store),
-        store: h.store,
-        config: config.ticketApi!,
-      });
-      const body = JSON.stringify({
-        webhookEvent: "comment_created",
-        issue: { key: "SUP-1" },
-        comment: { id: comment.id, body: "Cleared the jam." },
-      });
-      const post = (headers: Record<string, string>, query = "") =>
-        app.fetch(
-          new Request(`http://agent/api/tickets/v1/webhooks/jira${query}`, {
-            method: "POST",
-            headers: { "content-type": "application/json", ...headers },
-            body,
-          }),
-        );
-      const sign = (secret: string) =>
-        "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
-      assertEquals((await post({ "x-hub-signature": sign("wrong") })).status, 401);
-      assertEquals((await post({})).status, 401);
-      assertEquals((await post({}, "?secret=nope")).status, 401);
-      const before = h.graph.replies.length;
-      await h.replies();
-      assertEquals(h.graph.replies.length, before, "nothing queued by a bad signature");
-      assertEquals((await post({ "x-hub-signature": sign("hook-secret-123") })).status, 202);
-      assertEquals((await post({}, "?secret=hook-secret-123")).status, 202); // Server/DC's way
-      await h.replies();
-      await h.replies();
-      assertEquals(h.graph.replies.length - before, 1, "one reply for a comment delivered twice");
-      assert(verifyWebhook(new TextEncoder().encode(body), "s", sign("s"), undefined));
-    } finally {
-      await h.close();
-    }
-  },
-);
+        });
+        const body = JSON.stringify({
+          webhookEvent: "comment_created",
+          issue: { key: "SUP-1" },
+          comment: { id: comment.id, body: "Cleared the jam." },
+        });
+        const post = (headers: Record<string, string>, query = "") =>
+          app.fetch(
+            new Request(`http://agent/api/tickets/v1/webhooks/jira${query}`, {
+              method: "POST",
+              headers: { "content-type": "application/json", ...headers },
+              body,
+            }),
+          );
+        const sign = (secret: string) =>
+          "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
+        assertEquals((await post({ "x-hub-signature": sign("wrong") })).status, 401);
+        assertEquals((await post({})).status, 401);
+        assertEquals((await post({}, "?secret=nope")).status, 401);
+        const before = h.graph.replies.length;
+        await h.replies();
+        assertEquals(h.graph.replies.length, before, "nothing queued by a bad signature");
+        assertEquals((await post({ "x-hub-signature": sign("hook-secret-123") })).status, 202);
+        assertEquals((await post({}, "?secret=hook-secret-123")).status, 202); // Server/DC's way
+        await h.replies();
+        await h.replies();
+        assertEquals(h.graph.replies.length - before, 1, "one reply for a comment delivered twice");
+        assert(verifyWebhook(new TextEncoder().encode(body), "s", sign("s"), undefined));
+      } finally {
+        await h.close();
+      }
+    },
+  );
 
-Deno.test(
-  "way back: the Ticket Manager's Automation mail queues the comment, is moved out of the inbox, and is one reply",
-  integration,
-  async () => {
-    const h = await startBridge();
-    try {
-      h.graph.deliver({ from: "ann@example.com", subject: "Laptop", html: "<p>No power</p>" });
-      await h.sync();
-      await h.replies();
-      await h.store.set(["replies", "cursor"], new Date(Date.now() + 3600_000).toISOString());
-      const comment = h.jira.commentAs("SUP-1", {
-        author: "bob@example.com",
-        text: "Bring it to desk 4.",
-      });
-      const trigger = h.graph.deliver({
-        from: "automation@automation.atlassian.com",
-        subject: "Comment added",
-        headers: { "Auto-Submitted": "auto-generated" },
-        html:
-          `<p>{&quot;ticket&quot;: &quot;SUP-1&quot;, &quot;id&quot;: &quot;${comment.id}&quot;, ` +
-          `&quot;author&quot;: {&quot;emailAddress&quot;: &quot;bob@example.com&quot;}}</p>`,
-      });
-      const before = h.graph.replies.length;
-      await h.sync();
-      assertEquals(h.graph.messages.get(trigger.id)!.folder, "deleteditems");
-      assertEquals(h.jira.issues.size, 1, "the trigger mail is not an issue");
-      await h.replies();
-      await h.replies();
-      assertEquals(h.graph.replies.length - before, 1);
-      assertStringIncludes(h.graph.replies.at(-1)!.body, "Bring it to desk 4.");
-    } finally {
-      await h.close();
-    }
-  },
-);
+  Deno.test(
+    `way back (${deployment}): the Ticket Manager's Automation mail queues the comment, is moved out of the inbox, and is one reply`,
+    integration,
+    async () => {
+      const h = await startBridge({ deployment });
+      try {
+        h.graph.deliver({ from: "ann@example.com", subject: "Laptop", html: "<p>No power</p>" });
+        await h.sync();
+        await h.replies();
+        await h.store.set(["replies", "cursor"], new Date(Date.now() + 3600_000).toISOString());
+        const comment = h.jira.commentAs("SUP-1", {
+          author: "bob@example.com",
+          text: "Bring it to desk 4.",
+        });
+        const trigger = h.graph.deliver({
+          from: "automation@automation.atlassian.com",
+          subject: "Comment added",
+          headers: { "Auto-Submitted": "auto-generated" },
+          html:
+            `<p>{&quot;ticket&quot;: &quot;SUP-1&quot;, &quot;id&quot;: &quot;${comment.id}&quot;, ` +
+            `&quot;author&quot;: {&quot;emailAddress&quot;: &quot;bob@example.com&quot;}}</p>`,
+        });
+        const before = h.graph.replies.length;
+        await h.sync();
+        assertEquals(h.graph.messages.get(trigger.id)!.folder, "deleteditems");
+        assertEquals(h.jira.issues.size, 1, "the trigger mail is not an issue");
+        await h.replies();
+        await h.replies();
+        assertEquals(h.graph.replies.length - before, 1);
+        assertStringIncludes(h.graph.replies.at(-1)!.body, "Bring it to desk 4.");
+      } finally {
+        await h.close();
+      }
+    },
+  );
+}
 
 Deno.test(
   "way back: a comment on a ticket made through the ticket API goes to its reporter as a new mail",
