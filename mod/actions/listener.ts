@@ -614,48 +614,31 @@ export class ActionListener {
     }
   }
 
-  /** Records the outcome, then ACKs and replies (see module doc). */
+  /**
+   * Records the outcome, then ACKs and replies (see module doc). A `scheduled` message was
+   * acknowledged when it was scheduled: its record leaves the store in the same commit, and
+   * only its reply goes out (through the outbox).
+   */
   #finish(
     id: string,
     outcome: Reply,
     dead?: { queue: string; problem: string; delivery: Delivery },
+    scheduled?: Delivery,
   ): Promise<void> {
-    const delivery = this.#active.get(id) ?? dead?.delivery;
+    const delivery = scheduled ?? this.#active.get(id) ?? dead?.delivery;
     if (!delivery) return Promise.resolve();
     const { headers } = delivery;
-    const reply = fitReply(outcome, id);
     const done: DoneRecord = {
-      reply,
+      reply: fitReply(outcome, id),
       replyTo: headers["reply-to"],
       correlationId: headers["correlation-id"],
       at: Date.now(),
     };
     const sets: SetOp[] = [[doneKey(id), done, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }]];
     const frame = replyFrame(done);
-    if (frame && !this.#o.transactions) sets.push([outboxKey(id), frame]);
+    if (frame && (scheduled || !this.#o.transactions)) sets.push([outboxKey(id), frame]);
     if (dead) sets.push(...deadLetterOps(id, dead.queue, dead.problem, dead.delivery));
-    return this.#enqueueCompletion({ id, done, sets, withReply: true });
-  }
-
-  /** Records a handled message's outcome: ACK and reply, or the reply only (scheduled). */
-  #complete(
-    pending: Pending,
-    reply: Reply,
-    dead?: { queue: string; problem: string; delivery: Delivery },
-  ): Promise<void> {
-    const id = pending.message.messageId;
-    if (!pending.scheduled) return this.#finish(id, reply, dead);
-    const { headers } = pending.delivery;
-    const done: DoneRecord = {
-      reply: fitReply(reply, id),
-      replyTo: headers["reply-to"],
-      correlationId: headers["correlation-id"],
-      at: Date.now(),
-    };
-    const sets: SetOp[] = [[doneKey(id), done, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }]];
-    const frame = replyFrame(done);
-    if (frame) sets.push([outboxKey(id), frame]);
-    if (dead) sets.push(...deadLetterOps(id, dead.queue, dead.problem, pending.delivery));
+    if (!scheduled) return this.#enqueueCompletion({ id, done, sets, withReply: true });
     return this.#enqueueCompletion({
       id,
       done,
@@ -664,6 +647,16 @@ export class ActionListener {
       withReply: frame !== undefined,
       acked: true,
     }).then(() => void this.#scheduledIds.delete(id));
+  }
+
+  /** Records a handled message's outcome (see #finish). */
+  #complete(
+    pending: Pending,
+    reply: Reply,
+    dead?: { queue: string; problem: string; delivery: Delivery },
+  ): Promise<void> {
+    const id = pending.message.messageId;
+    return this.#finish(id, reply, dead, pending.scheduled ? pending.delivery : undefined);
   }
 
   /**
