@@ -53,6 +53,13 @@ export interface QueuedComment {
 
 const queueKey = (id: string) => ["replies", "queue", id];
 
+/** Where a ticket came from, as the store records it (`["tickets", KEY]`). */
+interface TicketOrigin {
+  source: string;
+  reporter: string;
+  mailbox?: string;
+}
+
 /** Queues a comment for the next reply pass (a webhook or an Automation mail saw it). */
 export async function queueComment(store: Store, comment: QueuedComment): Promise<void> {
   await store.set(queueKey(comment.id), comment, { ttlMs: 7 * 86_400_000 });
@@ -149,17 +156,10 @@ export class Replier {
     const recordKey = ["replies", "comment", comment.id];
     const known = await this.#store.get<ReplyState>(recordKey);
     if (known?.state === "sent" || known?.state === "skipped") return "known";
-    const why = await this.#skipReason(comment, signal);
-    if (why) {
-      await this.#store.set(
-        recordKey,
-        {
-          state: "skipped",
-          at: new Date(this.#now()).toISOString(),
-          reason: why,
-        } satisfies ReplyState,
-        { ttlMs: RECORD_TTL_MS },
-      );
+    const origin = await this.#origin(comment, signal);
+    if ("why" in origin) {
+      const { why } = origin;
+      await this.#record(recordKey, { state: "skipped", reason: why });
       this.stats.skipped++;
       logger.debug("Comment {id} on {key} not sent: {why}", {
         id: comment.id,
@@ -186,7 +186,7 @@ export class Replier {
       }
       await this.#record(recordKey, { state: "sending" });
       faultPoint("before-reply");
-      const sent = await this.#send(comment, marker, signal);
+      const sent = await this.#send(comment, origin.ticket, marker, signal);
       faultPoint("after-reply");
       await this.#record(recordKey, { state: "sent", ...sent });
       this.stats.sent++;
@@ -227,31 +227,32 @@ export class Replier {
     });
   }
 
-  /** Why a comment is not for the sender, or undefined when it is. */
-  async #skipReason(c: FeedComment, signal?: AbortSignal): Promise<string | undefined> {
-    if (!this.#config.replies) return "replies are off ([mail_bridge] replies)";
-    if (c.restricted) return `restricted to ${c.restricted}`;
-    if (c.internal) return "an internal comment (Jira Service Management)";
-    if (c.authorId === (await this.#myself(signal)).id) return "written by the agent's account";
+  /** Who a comment goes back to (the ticket's origin), or why it is not for the sender. */
+  async #origin(
+    c: FeedComment,
+    signal?: AbortSignal,
+  ): Promise<{ ticket: TicketOrigin } | { why: string }> {
+    if (!this.#config.replies) return { why: "replies are off ([mail_bridge] replies)" };
+    if (c.restricted) return { why: `restricted to ${c.restricted}` };
+    if (c.internal) return { why: "an internal comment (Jira Service Management)" };
+    if (c.authorId === (await this.#myself(signal)).id) {
+      return { why: "written by the agent's account" };
+    }
     const own = c.properties.find((p) => OWN_PROPERTIES.includes(p));
-    if (own) return `carries ${own} (the agent's own)`;
-    const ticket = await this.#store.get<{ source: string; reporter?: string }>(["tickets", c.key]);
-    if (!ticket) return "the issue did not come from mail or the ticket API";
-    if (!ticket.reporter) return "nobody to answer (no reporter's e-mail)";
-    return undefined;
+    if (own) return { why: `carries ${own} (the agent's own)` };
+    const ticket = await this.#store.get<TicketOrigin>(["tickets", c.key]);
+    if (!ticket) return { why: "the issue did not come from mail or the ticket API" };
+    if (!ticket.reporter) return { why: "nobody to answer (no reporter's e-mail)" };
+    return { ticket };
   }
 
   /** Sends the reply: in the thread of the latest mail bridged into the issue, else anew. */
   async #send(
     c: FeedComment,
+    ticket: TicketOrigin,
     marker: string,
     signal?: AbortSignal,
   ): Promise<{ to: string; via: "reply" | "new" }> {
-    const ticket = (await this.#store.get<{
-      source: string;
-      reporter: string;
-      mailbox?: string;
-    }>(["tickets", c.key]))!;
     const { html, attachments } = await this.#body(c, signal);
     const headers = { [this.#config.ownHeader]: `comment ${c.id}` };
     if (ticket.source === "mail") {
