@@ -21,6 +21,7 @@ import {
   textToAdf,
 } from "../jira/adf.ts";
 import { secrets } from "../log/redact.ts";
+import { sha256Hex } from "../text/hash.ts";
 import type { Tracker, UserRef } from "../jira/types.ts";
 import { log } from "../log/log.ts";
 import { KeyedQueue } from "../actions/keyed_queue.ts";
@@ -844,13 +845,8 @@ export function automationTrigger(message: MailMessage): { key: string; id: stri
  * for it works on every Jira (Server/DC's search cannot see entity properties), and the
  * property then confirms the candidate.
  */
-export async function mailMarker(messageId: string): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(messageKeyOf(messageId)),
-  );
-  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `mail-${hex.slice(0, 20)}`;
+export function mailMarker(messageId: string): Promise<string> {
+  return Promise.resolve(`mail-${sha256Hex(messageKeyOf(messageId)).slice(0, 20)}`);
 }
 
 /** `<a@b> <c@d>` -> ["<a@b>", "<c@d>"]. */

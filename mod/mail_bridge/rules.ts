@@ -97,6 +97,11 @@ export function subjectKeys(subject: string, projects: string[]): string[] {
   return keys;
 }
 
+/** A name as a Jira label (labels cannot hold spaces): "Access request" -> "Access_request". */
+export function labelOf(name: string): string {
+  return name.replace(/\s+/g, "_");
+}
+
 /** Where a new issue goes and how it is labelled. */
 export interface Placement {
   project: string;
@@ -129,7 +134,7 @@ export function placement(
       ...config.labels,
       config.bridgeLabel,
       ...(chosenCategory ? [chosenCategory] : []),
-    ].map((l) => l.replace(/\s+/g, "_"))),
+    ].map(labelOf)),
   ];
   return {
     project,

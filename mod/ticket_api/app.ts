@@ -19,6 +19,7 @@ import { VERSION } from "../cli/version.ts";
 import {
   Comment,
   DeadLetter as DeadLetterSchema,
+  DeadLetterSearch,
   JiraWebhook,
   Mail,
   MailIdParam,
@@ -37,7 +38,8 @@ import {
 import { SECURITY_HEADERS, SWAGGER_FILES, swaggerFile, swaggerPage } from "./swagger.ts";
 import { decodeCursor, encodeCursor, HttpProblem, type TicketService } from "./tickets.ts";
 import { queueComment } from "../mail_bridge/replies.ts";
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
+import { sameSecret } from "../text/hash.ts";
 import type { Scope, Tokens } from "./tokens.ts";
 
 const logger = log("ticket-api");
@@ -49,7 +51,14 @@ export interface TicketAppDeps {
   config: TicketApiConfig;
 }
 
-type Env = { Variables: { token: string; deadline: () => AbortSignal } };
+/** A request's deadline: its signal made when first needed (most reads never need one). */
+interface Deadline {
+  signal(): AbortSignal;
+  /** Whether the deadline was made and has passed. */
+  expired(): boolean;
+}
+
+type Env = { Variables: { token: string; deadline: Deadline } };
 
 /** A route: its OpenAPI description (also the source of its validation) and its scope. */
 interface Route {
@@ -199,7 +208,7 @@ export function ticketApp(deps: TicketAppDeps) {
           cursor: query.cursor,
         },
         extraOf(query.fields),
-        c.get("deadline")(),
+        c.get("deadline").signal(),
       );
       const response = c.json(page.tickets);
       if (page.next) response.headers.set("link", nextLink(c, page.next));
@@ -231,12 +240,7 @@ export function ticketApp(deps: TicketAppDeps) {
     "write",
     async (c) => {
       const { fields, files } = await bodyOf(c, NewTicket);
-      const result = await service.create(fields, files, {
-        token: c.get("token"),
-        idempotencyKey: idempotencyKey(c),
-        signal: c.get("deadline")(),
-      });
-      return created(c, result);
+      return created(c, await service.create(fields, files, writeOptions(c)));
     },
   );
   add(
@@ -256,7 +260,7 @@ export function ticketApp(deps: TicketAppDeps) {
     async (c) => {
       const { key } = parse(TicketKeyParam, c.req.param(), "path");
       const { fields } = parse(TicketFields, queryOf(c), "query");
-      return c.json(await service.get(key, extraOf(fields), c.get("deadline")()));
+      return c.json(await service.get(key, extraOf(fields), c.get("deadline").signal()));
     },
   );
   add(
@@ -286,12 +290,7 @@ export function ticketApp(deps: TicketAppDeps) {
     async (c) => {
       const { key } = parse(TicketKeyParam, c.req.param(), "path");
       const { fields, files } = await bodyOf(c, NewComment);
-      const result = await service.comment(key, fields, files, {
-        token: c.get("token"),
-        idempotencyKey: idempotencyKey(c),
-        signal: c.get("deadline")(),
-      });
-      return created(c, result);
+      return created(c, await service.comment(key, fields, files, writeOptions(c)));
     },
   );
   add(
@@ -313,7 +312,7 @@ export function ticketApp(deps: TicketAppDeps) {
     "read",
     async (c) => {
       const { key } = parse(TicketKeyParam, c.req.param(), "path");
-      return c.json(await service.comments(key, c.get("deadline")()));
+      return c.json(await service.comments(key, c.get("deadline").signal()));
     },
   );
 
@@ -381,7 +380,7 @@ export function ticketApp(deps: TicketAppDeps) {
       summary: "Action messages and mails that failed for good",
       tags: ["mail bridge"],
       request: {
-        query: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        query: DeadLetterSearch,
       },
       responses: {
         200: {
@@ -393,11 +392,7 @@ export function ticketApp(deps: TicketAppDeps) {
     }),
     "read",
     async (c) => {
-      const { limit } = parse(
-        z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
-        queryOf(c),
-        "query",
-      );
+      const { limit } = parse(DeadLetterSearch, queryOf(c), "query");
       return c.json(await deadLetters(store, limit));
     },
   );
@@ -483,14 +478,18 @@ export function ticketApp(deps: TicketAppDeps) {
   // --- the pipeline: deadline, access log, errors, auth, limits, then the route
   const server = new OpenAPIHono<Env>({ strict: false }).basePath(context);
   server.use("*", async (c, next) => {
+    // The raw path (c.req.path drops a trailing slash under strict: false).
+    const path = new URL(c.req.url).pathname;
     // `<context>` without the slash: the UI's relative links need it.
-    if (context && c.req.method === "GET" && new URL(c.req.url).pathname === context) {
+    if (context && c.req.method === "GET" && path === context) {
       return c.redirect(`${context}/`, 308);
     }
     const started = performance.now();
-    // The request's deadline, made when a handler first needs it (most reads never do).
     let deadline: AbortSignal | undefined;
-    c.set("deadline", () => deadline ??= AbortSignal.timeout(config.timeoutSeconds * 1000));
+    c.set("deadline", {
+      signal: () => deadline ??= AbortSignal.timeout(config.timeoutSeconds * 1000),
+      expired: () => deadline?.aborted === true,
+    });
     try {
       await next();
     } finally {
@@ -506,14 +505,14 @@ export function ticketApp(deps: TicketAppDeps) {
         : "info";
       logger[level]("{method} {path} {status} {ms} ms, client {client}", {
         method: c.req.method,
-        path: new URL(c.req.url).pathname,
+        path,
         status,
         ms: Math.round(performance.now() - started),
         client: c.get("token") ?? "anonymous",
       });
     }
   });
-  server.onError((error, c) => problem(asProblem(error, c.get("deadline")(), config)));
+  server.onError((error, c) => problem(asProblem(error, c.get("deadline").expired(), config)));
   server.notFound((c) =>
     problem(new HttpProblem(404, "Not found", `no route ${c.req.method} ${c.req.path}`))
   );
@@ -683,6 +682,15 @@ function extraOf(fields: string[]) {
   return { rendered: fields.includes("rendered"), watchers: fields.includes("watchers") };
 }
 
+/** What a write needs besides its body: who, its Idempotency-Key, its deadline. */
+function writeOptions(c: Context<Env>) {
+  return {
+    token: c.get("token"),
+    idempotencyKey: idempotencyKey(c),
+    signal: c.get("deadline").signal(),
+  };
+}
+
 function idempotencyKey(c: Context<Env>): string | undefined {
   const key = c.req.header("idempotency-key");
   if (key === undefined) return undefined;
@@ -736,11 +744,7 @@ function problem(p: HttpProblem): Response {
 }
 
 /** Any failure as a problem: ours as they are, Jira's as 502/503/504, the rest 500. */
-function asProblem(
-  error: unknown,
-  signal: AbortSignal | undefined,
-  config: TicketApiConfig,
-): HttpProblem {
+function asProblem(error: unknown, timedOut: boolean, config: TicketApiConfig): HttpProblem {
   if (error instanceof HttpProblem) return error;
   if (error instanceof JiraError) {
     if (error.status === 404) return new HttpProblem(404, "No such ticket", error.message);
@@ -753,7 +757,7 @@ function asProblem(
     if (error.status === 400) return new HttpProblem(400, "Jira refused the ticket", error.message);
     return new HttpProblem(502, "Jira failed", error.message);
   }
-  if (signal?.aborted) {
+  if (timedOut) {
     return new HttpProblem(
       504,
       "Timeout",
@@ -864,14 +868,9 @@ export function verifyWebhook(
   signature: string | undefined,
   urlSecret: string | undefined,
 ): boolean {
-  const same = (a: string, b: string) => {
-    const x = new TextEncoder().encode(a);
-    const y = new TextEncoder().encode(b);
-    return x.length === y.length && timingSafeEqual(x, y);
-  };
   if (signature) {
     const expected = "sha256=" + createHmac("sha256", secret).update(body).digest("hex");
-    return same(signature.trim().toLowerCase(), expected);
+    return sameSecret(signature.trim().toLowerCase(), expected);
   }
-  return urlSecret !== undefined && same(urlSecret, secret);
+  return urlSecret !== undefined && sameSecret(urlSecret, secret);
 }

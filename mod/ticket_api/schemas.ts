@@ -139,6 +139,10 @@ export const MailIdParam = z.object({
   id: z.string().min(1).max(1000).openapi({ param: { name: "id", in: "path" } }),
 });
 
+export const DeadLetterSearch = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
 export const DeadLetter = z.object({
   kind: z.enum(["action", "mail"]),
   id: z.string(),

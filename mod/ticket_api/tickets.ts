@@ -17,13 +17,16 @@ import {
 } from "../jira/types.ts";
 import { log } from "../log/log.ts";
 import { secrets } from "../log/redact.ts";
-import { attachmentName } from "../mail_bridge/rules.ts";
+import { attachmentName, labelOf } from "../mail_bridge/rules.ts";
+import { sha256Hex } from "../text/hash.ts";
 import type { Store } from "../store/store.ts";
 
 const logger = log("ticket-api");
 /** The entity property an API ticket or comment carries (crash recovery reads it). */
 export const TICKET_PROPERTY = "agent.ticket";
 const TICKET_LABEL = "ticket-api";
+/** A ticket is cached per set of extra fields: none, rendered, watchers, both. */
+const VARIANTS = ["", "r", "w", "rw"];
 
 /** A request the client must fix, or a failure to pass on: becomes problem+json. */
 export class HttpProblem extends Error {
@@ -93,7 +96,6 @@ export class TicketService {
   readonly #bridge: MailBridgeConfig;
   readonly #issueType: string;
   readonly #now: () => number;
-  #limit: Promise<{ enabled: boolean; uploadLimit: number }> | undefined;
   /** The store's cached tickets, also kept here (the store serves other processes). */
   readonly #memory = new Map<string, { ticket: unknown; until: number }>();
 
@@ -131,7 +133,7 @@ export class TicketService {
         `"${input.category}" is not a supported category (${this.categories.join(", ") || "none"})`,
       );
     }
-    const fingerprint = await sha256(JSON.stringify([
+    const fingerprint = sha256Hex(JSON.stringify([
       "create",
       input,
       files.map((f) => [f.name, f.size, f.type]),
@@ -141,9 +143,7 @@ export class TicketService {
       const reporter = await this.#user(input.reporter, options.signal);
       const labels = [
         ...new Set(
-          [...this.#bridge.labels, TICKET_LABEL, ...(category ? [category] : [])].map((l) =>
-            l.replace(/\s+/g, "_")
-          ),
+          [...this.#bridge.labels, TICKET_LABEL, ...(category ? [category] : [])].map(labelOf),
         ),
         ...(marker ? [marker] : []),
       ];
@@ -218,7 +218,7 @@ export class TicketService {
     files: File[],
     options: { token: string; idempotencyKey?: string | undefined; signal: AbortSignal },
   ): Promise<{ status: number; body: unknown; replayed?: boolean }> {
-    const fingerprint = await sha256(JSON.stringify([
+    const fingerprint = sha256Hex(JSON.stringify([
       "comment",
       key,
       input,
@@ -328,7 +328,7 @@ export class TicketService {
     const categories = query.categories.length ? query.categories : this.#config.categories;
     const filter: IssueFilter = {
       projects: query.boards.length ? query.boards.map((b) => b.toUpperCase()) : this.boards,
-      labels: categories.map((c) => c.replace(/\s+/g, "_")),
+      labels: categories.map(labelOf),
       reporter,
       assignee,
       watcher,
@@ -336,7 +336,7 @@ export class TicketService {
       text: query.q,
       ascending: query.ascending,
     };
-    const shape = await sha256(JSON.stringify(filter));
+    const shape = sha256Hex(JSON.stringify(filter));
     let position: string | undefined;
     if (query.cursor !== undefined) {
       const decoded = decodeCursor(query.cursor);
@@ -406,7 +406,7 @@ export class TicketService {
     if (!this.#config.boards.includes(project)) return false;
     if (!this.#config.categories.length) return true;
     const labels = (issue.fields.labels as string[] | undefined) ?? [];
-    return this.#config.categories.some((c) => labels.includes(c.replace(/\s+/g, "_")));
+    return this.#config.categories.some((c) => labels.includes(labelOf(c)));
   }
 
   async #user(email: string, signal: AbortSignal): Promise<UserRef | undefined> {
@@ -415,11 +415,7 @@ export class TicketService {
 
   async #uploads(files: File[], signal: AbortSignal): Promise<AttachmentUpload[]> {
     if (!files.length) return [];
-    this.#limit ??= this.#t.attachmentLimit(signal).catch((error) => {
-      this.#limit = undefined;
-      throw error;
-    });
-    const limit = await this.#limit;
+    const limit = await this.#t.attachmentLimit(signal); // the tracker remembers it
     return files.map((file, index) => {
       if (!limit.enabled) {
         throw new HttpProblem(422, "Attachments are disabled in Jira", undefined, {
@@ -461,10 +457,8 @@ export class TicketService {
   }
 
   async #forget(key: string): Promise<void> {
-    for (const variant of ["", "r", "w", "rw"]) this.#memory.delete(`${key}|${variant}`);
-    await this.#store.commit({
-      delete: ["", "r", "w", "rw"].map((v) => ["ticket_api", "cache", key, v]),
-    });
+    for (const variant of VARIANTS) this.#memory.delete(`${key}|${variant}`);
+    await this.#store.commit({ delete: VARIANTS.map((v) => ["ticket_api", "cache", key, v]) });
   }
 
   /**
@@ -479,7 +473,7 @@ export class TicketService {
     work: (marker: string | undefined) => Promise<{ status: number; body: unknown }>,
   ): Promise<{ status: number; body: unknown; replayed?: boolean }> {
     if (options.idempotencyKey === undefined) return await work(undefined);
-    const scope = (await sha256(`${options.token}\u0000${options.idempotencyKey}`)).slice(0, 40);
+    const scope = (sha256Hex(`${options.token}\u0000${options.idempotencyKey}`)).slice(0, 40);
     const key = ["ticket_api", "idem", scope];
     const marker = `api-${scope.slice(0, 20)}`;
     const ttlMs = 24 * 3600_000;
@@ -546,11 +540,6 @@ function invalid(field: string, message: string): HttpProblem {
 
 function notFound(key: string): HttpProblem {
   return new HttpProblem(404, "No such ticket", `${key} is not a ticket of the served boards`);
-}
-
-async function sha256(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** An opaque cursor: the search's shape (so it cannot be used on another) and the position. */

@@ -4,7 +4,7 @@
  * is enough: nothing to guess from it). A request's token is hashed and looked up, the
  * hashes compared in constant time. A token is `read` (GET) or `write` (everything).
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { sameSecret, sha256Hex as sha256 } from "../text/hash.ts";
 import type { Store } from "../store/store.ts";
 
 export type Scope = "read" | "write";
@@ -26,10 +26,6 @@ export const TOKEN_PREFIX = "agtk_";
  * holds within it. Invalid tokens are never remembered, so a new token works at once.
  */
 export const TOKEN_CACHE_MS = 1000;
-
-function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
-}
 
 export class Tokens {
   readonly #store: Store;
@@ -99,9 +95,7 @@ export class Tokens {
       this.#valid.delete(hash);
       return undefined;
     }
-    const a = new TextEncoder().encode(record.hash);
-    const b = new TextEncoder().encode(hash);
-    if (a.length !== b.length || !timingSafeEqual(a, b)) return undefined;
+    if (!sameSecret(record.hash, hash)) return undefined;
     if (this.#valid.size > 10_000) this.#valid.clear();
     this.#valid.set(hash, { record, until: now + TOKEN_CACHE_MS });
     return record;
