@@ -259,6 +259,26 @@ async function checkStore(config: Config): Promise<Finding[]> {
   return list;
 }
 
+/**
+ * Runs `fn` on the store to read it: a copy of a local file (the store itself is never
+ * written), a remote store as it is; undefined when the local file does not exist yet.
+ */
+async function readStore<T>(
+  path: string,
+  fn: (store: Store) => Promise<T>,
+): Promise<T | undefined> {
+  if (/^https?:\/\//.test(path)) {
+    const store = await Store.open(path);
+    try {
+      return await fn(store);
+    } finally {
+      store.close();
+    }
+  }
+  if (!(await Deno.stat(path).then(() => true, () => false))) return undefined;
+  return await withStoreCopy(path, fn);
+}
+
 /** Runs `fn` on a copy of the store file (the store itself is never written). */
 async function withStoreCopy<T>(path: string, fn: (store: Store) => Promise<T>): Promise<T> {
   const copy = await Deno.makeTempDir({ prefix: "agent-doctor-" });
@@ -361,18 +381,7 @@ async function checkTicketApi(config: Config, ctx: Context): Promise<Finding[]> 
     }
   }
   try {
-    const path = config.agent.store;
-    const exists = /^https?:/.test(path) || await Deno.stat(path).then(() => true, () => false);
-    const count = !exists ? 0 : /^https?:/.test(path)
-      ? await (async () => {
-        const store = await Store.open(path);
-        try {
-          return await new Tokens(store).count();
-        } finally {
-          store.close();
-        }
-      })()
-      : await withStoreCopy(path, (store) => new Tokens(store).count());
+    const count = await readStore(config.agent.store, (store) => new Tokens(store).count()) ?? 0;
     if (count) add("tokens", "pass", `${count} token(s)`);
     else {
       add(
@@ -680,13 +689,14 @@ async function checkGraph(config: Config, ctx: Context): Promise<Finding[]> {
   if (!authority) return list;
   if (g.auth === "delegated") {
     // The sign-in lives in the store: checked on a copy of it (nothing written).
-    const path = config.agent.store;
-    const exists = /^https?:/.test(path) || await Deno.stat(path).then(() => true, () => false);
-    if (!exists) {
+    const checked = await readStore(
+      config.agent.store,
+      (store) => checkGraphWith(g, ctx, list, add, graph, store),
+    );
+    if (!checked) {
       add("sign-in", "fail", "nobody has signed in yet (no store)", `run: ${SIGN_IN_COMMAND}`);
-      return list;
     }
-    return await withStoreCopy(path, (store) => checkGraphWith(g, ctx, list, add, graph, store));
+    return list;
   }
   return await checkGraphWith(g, ctx, list, add, graph, undefined);
 }
