@@ -143,7 +143,6 @@ async function runOne(
   const ms = () => Math.round(performance.now() - started);
   const timedOut = AbortSignal.timeout(job.timeoutMs);
   const signal = AbortSignal.any([stop, timedOut]);
-  let sandbox: Sandbox | undefined;
   try {
     if (preparing.kind === "python") {
       const text = await preparing.started.answer(ticketInfo, signal);
@@ -151,6 +150,7 @@ async function runOne(
     }
     const onAbort = () => preparing.cancel.abort(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
+    let sandbox: Sandbox;
     try {
       sandbox = await preparing.ready;
     } finally {
@@ -164,8 +164,8 @@ async function runOne(
       : (error as Error).message;
     return { name: job.name, ok: false, error: message, ms: ms() };
   } finally {
+    // Also a sandbox that finished loading only after this run gave up on it.
     if (preparing.kind === "sandbox") {
-      sandbox?.terminate("finished");
       preparing.ready.then((s) => s.terminate("finished"), () => {});
     }
   }
