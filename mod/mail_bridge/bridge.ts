@@ -22,6 +22,7 @@ import {
 } from "../jira/adf.ts";
 import { secrets } from "../log/redact.ts";
 import { sha256Hex } from "../text/hash.ts";
+import { everyStep } from "../run/supervise.ts";
 import type { Tracker, UserRef } from "../jira/types.ts";
 import { log } from "../log/log.ts";
 import { KeyedQueue } from "../actions/keyed_queue.ts";
@@ -90,22 +91,11 @@ export class MailBridge {
    */
   async sync(folders: string[], signal?: AbortSignal): Promise<void> {
     // A retryable failure in one step does not keep the others from their turn.
-    let retryable: unknown;
-    for (
-      const step of [
-        () => this.resumeOpen(signal),
-        () => this.#retryRequested(signal),
-        ...folders.map((f) => () => this.#syncFolder(f, signal)),
-      ]
-    ) {
-      try {
-        await step();
-      } catch (error) {
-        if (signal?.aborted) throw error;
-        retryable ??= error;
-      }
-    }
-    if (retryable) throw retryable;
+    await everyStep([
+      () => this.resumeOpen(signal),
+      () => this.#retryRequested(signal),
+      ...folders.map((f) => () => this.#syncFolder(f, signal)),
+    ], signal);
   }
 
   async #syncFolder(folder: string, signal?: AbortSignal): Promise<void> {

@@ -17,6 +17,7 @@ import type { Mailbox, OutgoingAttachment } from "../graph/types.ts";
 import type { FeedComment, Tracker } from "../jira/types.ts";
 import { log } from "../log/log.ts";
 import { faultPoint } from "../ops/faults.ts";
+import { everyStep } from "../run/supervise.ts";
 import type { RunLock, RunRef } from "../store/run_lock.ts";
 import type { Store } from "../store/store.ts";
 import { escapeHtml, sanitizeMailHtml } from "./html.ts";
@@ -95,16 +96,7 @@ export class Replier {
    * it; the cursor then stays, and the next pass looks again (each comment once).
    */
   async pass(signal?: AbortSignal): Promise<void> {
-    let retryable: unknown;
-    for (const step of [() => this.#queued(signal), () => this.#poll(signal)]) {
-      try {
-        await step();
-      } catch (error) {
-        if (signal?.aborted) throw error;
-        retryable ??= error;
-      }
-    }
-    if (retryable) throw retryable;
+    await everyStep([() => this.#queued(signal), () => this.#poll(signal)], signal);
   }
 
   async #queued(signal?: AbortSignal): Promise<void> {

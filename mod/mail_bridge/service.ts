@@ -11,7 +11,7 @@ import { log } from "../log/log.ts";
 import type { Health } from "../ops/http.ts";
 import { type Family, gauge } from "../ops/prometheus.ts";
 import { abortableSleep } from "../stomp/link.ts";
-import { supervise } from "../run/supervise.ts";
+import { everyStep, supervise } from "../run/supervise.ts";
 import type { GraphStats } from "../graph/client.ts";
 import type { JiraStats } from "../jira/client.ts";
 import type { Store } from "../store/store.ts";
@@ -97,24 +97,12 @@ export async function openBridge(config: Config, store: Store): Promise<OpenBrid
     pollSeconds: config.graph?.pollSeconds ?? 30,
     stats: () => ({ graph: graphStats, jira: jiraStats }),
     replier,
-    async pass(signal?: AbortSignal) {
-      // A failure one way does not keep the other from its turn.
-      let retryable: unknown;
-      for (
-        const step of [
-          () => bridge.sync(folders, signal),
-          ...(settings.replies ? [() => replier.pass(signal)] : []),
-        ]
-      ) {
-        try {
-          await step();
-        } catch (error) {
-          if (signal?.aborted) throw error;
-          retryable ??= error;
-        }
-      }
-      if (retryable) throw retryable;
-    },
+    // A failure one way does not keep the other from its turn.
+    pass: (signal?: AbortSignal) =>
+      everyStep([
+        () => bridge.sync(folders, signal),
+        ...(settings.replies ? [() => replier.pass(signal)] : []),
+      ], signal),
     close: async () => await runs?.release(),
   };
 }

@@ -31,3 +31,24 @@ export async function supervise(options: {
     }
   }
 }
+
+/**
+ * Runs every step in turn, each even when one before it failed: a failure in one step does
+ * not keep the others from their turn. The first failure is thrown afterwards (an abort at
+ * once).
+ */
+export async function everyStep(
+  steps: (() => Promise<unknown>)[],
+  signal?: AbortSignal,
+): Promise<void> {
+  let failed: { error: unknown } | undefined;
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      failed ??= { error };
+    }
+  }
+  if (failed) throw failed.error;
+}
