@@ -128,20 +128,13 @@ export class JiraTracker implements Tracker {
   }
 
   async issueKey(key: string, signal?: AbortSignal): Promise<string | undefined> {
-    try {
-      const issue = await this.#call(
-        `read ${key}`,
-        false,
-        signal,
-        () => this.#client.issues.getIssue({ issueIdOrKey: key, fields: ["summary"] }),
-      );
-      return String(issue.key);
-    } catch (error) {
-      if (error instanceof JiraError && (error.status === 404 || error.status === 403)) {
-        return undefined;
-      }
-      throw error;
-    }
+    const issue = await unlessAbsent(this.#call(
+      `read ${key}`,
+      false,
+      signal,
+      () => this.#client.issues.getIssue({ issueIdOrKey: key, fields: ["summary"] }),
+    ));
+    return issue === undefined ? undefined : String(issue.key);
   }
 
   async createIssue(draft: IssueDraft, signal?: AbortSignal): Promise<{ key: string }> {
@@ -394,24 +387,17 @@ export class JiraTracker implements Tracker {
     options: { rendered?: boolean },
     signal?: AbortSignal,
   ): Promise<IssueView | undefined> {
-    try {
-      const issue = await this.#call(
-        `read ${key}`,
-        false,
-        signal,
-        () =>
-          this.#client.issues.getIssue({
-            issueIdOrKey: key,
-            ...(options.rendered ? { expand: "renderedFields" } : {}),
-          }),
-      );
-      return viewOf(issue);
-    } catch (error) {
-      if (error instanceof JiraError && (error.status === 404 || error.status === 403)) {
-        return undefined;
-      }
-      throw error;
-    }
+    const issue = await unlessAbsent(this.#call(
+      `read ${key}`,
+      false,
+      signal,
+      () =>
+        this.#client.issues.getIssue({
+          issueIdOrKey: key,
+          ...(options.rendered ? { expand: "renderedFields" } : {}),
+        }),
+    ));
+    return issue === undefined ? undefined : viewOf(issue);
   }
 
   async searchIssues(
@@ -506,25 +492,18 @@ export class JiraTracker implements Tracker {
     id: string,
     signal?: AbortSignal,
   ): Promise<FeedComment | undefined> {
-    try {
-      const comment = await this.#call(
-        `read comment ${id} of ${key}`,
-        false,
-        signal,
-        () =>
-          this.#client.issueComments.getComment({
-            issueIdOrKey: key,
-            id,
-            expand: "renderedBody,properties",
-          }),
-      );
-      return feedOf(key, comment as JiraComment, this.deployment);
-    } catch (error) {
-      if (error instanceof JiraError && (error.status === 404 || error.status === 403)) {
-        return undefined;
-      }
-      throw error;
-    }
+    const comment = await unlessAbsent(this.#call(
+      `read comment ${id} of ${key}`,
+      false,
+      signal,
+      () =>
+        this.#client.issueComments.getComment({
+          issueIdOrKey: key,
+          id,
+          expand: "renderedBody,properties",
+        }),
+    ));
+    return comment === undefined ? undefined : feedOf(key, comment as JiraComment, this.deployment);
   }
 
   async download(
@@ -662,6 +641,18 @@ export function jqlDate(date: Date, timeZone: string): string {
   }).formatToParts(date);
   const get = (t: string) => parts.find((p) => p.type === t)?.value ?? "00";
   return `${get("year")}/${get("month")}/${get("day")} ${get("hour")}:${get("minute")}`;
+}
+
+/** What Jira answered, or undefined when it says there is no such thing (404, or 403: hidden). */
+async function unlessAbsent<T>(answer: Promise<T>): Promise<T | undefined> {
+  try {
+    return await answer;
+  } catch (error) {
+    if (error instanceof JiraError && (error.status === 404 || error.status === 403)) {
+      return undefined;
+    }
+    throw error;
+  }
 }
 
 /** Jira's issue JSON as an IssueView. */
