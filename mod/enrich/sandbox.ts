@@ -31,6 +31,24 @@ export type PluginOutcome =
   | { name: string; ok: true; text: string | null; ms: number }
   | { name: string; ok: false; error: string; ms: number };
 
+/** A JavaScript plugin's sandbox with its job's grants, its module loaded. */
+export async function startSandbox(
+  job: PluginJob & { source: PluginSource },
+  signal?: AbortSignal,
+): Promise<Sandbox> {
+  const { sandbox } = await Sandbox.start({
+    name: job.name,
+    source: job.source,
+    kind: "plugin",
+    allowNet: job.allowNet,
+    allowRead: job.allowRead,
+    maxMemoryMb: job.maxMemoryMb,
+    logger: log("enrich", job.name),
+    ...(signal ? { signal } : {}),
+  });
+  return sandbox;
+}
+
 /** Plugins started ahead of the ticket (see {@linkcode startPlugins}). */
 export interface StartedPlugins {
   /** Runs them all on the ticket; each job's time limit counts from here. */
@@ -66,16 +84,7 @@ export function startPlugins(jobs: PluginJob[]): StartedPlugins {
       };
     }
     const cancel = new AbortController();
-    const ready = Sandbox.start({
-      name: job.name,
-      source: job.source,
-      kind: "plugin",
-      allowNet: job.allowNet,
-      allowRead: job.allowRead,
-      maxMemoryMb: job.maxMemoryMb,
-      logger: log("enrich", job.name),
-      signal: cancel.signal,
-    }).then((s) => s.sandbox);
+    const ready = startSandbox({ ...job, source: job.source }, cancel.signal);
     ready.catch(() => {}); // reported when run
     return { kind: "sandbox", ready, cancel };
   });

@@ -4,9 +4,7 @@
  * whether it loads.
  */
 import { join } from "node:path";
-import { log } from "../log/log.ts";
-import { Sandbox } from "../sandbox/sandbox.ts";
-import type { PluginJob } from "./sandbox.ts";
+import { type PluginJob, startSandbox } from "./sandbox.ts";
 import type { TicketInfo } from "./plugin.ts";
 
 export async function scaffoldPlugin(name: string, dir: string): Promise<string[]> {
@@ -146,16 +144,7 @@ export async function listIntegrations(jobs: PluginJob[]): Promise<IntegrationSt
     }
     const file = job.source.kind === "file" ? job.source.path : undefined;
     try {
-      const { sandbox } = await Sandbox.start({
-        name: job.name,
-        source: job.source,
-        kind: "plugin",
-        allowNet: job.allowNet,
-        allowRead: job.allowRead,
-        maxMemoryMb: job.maxMemoryMb,
-        logger: log("enrich", job.name),
-      });
-      sandbox.terminate("listed");
+      (await startSandbox({ ...job, source: job.source })).terminate("listed");
       return { name: job.name, kind: "javascript", file, ok: true };
     } catch (error) {
       return {
