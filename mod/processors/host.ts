@@ -149,9 +149,7 @@ export async function startCustomProcessor(spec: CustomProcessorSpec): Promise<C
             if (method === "effectGet") return { found: false };
             if (method === "effectSet") return null;
             if (method !== "request") throw new Error(`unknown host request ${method}`);
-            if (!rest) throw new Error("no REST API ([resilient] is not configured)");
-            const [verb, path, body] = args as [string, string, unknown];
-            return await requestVia(rest, verb, String(path), body, { signal });
+            return await hostRequest(rest, args, signal);
           },
         }),
       );
@@ -174,12 +172,8 @@ export async function startCustomProcessor(spec: CustomProcessorSpec): Promise<C
 async function answer(ctx: ActionContext, method: string, args: unknown[]): Promise<unknown> {
   const messageId = ctx.message.messageId;
   switch (method) {
-    case "request": {
-      const [verb, path, body] = args as [string, string, unknown];
-      if (!ctx.rest) throw new Error("no REST API in this run ([resilient] is not configured)");
-      if (typeof path !== "string") throw new Error("a REST path must be a string");
-      return await requestVia(ctx.rest, verb, path, body, { signal: ctx.signal });
-    }
+    case "request":
+      return await hostRequest(ctx.rest, args, ctx.signal);
     case "effectGet":
       return await recordedEffect(ctx.store, messageId, String(args[0]));
     case "effectSet":
@@ -187,6 +181,18 @@ async function answer(ctx: ActionContext, method: string, args: unknown[]): Prom
     default:
       throw new Error(`unknown host request ${method}`);
   }
+}
+
+/** A sandbox's REST call, made by the host with its client (`args`: method, path, body). */
+async function hostRequest(
+  rest: ResilientApi | undefined,
+  args: unknown[],
+  signal: AbortSignal,
+): Promise<unknown> {
+  const [verb, path, body] = args as [string, unknown, unknown];
+  if (!rest) throw new Error("no REST API in this run ([resilient] is not configured)");
+  if (typeof path !== "string") throw new Error("a REST path must be a string");
+  return await requestVia(rest, verb, path, body, { signal });
 }
 
 interface FieldDTO {
