@@ -19,6 +19,8 @@ import type { Store } from "../store/store.ts";
 import { SIGN_IN_COMMAND } from "./types.ts";
 
 export const GRAPH_SCOPE = "https://graph.microsoft.com/.default";
+/** An access token is used until this long before it expires. */
+const HOLD_MARGIN_MS = 5 * 60_000;
 
 /** Hands out bearer tokens for Graph. */
 export interface TokenSource {
@@ -52,6 +54,7 @@ export class MsalTokenSource implements TokenSource {
   readonly #app: ConfidentialClientApplication | PublicClientApplication;
   readonly #config: GraphConfig;
   readonly #store: Store | undefined;
+  #held: { token: string; until: number } | undefined;
 
   private constructor(
     app: ConfidentialClientApplication | PublicClientApplication,
@@ -112,6 +115,9 @@ export class MsalTokenSource implements TokenSource {
   }
 
   async token(options: { force?: boolean } = {}): Promise<string> {
+    // Every Graph request asks; MSAL's cache would read and parse the store's copy each time.
+    const held = this.#held;
+    if (!options.force && held && held.until > Date.now()) return held.token;
     try {
       const result = this.#app instanceof ConfidentialClientApplication
         ? await this.#app.acquireTokenByClientCredential({
@@ -121,6 +127,9 @@ export class MsalTokenSource implements TokenSource {
         : await this.#delegated(options.force ?? false);
       if (!result?.accessToken) throw new Error("no access token in the answer");
       secrets.add(result.accessToken);
+      // Kept until five minutes before it expires (a 401 asks again with force).
+      const expires = result.expiresOn?.getTime() ?? Date.now();
+      this.#held = { token: result.accessToken, until: expires - HOLD_MARGIN_MS };
       return result.accessToken;
     } catch (error) {
       if (error instanceof TokenError) throw error;
