@@ -137,9 +137,17 @@ async function startAgent(
     if (done) throw new Error(`agent ${args[0]} ended before listening:\n${seen}`);
     seen = (seen + value).slice(-20_000);
   }
+  const inspector = /Debugger listening on (\S+)/.exec(seen)?.[1];
+  if (inspector) console.error(`agent ${name}: inspector at ${inspector}`);
   // Drained from now on, so that the agent never blocks on a full pipe.
   const drained = (async () => {
-    while (!(await lines.read()).done) { /* discard */ }
+    for (;;) {
+      const { done, value } = await lines.read();
+      if (done) break;
+      if (Deno.env.get("BENCH_AGENT_STDERR")) {
+        for (const l of value.split("\n")) if (l.startsWith('{"n"')) console.error(name, l);
+      }
+    }
   })().catch(() => {});
   return {
     name,
@@ -153,12 +161,8 @@ async function startAgent(
   };
 }
 
-/** Resident memory (MB) of a process and, separately, of its descendants (sandboxes). */
-async function memoryMb(pid: number): Promise<{ own: number; children: number }> {
-  const rss = async (p: number) => {
-    const status = await Deno.readTextFile(`/proc/${p}/status`).catch(() => "");
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024;
-  };
+/** A process's descendants (a sandbox, a Python integration), read from /proc. */
+async function descendants(pid: number): Promise<number[]> {
   const parents = new Map<number, number>();
   for await (const entry of Deno.readDir("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
@@ -166,15 +170,41 @@ async function memoryMb(pid: number): Promise<{ own: number; children: number }>
     const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
     if (ppid) parents.set(Number(entry.name), ppid);
   }
-  const descendants: number[] = [];
   const isBelow = (p: number): boolean => {
     for (let up = parents.get(p); up; up = parents.get(up)) if (up === pid) return true;
     return false;
   };
-  for (const p of parents.keys()) if (isBelow(p)) descendants.push(p);
+  return [...parents.keys()].filter(isBelow);
+}
+
+/** A figure of a process and, separately, of its descendants. */
+interface Split {
+  own: number;
+  children: number;
+}
+
+async function perProcess(pid: number, read: (pid: number) => Promise<number>): Promise<Split> {
   let children = 0;
-  for (const p of descendants) children += await rss(p);
-  return { own: round(await rss(pid)), children: round(children) };
+  for (const p of await descendants(pid)) children += await read(p);
+  return { own: await read(pid), children };
+}
+
+/** Resident memory, MB. */
+async function memoryMb(pid: number): Promise<Split> {
+  const { own, children } = await perProcess(pid, async (p) => {
+    const status = await Deno.readTextFile(`/proc/${p}/status`).catch(() => "");
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024;
+  });
+  return { own: round(own), children: round(children) };
+}
+
+/** CPU time used so far (user + system), ms. */
+function cpuMs(pid: number): Promise<Split> {
+  return perProcess(pid, async (p) => {
+    const stat = await Deno.readTextFile(`/proc/${p}/stat`).catch(() => "");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) * 10; // clock ticks of 10 ms
+  });
 }
 
 const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
@@ -238,13 +268,36 @@ export async function benchListener(): Promise<BenchResult> {
     // Warm-up (JIT, the sandbox, the REST session), then rest.
     for (const c of consumers) await burst(c, 300);
     await new Promise((r) => setTimeout(r, 3_000));
-    const atRest = new Map<string, { own: number; children: number }>();
+    const atRest = new Map<string, Split>();
     for (const c of consumers) atRest.set(c.name, await memoryMb(c.pid));
 
     const rates = new Map<string, number[]>(consumers.map((c) => [c.name, []]));
+    const cpu = new Map<string, Split>(consumers.map((c) => [c.name, { own: 0, children: 0 }]));
     for (let round = 0; round < ROUNDS; round++) {
-      for (const c of consumers) rates.get(c.name)!.push(await burst(c, BURST));
+      for (const c of consumers) {
+        const before = await cpuMs(c.pid);
+        rates.get(c.name)!.push(await burst(c, BURST));
+        const after = await cpuMs(c.pid);
+        const sum = cpu.get(c.name)!;
+        sum.own += after.own - before.own;
+        sum.children += after.children - before.children;
+      }
     }
+    if (Deno.env.get("BENCH_AGENT_STDERR")) {
+      for (const c of consumers) {
+        const out: string[] = [];
+        for await (const t of Deno.readDir(`/proc/${c.pid}/task`)) {
+          const st = await Deno.readTextFile(`/proc/${c.pid}/task/${t.name}/stat`);
+          const name = st.slice(st.indexOf("(") + 1, st.lastIndexOf(")"));
+          const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+          const ms = (Number(f[11]) + Number(f[12])) * 10;
+          if (ms > 50) out.push(`${name}:${ms}`);
+        }
+        console.error(c.name, out.join(" "));
+      }
+    }
+    const cpuPerMessage = (c: Consumer, part: keyof Split) =>
+      round(cpu.get(c.name)![part] / (ROUNDS * BURST), 3);
     const rate = (c: Consumer) => median(rates.get(c.name)!);
 
     const single = new Map<string, number[]>();
@@ -257,16 +310,15 @@ export async function benchListener(): Promise<BenchResult> {
     }
     const p = (c: Consumer, q: number) => round(percentile(single.get(c.name)!, q), 2);
 
-    const afterMessages = new Map<string, { own: number; children: number }>();
-    const idle = new Map<string, { own: number; children: number }>();
+    const afterMessages = new Map<string, Split>();
+    const idle = new Map<string, Split>();
     for (const c of consumers) {
       await burst(c, MEMORY_MESSAGES);
       afterMessages.set(c.name, await memoryMb(c.pid));
     }
     await new Promise((r) => setTimeout(r, IDLE_MS));
     for (const c of consumers) idle.set(c.name, await memoryMb(c.pid));
-    const mem = (c: Consumer, at: Map<string, { own: number; children: number }>) =>
-      at.get(c.name)!.own;
+    const mem = (c: Consumer, at: Map<string, Split>) => at.get(c.name)!.own;
 
     const noopRatio = rate(noop) / rate(bare);
     const p50Ratio = p(noop, 50) / p(bare, 50);
@@ -285,6 +337,10 @@ export async function benchListener(): Promise<BenchResult> {
         agent_noop_vs_bare_ratio: round(noopRatio, 3),
         agent_calendar_msgs_per_s: round(rate(calendar)),
         agent_calendar_vs_noop_ratio: round(calendarRatio, 3),
+        bare_cpu_ms_per_msg: cpuPerMessage(bare, "own"),
+        agent_noop_cpu_ms_per_msg: cpuPerMessage(noop, "own"),
+        agent_noop_sandbox_cpu_ms_per_msg: cpuPerMessage(noop, "children"),
+        agent_calendar_cpu_ms_per_msg: cpuPerMessage(calendar, "own"),
         bare_single_p50_ms: p(bare, 50),
         bare_single_p99_ms: p(bare, 99),
         agent_noop_single_p50_ms: p(noop, 50),

@@ -5,7 +5,7 @@
  * previous owner, owner + due date changed together -> one invite (debounce), closed or
  * deleted tasks cancelled, every mail sent at most once per message.
  */
-import { convert as htmlToText } from "html-to-text";
+import { compile } from "html-to-text";
 import type { TaskCalendarConfig } from "../config/config.ts";
 import {
   type ActionContext,
@@ -75,6 +75,9 @@ function shortText(text: string | null | undefined): string | undefined {
 function personName(text: string | undefined, id: number): string {
   return shortText(text)?.replace(/"/g, "'") || `user ${id}`;
 }
+
+/** Task instructions (HTML) as text; compiled once (html-to-text builds its selectors then). */
+const htmlToText = compile({ wordwrap: 100 });
 
 /** Builds the processor for `[taskcalendar]`. */
 export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps): Processor {
@@ -174,7 +177,7 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
     const url = taskUrl(action.task!);
     const instructions = action.task!.instr_text
       ? capText(
-        stripControls(htmlToText(String(action.task!.instr_text), { wordwrap: 100 })).trim(),
+        stripControls(htmlToText(String(action.task!.instr_text))).trim(),
         MAX_INSTRUCTIONS,
         `\n[... cut; the whole text is on the task: ${url}]`,
       )

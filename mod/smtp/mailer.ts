@@ -186,14 +186,20 @@ export class FileMailer implements Mailer {
   }
 
   async send(mail: InviteMail): Promise<SendResult> {
-    await Deno.mkdir(this.#dir, { recursive: true });
     const info = await this.#transport.sendMail(message(mail));
     const name = `${new Date().toISOString().replace(/[:.]/g, "-")}-${
       safeName(mail.messageId)
     }.eml`;
     const path = `${this.#dir}/${name}`;
     if (!info.message) throw new Error("nodemailer returned no message to write");
-    await Deno.writeFile(path, info.message, { mode: 0o640 });
+    try {
+      await Deno.writeFile(path, info.message, { mode: 0o640 });
+    } catch (error) {
+      // The folder is made when the first mail finds it missing (or someone removed it).
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      await Deno.mkdir(this.#dir, { recursive: true });
+      await Deno.writeFile(path, info.message, { mode: 0o640 });
+    }
     return { kind: "file", detail: path };
   }
 

@@ -3,6 +3,12 @@
  * expiry (KV's own `expireIn` is lazy: expired keys stay readable for a while), atomic
  * batches, prefix listing, tokens and cursors. Several processes may share one file:
  * SQLite's `database is locked` is retried.
+ *
+ * Writes are group-committed: `set`, `delete` and `commit` calls made while a write is in
+ * flight go together in the next atomic commit (each call resolves once its writes are
+ * stored), so ten workers each recording an effect cost one SQLite transaction, not ten.
+ * A group the store refuses (too large for one commit) is retried call by call, so one
+ * caller's oversized value fails that caller only.
  */
 import { log } from "../log/log.ts";
 
@@ -21,12 +27,26 @@ export interface WriteOptions {
 }
 
 const LOCK_RETRIES = 50;
+/** Deno KV takes up to 1000 mutations in one atomic commit. */
+const MAX_GROUP_MUTATIONS = 1000;
+/** Calls grouped into one commit at most (keeps a group well below KV's 800 KiB). */
+const MAX_GROUP_CALLS = 64;
+
+/** One call's writes, waiting for a group commit. */
+interface Write {
+  set: [StoreKey, Envelope<unknown>, { expireIn?: number }][];
+  delete: StoreKey[];
+  resolve(): void;
+  reject(error: unknown): void;
+}
 const logger = log("store");
 
 /** A key/value store with exactly-once claims (see module doc). */
 export class Store {
   readonly #kv: Deno.Kv;
   readonly #now: () => number;
+  readonly #writes: Write[] = [];
+  #writing = false;
 
   private constructor(kv: Deno.Kv, now: () => number) {
     this.#kv = kv;
@@ -92,12 +112,12 @@ export class Store {
     return entries.map((e) => e.value === null || this.#expired(e.value) ? undefined : e.value.v);
   }
 
-  async set(key: StoreKey, value: unknown, options: WriteOptions = {}): Promise<void> {
-    await withLockRetry(() => this.#kv.set(key, this.#wrap(value, options), kvExpiry(options)));
+  set(key: StoreKey, value: unknown, options: WriteOptions = {}): Promise<void> {
+    return this.#write([[key, this.#wrap(value, options), kvExpiry(options)]], []);
   }
 
-  async delete(key: StoreKey): Promise<void> {
-    await withLockRetry(() => this.#kv.delete(key));
+  delete(key: StoreKey): Promise<void> {
+    return this.#write([], [key]);
   }
 
   /** Live records under `prefix`, in key order (only those after the key `after`). */
@@ -126,15 +146,66 @@ export class Store {
   }
 
   /** Several writes and deletes that happen together or not at all. */
-  async commit(
+  commit(
     ops: { set?: [StoreKey, unknown, WriteOptions?][]; delete?: StoreKey[] },
   ): Promise<void> {
-    await withLockRetry(async () => {
-      const tx = this.#kv.atomic();
-      for (const [key, value, options = {}] of ops.set ?? []) {
-        tx.set(key, this.#wrap(value, options), kvExpiry(options));
+    return this.#write(
+      (ops.set ?? []).map(([key, value, options = {}]) => [
+        key,
+        this.#wrap(value, options),
+        kvExpiry(options),
+      ]),
+      ops.delete ?? [],
+    );
+  }
+
+  /** Queues one call's writes for the next group commit (see module doc). */
+  #write(set: Write["set"], deletes: StoreKey[]): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#writes.push({ set, delete: deletes, resolve, reject });
+    if (!this.#writing) void this.#commitGroups();
+    return promise;
+  }
+
+  async #commitGroups(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#writes.length) {
+        let mutations = 0;
+        let n = 0;
+        while (n < this.#writes.length && n < MAX_GROUP_CALLS) {
+          const size = this.#writes[n]!.set.length + this.#writes[n]!.delete.length;
+          if (n > 0 && mutations + size > MAX_GROUP_MUTATIONS) break;
+          mutations += size;
+          n++;
+        }
+        const group = this.#writes.splice(0, n);
+        try {
+          await this.#commitAll(group);
+          for (const w of group) w.resolve();
+        } catch (error) {
+          if (group.length === 1 || !(error instanceof TypeError)) {
+            for (const w of group) w.reject(error);
+            continue;
+          }
+          // Refused as a whole (too large): each call on its own, so only the culprit fails.
+          for (const w of group) {
+            await this.#commitAll([w]).then(() => w.resolve(), (e) => w.reject(e));
+          }
+        }
       }
-      for (const key of ops.delete ?? []) tx.delete(key);
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  #commitAll(group: Write[]): Promise<void> {
+    return withLockRetry(async () => {
+      const tx = this.#kv.atomic();
+      for (const w of group) {
+        for (const [key, value, expiry] of w.set) tx.set(key, value, expiry);
+        for (const key of w.delete) tx.delete(key);
+      }
       const result = await tx.commit();
       if (!result.ok) throw new Error("store commit failed");
     });
