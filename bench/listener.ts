@@ -141,13 +141,7 @@ async function startAgent(
   if (inspector) console.error(`agent ${name}: inspector at ${inspector}`);
   // Drained from now on, so that the agent never blocks on a full pipe.
   const drained = (async () => {
-    for (;;) {
-      const { done, value } = await lines.read();
-      if (done) break;
-      if (Deno.env.get("BENCH_AGENT_STDERR")) {
-        for (const l of value.split("\n")) if (l.startsWith('{"n"')) console.error(name, l);
-      }
-    }
+    while (!(await lines.read()).done) { /* discard */ }
   })().catch(() => {});
   return {
     name,
@@ -281,19 +275,6 @@ export async function benchListener(): Promise<BenchResult> {
         const sum = cpu.get(c.name)!;
         sum.own += after.own - before.own;
         sum.children += after.children - before.children;
-      }
-    }
-    if (Deno.env.get("BENCH_AGENT_STDERR")) {
-      for (const c of consumers) {
-        const out: string[] = [];
-        for await (const t of Deno.readDir(`/proc/${c.pid}/task`)) {
-          const st = await Deno.readTextFile(`/proc/${c.pid}/task/${t.name}/stat`);
-          const name = st.slice(st.indexOf("(") + 1, st.lastIndexOf(")"));
-          const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
-          const ms = (Number(f[11]) + Number(f[12])) * 10;
-          if (ms > 50) out.push(`${name}:${ms}`);
-        }
-        console.error(c.name, out.join(" "));
       }
     }
     const cpuPerMessage = (c: Consumer, part: keyof Split) =>
