@@ -26,6 +26,9 @@ export interface WriteOptions {
   ttlMs?: number | undefined;
 }
 
+/** One write of a {@linkcode Store.commit}: key, value and options. */
+export type StoreSet = [StoreKey, unknown, WriteOptions?];
+
 const LOCK_RETRIES = 50;
 /** Deno KV takes up to 1000 mutations in one atomic commit. */
 const MAX_GROUP_MUTATIONS = 1000;
@@ -147,7 +150,7 @@ export class Store {
 
   /** Several writes and deletes that happen together or not at all. */
   commit(
-    ops: { set?: [StoreKey, unknown, WriteOptions?][]; delete?: StoreKey[] },
+    ops: { set?: StoreSet[]; delete?: StoreKey[] },
   ): Promise<void> {
     return this.#write(
       (ops.set ?? []).map(([key, value, options = {}]) => [

@@ -1,0 +1,338 @@
+/**
+ * Completion and the reply outbox: how a handled message is recorded, acknowledged and
+ * answered without ever being lost or repeated (see ./listener.ts for the whole flow).
+ *
+ * Completions are group-committed: those that arrive while a batch is being stored go
+ * together in the next one, as one store commit and one broker batch. By default the reply
+ * is recorded with an outbox entry in the same commit, ACK and SEND go out, and the outbox
+ * entry is removed when the broker confirms the batch (a receipt), in a later group commit;
+ * replies not confirmed when the link dropped or the agent died are sent again from the
+ * outbox after the next connect. With `transactions`, ACK and reply share one STOMP
+ * transaction instead (exactly one reply; no outbox).
+ */
+import type { Clock, TimerId } from "../async/clock.ts";
+import { log } from "../log/log.ts";
+import { faultPoint } from "../ops/faults.ts";
+import type { Store, StoreSet } from "../store/store.ts";
+import type { Delivery, OutgoingFrame, StompTransport } from "../stomp/types.ts";
+import { errorReply } from "./run.ts";
+import type { Reply } from "./types.ts";
+
+const logger = log("actions");
+
+/** The ledger record of a handled message. */
+export interface DoneRecord {
+  reply: Reply;
+  replyTo: string | undefined;
+  correlationId: string | undefined;
+  at: number;
+}
+
+/** A handled message waiting to be recorded and acknowledged. */
+export interface Completion {
+  id: string;
+  done: DoneRecord;
+  sets: StoreSet[];
+  /** Records that go in the same commit (a scheduled message's). */
+  deletes?: Deno.KvKey[];
+  /** Send the recorded reply with the ACK (false: ACK only). */
+  withReply: boolean;
+  /** The message was acknowledged when it was scheduled: only the reply goes out. */
+  acked?: boolean;
+  /** Committed alone (after its batch could not be stored). */
+  split?: boolean;
+  /** How often its records were cut down because the store refused them. */
+  shrunk?: number;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/** What a {@linkcode CompletionQueue} works with. */
+export interface CompletionOptions {
+  transport: StompTransport;
+  store: Store;
+  /** ACK and reply in one STOMP transaction (no outbox). */
+  transactions: boolean;
+  /** Deliveries of the messages being handled, by message id (shared with the listener). */
+  deliveries: Map<string, Delivery>;
+  /** Counters shared with the listener's stats. */
+  stats: { acked: number; replied: number };
+  clock: Clock;
+}
+
+/** Deno KV takes up to 1000 mutations per atomic commit; a dead letter adds a second. */
+const MAX_BATCH = 400;
+/** Deno KV takes up to 800 KiB of keys and values per atomic commit: batches stay below. */
+const BATCH_BYTES = 640 * 1024;
+/** Deno KV's limit of mutations in one atomic commit. */
+const KV_MUTATIONS = 1000;
+/** How long confirmed replies' outbox entries wait for a group commit to delete them. */
+const OUTBOX_CLEAR_MS = 250;
+
+/** The ledger: handled message ids (dedupe) with their replies. */
+export const doneKey = (id: string): Deno.KvKey => ["actions", "done", id];
+/** Replies recorded and not yet confirmed by the broker. */
+export const OUTBOX_PREFIX = ["actions", "outbox"];
+export const outboxKey = (id: string): Deno.KvKey => [...OUTBOX_PREFIX, id];
+
+/** See module doc. */
+export class CompletionQueue {
+  readonly #o: CompletionOptions;
+  readonly #completions: Completion[] = [];
+  #committing = false;
+  /**
+   * Outbox entries of replies the broker confirmed, to delete with the next group commit
+   * (one store commit per batch instead of two), or after a short idle wait.
+   */
+  readonly #sentOutbox = new Set<string>();
+  #sentTimer: TimerId | undefined;
+  /** Replies sent (or about to be) on this connection whose receipt has not come yet. */
+  readonly #unconfirmed = new Set<string>();
+
+  constructor(options: CompletionOptions) {
+    this.#o = options;
+  }
+
+  /** Replies sent whose receipt has not come yet. */
+  get unconfirmed(): number {
+    return this.#unconfirmed.size;
+  }
+
+  /** The connection is gone: what it did not confirm is the outbox's to send again. */
+  disconnected(): void {
+    this.#unconfirmed.clear();
+  }
+
+  /**
+   * Group commit: completions that arrive while a batch is being committed go together in
+   * the next one, as one store commit and one broker transaction. An idle agent commits
+   * each at once; a busy one amortises the store and broker round trips.
+   */
+  enqueue(completion: Omit<Completion, "resolve" | "reject">): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#completions.push({ ...completion, resolve, reject });
+    if (!this.#committing) void this.#commitBatches();
+    return promise;
+  }
+
+  async #commitBatches(): Promise<void> {
+    this.#committing = true;
+    try {
+      while (this.#completions.length > 0) {
+        const batch = this.#takeBatch();
+        // Claimed before the commit so that an outbox flush does not send them as well.
+        if (!this.#o.transactions) {
+          for (const c of batch) if (c.withReply) this.#unconfirmed.add(c.id);
+        }
+        const sets = batch.flatMap((c) => c.sets);
+        const own = batch.flatMap((c) => c.deletes ?? []);
+        const sent = sets.length
+          ? this.#takeSent(KV_MUTATIONS - sets.length - own.length).map(outboxKey)
+          : [];
+        const deletes = [...own, ...sent];
+        try {
+          if (sets.length || deletes.length) {
+            await this.#o.store.commit({ set: sets, delete: deletes });
+          }
+        } catch (error) {
+          for (const key of sent) this.#sentOutbox.add(String(key.at(-1)));
+          if (error instanceof TypeError && !this.#o.transactions) {
+            // The store refused what it was given (a value or a commit too large), which
+            // would refuse it again after every redelivery: commit each alone, and one that
+            // still does not fit as a bare error record.
+            for (const c of batch) this.#unconfirmed.delete(c.id);
+            const only = batch[0]!;
+            if (batch.length > 1 || (only.shrunk ?? 0) < 2) {
+              this.#completions.unshift(
+                ...(batch.length > 1 ? batch : [shrunk(only, error)]).map((c) => ({
+                  ...c,
+                  split: true,
+                })),
+              );
+              continue;
+            }
+          }
+          // Not recorded, so not acknowledged: the broker redelivers these.
+          for (const c of batch) {
+            this.#unconfirmed.delete(c.id);
+            this.#o.deliveries.delete(c.id);
+            c.reject(error);
+          }
+          continue;
+        }
+        for (const _ of batch) faultPoint("after-commit");
+        this.#acknowledge(batch);
+        for (const _ of batch) faultPoint("after-send");
+        for (const c of batch) c.resolve();
+      }
+    } finally {
+      this.#committing = false;
+    }
+  }
+
+  /** The next completions that fit one store commit (at least one). */
+  #takeBatch(): Completion[] {
+    if (this.#completions[0]?.split) return this.#completions.splice(0, 1);
+    let bytes = 0;
+    let n = 0;
+    while (n < this.#completions.length && n < MAX_BATCH) {
+      const size = this.#completions[n]!.sets.reduce((sum, op) => sum + approxBytes(op[1]), 0);
+      if (n > 0 && bytes + size > BATCH_BYTES) break;
+      bytes += size;
+      n++;
+    }
+    return this.#completions.splice(0, n);
+  }
+
+  /** ACKs (+ replies) as one batch. Not possible on a lost connection: redelivered. */
+  #acknowledge(all: Completion[]): void {
+    // Acknowledged when they were scheduled: only their replies go (the outbox has them).
+    for (const c of all.filter((c) => c.acked && c.withReply)) {
+      const frame = replyFrame(c.done);
+      if (!frame || !this.#o.transport.connected) {
+        this.#unconfirmed.delete(c.id); // sent from the outbox after the next connect
+        continue;
+      }
+      try {
+        this.#o.transport.publish(frame, () => this.#confirmed([c.id]));
+      } catch {
+        this.#unconfirmed.delete(c.id);
+      }
+    }
+    const batch = all.filter((c) => !c.acked);
+    const items = batch.map((c) => {
+      const delivery = this.#o.deliveries.get(c.id);
+      this.#o.deliveries.delete(c.id);
+      return { id: c.id, delivery, reply: c.withReply ? replyFrame(c.done) : undefined };
+    }).filter((item): item is typeof item & { delivery: Delivery } => item.delivery !== undefined);
+    if (!items.length) return;
+    const replied = items.filter((item) => item.reply).map((item) => item.id);
+    const sent = this.#o.transport.ackAndSend(
+      items,
+      this.#o.transactions ? { transaction: true } : { onSent: () => this.#confirmed(replied) },
+    );
+    items.forEach((item, i) => {
+      if (sent[i]) {
+        this.#o.stats.acked++;
+        if (item.reply && this.#o.transactions) this.#o.stats.replied++;
+      } else {
+        this.#unconfirmed.delete(item.id); // the outbox sends it after the next connect
+        logger.info(
+          "Link lost before message {messageId} was acknowledged; the broker will redeliver it",
+          {
+            messageId: item.id,
+          },
+        );
+      }
+    });
+  }
+
+  /** The broker has the replies: their outbox entries go. */
+  #confirmed(ids: string[]): void {
+    const done = ids.filter((id) => this.#unconfirmed.delete(id));
+    this.#o.stats.replied += done.length;
+    if (!done.length) return;
+    for (const id of done) this.#sentOutbox.add(id);
+    this.#sentTimer ??= this.#o.clock.setTimeout(() => {
+      this.#sentTimer = undefined;
+      void this.clearSentOutbox();
+    }, OUTBOX_CLEAR_MS);
+  }
+
+  #takeSent(max: number): string[] {
+    const ids: string[] = [];
+    for (const id of this.#sentOutbox) {
+      if (ids.length >= max) break;
+      ids.push(id);
+    }
+    for (const id of ids) this.#sentOutbox.delete(id);
+    return ids;
+  }
+
+  /** Deletes the confirmed replies' outbox entries not yet deleted by a group commit. */
+  async clearSentOutbox(): Promise<void> {
+    this.#o.clock.clearTimeout(this.#sentTimer);
+    this.#sentTimer = undefined;
+    while (this.#sentOutbox.size) {
+      const ids = this.#takeSent(KV_MUTATIONS);
+      try {
+        await this.#o.store.commit({ delete: ids.map(outboxKey) });
+      } catch (error) {
+        // Harmless: after a restart these replies are sent once more.
+        logger.warn("Could not clear {count} sent replies from the outbox: {error}", {
+          count: ids.length,
+          error,
+        });
+        return;
+      }
+    }
+  }
+
+  /** Sends replies left in the outbox (unconfirmed when the link dropped or the agent died). */
+  async flushOutbox(): Promise<void> {
+    if (this.#o.transactions) return;
+    try {
+      for await (const { key, value } of this.#o.store.list<OutgoingFrame>(OUTBOX_PREFIX)) {
+        const id = String(key[2]);
+        if (
+          this.#unconfirmed.has(id) || this.#sentOutbox.has(id) || !this.#o.transport.connected
+        ) continue;
+        this.#unconfirmed.add(id);
+        try {
+          this.#o.transport.publish(value, () => this.#confirmed([id]));
+        } catch {
+          this.#unconfirmed.delete(id);
+        }
+      }
+    } catch (error) {
+      logger.error("Could not read the reply outbox: {error}", { error });
+    }
+  }
+}
+
+/**
+ * A completion whose records the store refused even alone: recorded as a bare error reply
+ * (no dead letter, no outbox copy), so that the message is acknowledged and answered
+ * instead of coming back after every reconnect.
+ */
+function shrunk(c: Completion, error: Error): Completion {
+  const level = (c.shrunk ?? 0) + 1;
+  logger.error("Cannot store the outcome of message {messageId}: {error}; {instead}", {
+    messageId: c.id,
+    error: error.message,
+    instead: level === 1 ? "replying with an error" : "acknowledging it without a reply",
+  });
+  const done: DoneRecord = {
+    reply: errorReply(`The outcome of this action could not be recorded: ${error.message}`),
+    // The headers themselves may be what does not fit: then there is no one to reply to.
+    replyTo: level === 1 ? c.done.replyTo : undefined,
+    correlationId: level === 1 ? c.done.correlationId : undefined,
+    at: c.done.at,
+  };
+  const sets: StoreSet[] = [[doneKey(c.id), done, c.sets[0]?.[2] ?? {}]];
+  const frame = replyFrame(done);
+  if (frame) sets.push([outboxKey(c.id), frame]);
+  return { ...c, done, sets, withReply: frame !== undefined, shrunk: level };
+}
+
+/** Roughly what a value costs in a store commit (strings may take two bytes a character). */
+function approxBytes(value: unknown): number {
+  if (value instanceof Uint8Array) return value.byteLength + 64;
+  return 2 * JSON.stringify(value).length + 64;
+}
+
+export function replyFrame(done: DoneRecord): OutgoingFrame | undefined {
+  if (!done.replyTo) return undefined;
+  return {
+    destination: done.replyTo,
+    headers: replyHeaders(done.correlationId),
+    body: JSON.stringify(done.reply),
+  };
+}
+
+/** Replies are persistent so that a broker restart does not lose them. */
+export function replyHeaders(correlationId: string | undefined): Record<string, string> {
+  const headers: Record<string, string> = { persistent: "true" };
+  if (correlationId) headers["correlation-id"] = correlationId;
+  return headers;
+}
