@@ -9,6 +9,9 @@ import { RestClient } from "../resilient/rest.ts";
 import { StompLink } from "../stomp/link.ts";
 import type { SocketTarget } from "../stomp/socket.ts";
 import type { Store } from "../store/store.ts";
+import type { Clock } from "../async/clock.ts";
+import type { ResilientApi } from "../resilient/types.ts";
+import type { StompTransport } from "../stomp/types.ts";
 import { ActionListener } from "./listener.ts";
 import type { Processor } from "./types.ts";
 
@@ -51,24 +54,20 @@ export async function startActionService(
     target: await stompTarget(config),
     ...login,
   });
-  const work = new AbortController();
-  const listener = new ActionListener({
+  const core = createActionCore({
     transport: link,
-    store: options.store,
-    orgId: rest.orgId,
     rest,
+    orgId: rest.orgId,
+    store: options.store,
+    processors: ready,
     workers: config.numWorkers,
     prefetch: config.prefetch || undefined,
     transactions: config.stompTransactions,
     maxBodyBytes: config.stompMaxMessageKb * 1024,
     recordDir: options.recordDir,
     healthIntervalMs: options.healthIntervalMs ?? 0,
-    // Handlers are aborted only when a stop's time is up, not by the stop itself: a clean
-    // stop lets the work in hand finish.
-    signal: work.signal,
   });
-  for (const processor of ready) listener.register(processor);
-  listener.start();
+  const listener = core.listener;
   // A stop while connecting ends the attempts; once connected, the link is the listener's
   // to close, after its last replies are confirmed (a link closed by the signal itself would
   // cut off the receipts and leave those replies to be sent again after a restart).
@@ -87,14 +86,67 @@ export async function startActionService(
   const stopped = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
   const stop = (deadlineMs = 10_000) => {
-    stopping ??= listener.stop(deadlineMs).finally(() => work.abort()).then(() =>
-      stopped.resolve()
-    );
+    stopping ??= core.stop(deadlineMs).then(() => stopped.resolve());
     return stopping;
   };
   options.signal.addEventListener("abort", () => void stop(), { once: true });
   link.onFatal((error) => stopped.reject(error));
   return { listener, link, rest, refused, done: stopped.promise, stop };
+}
+
+/** The adapters and settings an action core is built from. */
+export interface ActionCoreParts {
+  transport: StompTransport;
+  rest: ResilientApi | undefined;
+  orgId: number;
+  store: Store;
+  processors: Processor[];
+  /** Actions handled at once per queue (unless a processor sets its own). */
+  workers: number;
+  prefetch?: number | undefined;
+  transactions?: boolean | undefined;
+  maxBodyBytes?: number | undefined;
+  recordDir?: string | undefined;
+  healthIntervalMs?: number;
+  clock?: Clock;
+}
+
+/** A started action core: its listener, and a stop that drains it. */
+export interface ActionCore {
+  listener: ActionListener;
+  /** Stops taking messages, lets the work in hand finish within `deadlineMs`, then aborts it. */
+  stop(deadlineMs?: number): Promise<void>;
+}
+
+/**
+ * Builds and starts the listener over the adapters it is given (the STOMP link and REST
+ * client in production; an in-memory transport and a fake clock in unit tests). The caller
+ * connects the transport.
+ */
+export function createActionCore(parts: ActionCoreParts): ActionCore {
+  // Handlers are aborted only when a stop's time is up, not by the stop itself: a clean
+  // stop lets the work in hand finish.
+  const work = new AbortController();
+  const listener = new ActionListener({
+    transport: parts.transport,
+    store: parts.store,
+    orgId: parts.orgId,
+    rest: parts.rest,
+    workers: parts.workers,
+    prefetch: parts.prefetch,
+    transactions: parts.transactions,
+    maxBodyBytes: parts.maxBodyBytes,
+    recordDir: parts.recordDir,
+    healthIntervalMs: parts.healthIntervalMs ?? 0,
+    signal: work.signal,
+    ...(parts.clock ? { clock: parts.clock } : {}),
+  });
+  for (const processor of parts.processors) listener.register(processor);
+  listener.start();
+  return {
+    listener,
+    stop: (deadlineMs = 10_000) => listener.stop(deadlineMs).finally(() => work.abort()),
+  };
 }
 
 /** Runs each processor's start-up check; one that fails is left out, not the agent. */

@@ -1,5 +1,6 @@
 /** Starts the action-listener core in-process against a test broker and fake REST API. */
-import { ActionListener } from "../../mod/actions/listener.ts";
+import type { ActionListener } from "../../mod/actions/listener.ts";
+import { createActionCore } from "../../mod/actions/service.ts";
 import type { Processor } from "../../mod/actions/types.ts";
 import { RestClient } from "../../mod/resilient/rest.ts";
 import { StompLink } from "../../mod/stomp/link.ts";
@@ -24,7 +25,6 @@ export async function startCore(
 ): Promise<Core> {
   const pki = await testPki();
   const store = options.store ?? await Store.open(":memory:");
-  const controller = new AbortController();
   const rest = await RestClient.connect({
     baseUrl: fake.url,
     org: fake.orgName,
@@ -37,18 +37,17 @@ export async function startCore(
     passcode: broker.password,
     backoffMs: [100, 200, 400],
   });
-  const listener = new ActionListener({
+  const core = createActionCore({
     transport: link,
-    store,
-    orgId: rest.orgId,
     rest,
+    orgId: rest.orgId,
+    store,
+    processors,
     workers: options.workers ?? 10,
     prefetch: options.prefetch,
     transactions: options.transactions,
-    signal: controller.signal,
   });
-  for (const p of processors) listener.register(p);
-  listener.start();
+  const listener = core.listener;
   await link.start();
   return {
     listener,
@@ -56,8 +55,7 @@ export async function startCore(
     store,
     rest,
     async stop() {
-      controller.abort();
-      await listener.stop(2_000);
+      await core.stop(2_000);
       if (!options.store) store.close();
     },
   };

@@ -1,0 +1,217 @@
+/**
+ * The action core's logic in microseconds: dedupe, debounce, defer, the outbox and restarts,
+ * over an in-memory transport, a store in memory and a clock the test moves. The same
+ * behaviours are proven against ActiveMQ in actions_listener_test.ts and calendar_test.ts.
+ */
+import { assert, assertEquals } from "./support/assert.ts";
+import { MemoryTransport } from "./support/memory_transport.ts";
+import { eventually, FakeClock, settle } from "./support/fake_clock.ts";
+import { taskAction } from "./support/stomp_client.ts";
+import { createActionCore } from "../mod/actions/service.ts";
+import { OUTBOX_PREFIX } from "../mod/actions/completion.ts";
+import { SCHEDULED_PREFIX } from "../mod/actions/schedule.ts";
+import type { ActionData, Processor } from "../mod/actions/types.ts";
+import { Store } from "../mod/store/store.ts";
+
+const ORG = 201;
+const QUEUE = "tasks";
+const DESTINATION = `actions.${ORG}.${QUEUE}`;
+
+/** A processor that records what it handled; debounced per task, or deferred. */
+function recorder(options: { debounceMs?: number; deferMs?: number } = {}) {
+  const handled: ActionData[] = [];
+  const processor: Processor = {
+    name: "recorder",
+    queue: QUEUE,
+    handle: (action) => {
+      handled.push(action);
+      return Promise.resolve(`task ${action.task?.id} due ${action.task?.due_date}`);
+    },
+    orderKey: (action) => `task:${action.task?.id}`,
+  };
+  if (options.debounceMs) {
+    processor.debounce = {
+      ms: options.debounceMs,
+      key: (action) => String(action.task?.id),
+      discard: true,
+    };
+  }
+  if (options.deferMs) processor.deferMs = options.deferMs;
+  return { processor, handled };
+}
+
+async function core(
+  processor: Processor,
+  options: { store?: Store; transport?: MemoryTransport; clock?: FakeClock } = {},
+) {
+  const transport = options.transport ?? new MemoryTransport();
+  const clock = options.clock ?? new FakeClock();
+  const store = options.store ?? await Store.open(":memory:");
+  const action = createActionCore({
+    transport,
+    rest: undefined,
+    orgId: ORG,
+    store,
+    processors: [processor],
+    workers: 10,
+    clock,
+  });
+  return { transport, clock, store, ...action };
+}
+
+Deno.test("debounce: 200 changes on 200 tasks are acknowledged at once and each task is answered once when its window ends; a second change in the window supersedes the first", async () => {
+  const { processor, handled } = recorder({ debounceMs: 5_000 });
+  const { transport, clock, store, stop } = await core(processor);
+  try {
+    const ids = Array.from(
+      { length: 200 },
+      (_, i) => transport.deliver(DESTINATION, taskAction({ id: 1_000 + i, due_date: 1 })),
+    );
+    await eventually("all stored and acknowledged", () => transport.acks.length === 200);
+    await settle();
+    // Within the window: a second change to the first ten tasks.
+    await clock.advance(1_000);
+    const later = Array.from(
+      { length: 10 },
+      (_, i) => transport.deliver(DESTINATION, taskAction({ id: 1_000 + i, due_date: 2 })),
+    );
+    await eventually("all acknowledged", () => transport.acks.length === 210);
+    await settle();
+    // All acknowledged while they wait: none holds a prefetch slot.
+    assertEquals(handled.length, 0);
+    assertEquals(await store.count(SCHEDULED_PREFIX), 200);
+    // The superseded ones are answered at once.
+    for (const id of ids.slice(0, 10)) {
+      assertEquals(transport.repliesTo(id).length, 1);
+      assert(/Superseded/.test(transport.repliesTo(id)[0]!.message));
+    }
+
+    await clock.advance(4_000); // the untouched tasks' windows end
+    await eventually("190 handled", () => handled.length >= 190);
+    await settle();
+    assertEquals(handled.length, 190);
+    await clock.advance(1_000); // the changed tasks' windows (moved by the second change)
+    await eventually("200 handled", () => handled.length >= 200);
+    await eventually("all answered", () => transport.sent.length >= 210);
+    assertEquals(
+      new Set(handled.map((a) => a.task!.id)).size,
+      200,
+      "each task handled once",
+    );
+    for (const a of handled.filter((a) => a.task!.id < 1_010)) assertEquals(a.task!.due_date, 2);
+    for (const id of [...ids.slice(10), ...later]) {
+      const replies = transport.repliesTo(id);
+      assertEquals(replies.length, 1, `one reply to ${id}`);
+      assertEquals(replies[0]!.message_type, 0);
+    }
+    await eventually("records removed", async () => await store.count(SCHEDULED_PREFIX) === 0);
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("defer: a message is acknowledged at once and handled after its delay, in order per object", async () => {
+  const { processor, handled } = recorder({ deferMs: 30_000 });
+  const { transport, clock, store, stop } = await core(processor);
+  try {
+    const first = transport.deliver(DESTINATION, taskAction({ id: 7, due_date: 1 }));
+    await clock.advance(10);
+    const second = transport.deliver(DESTINATION, taskAction({ id: 7, due_date: 2 }));
+    await settle();
+    assertEquals(transport.acks, [first, second]);
+    await clock.advance(29_980);
+    assertEquals(handled.length, 0, "not before its time");
+    await clock.advance(20);
+    assertEquals(handled.map((a) => a.task!.due_date), [1, 2]);
+    assertEquals(transport.repliesTo(first).length, 1);
+    assertEquals(transport.repliesTo(second).length, 1);
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("dedupe: a redelivered message that was handled is acknowledged again without running it or replying twice", async () => {
+  const { processor, handled } = recorder();
+  const { transport, store, stop } = await core(processor);
+  try {
+    const id = transport.deliver(DESTINATION, taskAction({ id: 9 }));
+    await settle();
+    assertEquals(handled.length, 1);
+    transport.deliver(DESTINATION, taskAction({ id: 9 }), {
+      "message-id": id,
+      redelivered: "true",
+    });
+    await settle();
+    assertEquals(handled.length, 1);
+    assertEquals(transport.acks, [id, id]);
+    assertEquals(transport.repliesTo(id).length, 1);
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("outbox: a reply whose receipt never came is sent again after a reconnect; once confirmed its entry leaves the store", async () => {
+  const { processor } = recorder();
+  const { transport, clock, store, stop } = await core(processor);
+  try {
+    transport.holdReceipts = true;
+    const id = transport.deliver(DESTINATION, taskAction({ id: 11 }));
+    await settle();
+    assertEquals(transport.repliesTo(id).length, 1);
+    assertEquals(await store.count(OUTBOX_PREFIX), 1, "kept until the broker confirms");
+    transport.drop();
+    transport.holdReceipts = false;
+    transport.reconnect();
+    await settle();
+    assertEquals(transport.repliesTo(id).length, 2, "sent again from the outbox");
+    await clock.advance(250); // confirmed entries are cleared with the next group commit
+    assertEquals(await store.count(OUTBOX_PREFIX), 0);
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("restart: debounced messages kept in the store are handled by the next run when due, and answered once", async () => {
+  const store = await Store.open(":memory:");
+  try {
+    const firstRun = recorder({ debounceMs: 5_000 });
+    const clock = new FakeClock();
+    const one = await core(firstRun.processor, { store, clock });
+    const id = one.transport.deliver(DESTINATION, taskAction({ id: 21 }));
+    await settle();
+    assertEquals(one.transport.acks, [id]);
+    await one.stop(100); // stopped before the window ended
+    assertEquals(firstRun.handled.length, 0);
+    assertEquals(await store.count(SCHEDULED_PREFIX), 1);
+
+    const secondRun = recorder({ debounceMs: 5_000 });
+    const two = await core(secondRun.processor, { store, clock });
+    await settle();
+    assertEquals(secondRun.handled.length, 0, "the window is kept across the restart");
+    await clock.advance(5_000);
+    assertEquals(secondRun.handled.length, 1);
+    assertEquals(two.transport.repliesTo(id).length, 1);
+    assertEquals(await store.count(SCHEDULED_PREFIX), 0);
+    await two.stop(100);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("a clean stop waits for the broker's receipts, so no reply is left in the outbox for the next run", async () => {
+  const { processor } = recorder();
+  const { transport, store, stop } = await core(processor);
+  try {
+    for (let i = 0; i < 50; i++) transport.deliver(DESTINATION, taskAction({ id: 100 + i }));
+    await settle();
+    await stop(1_000);
+    assertEquals(transport.acks.length, 50);
+    assertEquals(await store.count(OUTBOX_PREFIX), 0);
+  } finally {
+    store.close();
+  }
+});
