@@ -12,7 +12,6 @@ import {
 } from "./mod/cli/command.ts";
 import { ConfigError } from "./mod/config/config.ts";
 import { describeError } from "./mod/errors/classify.ts";
-import { splitArguments } from "./mod/securechange/trigger.ts";
 import { configCommand } from "./mod/config/command.ts";
 import { doctorCommand } from "./mod/doctor/command.ts";
 import { selftestCommand } from "./mod/doctor/selftest.ts";
@@ -69,6 +68,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
   // SecureChange may pass a script's whole Arguments string as one argv element.
   if (argv.length === 1 && /\s/.test(argv[0]!)) {
     try {
+      const { splitArguments } = await import("./mod/securechange/trigger.ts");
       args = splitArguments(argv);
     } catch (error) {
       deps.stderr(`agent: ${(error as Error).message}\n`);

@@ -7,7 +7,6 @@ import {
   UsageError,
 } from "../cli/command.ts";
 import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
-import { runDoctor } from "./doctor.ts";
 import { type Finding, tableHeader, tableRow, verdict } from "./report.ts";
 
 const HELP = `Usage: agent doctor [--json] [--timeout SECONDS] [--config FILE]
@@ -53,6 +52,7 @@ export const doctorCommand: Command = {
       logFile: false,
     });
     if (!values.json) deps.stdout(tableHeader());
+    const { runDoctor } = await import("./doctor.ts");
     const findings = await runDoctor(config, {
       signal: deps.signal,
       timeoutMs: seconds * 1000,

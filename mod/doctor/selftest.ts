@@ -15,10 +15,7 @@ import {
 import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
 import type { Config } from "../config/config.ts";
 import { describeError } from "../errors/classify.ts";
-import { loadProcessors, processorsDir } from "../processors/load.ts";
-import { RestClient } from "../resilient/rest.ts";
 import type { ResilientApi } from "../resilient/types.ts";
-import { runDoctor } from "./doctor.ts";
 import { type Finding, tableHeader, tableRow, verdict } from "./report.ts";
 
 const HELP =
@@ -74,6 +71,7 @@ export const selftestCommand: Command = {
     });
     const show = values.json ? undefined : (f: Finding) => deps.stdout(tableRow(f));
     if (!values.json) deps.stdout(tableHeader());
+    const { runDoctor } = await import("./doctor.ts");
     const findings = await runDoctor(config, {
       signal: deps.signal,
       timeoutMs: seconds * 1000,
@@ -98,6 +96,7 @@ export async function processorSelftests(
   names: string[],
   signal?: AbortSignal,
 ): Promise<Finding[]> {
+  const { loadProcessors, processorsDir } = await import("../processors/load.ts");
   if (!processorsDir(config)) {
     return names.length
       ? [{
@@ -122,6 +121,7 @@ export async function processorSelftests(
     let restProblem: string | undefined;
     if (started.some((p) => p.description.selftest) && config.resilient) {
       try {
+        const { RestClient } = await import("../resilient/rest.ts");
         rest = await RestClient.fromConfig(config.resilient, signal ? { signal } : {});
       } catch (error) {
         restProblem = describeError(error);

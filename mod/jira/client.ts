@@ -11,7 +11,8 @@
  * - Attachments are not sent through jira.js, which builds the whole file in memory: the
  *   multipart body is streamed from the mailbox to Jira with fetch.
  */
-import { httpClientFor, httpsAgentFor } from "../net/http.ts";
+import { httpClientFor } from "../net/http.ts";
+import { httpsAgentFor } from "../net/https_agent.ts";
 import { Version2Client, Version3Client } from "jira.js";
 import { caCertsFor, type JiraConfig } from "../config/config.ts";
 import { log } from "../log/log.ts";

@@ -11,8 +11,7 @@ import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { Store } from "../store/store.ts";
 import type { Outcome } from "./bridge.ts";
-import { Ledger } from "./ledger.ts";
-import { type OpenBridge, openBridge, pollForever } from "./service.ts";
+import type { OpenBridge } from "./service.ts";
 
 const HELP = `Usage: agent mail-bridge [--once] [--retry-failed] [--config FILE]
        agent mail-bridge backfill --days N [--config FILE]
@@ -67,6 +66,8 @@ export const mailBridgeCommand: Command = {
     let open: OpenBridge | undefined;
     try {
       if (sub === "failed") return await listFailed(config, store, deps, values.json === true);
+      // The bridge (Graph, Jira, the mail parsers) is loaded only by the commands that use it.
+      const { openBridge, pollForever } = await import("./service.ts");
       open = await openBridge(config, store);
       if (sub === "backfill") {
         const days = Number(values.days);
@@ -114,6 +115,7 @@ async function listFailed(
   json: boolean,
 ): Promise<number> {
   const mailbox = config.graph?.mailbox ?? "local";
+  const { Ledger } = await import("./ledger.ts");
   if (json) {
     const letters = [];
     for await (const { record } of new Ledger(store, mailbox).failed()) {

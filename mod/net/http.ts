@@ -4,9 +4,6 @@
  * `proxy_user` / `proxy_password` (resilient-circuits' keys, for every system), else from
  * `HTTPS_PROXY` / `HTTP_PROXY`; a host matched by `NO_PROXY` goes direct either way.
  */
-import { HttpsProxyAgent } from "https-proxy-agent";
-import type { Agent as HttpsAgent } from "node:https";
-import { Agent } from "node:https";
 
 /** A forward proxy (HTTP CONNECT). */
 export interface ProxySettings {
@@ -76,32 +73,4 @@ export function httpClientFor(
       }
       : {}),
   });
-}
-
-/**
- * A node:https agent for libraries built on it (jira.js's axios): its CA, verification, and
- * the proxy tunnel (CONNECT) when there is one.
- */
-export function httpsAgentFor(
-  target: string,
-  options: { ca?: string[] | undefined; verify: boolean; proxy?: ProxySettings | undefined },
-): HttpsAgent {
-  const tls = { ...(options.ca ? { ca: options.ca } : {}), rejectUnauthorized: options.verify };
-  const proxy = proxyFor(target, options.proxy);
-  if (!proxy) return new Agent({ keepAlive: false, ...tls });
-  const url = new URL(proxy.url);
-  if (proxy.username) {
-    url.username = encodeURIComponent(proxy.username);
-    url.password = encodeURIComponent(proxy.password ?? "");
-  }
-  // The agent's own options are for the proxy; the target's TLS settings go with each socket.
-  class Tunnel extends HttpsProxyAgent<string> {
-    override connect(
-      req: Parameters<HttpsProxyAgent<string>["connect"]>[0],
-      opts: Parameters<HttpsProxyAgent<string>["connect"]>[1],
-    ) {
-      return super.connect(req, { ...opts, ...tls });
-    }
-  }
-  return new Tunnel(url.href, { keepAlive: false }) as unknown as HttpsAgent;
 }
