@@ -264,14 +264,6 @@ export async function benchListener(): Promise<BenchResult> {
     await new Promise((r) => setTimeout(r, 3_000));
     const atRest = new Map<string, Split>();
     for (const c of consumers) atRest.set(c.name, await memoryMb(c.pid));
-    if (Deno.env.get("BENCH_PROBE")) {
-      for (const c of consumers) {
-        console.error(c.name, await Deno.readTextFile(`/proc/${c.pid}/smaps_rollup`));
-      }
-      await Deno.writeTextFile("/tmp/probe_pids", consumers.map((c) => `${c.name} ${c.pid}`).join("\n"));
-      await new Promise((r) => setTimeout(r, Number(Deno.env.get("BENCH_PROBE")) * 1000));
-    }
-
     const rates = new Map<string, number[]>(consumers.map((c) => [c.name, []]));
     const cpu = new Map<string, Split>(consumers.map((c) => [c.name, { own: 0, children: 0 }]));
     for (let round = 0; round < ROUNDS; round++) {
