@@ -23,14 +23,8 @@ import { VERSION } from "./mod/cli/version.ts";
 import { completionsCommand } from "./mod/cli/completions.ts";
 import { calendarCommand } from "./mod/calendar/command.ts";
 import { enrichCommand } from "./mod/enrich/command.ts";
-import { replayCommand } from "./mod/actions/replay_command.ts";
+import { replayCommand } from "./mod/processors/replay_command.ts";
 import { actionsCommand } from "./mod/processors/command.ts";
-import type { ProcessorFactory } from "./mod/actions/factory.ts";
-
-/** Processors `agent replay --processor NAME` can run (loaded only when used). */
-const PROCESSORS: Record<string, ProcessorFactory> = {
-  calendar: async (config) => (await import("./mod/calendar/factory.ts")).createCalendar(config),
-};
 
 const COMMANDS: Command[] = [
   runCommand,
@@ -43,7 +37,7 @@ const COMMANDS: Command[] = [
   doctorCommand,
   selftestCommand,
   serviceCommand,
-  replayCommand(PROCESSORS),
+  replayCommand,
   configCommand,
   completionsCommand(() => COMMANDS),
 ];

@@ -4,7 +4,7 @@ import { FakeResilient } from "./support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { startCore } from "./support/agent_core.ts";
 import type { Processor } from "../mod/actions/types.ts";
-import { KeyedQueue } from "../mod/actions/keyed_queue.ts";
+import { KeyedQueue } from "../mod/async/keyed_queue.ts";
 
 const ORG = 201;
 const integration = { sanitizeOps: false, sanitizeResources: false };

@@ -5,7 +5,8 @@ import { FakeResilient } from "./support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { startCore } from "./support/agent_core.ts";
 import type { Processor } from "../mod/actions/types.ts";
-import { StompLink, TlsError } from "../mod/stomp/link.ts";
+import { StompLink } from "../mod/stomp/link.ts";
+import { TlsError } from "../mod/tls/errors.ts";
 import { Store } from "../mod/store/store.ts";
 import {
   DEAD_LETTER_PREFIX,

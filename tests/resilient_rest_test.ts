@@ -3,7 +3,7 @@ import { testPki } from "./support/ca.ts";
 import { FakeResilient } from "./support/fake_resilient.ts";
 import { RestClient } from "../mod/resilient/rest.ts";
 import { RestError } from "../mod/resilient/types.ts";
-import { TlsError } from "../mod/stomp/errors.ts";
+import { TlsError } from "../mod/tls/errors.ts";
 
 const pki = await testPki();
 const integration = { sanitizeOps: false, sanitizeResources: false };

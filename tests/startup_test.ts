@@ -1,7 +1,7 @@
 /** The start-up lines: what each service connects to, named once at start, never a secret. */
 import { assertEquals } from "./support/assert.ts";
 import { parseConfig } from "../mod/config/config.ts";
-import { bridgeLine, calendarLine, platformLine } from "../mod/run/startup.ts";
+import { bridgeLine, calendarLine, platformLine } from "../mod/ops/startup.ts";
 
 const env = (name: string) =>
   ({ SOAR_SECRET: "soar-secret-1", SMTP_PW: "smtp-secret-2", JIRA_TOKEN: "jira-secret-3" })[

@@ -27,7 +27,7 @@ import { log } from "../log/log.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import type { Store, StoreSet } from "../store/store.ts";
 import type { Delivery, StompTransport } from "../stomp/types.ts";
-import { KeyedQueue } from "./keyed_queue.ts";
+import { KeyedQueue } from "../async/keyed_queue.ts";
 import { Histogram, type HistogramSnapshot } from "../ops/prometheus.ts";
 import { objectKey, parseDelivery, type ParseResult } from "./message.ts";
 import { errorReply, fitReply, runProcessor } from "./run.ts";

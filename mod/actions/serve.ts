@@ -5,11 +5,11 @@
  * why; a refusal retrying cannot fix (an untrusted certificate, a login refused) ends it
  * with the reason (exit 1).
  */
-import { platformLine } from "../run/startup.ts";
+import { platformLine } from "../ops/startup.ts";
 import type { Config } from "../config/config.ts";
 import { ConfigError } from "../config/config.ts";
 import { log } from "../log/log.ts";
-import { SERVICE_BACKOFF_MS, supervise } from "../run/supervise.ts";
+import { SERVICE_BACKOFF_MS, supervise } from "../async/supervise.ts";
 import { classify, describeError } from "../errors/classify.ts";
 import { Store } from "../store/store.ts";
 import type { BuiltProcessor } from "./factory.ts";

@@ -3,7 +3,8 @@
  * STOMP link (TLS as configured), the store, the listener with its processors. Used by
  * `agent calendar` now and by `agent actions` / `agent run`.
  */
-import { caCertsFor, type ResilientConfig } from "../config/config.ts";
+import type { ResilientConfig } from "../config/config.ts";
+import { caCertsFor } from "../tls/trust.ts";
 import { log } from "../log/log.ts";
 import { RestClient } from "../resilient/rest.ts";
 import { StompLink } from "../stomp/link.ts";

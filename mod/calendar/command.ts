@@ -1,6 +1,6 @@
 /** `agent calendar`: task owner / due date changes become calendar invites. */
 import { type Command, COMMON_HELP, COMMON_OPTIONS, parseOrShowHelp } from "../cli/command.ts";
-import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
 
 const HELP = `Usage: agent calendar [--config FILE] [--record DIR]
 

@@ -4,7 +4,7 @@ import { type Config, ConfigError } from "../config/config.ts";
 import { FileMailer, SmtpMailer } from "../smtp/mailer.ts";
 import { calendarProcessor } from "./processor.ts";
 import { log } from "../log/log.ts";
-import { calendarLine } from "../run/startup.ts";
+import { calendarLine } from "../ops/startup.ts";
 
 export async function createCalendar(config: Config): Promise<BuiltProcessor> {
   const calendar = config.taskcalendar;

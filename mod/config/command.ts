@@ -7,7 +7,7 @@ import {
   parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
-import { loadCommandConfig } from "../cli/setup.ts";
+import { loadCommandConfig } from "./setup.ts";
 import { type Config, findConfigFile } from "./config.ts";
 import { updateConfigText } from "./update.ts";
 import { CONFIG_TEMPLATE } from "./template.ts";

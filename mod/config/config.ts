@@ -7,6 +7,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import type { AgentLogLevel, LogFormat } from "../log/log.ts";
 import { ConfigError, ConfigErrors } from "./errors.ts";
+import type { TlsTrust } from "../tls/trust.ts";
 import { type IniDocument, IniSyntaxError, parseIni } from "./ini.ts";
 import { type EffectiveValue, type Env, sameKey, SectionReader } from "./reader.ts";
 import { readTicketApi, type TicketApiConfig } from "./ticket_api.ts";
@@ -27,28 +28,6 @@ export type { TicketApiConfig } from "./ticket_api.ts";
 export type ResilientAuth =
   | { kind: "api_key"; id: string; secret: string }
   | { kind: "password"; email: string; password: string };
-
-/** TLS trust: a PEM bundle, the system roots, or (loudly) no verification. */
-export type TlsTrust = { kind: "system" } | { kind: "cafile"; path: string } | { kind: "insecure" };
-
-/**
- * The PEM CA certificates a trust setting names: undefined for the system roots (and for
- * "insecure", which Deno can only honour with its command-line flag). `label` names the
- * setting in the error ("smtp_cafile"); by default "the CA bundle".
- */
-export async function caCertsFor(
-  trust: TlsTrust,
-  label = "the CA bundle",
-): Promise<string[] | undefined> {
-  if (trust.kind !== "cafile") return undefined;
-  try {
-    return [await Deno.readTextFile(trust.path)];
-  } catch (error) {
-    throw new Error(`Cannot read ${label} "${trust.path}": ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-}
 
 /** `[resilient]`: the platform, as resilient-circuits reads it. */
 export interface ResilientConfig {

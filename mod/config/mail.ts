@@ -4,7 +4,7 @@
  */
 import type { ProxySettings } from "../net/http.ts";
 import type { SectionReader } from "./reader.ts";
-import type { TlsTrust } from "./config.ts";
+import type { TlsTrust } from "../tls/trust.ts";
 
 /** `[graph]`: the mailbox, read with application permissions (client credentials). */
 export interface GraphConfig {

@@ -6,7 +6,7 @@ import {
   parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
-import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
 import { type Finding, tableHeader, tableRow, verdict } from "./report.ts";
 
 const HELP = `Usage: agent doctor [--json] [--timeout SECONDS] [--config FILE]

@@ -12,7 +12,7 @@ import {
   parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
-import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
 import type { Config } from "../config/config.ts";
 import { describeError } from "../errors/classify.ts";
 import type { ResilientApi } from "../resilient/types.ts";

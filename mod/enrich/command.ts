@@ -11,7 +11,7 @@ import {
   parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
-import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
 import { ConfigError } from "../config/config.ts";
 
 const HELP = `Usage: agent enrich [--config FILE] < ticket_info.xml

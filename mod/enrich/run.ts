@@ -1,6 +1,7 @@
 /** The work behind `agent enrich` (see command.ts): wiring, then runEnrichment. */
 import type { Deps } from "../cli/command.ts";
-import { caCertsFor, type Config, ConfigError } from "../config/config.ts";
+import { type Config, ConfigError } from "../config/config.ts";
+import { caCertsFor } from "../tls/trust.ts";
 import { SecureChangeClient } from "../securechange/client.ts";
 import type { TriggerInfo } from "../securechange/trigger.ts";
 import type { RawTicket } from "../securechange/types.ts";

@@ -6,10 +6,11 @@
  * mailbox; `429`/`503` pause the whole mailbox for `Retry-After`.
  */
 import { httpClientFor } from "../net/http.ts";
-import { caCertsFor, type GraphConfig } from "../config/config.ts";
+import type { GraphConfig } from "../config/config.ts";
+import { caCertsFor } from "../tls/trust.ts";
 import { log } from "../log/log.ts";
-import { backoffMs, retryAfterMs } from "../resilient/rest.ts";
-import { abortableSleep } from "../stomp/link.ts";
+import { backoffMs, retryAfterMs } from "../async/retry.ts";
+import { abortableSleep } from "../async/delay.ts";
 import type { TokenSource } from "./token.ts";
 import {
   type Address,

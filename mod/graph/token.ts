@@ -13,7 +13,8 @@ import {
   type NetworkResponse,
   PublicClientApplication,
 } from "@azure/msal-node";
-import { caCertsFor, type GraphConfig } from "../config/config.ts";
+import type { GraphConfig } from "../config/config.ts";
+import { caCertsFor } from "../tls/trust.ts";
 import { secrets } from "../log/redact.ts";
 import type { Store } from "../store/store.ts";
 import { SIGN_IN_COMMAND } from "./types.ts";

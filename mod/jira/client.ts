@@ -14,10 +14,11 @@
 import { httpClientFor } from "../net/http.ts";
 import { httpsAgentFor } from "../net/https_agent.ts";
 import { Version2Client, Version3Client } from "jira.js";
-import { caCertsFor, type JiraConfig } from "../config/config.ts";
+import type { JiraConfig } from "../config/config.ts";
+import { caCertsFor } from "../tls/trust.ts";
 import { log } from "../log/log.ts";
-import { backoffMs, retryAfterMs } from "../resilient/rest.ts";
-import { abortableSleep } from "../stomp/link.ts";
+import { backoffMs, retryAfterMs } from "../async/retry.ts";
+import { abortableSleep } from "../async/delay.ts";
 import { type AdfDoc, forCloud } from "./adf.ts";
 import { adfToWiki } from "./wiki.ts";
 import {

@@ -22,10 +22,10 @@ import {
 } from "../jira/adf.ts";
 import { secrets } from "../log/redact.ts";
 import { sha256Hex } from "../text/hash.ts";
-import { everyStep } from "../run/supervise.ts";
+import { everyStep } from "../async/supervise.ts";
 import type { Tracker, UserRef } from "../jira/types.ts";
 import { log } from "../log/log.ts";
-import { KeyedQueue } from "../actions/keyed_queue.ts";
+import { KeyedQueue } from "../async/keyed_queue.ts";
 import { faultPoint } from "../ops/faults.ts";
 import { classify, PermanentError, TransientError } from "../errors/classify.ts";
 import { escapeHtml, sanitizeMailHtml, stripQuotesAndSignature, textToHtml } from "./html.ts";

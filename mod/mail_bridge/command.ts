@@ -7,7 +7,7 @@ import {
   parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
-import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { Store } from "../store/store.ts";
 import type { Outcome } from "./bridge.ts";

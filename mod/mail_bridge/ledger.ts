@@ -8,7 +8,7 @@
  */
 import type { Store, StoreKey } from "../store/store.ts";
 import type { RunLock, RunRef } from "../store/run_lock.ts";
-import { queueComment, type QueuedComment } from "./replies.ts";
+import { queueComment, type QueuedComment } from "./reply_queue.ts";
 
 export type MailState =
   | "seen"

@@ -17,11 +17,12 @@ import type { Mailbox, OutgoingAttachment } from "../graph/types.ts";
 import type { FeedComment, Tracker } from "../jira/types.ts";
 import { log } from "../log/log.ts";
 import { faultPoint } from "../ops/faults.ts";
-import { everyStep } from "../run/supervise.ts";
+import { everyStep } from "../async/supervise.ts";
 import type { RunLock, RunRef } from "../store/run_lock.ts";
 import type { Store } from "../store/store.ts";
 import { escapeHtml, sanitizeMailHtml } from "./html.ts";
 import { Ledger } from "./ledger.ts";
+import { QUEUE_PREFIX, type QueuedComment } from "./reply_queue.ts";
 
 const logger = log("mail-bridge", "replies");
 /** Polling looks back this much before its cursor (clock skew, JQL's minute precision). */
@@ -45,25 +46,11 @@ export interface ReplyStats {
   failed: number;
 }
 
-/** Where a comment came from, for the queue (webhook, Automation mail). */
-export interface QueuedComment {
-  key: string;
-  id: string;
-  via: "webhook" | "automation";
-}
-
-const queueKey = (id: string) => ["replies", "queue", id];
-
 /** Where a ticket came from, as the store records it (`["tickets", KEY]`). */
 interface TicketOrigin {
   source: string;
   reporter: string;
   mailbox?: string;
-}
-
-/** Queues a comment for the next reply pass (a webhook or an Automation mail saw it). */
-export async function queueComment(store: Store, comment: QueuedComment): Promise<void> {
-  await store.set(queueKey(comment.id), comment, { ttlMs: 7 * 86_400_000 });
 }
 
 export class Replier {
@@ -100,7 +87,7 @@ export class Replier {
   }
 
   async #queued(signal?: AbortSignal): Promise<void> {
-    for await (const { key, value } of this.#store.list<QueuedComment>(["replies", "queue"])) {
+    for await (const { key, value } of this.#store.list<QueuedComment>(QUEUE_PREFIX)) {
       const comment = await this.#tracker.feedComment(value.key, value.id, signal);
       if (comment) await this.handle(comment, signal);
       else logger.info("Queued comment {id} of {key} is gone from Jira", { ...value });

@@ -10,15 +10,15 @@ import type { Tracker } from "../jira/types.ts";
 import { log } from "../log/log.ts";
 import type { Health } from "../ops/http.ts";
 import { type Family, gauge } from "../ops/prometheus.ts";
-import { abortableSleep } from "../stomp/link.ts";
-import { everyStep, supervise } from "../run/supervise.ts";
+import { abortableSleep } from "../async/delay.ts";
+import { everyStep, supervise } from "../async/supervise.ts";
 import type { GraphStats } from "../graph/client.ts";
 import type { JiraStats } from "../jira/client.ts";
 import type { Store } from "../store/store.ts";
 import { MailBridge } from "./bridge.ts";
 import { Ledger } from "./ledger.ts";
 import { RunLock } from "../store/run_lock.ts";
-import { bridgeLine } from "../run/startup.ts";
+import { bridgeLine } from "../ops/startup.ts";
 import { Replier } from "./replies.ts";
 
 const logger = log("mail-bridge");

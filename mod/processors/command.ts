@@ -7,7 +7,7 @@ import {
   parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
-import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
 import { findConfigFile, loadConfig } from "../config/config.ts";
 
 const HELP = `Usage: agent actions [--config FILE] [--record DIR]

@@ -5,11 +5,13 @@
  * re-read/re-apply loop, request timeouts, and TLS verified like STOMP.
  */
 import { httpClientFor, type ProxySettings } from "../net/http.ts";
-import { caCertsFor, type ResilientConfig } from "../config/config.ts";
+import type { ResilientConfig } from "../config/config.ts";
+import { caCertsFor } from "../tls/trust.ts";
 import { log } from "../log/log.ts";
 import { secrets } from "../log/redact.ts";
-import { abortableSleep } from "../stomp/link.ts";
-import { tlsErrorFrom } from "../stomp/errors.ts";
+import { abortableSleep } from "../async/delay.ts";
+import { retryAfterMs } from "../async/retry.ts";
+import { tlsErrorFrom } from "../tls/errors.ts";
 import { type RequestOptions, type ResilientApi, RestError } from "./types.ts";
 import { getPutWithRetry } from "../sdk/sdk.ts";
 
@@ -330,17 +332,4 @@ async function errorDetail(response: Response): Promise<string> {
   } catch {
     return text.slice(0, 300);
   }
-}
-
-/** Exponential backoff for the `attempt`-th retry (1-based): 0.5 s doubling, capped at 30 s. */
-export function backoffMs(attempt: number): number {
-  return Math.min(30_000, 500 * 2 ** (attempt - 1));
-}
-
-/** Retry-After in seconds or as an HTTP date. */
-export function retryAfterMs(value: string | null, now = Date.now()): number | undefined {
-  if (!value) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value) * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }

@@ -1,6 +1,6 @@
 /** `agent run`: every configured service in one process (see run.ts). */
 import { type Command, COMMON_HELP, COMMON_OPTIONS, parseOrShowHelp } from "../cli/command.ts";
-import { loadCommandConfig, setupCommandLogging } from "../cli/setup.ts";
+import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
 
 const HELP = `Usage: agent run [--config FILE]
 

@@ -7,7 +7,7 @@
  * or login error) is restarted with backoff and reported; the others keep running. SIGTERM
  * drains everything.
  */
-import { platformLine } from "./startup.ts";
+import { platformLine } from "../ops/startup.ts";
 import type { BuiltProcessor } from "../actions/factory.ts";
 import { type ActionService, startActionService } from "../actions/service.ts";
 import type { Config } from "../config/config.ts";
@@ -17,8 +17,8 @@ import { type Health, parseListen, serveOps } from "../ops/http.ts";
 import { type Family, gauge, render } from "../ops/prometheus.ts";
 import { DEAD_LETTER_PREFIX } from "../actions/listener.ts";
 import { Store } from "../store/store.ts";
-import { SERVICE_BACKOFF_MS, supervise } from "./supervise.ts";
-import { buildProcessors, processorsDir } from "../processors/load.ts";
+import { SERVICE_BACKOFF_MS, supervise } from "../async/supervise.ts";
+import { enabledProcessors, wantsProcessors } from "../processors/catalogue.ts";
 import { sandboxFailures } from "../sandbox/sandbox.ts";
 import { describeError } from "../errors/classify.ts";
 
@@ -32,25 +32,9 @@ export interface RunDeps {
   onListening?: (port: number) => void;
 }
 
-/** The processors the config enables. */
-async function buildEnabled(config: Config, env: RunDeps["env"]): Promise<BuiltProcessor[]> {
-  const built: BuiltProcessor[] = [];
-  try {
-    if (config.taskcalendar) {
-      const { createCalendar } = await import("../calendar/factory.ts");
-      built.push(await createCalendar(config));
-    }
-    if (processorsDir(config)) built.push(...await buildProcessors(config, env));
-    return built;
-  } catch (error) {
-    for (const b of built) b.close();
-    throw error;
-  }
-}
-
 /** Runs until the signal aborts; returns the exit code. */
 export async function runServices(config: Config, deps: RunDeps): Promise<number> {
-  const wantsActions = config.taskcalendar !== undefined || processorsDir(config) !== undefined;
+  const wantsActions = await wantsProcessors(config);
   const resilient = config.resilient;
   if (wantsActions && !resilient) {
     throw new ConfigError(
@@ -121,7 +105,7 @@ function superviseActions(
     async run(started) {
       let built: BuiltProcessor[] = [];
       try {
-        built = await buildEnabled(config, deps.env);
+        built = await enabledProcessors(config, deps.env);
         current = await startActionService(resilient, built.map((b) => b.processor), {
           store,
           signal: deps.signal,

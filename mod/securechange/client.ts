@@ -3,8 +3,8 @@
  * a timeout per request, GETs retried on 5xx/connection errors; a comment POST is sent once.
  */
 import { httpClientFor, type ProxySettings } from "../net/http.ts";
-import { abortableSleep } from "../stomp/link.ts";
-import { tlsErrorFrom } from "../stomp/errors.ts";
+import { abortableSleep } from "../async/delay.ts";
+import { tlsErrorFrom } from "../tls/errors.ts";
 import { type RawTicket, type SecureChangeApi, SecureChangeError } from "./types.ts";
 
 export interface SecureChangeOptions {

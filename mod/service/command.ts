@@ -12,7 +12,7 @@ import {
   parseOrShowHelp,
   UsageError,
 } from "../cli/command.ts";
-import { loadCommandConfig } from "../cli/setup.ts";
+import { loadCommandConfig } from "../config/setup.ts";
 import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import { agentRunFlags } from "../cli/permissions.ts";
 

@@ -6,9 +6,11 @@
  */
 // @ts-types="@types/nodemailer"
 import nodemailer from "nodemailer";
-import { caCertsFor, ConfigError, type TaskCalendarConfig } from "../config/config.ts";
+import { ConfigError, type TaskCalendarConfig } from "../config/config.ts";
+import { caCertsFor } from "../tls/trust.ts";
 import { log } from "../log/log.ts";
-import { abortableSleep } from "../stomp/link.ts";
+import { abortableSleep } from "../async/delay.ts";
+import { tlsErrorFrom } from "../tls/errors.ts";
 import {
   type InviteMail,
   type Mailer,
@@ -231,11 +233,7 @@ function classify(error: unknown, server: string, to?: string): PermanentMailErr
         : `SMTP server ${server} refused the invite to ${to}: ${answer}`,
     );
   }
-  if (
-    /certificate|self.signed|unable to verify|CERT_|altname|UnknownIssuer|NotValidForName/i.test(
-      answer,
-    )
-  ) {
+  if (tlsErrorFrom(server, error)) {
     return new PermanentMailError(
       `TLS verification of SMTP server ${server} failed: ${answer} (set smtp_cafile to the CA that signed it)`,
     );

@@ -6,31 +6,11 @@
  */
 import { Client, type IFrame, type IMessage, type StompHeaders } from "@stomp/stompjs";
 import { log } from "../log/log.ts";
-import { AuthError, TlsError, tlsErrorFrom } from "./errors.ts";
+import { AuthError } from "./errors.ts";
+import { type TlsError, tlsErrorFrom } from "../tls/errors.ts";
+import { abortableSleep } from "../async/delay.ts";
 import { DenoStompSocket, type SocketFailure, type SocketTarget } from "./socket.ts";
-import type { StompTransport } from "./types.ts";
-
-/** A received MESSAGE frame, tagged with the connection it came on. */
-export interface Delivery {
-  headers: Record<string, string>;
-  body: Uint8Array;
-  /** Which connection delivered it: an ACK only makes sense on the same one. */
-  generation: number;
-}
-
-/** A frame to send. */
-export interface OutgoingFrame {
-  destination: string;
-  headers?: Record<string, string>;
-  body: string;
-}
-
-/** A subscription, re-made after every reconnect. */
-export interface SubscriptionSpec {
-  destination: string;
-  headers: Record<string, string>;
-  onMessage(delivery: Delivery): void;
-}
+import type { Delivery, OutgoingFrame, StompTransport, SubscriptionSpec } from "./types.ts";
 
 /** Options for {@linkcode StompLink}. */
 export interface StompLinkOptions {
@@ -363,21 +343,3 @@ export class StompLink implements StompTransport {
     return `${target.tls ? "stomp+ssl" : "stomp"}://${target.hostname}:${target.port}`;
   }
 }
-
-/** Resolves after `ms`, or rejects when `signal` aborts. */
-export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-export { AuthError, TlsError };

@@ -1,7 +1,25 @@
 /** The STOMP connection as the action listener uses it (StompLink implements it). */
-import type { Delivery, OutgoingFrame, SubscriptionSpec } from "./link.ts";
+/** A received MESSAGE frame, tagged with the connection it came on. */
+export interface Delivery {
+  headers: Record<string, string>;
+  body: Uint8Array;
+  /** Which connection delivered it: an ACK only makes sense on the same one. */
+  generation: number;
+}
 
-export type { Delivery, OutgoingFrame, SubscriptionSpec };
+/** A frame to send. */
+export interface OutgoingFrame {
+  destination: string;
+  headers?: Record<string, string>;
+  body: string;
+}
+
+/** A subscription, re-made after every reconnect. */
+export interface SubscriptionSpec {
+  destination: string;
+  headers: Record<string, string>;
+  onMessage(delivery: Delivery): void;
+}
 
 /** A connection that stays up (reconnecting underneath) and re-subscribes on its own. */
 export interface StompTransport {

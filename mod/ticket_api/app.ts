@@ -37,7 +37,7 @@ import {
 } from "./schemas.ts";
 import { SECURITY_HEADERS, SWAGGER_FILES, swaggerFile, swaggerPage } from "./swagger.ts";
 import { decodeCursor, encodeCursor, HttpProblem, type TicketService } from "./tickets.ts";
-import { queueComment } from "../mail_bridge/replies.ts";
+import { queueComment } from "../mail_bridge/reply_queue.ts";
 import { createHmac } from "node:crypto";
 import { sameSecret } from "../text/hash.ts";
 import type { Scope, Tokens } from "./tokens.ts";

@@ -2,7 +2,7 @@
  * One restart loop for the services (`agent run`'s, and `agent calendar` / `agent actions`): run a service until the signal aborts, and
  * after a failure start it again after a growing delay (back to the first once it started).
  */
-import { abortableSleep } from "../stomp/link.ts";
+import { abortableSleep } from "./delay.ts";
 
 /** The delays between a service's attempts to start (the platform unreachable, say). */
 export const SERVICE_BACKOFF_MS: readonly number[] = [1_000, 2_000, 5_000, 15_000, 30_000, 60_000];

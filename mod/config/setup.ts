@@ -1,8 +1,11 @@
-/** Start-up shared by the service commands: find and validate the config, set up logging. */
+/**
+ * Start-up shared by the commands: find and validate the config, set up logging from the
+ * flags and the config.
+ */
 import { join } from "node:path";
-import { type Config, ConfigError, findConfigFile, loadConfig } from "../config/config.ts";
+import { type Config, ConfigError, findConfigFile, loadConfig } from "./config.ts";
 import { type AgentLogLevel, log, LOG_LEVELS, type LogFormat, setupLogging } from "../log/log.ts";
-import { type Deps, UsageError } from "./command.ts";
+import { type Deps, UsageError } from "../cli/command.ts";
 
 /** The common option values (see COMMON_OPTIONS). */
 export interface CommonValues {
