@@ -189,12 +189,9 @@ Deno.test("KeyedQueue never runs more than N tasks at once", async () => {
   assertEquals(queue.size, 0);
 });
 
-Deno.test({
-  name: "teardown: stop the dispatch test's broker",
-  ...integration,
-  async fn() {
-    await platform.close();
-    await fake.stop();
-    await broker.dispose();
-  },
+// After the last test of this file (a hook, not a test: it asserts nothing): stop the dispatch test's broker.
+Deno.test.afterAll(async () => {
+  await platform.close();
+  await fake.stop();
+  await broker.dispose();
 });

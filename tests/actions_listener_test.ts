@@ -408,12 +408,9 @@ for (const transactions of [false, true]) {
   });
 }
 
-Deno.test({
-  name: "teardown: stop the shared broker and fakes",
-  ...integration,
-  async fn() {
-    await platform.close();
-    await fake.stop();
-    await broker.dispose();
-  },
+// After the last test of this file (a hook, not a test: it asserts nothing): stop the shared broker and fakes.
+Deno.test.afterAll(async () => {
+  await platform.close();
+  await fake.stop();
+  await broker.dispose();
 });

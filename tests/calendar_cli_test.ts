@@ -191,14 +191,11 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "teardown: stop the CLI test's broker, SMTP server and fakes",
-  ...integration,
-  async fn() {
-    await platform.close();
-    await smtp.stop();
-    await fake.stop();
-    await broker.dispose();
-    await Deno.remove(dir, { recursive: true });
-  },
+// After the last test of this file (a hook, not a test: it asserts nothing): stop the CLI test's broker, SMTP server and fakes.
+Deno.test.afterAll(async () => {
+  await platform.close();
+  await smtp.stop();
+  await fake.stop();
+  await broker.dispose();
+  await Deno.remove(dir, { recursive: true });
 });

@@ -631,12 +631,9 @@ Deno.test("invite times: due date, overdue, no due date, all-day dates in the co
   });
 });
 
-Deno.test({
-  name: "teardown: stop the calendar test's broker and fakes",
-  ...integration,
-  async fn() {
-    await platform.close();
-    await fake.stop();
-    await broker.dispose();
-  },
+// After the last test of this file (a hook, not a test: it asserts nothing): stop the calendar test's broker and fakes.
+Deno.test.afterAll(async () => {
+  await platform.close();
+  await fake.stop();
+  await broker.dispose();
 });

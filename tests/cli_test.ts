@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
-import { demoEnrichArgs, runAgent } from "./support/cli.ts";
+import { demoEnrichArgs, runAgent, runMain } from "./support/cli.ts";
 import { AGENT_RUN_FLAGS, agentRunFlags } from "../mod/cli/permissions.ts";
 import { CONFIG_TEMPLATE } from "../mod/config/template.ts";
 
@@ -19,12 +19,12 @@ const COMMANDS = [
 ];
 
 Deno.test("agent --help lists every command, and each command has its own --help", async (t) => {
-  const help = await runAgent(["--help"]);
+  const help = await runMain(["--help"]);
   assertEquals(help.code, 0);
   for (const name of COMMANDS) assertMatch(help.stdout, new RegExp(`^  ${name} `, "m"));
   for (const name of COMMANDS) {
     await t.step(name, async () => {
-      const result = await runAgent([name, "--help"]);
+      const result = await runMain([name, "--help"]);
       assertEquals(result.code, 0, result.stderr);
       assertStringIncludes(result.stdout, `Usage: agent ${name}`);
     });
@@ -32,22 +32,25 @@ Deno.test("agent --help lists every command, and each command has its own --help
 });
 
 Deno.test("an unknown command or option prints usage on stderr and exits 2", async () => {
-  const unknown = await runAgent(["frobnicate"]);
+  const unknown = await runMain(["frobnicate"]);
   assertEquals(unknown.code, 2);
   assertStringIncludes(unknown.stderr, 'unknown command "frobnicate"');
   assertStringIncludes(unknown.stderr, "Usage: agent <command>");
-  const option = await runAgent(["config", "check", "--bogus"]);
+  const option = await runMain(["config", "check", "--bogus"]);
   assertEquals(option.code, 2);
   assertStringIncludes(option.stderr, "--bogus");
   assertStringIncludes(option.stderr, "Usage: agent config");
-  const none = await runAgent([]);
+  const none = await runMain([]);
   assertEquals(none.code, 2);
 });
 
 Deno.test("agent config check validates config.example.ini and masks secrets", async () => {
-  const result = await runAgent(["config", "check", "--config", "config.example.ini"], {
-    cwd: new URL("..", import.meta.url).pathname,
-  });
+  const result = await runMain([
+    "config",
+    "check",
+    "--config",
+    new URL("../config.example.ini", import.meta.url).pathname,
+  ]);
   assertEquals(result.code, 0, result.stderr);
   assertStringIncludes(result.stdout, "config.example.ini: OK");
   assertStringIncludes(result.stdout, "api_key_secret = ********");
@@ -83,7 +86,7 @@ Deno.test("agent config check exits 2 naming file, line, section and key", async
       await t.step(name, async () => {
         const file = `${dir}/${name.replaceAll(" ", "_")}.ini`;
         await Deno.writeTextFile(file, text);
-        const result = await runAgent(["config", "check", "--config", file]);
+        const result = await runMain(["config", "check", "--config", file]);
         assertEquals(result.code, 2);
         assertStringIncludes(result.stderr, file + expected);
         if (name === "two problems in one run") {
@@ -93,9 +96,8 @@ Deno.test("agent config check exits 2 naming file, line, section and key", async
       });
     }
     await t.step("APP_CONFIG_FILE is used when --config is absent", async () => {
-      const result = await runAgent(["config", "check"], {
+      const result = await runMain(["config", "check"], {
         env: { APP_CONFIG_FILE: `${dir}/bad_port.ini` },
-        cwd: dir,
       });
       assertEquals(result.code, 2);
       assertStringIncludes(result.stderr, "bad_port.ini:6 resilient.port");
@@ -108,11 +110,11 @@ Deno.test("agent config check exits 2 naming file, line, section and key", async
 Deno.test("agent config init writes the template and will not overwrite without --force", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const first = await runAgent(["config", "init", `${dir}/app.config`]);
+    const first = await runMain(["config", "init", `${dir}/app.config`]);
     assertEquals(first.code, 0, first.stderr);
     assertEquals(await Deno.readTextFile(`${dir}/app.config`), CONFIG_TEMPLATE);
     assertEquals((await Deno.stat(`${dir}/app.config`)).mode! & 0o777, 0o600);
-    const second = await runAgent(["config", "init", `${dir}/app.config`]);
+    const second = await runMain(["config", "init", `${dir}/app.config`]);
     assertEquals(second.code, 1);
     assertStringIncludes(second.stderr, "exists; use --force");
   } finally {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { freePort, startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
-import { runAgent, spawnAgent } from "./support/cli.ts";
+import { runAgent, runMain, spawnAgent } from "./support/cli.ts";
 import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { PlatformClient, type ReceivedReply } from "./support/stomp_client.ts";
 import { SDK_SOURCE } from "../mod/sdk/embedded.ts";
@@ -327,7 +327,7 @@ Deno.test({
       beside,
       `[agent]\nstore = /tmp/elsewhere.kv\nprocessors_dir = ${dir}\n`,
     );
-    const list = await runAgent(["actions", "list", "--config", beside]);
+    const list = await runMain(["actions", "list", "--config", beside]);
     assertEquals(list.code, 2, list.stderr);
     assertStringIncludes(list.stderr, "agent.processors_dir");
     assertStringIncludes(list.stderr, "holds the config");
@@ -337,7 +337,7 @@ Deno.test({
       apart,
       `[agent]\nstore = ${home}/agent.kv\nprocessors_dir = ${dir}\n[add_note]\nallow_read = ${home}\n`,
     );
-    const read = await runAgent(["actions", "list", "--config", apart]);
+    const read = await runMain(["actions", "list", "--config", apart]);
     assertEquals(read.code, 2, read.stderr);
     assertStringIncludes(read.stderr, "add_note.allow_read");
     assertStringIncludes(read.stderr, "holds the config");
@@ -362,7 +362,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "scaffold-" });
     const configFile = join(dir, "app.config");
     await Deno.writeTextFile(configFile, `[agent]\nprocessors_dir = ${dir}/processors\n`);
-    const made = await runAgent(["actions", "new", "triage_helper", "--config", configFile]);
+    const made = await runMain(["actions", "new", "triage_helper", "--config", configFile]);
     assertEquals(made.code, 0, made.stderr);
     assertStringIncludes(made.stdout, "triage_helper_test.ts");
     assertStringIncludes(await Deno.readTextFile(configFile), "[triage_helper]\n");
@@ -393,13 +393,13 @@ Deno.test({
     await Deno.writeTextFile(configFile, config);
 
     // The agent loads what it scaffolded; a second `new` with the same name refuses.
-    const list = await runAgent(["actions", "list", "--config", configFile]);
+    const list = await runMain(["actions", "list", "--config", configFile]);
     assertEquals(list.code, 0, list.stderr);
     assertMatch(list.stdout, /^triage_helper: queue triage_helper; rules triage_helper_example;/m);
-    const again = await runAgent(["actions", "new", "triage_helper", "--config", configFile]);
+    const again = await runMain(["actions", "new", "triage_helper", "--config", configFile]);
     assertEquals(again.code, 1);
     assertStringIncludes(again.stderr, "already exists");
-    const bad = await runAgent(["actions", "new", "Bad-Name", "--dir", dir]);
+    const bad = await runMain(["actions", "new", "Bad-Name", "--dir", dir]);
     assertEquals(bad.code, 1);
     assertStringIncludes(bad.stderr, "lower-case letters");
   },
@@ -431,7 +431,7 @@ Deno.test({
       `[agent]\nstore = ${home}/agent.kv\nprocessors_dir = ${dir}\n` +
         `[fetcher]\nurl = https://example.invalid/lookup\n`,
     );
-    const list = await runAgent(["actions", "list", "--config", configFile]);
+    const list = await runMain(["actions", "list", "--config", configFile]);
     assertEquals(list.code, 1);
     assertMatch(list.stdout, /^add_note: queue add_note; rules add_note; .*requires note_text$/m);
     assertMatch(list.stdout, /^fetcher: queue fetcher; rules \(any other\);/m);

@@ -1,5 +1,6 @@
 /** Runs the agent's CLI as a user would: a separate process with the real permission flags. */
 import { SELF_RUN_FLAGS } from "../../mod/cli/permissions.ts";
+import { resetSync } from "@logtape/logtape";
 import { recordOutput } from "./suite_log.ts";
 
 export interface CliResult {
@@ -72,4 +73,32 @@ export function spawnAgent(args: string[], env: Record<string, string> = {}): De
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+}
+
+/**
+ * `agent ...args` in this process, through `main(args, deps)` with its output captured: for
+ * usage, help and config checks, which need no process of their own (no signals, no
+ * permission flags, no bundle). `env` is all the command sees of the environment.
+ */
+export async function runMain(
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): Promise<CliResult> {
+  const { main } = await import("../../main.ts");
+  let stdout = "";
+  let stderr = "";
+  const env = options.env ?? {};
+  try {
+    const code = await main(args, {
+      signal: new AbortController().signal,
+      stdout: (text) => void (stdout += text),
+      stderr: (text) => void (stderr += text),
+      env: (name) => env[name],
+      isTerminal: false,
+    });
+    return { code, stdout, stderr };
+  } finally {
+    // The command set up logging for itself; the tests after it log nowhere again.
+    resetSync();
+  }
 }
