@@ -18,13 +18,13 @@ import { selftestCommand } from "./mod/doctor/selftest.ts";
 import { ticketApiCommand } from "./mod/ticket_api/command.ts";
 import { authorizeCommand, mailBridgeCommand } from "./mod/mail_bridge/command.ts";
 import { runCommand } from "./mod/run/command.ts";
-import { serviceCommand } from "./mod/service/command.ts";
+import { serviceCommand } from "./mod/systemd/command.ts";
 import { VERSION } from "./mod/cli/version.ts";
 import { completionsCommand } from "./mod/cli/completions.ts";
 import { calendarCommand } from "./mod/calendar/command.ts";
 import { enrichCommand } from "./mod/enrich/command.ts";
-import { replayCommand } from "./mod/processors/replay_command.ts";
-import { actionsCommand } from "./mod/processors/command.ts";
+import { replayCommand } from "./mod/actions/replay_command.ts";
+import { actionsCommand } from "./mod/actions/command.ts";
 
 const COMMANDS: Command[] = [
   runCommand,

@@ -6,7 +6,7 @@
 import { type BenchResult, percentile, round } from "./_report.ts";
 import { testPki } from "../tests/support/ca.ts";
 import { HttpsFake } from "../tests/support/https_fake.ts";
-import { runPlugins, startPlugins } from "../mod/enrich/sandbox.ts";
+import { runPlugins, startPlugins } from "../mod/enrich/plugin_runner.ts";
 import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
 import { setupLogging } from "../mod/log/log.ts";
 import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";

@@ -18,8 +18,8 @@ import { type Broker, freePort, startBroker } from "../tests/support/activemq.ts
 import { testPki } from "../tests/support/ca.ts";
 import { FakeResilient, resilientSection } from "../tests/support/fake_resilient.ts";
 import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
-import { sdkFileText } from "../mod/processors/scaffold.ts";
-import { SDK_FILE } from "../mod/processors/load.ts";
+import { sdkFileText } from "../mod/actions/scaffold.ts";
+import { SDK_FILE } from "../mod/actions/load.ts";
 
 const ORG = 201;
 const BURST = 3000;

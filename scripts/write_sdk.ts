@@ -1,7 +1,7 @@
 // Regenerates what is made from the processor SDK (mod/sdk/sdk.ts): the copy embedded in
 // the agent for `agent actions new`, and the sample processor's copy.
 //   deno run -W -R scripts/write_sdk.ts
-import { sdkFileText } from "../mod/processors/scaffold.ts";
+import { sdkFileText } from "../mod/actions/scaffold.ts";
 
 const source = await Deno.readTextFile(new URL("../mod/sdk/sdk.ts", import.meta.url));
 await Deno.writeTextFile(

@@ -3,7 +3,7 @@ import { startBroker } from "./support/activemq.ts";
 import { FakeResilient } from "./support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { startCore } from "./support/agent_core.ts";
-import type { Processor } from "../mod/actions/types.ts";
+import type { Processor } from "../mod/action_module/types.ts";
 import { KeyedQueue } from "../mod/async/keyed_queue.ts";
 
 const ORG = 201;

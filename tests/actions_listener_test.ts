@@ -4,7 +4,7 @@ import { testPki } from "./support/ca.ts";
 import { FakeResilient } from "./support/fake_resilient.ts";
 import { PlatformClient, taskAction } from "./support/stomp_client.ts";
 import { startCore } from "./support/agent_core.ts";
-import type { Processor } from "../mod/actions/types.ts";
+import type { Processor } from "../mod/action_module/types.ts";
 import { StompLink } from "../mod/stomp/link.ts";
 import { TlsError } from "../mod/tls/errors.ts";
 import { Store } from "../mod/store/store.ts";
@@ -13,7 +13,7 @@ import {
   type DeadLetter,
   deadLetterBody,
   SCHEDULED_PREFIX,
-} from "../mod/actions/listener.ts";
+} from "../mod/action_module/listener.ts";
 
 const ORG = 201;
 const broker = await startBroker();

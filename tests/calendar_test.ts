@@ -12,9 +12,9 @@ import { buildInvite, eventTimes } from "../mod/calendar/invite.ts";
 import { SmtpMailer } from "../mod/smtp/mailer.ts";
 import type { TaskCalendarConfig } from "../mod/config/config.ts";
 import { calendarConfig } from "./support/calendar.ts";
-import type { Processor, TaskDTO } from "../mod/actions/types.ts";
-import { runProcessor } from "../mod/actions/run.ts";
-import { parseDelivery } from "../mod/actions/message.ts";
+import type { Processor, TaskDTO } from "../mod/action_module/types.ts";
+import { runProcessor } from "../mod/action_module/run_processor.ts";
+import { parseDelivery } from "../mod/action_module/message.ts";
 import { ResilientMock } from "../mod/resilient/mock.ts";
 import { Store } from "../mod/store/store.ts";
 

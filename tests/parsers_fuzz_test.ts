@@ -3,7 +3,7 @@
  * its own kind, never a crash or a hang. Seeded, so a failure can be replayed.
  */
 import { assert } from "./support/assert.ts";
-import { parseDelivery } from "../mod/actions/message.ts";
+import { parseDelivery } from "../mod/action_module/message.ts";
 import { parseTicketInfo, TriggerInputError } from "../mod/securechange/trigger.ts";
 import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
 import { ConfigError, parseConfig } from "../mod/config/config.ts";

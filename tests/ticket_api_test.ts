@@ -8,7 +8,7 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { startTicketApi, type TicketApiHarness } from "./support/ticket_api.ts";
 import { Ledger, type MailRecord } from "../mod/mail_bridge/ledger.ts";
-import { DEAD_LETTER_PREFIX } from "../mod/actions/listener.ts";
+import { DEAD_LETTER_PREFIX } from "../mod/action_module/listener.ts";
 import { TOKEN_CACHE_MS } from "../mod/ticket_api/tokens.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };

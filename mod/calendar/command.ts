@@ -27,7 +27,7 @@ export const calendarCommand: Command = {
     const { values } = parsed;
     const config = await loadCommandConfig(values, deps);
     setupCommandLogging(values, config);
-    const { serveProcessors } = await import("../actions/serve.ts");
+    const { serveProcessors } = await import("../action_module/serve.ts");
     const { createCalendar } = await import("./factory.ts");
     return await serveProcessors(config, async (c) => [await createCalendar(c)], {
       signal: deps.signal,

@@ -1,5 +1,5 @@
 /** Builds the calendar processor from `[taskcalendar]` (and `[resilient]` for links). */
-import type { BuiltProcessor } from "../actions/factory.ts";
+import type { BuiltProcessor } from "../action_module/factory.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { FileMailer, SmtpMailer } from "../smtp/mailer.ts";
 import { calendarProcessor } from "./processor.ts";

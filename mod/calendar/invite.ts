@@ -10,7 +10,7 @@ import ical, {
   ICalCalendarMethod,
   ICalEventStatus,
 } from "ical-generator";
-import type { TaskDTO } from "../actions/types.ts";
+import type { TaskDTO } from "../action_module/types.ts";
 import { oneLine } from "../smtp/mailer.ts";
 
 /** What an invite says. */

@@ -13,7 +13,7 @@ import {
   ActionError,
   type Processor,
   type TaskDTO,
-} from "../actions/types.ts";
+} from "../action_module/types.ts";
 import { RestError, type UserDTO } from "../resilient/types.ts";
 import { parseAddress, requireAddress } from "../smtp/address.ts";
 import { capText, stripControls } from "../text/clean.ts";

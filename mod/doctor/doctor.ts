@@ -5,6 +5,8 @@
  * Nothing is changed anywhere: no mail is sent, no message is consumed (the STOMP check
  * subscribes with a selector that matches nothing), nothing is written to Jira.
  */
+import { actionQueue } from "../action_module/message.ts";
+import { stompLogin } from "../action_module/service.ts";
 import { dirname } from "node:path";
 import { get as httpGet } from "node:http";
 import { get as httpsGet } from "node:https";
@@ -12,7 +14,7 @@ import { literalSecrets } from "../config/secrets.ts";
 import { Client as StompClient, type IFrame } from "@stomp/stompjs";
 import type { Config } from "../config/config.ts";
 import { caCertsFor, type TlsTrust } from "../tls/trust.ts";
-import { processorFiles, processorsDir } from "../processors/load.ts";
+import { processorFiles, processorsDir } from "../actions/load.ts";
 import { DenoStompSocket } from "../stomp/socket.ts";
 import { SmtpAuthError } from "../smtp/types.ts";
 import { Store } from "../store/store.ts";
@@ -533,9 +535,7 @@ async function stompSubscribe(
 ): Promise<Finding[]> {
   const r = config.resilient!;
   const { list, add } = findingsOf("[resilient] STOMP");
-  const login = r.auth.kind === "api_key"
-    ? { login: r.auth.id, passcode: r.auth.secret }
-    : { login: r.auth.email, passcode: r.auth.password };
+  const login = stompLogin(r);
   const ca = await caCertsFor(r.stompTls);
   const errors: string[] = [];
   const connected = Promise.withResolvers<void>();
@@ -574,7 +574,7 @@ async function stompSubscribe(
     add("subscribe", "skip", "no action queues configured ([taskcalendar] or processors_dir)");
   }
   for (const queue of queues) {
-    const destination = `actions.${orgId}.${queue}`;
+    const destination = actionQueue(orgId, queue);
     const receipt = `doctor-${crypto.randomUUID()}`;
     const confirmed = Promise.withResolvers<void>();
     client.watchForReceipt(receipt, () => confirmed.resolve());

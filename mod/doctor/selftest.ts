@@ -96,7 +96,7 @@ export async function processorSelftests(
   names: string[],
   signal?: AbortSignal,
 ): Promise<Finding[]> {
-  const { loadProcessors, processorsDir } = await import("../processors/load.ts");
+  const { loadProcessors, processorsDir } = await import("../actions/load.ts");
   if (!processorsDir(config)) {
     return names.length
       ? [{

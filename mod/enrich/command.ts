@@ -116,7 +116,7 @@ export const enrichCommand: Command = {
     }
     const config = await loadCommandConfig(values, deps);
     setupCommandLogging(values, config);
-    const { runEnrichFromCommand } = await import("./run.ts");
+    const { runEnrichFromCommand } = await import("./run_enrich.ts");
     return await runEnrichFromCommand(config, {
       info,
       event: event || "CREATE",

@@ -20,7 +20,7 @@ import {
   type PluginOutcome,
   type StartedPlugins,
   startPlugins,
-} from "./sandbox.ts";
+} from "./plugin_runner.ts";
 import { buildTicketInfo } from "./ticket_info.ts";
 
 const logger = log("enrich");

@@ -4,7 +4,7 @@
  * whether it loads.
  */
 import { join } from "node:path";
-import { type PluginJob, startSandbox } from "./sandbox.ts";
+import { type PluginJob, startSandbox } from "./plugin_runner.ts";
 import type { TicketInfo } from "./plugin.ts";
 
 export async function scaffoldPlugin(name: string, dir: string): Promise<string[]> {

@@ -22,7 +22,7 @@ export const runCommand: Command = {
     if (!parsed) return 0;
     const config = await loadCommandConfig(parsed.values, deps);
     setupCommandLogging(parsed.values, config);
-    const { runServices } = await import("./run.ts");
+    const { runServices } = await import("./run_services.ts");
     return await runServices(config, { signal: deps.signal, env: deps.env });
   },
 };

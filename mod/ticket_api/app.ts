@@ -10,7 +10,7 @@ import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { TicketApiConfig } from "../config/config.ts";
 import { JiraError } from "../jira/types.ts";
-import { DEAD_LETTER_PREFIX, type DeadLetter } from "../actions/listener.ts";
+import { DEAD_LETTER_PREFIX, type DeadLetter } from "../action_module/listener.ts";
 import { log } from "../log/log.ts";
 import type { MailRecord } from "../mail_bridge/ledger.ts";
 import { Ledger } from "../mail_bridge/ledger.ts";

@@ -5,7 +5,7 @@
  * only when it is used.
  */
 import type { Config } from "../config/config.ts";
-import type { BuiltProcessor, ProcessorFactory } from "../actions/factory.ts";
+import type { BuiltProcessor, ProcessorFactory } from "../action_module/factory.ts";
 import { UsageError } from "../cli/command.ts";
 
 /** The built-in processors, by name. */

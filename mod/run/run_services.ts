@@ -8,17 +8,17 @@
  * drains everything.
  */
 import { platformLine } from "../ops/startup.ts";
-import type { BuiltProcessor } from "../actions/factory.ts";
-import { type ActionService, startActionService } from "../actions/service.ts";
+import type { BuiltProcessor } from "../action_module/factory.ts";
+import { type ActionService, startActionService } from "../action_module/service.ts";
 import type { Config } from "../config/config.ts";
 import { ConfigError } from "../config/errors.ts";
 import { log } from "../log/log.ts";
 import { type Health, parseListen, serveOps } from "../ops/http.ts";
 import { type Family, gauge, render } from "../ops/prometheus.ts";
-import { DEAD_LETTER_PREFIX } from "../actions/listener.ts";
+import { DEAD_LETTER_PREFIX } from "../action_module/listener.ts";
 import { Store } from "../store/store.ts";
 import { SERVICE_BACKOFF_MS, supervise } from "../async/supervise.ts";
-import { enabledProcessors, wantsProcessors } from "../processors/catalogue.ts";
+import { enabledProcessors, wantsProcessors } from "../actions/catalogue.ts";
 import { sandboxFailures } from "../sandbox/sandbox.ts";
 import { describeError } from "../errors/classify.ts";
 

@@ -4,7 +4,7 @@
  * that does not load or define a processor is refused with the reason; the others start.
  */
 import { basename, extname, join } from "node:path";
-import type { BuiltProcessor } from "../actions/factory.ts";
+import type { BuiltProcessor } from "../action_module/factory.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { log } from "../log/log.ts";
 import { readSandboxSection, refuseSecretsIn } from "../sandbox/section.ts";

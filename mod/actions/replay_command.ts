@@ -60,7 +60,7 @@ export const replayCommand: Command = {
       if (positionals.length) throw new UsageError("--dead-letters takes no files", "replay");
       const config = await loadCommandConfig(values, deps);
       setupCommandLogging(values, config);
-      const { listDeadLetters } = await import("../actions/replay.ts");
+      const { listDeadLetters } = await import("../action_module/replay.ts");
       return await listDeadLetters(config, deps);
     }
     if (!values.processor) throw new UsageError("--processor NAME is required", "replay");
@@ -68,7 +68,7 @@ export const replayCommand: Command = {
     const config = await loadCommandConfig(values, deps);
     setupCommandLogging(values, config);
     const factory = await processorNamed(values.processor, config, deps.env, "replay");
-    const { replayFiles } = await import("../actions/replay.ts");
+    const { replayFiles } = await import("../action_module/replay.ts");
     return await replayFiles(config, factory, positionals, {
       restFixtures: values["rest-fixtures"],
       stdout: deps.stdout,

@@ -3,6 +3,7 @@
  * STOMP link (TLS as configured), the store, the listener with its processors. Used by
  * `agent calendar` now and by `agent actions` / `agent run`.
  */
+import { actionQueue } from "./message.ts";
 import type { ResilientConfig } from "../config/config.ts";
 import { caCertsFor } from "../tls/trust.ts";
 import { log } from "../log/log.ts";
@@ -48,12 +49,9 @@ export async function startActionService(
   const rest = await RestClient.fromConfig(config, { signal: options.signal });
   logger.info("Resolved org {org} to id {orgId}", { org: config.org, orgId: rest.orgId });
   const { ready, refused } = await verifyProcessors(processors, rest, options.signal);
-  const login = config.auth.kind === "api_key"
-    ? { login: config.auth.id, passcode: config.auth.secret }
-    : { login: config.auth.email, passcode: config.auth.password };
   const link = new StompLink({
     target: await stompTarget(config),
-    ...login,
+    ...stompLogin(config),
   });
   const core = createActionCore({
     transport: link,
@@ -82,7 +80,7 @@ export async function startActionService(
     options.signal.removeEventListener("abort", abortStart);
   }
   logger.info("Listening for actions on {queues}", {
-    queues: ready.map((p) => `actions.${rest.orgId}.${p.queue}`).join(", "),
+    queues: ready.map((p) => actionQueue(rest.orgId, p.queue)).join(", "),
   });
   const stopped = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
@@ -93,6 +91,13 @@ export async function startActionService(
   options.signal.addEventListener("abort", () => void stop(), { once: true });
   link.onFatal((error) => stopped.reject(error));
   return { listener, link, rest, refused, done: stopped.promise, stop };
+}
+
+/** The STOMP login for `[resilient]`: the API key, or the user's email and password. */
+export function stompLogin(config: ResilientConfig): { login: string; passcode: string } {
+  return config.auth.kind === "api_key"
+    ? { login: config.auth.id, passcode: config.auth.secret }
+    : { login: config.auth.email, passcode: config.auth.password };
 }
 
 /** The adapters and settings an action core is built from. */

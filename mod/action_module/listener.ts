@@ -29,8 +29,8 @@ import type { Store, StoreSet } from "../store/store.ts";
 import type { Delivery, StompTransport } from "../stomp/types.ts";
 import { KeyedQueue } from "../async/keyed_queue.ts";
 import { Histogram, type HistogramSnapshot } from "../ops/prometheus.ts";
-import { objectKey, parseDelivery, type ParseResult } from "./message.ts";
-import { errorReply, fitReply, runProcessor } from "./run.ts";
+import { actionQueue, objectKey, parseDelivery, type ParseResult } from "./message.ts";
+import { errorReply, fitReply, runProcessor } from "./run_processor.ts";
 import type { ActionMessage, Processor, Reply } from "./types.ts";
 import {
   CompletionQueue,
@@ -189,7 +189,7 @@ export class ActionListener {
     transport.onConnected(() => void this.#completions.flushOutbox());
     transport.onDisconnected(() => this.#completions.disconnected());
     for (const processor of this.#processors.values()) {
-      const destination = `actions.${orgId}.${processor.queue}`;
+      const destination = actionQueue(orgId, processor.queue);
       transport.subscribe({
         destination,
         headers: {

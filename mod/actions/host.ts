@@ -5,10 +5,10 @@
  * enter the sandbox), effects through the store's ledger. A sandbox that got stuck is
  * replaced for the next action.
  */
-import type { ActionContext, Handler, Processor, Reply } from "../actions/types.ts";
-import { ActionError } from "../actions/types.ts";
-import { objectKey } from "../actions/message.ts";
-import { recordedEffect, recordEffect } from "../actions/run.ts";
+import type { ActionContext, Handler, Processor, Reply } from "../action_module/types.ts";
+import { ActionError } from "../action_module/types.ts";
+import { objectKey } from "../action_module/message.ts";
+import { recordedEffect, recordEffect } from "../action_module/run_processor.ts";
 import { log } from "../log/log.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import { Sandbox } from "../sandbox/sandbox.ts";

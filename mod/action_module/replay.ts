@@ -1,5 +1,6 @@
 import { Buffer } from "node:buffer";
 /** The work behind `agent replay` (see replay_command.ts). */
+import { actionQueue } from "./message.ts";
 import type { Config } from "../config/config.ts";
 import { ResilientMock } from "../resilient/mock.ts";
 import { RestClient } from "../resilient/rest.ts";
@@ -8,7 +9,7 @@ import { Store } from "../store/store.ts";
 import type { ProcessorFactory } from "./factory.ts";
 import { DEAD_LETTER_PREFIX, type DeadLetter, deadLetterBody } from "./listener.ts";
 import { parseDelivery } from "./message.ts";
-import { errorReply, runProcessor } from "./run.ts";
+import { errorReply, runProcessor } from "./run_processor.ts";
 
 interface RecordedMessage {
   headers: Record<string, string>;
@@ -60,7 +61,7 @@ export async function replayFiles(
         ...recorded.headers,
         "message-id": `replay-${crypto.randomUUID()}`,
       };
-      headers["destination"] ??= `/queue/actions.${rest.orgId}.${built.processor.queue}`;
+      headers["destination"] ??= `/queue/${actionQueue(rest.orgId, built.processor.queue)}`;
       const parsed = parseDelivery(headers, recorded.body);
       const correlationId = recorded.headers["correlation-id"] ?? null;
       const reply = parsed.ok

@@ -99,7 +99,7 @@ export const actionsCommand: Command = {
       for (const r of refused) deps.stdout(`${r.name}: NOT LOADED: ${r.reason}\n`);
       return refused.length ? 1 : 0;
     }
-    const { serveProcessors } = await import("../actions/serve.ts");
+    const { serveProcessors } = await import("../action_module/serve.ts");
     const { buildProcessors } = await import("./load.ts");
     return await serveProcessors(config, (c) => buildProcessors(c, deps.env), {
       signal: deps.signal,

@@ -64,6 +64,11 @@ export function checkActionData(json: unknown): string | undefined {
 }
 
 /** `/queue/actions.201.taskcalendar` -> `taskcalendar`. */
+/** The Action Module's queue for a message destination: `actions.<org id>.<name>`. */
+export function actionQueue(orgId: number, queue: string): string {
+  return `actions.${orgId}.${queue}`;
+}
+
 export function queueOf(destination: string): string {
   const name = destination.replace(/^\/queue\//, "");
   const match = /^actions\.\d+\.(.+)$/.exec(name);

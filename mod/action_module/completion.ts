@@ -15,7 +15,7 @@ import { log } from "../log/log.ts";
 import { faultPoint } from "../ops/faults.ts";
 import type { Store, StoreSet } from "../store/store.ts";
 import type { Delivery, OutgoingFrame, StompTransport } from "../stomp/types.ts";
-import { errorReply } from "./run.ts";
+import { errorReply } from "./run_processor.ts";
 import type { Reply } from "./types.ts";
 
 const logger = log("actions");

@@ -17,7 +17,7 @@ import { log } from "../log/log.ts";
 import type { Store } from "../store/store.ts";
 import type { Delivery, StompTransport } from "../stomp/types.ts";
 import { parseDelivery } from "./message.ts";
-import { infoReply } from "./run.ts";
+import { infoReply } from "./run_processor.ts";
 import type { ActionMessage, Processor, Reply } from "./types.ts";
 
 const logger = log("actions");
