@@ -10,8 +10,10 @@
  *   letter with the reason; the next input is handled.
  *
  * Adapters throw errors with an HTTP `status`, Deno's own error classes, or the two classes
- * here; wrapped errors are judged by their causes too.
+ * here; wrapped errors are judged by their causes too. Certificate problems are told apart
+ * by mod/tls, the one classification of TLS failures.
  */
+import { tlsErrorFrom } from "../tls/errors.ts";
 
 /** A failure that retrying later may get past; the input is fine. */
 export class TransientError extends Error {
@@ -57,9 +59,8 @@ const TRANSIENT_DENO_ERRORS = [
   "NetworkUnreachable",
   "Http",
 ] as const;
-/** What the TLS layer says when it does not trust the peer's certificate. */
-const TLS_TEXT =
-  /invalid peer certificate|UnknownIssuer|NotValidForName|CaUsedAsEndEntity|certificate (has )?expired|self.signed|proxy authentication required/i;
+/** What a proxy says when it wants credentials we did not give. */
+const PROXY_AUTH_TEXT = /proxy authentication required/i;
 /** What fetch and the TLS layer say when the network, not the request, failed. */
 const NETWORK_TEXT =
   /fetch failed|error sending request|connection|connect error|dns error|failed to lookup|name resolution|network|tls|certificate|timed out|os error|socket|EAI_AGAIN|ECONN|ETIMEDOUT|EPIPE/i;
@@ -110,7 +111,10 @@ function judge(error: unknown): Verdict | undefined {
   }
   // A certificate we do not trust, or a login refused: our configuration, not the input.
   if (name === "TlsError" || name === "AuthError") return { transient: true, credentials: true };
-  if (error instanceof TypeError && TLS_TEXT.test(error.message)) {
+  if (
+    error instanceof TypeError &&
+    (tlsErrorFrom("", error) !== undefined || PROXY_AUTH_TEXT.test(error.message))
+  ) {
     return { transient: true, credentials: true };
   }
   if (error instanceof TypeError && NETWORK_TEXT.test(error.message)) {

@@ -5,6 +5,7 @@
  * IdType="ImmutableId"`; at most `max_concurrency` (Graph allows 4) are in flight per
  * mailbox; `429`/`503` pause the whole mailbox for `Retry-After`.
  */
+import { tlsErrorFrom } from "../tls/errors.ts";
 import { httpClientFor } from "../net/http.ts";
 import type { GraphConfig } from "../config/config.ts";
 import { caCertsFor } from "../tls/trust.ts";
@@ -426,8 +427,9 @@ export class GraphMailbox implements Mailbox {
         this.stats.busyMs += performance.now() - sent;
       } catch (error) {
         release();
-        if (options.signal?.aborted || attempt >= MAX_ATTEMPTS || !isTransient(error)) {
-          throw wrap(method, url, error);
+        if (options.signal?.aborted || attempt >= MAX_ATTEMPTS || !worthRetrying(error)) {
+          const tls = tlsErrorFrom(new URL(url).hostname, error);
+          throw tls ?? wrap(method, url, error);
         }
         this.stats.failing = `Graph unreachable: ${(error as Error).message}`;
         logger.warning("Graph {method} failed ({error}); retrying", {
@@ -578,9 +580,10 @@ async function errorOf(response: Response): Promise<{ code?: string; message?: s
   }
 }
 
-function isTransient(error: unknown): boolean {
-  const name = (error as Error)?.name;
-  return name === "TimeoutError" || error instanceof TypeError;
+/** Retried at once: the network or a timeout (a certificate refused is the config's to fix). */
+function worthRetrying(error: unknown): boolean {
+  const verdict = classify(error);
+  return verdict.transient && !verdict.credentials;
 }
 
 /** Jittered, so that several agents do not retry in step. */
