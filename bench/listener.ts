@@ -266,16 +266,22 @@ export async function benchListener(): Promise<BenchResult> {
     for (const c of consumers) atRest.set(c.name, await memoryMb(c.pid));
     const rates = new Map<string, number[]>(consumers.map((c) => [c.name, []]));
     const cpu = new Map<string, Split>(consumers.map((c) => [c.name, { own: 0, children: 0 }]));
+    /** The rest of the machine during each consumer's bursts: the broker and the platform. */
+    const others = new Map<string, number>(consumers.map((c) => [c.name, 0]));
+    const othersMs = async () => (await cpuMs(broker.pid!)).own + (await cpuMs(platform.pid)).own;
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of consumers) {
         const before = await cpuMs(c.pid);
+        const othersBefore = await othersMs();
         rates.get(c.name)!.push(await burst(c, BURST));
         const after = await cpuMs(c.pid);
         const sum = cpu.get(c.name)!;
         sum.own += after.own - before.own;
         sum.children += after.children - before.children;
+        others.set(c.name, others.get(c.name)! + (await othersMs()) - othersBefore);
       }
     }
+    const othersPerMessage = (c: Consumer) => round(others.get(c.name)! / (ROUNDS * BURST), 3);
     const cpuPerMessage = (c: Consumer, part: keyof Split) =>
       round(cpu.get(c.name)![part] / (ROUNDS * BURST), 3);
     const rate = (c: Consumer) => median(rates.get(c.name)!);
@@ -321,6 +327,8 @@ export async function benchListener(): Promise<BenchResult> {
         agent_noop_cpu_ms_per_msg: cpuPerMessage(noop, "own"),
         agent_noop_sandbox_cpu_ms_per_msg: cpuPerMessage(noop, "children"),
         agent_calendar_cpu_ms_per_msg: cpuPerMessage(calendar, "own"),
+        broker_and_platform_cpu_ms_per_msg_bare: othersPerMessage(bare),
+        broker_and_platform_cpu_ms_per_msg_agent_noop: othersPerMessage(noop),
         bare_single_p50_ms: p(bare, 50),
         bare_single_p99_ms: p(bare, 99),
         agent_noop_single_p50_ms: p(noop, 50),
@@ -354,6 +362,7 @@ export async function benchListener(): Promise<BenchResult> {
         "ActiveMQ (Debian, stock settings) over STOMP+SSL on loopback; the platform side, the bare consumer and each agent are processes of their own, all on this machine",
         `bursts: ${BURST} task actions with distinct task ids published while the consumer runs; median of ${ROUNDS} rounds, consumers taking turns`,
         'agent noop: `agent actions` (its CLI and permission flags) with a processor `handle: () => "ok"` in its sandbox process; calendar: `agent calendar`, REST owner lookup and an .eml invite per action, debounce_seconds = 0',
+        "CPU: user + system time per message during the bursts, of the consumer's process (its sandbox apart), and of the broker and the platform's side together; with 2 cores, a consumer that adds CPU per message lowers the rate the whole machine can carry",
         `memory: VmRSS of the consumer's own process at rest, after ${MEMORY_MESSAGES} more actions and ${
           IDLE_MS / 1000
         } s later; the noop processor's sandbox process is listed apart (agent_noop_sandbox_rss_idle_mb): it holds the user's code, which the bare consumer has none of`,

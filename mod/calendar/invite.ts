@@ -96,18 +96,25 @@ export function eventTimes(spec: Pick<InviteSpec, "task" | "now" | "timezone" | 
   return { start, end: due, allDay: false };
 }
 
+/** Date formatters by time zone (one is costly to build; a config has one or two zones). */
+const dayFormats = new Map<string, Intl.DateTimeFormat>();
+
 /**
  * The calendar date of `instant` in `timeZone`, as a Date at local midnight of the process:
  * ical-generator writes all-day dates from the process's local calendar fields.
  */
 function localDate(instant: Date, timeZone: string): Date {
-  const parts = new Intl.DateTimeFormat("en-CA", {
-    timeZone,
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-  })
-    .formatToParts(instant);
+  let format = dayFormats.get(timeZone);
+  if (!format) {
+    format = new Intl.DateTimeFormat("en-CA", {
+      timeZone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+    });
+    dayFormats.set(timeZone, format);
+  }
+  const parts = format.formatToParts(instant);
   const get = (type: string) => Number(parts.find((p) => p.type === type)!.value);
   return new Date(get("year"), get("month") - 1, get("day"));
 }

@@ -82,6 +82,12 @@ const htmlToText = compile({ wordwrap: 100 });
 /** Builds the processor for `[taskcalendar]`. */
 export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps): Processor {
   const now = deps.now ?? (() => new Date());
+  // Made once: building an Intl formatter costs more than the rest of an invite's text.
+  const dueFormat = new Intl.DateTimeFormat("en-GB", {
+    dateStyle: "full",
+    timeStyle: "short",
+    timeZone: config.timezone,
+  });
   const owners = new Map<number, { owner: Owner; until: number }>();
   const portPart = deps.platformPort && deps.platformPort !== 443 ? `:${deps.platformPort}` : "";
   const taskUrl = (task: TaskDTO) =>
@@ -199,12 +205,7 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
       now: at,
     });
     const due = typeof task.due_date === "number"
-      ? new Intl.DateTimeFormat("en-GB", {
-        dateStyle: "full",
-        timeStyle: "short",
-        timeZone: config.timezone,
-      })
-        .format(new Date(task.due_date)) + ` (${config.timezone})`
+      ? dueFormat.format(new Date(task.due_date)) + ` (${config.timezone})`
       : "no due date";
     const incident = `Incident ${task.inc_id}${incidentName ? `: ${incidentName}` : ""}`;
     const text = method === "REQUEST"

@@ -22,6 +22,8 @@ export interface Broker {
   /** Stops and deletes the data. */
   dispose(): Promise<void>;
   running: boolean;
+  /** The broker's process id while it runs (benchmarks read its CPU time). */
+  readonly pid: number | undefined;
 }
 
 export interface BrokerOptions {
@@ -124,6 +126,9 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
     password,
     baseDir,
     running: false,
+    get pid() {
+      return child?.pid;
+    },
     stop,
     restart: launch,
     async dispose() {
