@@ -82,6 +82,11 @@ class LineChild {
   }
 }
 
+/** One of this folder's helper scripts in a process of its own. */
+function benchScript(name: string, ...args: string[]): LineChild {
+  return new LineChild(["run", "-A", new URL(`./${name}`, import.meta.url).pathname, ...args]);
+}
+
 /** A consumer under test: its process, and what it serves. */
 interface Consumer {
   name: string;
@@ -91,10 +96,8 @@ interface Consumer {
 }
 
 async function startBare(broker: Broker, caFile: string, queue: string): Promise<Consumer> {
-  const child = new LineChild([
-    "run",
-    "-A",
-    new URL("./_bare_consumer.ts", import.meta.url).pathname,
+  const child = benchScript(
+    "_bare_consumer.ts",
     String(broker.sslPort),
     broker.user,
     broker.password,
@@ -102,7 +105,7 @@ async function startBare(broker: Broker, caFile: string, queue: string): Promise
     caFile,
     String(WORKERS),
     queue,
-  ]);
+  );
   if ((await child.line()) !== "ready") throw new Error("the bare consumer did not start");
   return { name: "bare", queue, pid: child.pid, stop: () => child.close() };
 }
@@ -236,15 +239,13 @@ export async function benchListener(): Promise<BenchResult> {
     `\n[taskcalendar]\nqueue = calendar\noutbox_dir = ${dir}/outbox\n` +
       `smtpfrom = soar@example.com\ndebounce_seconds = 0\n`,
   );
-  const platform = new LineChild([
-    "run",
-    "-A",
-    new URL("./_platform_child.ts", import.meta.url).pathname,
+  const platform = benchScript(
+    "_platform_child.ts",
     String(broker.stompPort),
     broker.user,
     broker.password,
     String(ORG),
-  ]);
+  );
   const consumers: Consumer[] = [];
   try {
     consumers.push(await startBare(broker, pki.caCertFile, "bare"));
