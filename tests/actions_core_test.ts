@@ -7,7 +7,7 @@ import { assert, assertEquals } from "./support/assert.ts";
 import { MemoryTransport } from "./support/memory_transport.ts";
 import { eventually, FakeClock, settle } from "./support/fake_clock.ts";
 import { taskAction } from "./support/stomp_client.ts";
-import { createActionCore } from "../mod/action_module/service.ts";
+import { createActionCore } from "../mod/action_module/core.ts";
 import { OUTBOX_PREFIX } from "../mod/action_module/completion.ts";
 import { SCHEDULED_PREFIX } from "../mod/action_module/schedule.ts";
 import type { ActionData, Processor } from "../mod/action_module/types.ts";

@@ -11,7 +11,7 @@ import { FakeGraph, graphSection } from "./support/fake_graph.ts";
 import { FakeJira, jiraSection } from "./support/fake_jira.ts";
 import { parseConfig } from "../mod/config/config.ts";
 import { Store } from "../mod/store/store.ts";
-import { superviseBridge } from "../mod/mail_bridge/service.ts";
+import { superviseBridge } from "../mod/mail_bridge/run_bridge.ts";
 import { Ledger } from "../mod/mail_bridge/ledger.ts";
 import { waitUntil } from "./support/wait.ts";
 

@@ -95,7 +95,7 @@ export async function runProcessor(
     });
     try {
       const result = await Promise.race([handler(message.data, ctx), timedOut]);
-      return { reply: toReply(result, processor.name), badInput: false };
+      return { reply: finalReply(result, processor.name), badInput: false };
     } finally {
       clearTimeout(timer);
     }
@@ -115,7 +115,7 @@ const REPLY_KEYS = new Set(["message_type", "message", "complete"]);
  * other shape is the processor's bug and becomes an error reply naming it, never something
  * the platform gets verbatim.
  */
-export function toReply(result: unknown, processor: string): Reply {
+export function finalReply(result: unknown, processor: string): Reply {
   if (result === undefined || result === null) return infoReply("Action processed");
   if (typeof result === "string") return infoReply(secrets.scrub(result));
   const problem = replyProblem(result);

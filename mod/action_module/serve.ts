@@ -13,7 +13,7 @@ import { SERVICE_BACKOFF_MS, supervise } from "../async/supervise.ts";
 import { classify, describeError } from "../errors/classify.ts";
 import { Store } from "../store/store.ts";
 import type { BuiltProcessor } from "./factory.ts";
-import { type ActionService, startActionService } from "./service.ts";
+import { type ActionService, startActionService } from "./core.ts";
 
 const logger = log("actions");
 

@@ -55,16 +55,17 @@ export interface ActionContext {
   effect<T>(name: string, fn: () => Promise<T>): Promise<T>;
 }
 
-export type Handler = (action: ActionData, ctx: ActionContext) => Promise<HandlerResult>;
+/** The agent's side of a handler (the SDK's `Handler` is what a processor author writes). */
+export type ActionHandler = (action: ActionData, ctx: ActionContext) => Promise<HandlerResult>;
 
 /** A processor: handles the actions of one queue. */
 export interface Processor {
   name: string;
   queue: string;
   /** The catch-all handler. */
-  handle: Handler;
+  handle: ActionHandler;
   /** Handlers by normalised rule name, tried before `handle`. */
-  rules?: Record<string, Handler>;
+  rules?: Record<string, ActionHandler>;
   /** Returns what is wrong with an action this processor cannot handle (bad input). */
   check?(action: ActionData): string | undefined;
   /** Messages with the same key are handled in arrival order (default: the object's id). */

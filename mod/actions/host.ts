@@ -5,7 +5,7 @@
  * enter the sandbox), effects through the store's ledger. A sandbox that got stuck is
  * replaced for the next action.
  */
-import type { ActionContext, Handler, Processor, Reply } from "../action_module/types.ts";
+import type { ActionContext, ActionHandler, Processor, Reply } from "../action_module/types.ts";
 import { ActionError } from "../action_module/types.ts";
 import { objectKey } from "../action_module/message.ts";
 import { recordedEffect, recordEffect } from "../action_module/run_processor.ts";
@@ -82,7 +82,7 @@ export async function startCustomProcessor(spec: CustomProcessorSpec): Promise<C
     return await restarting;
   };
 
-  const invoke = (rule: string | null): Handler => async (action, ctx) => {
+  const invoke = (rule: string | null): ActionHandler => async (action, ctx) => {
     const reply = await (await current()).call({
       rule,
       action,

@@ -6,7 +6,7 @@
  * subscribes with a selector that matches nothing), nothing is written to Jira.
  */
 import { actionQueue } from "../action_module/message.ts";
-import { stompLogin } from "../action_module/service.ts";
+import { stompLogin } from "../action_module/core.ts";
 import { dirname } from "node:path";
 import { get as httpGet } from "node:http";
 import { get as httpsGet } from "node:https";

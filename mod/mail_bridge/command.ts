@@ -11,7 +11,7 @@ import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { Store } from "../store/store.ts";
 import type { Outcome } from "./bridge.ts";
-import type { OpenBridge } from "./service.ts";
+import type { OpenBridge } from "./run_bridge.ts";
 
 const HELP = `Usage: agent mail-bridge [--once] [--retry-failed] [--config FILE]
        agent mail-bridge backfill --days N [--config FILE]
@@ -67,7 +67,7 @@ export const mailBridgeCommand: Command = {
     try {
       if (sub === "failed") return await listFailed(config, store, deps, values.json === true);
       // The bridge (Graph, Jira, the mail parsers) is loaded only by the commands that use it.
-      const { openBridge, pollForever } = await import("./service.ts");
+      const { openBridge, pollForever } = await import("./run_bridge.ts");
       open = await openBridge(config, store);
       if (sub === "backfill") {
         const days = Number(values.days);

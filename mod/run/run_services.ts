@@ -9,7 +9,7 @@
  */
 import { platformLine } from "../ops/startup.ts";
 import type { BuiltProcessor } from "../action_module/factory.ts";
-import { type ActionService, startActionService } from "../action_module/service.ts";
+import { type ActionService, startActionService } from "../action_module/core.ts";
 import type { Config } from "../config/config.ts";
 import { ConfigError } from "../config/errors.ts";
 import { log } from "../log/log.ts";
@@ -55,7 +55,7 @@ export async function runServices(config: Config, deps: RunDeps): Promise<number
       ? superviseActions(config, resilient, store, deps)
       : undefined;
     const bridge = config.mailBridge
-      ? (await import("../mail_bridge/service.ts")).superviseBridge(config, store, deps.signal)
+      ? (await import("../mail_bridge/run_bridge.ts")).superviseBridge(config, store, deps.signal)
       : undefined;
     // The ticket API's address is the config's: failing to listen there stops the run.
     const tickets = config.ticketApi

@@ -1,6 +1,6 @@
 /** Starts the action-listener core in-process against a test broker and fake REST API. */
 import type { ActionListener } from "../../mod/action_module/listener.ts";
-import { createActionCore } from "../../mod/action_module/service.ts";
+import { createActionCore } from "../../mod/action_module/core.ts";
 import type { Processor } from "../../mod/action_module/types.ts";
 import { RestClient } from "../../mod/resilient/rest.ts";
 import { StompLink } from "../../mod/stomp/link.ts";
