@@ -13,7 +13,7 @@ import { FakeJira, jiraSection } from "./support/fake_jira.ts";
 import { FakeResilient, resilientSection } from "./support/fake_resilient.ts";
 import { FakeSecureChange } from "./support/fake_securechange.ts";
 import { TestSmtpServer } from "./support/smtp_server.ts";
-import type { Finding } from "../mod/doctor/report.ts";
+import type { Finding } from "../mod/probe/report.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
 

@@ -7,7 +7,7 @@ import {
   UsageError,
 } from "../cli/command.ts";
 import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
-import { type Finding, tableHeader, tableRow, verdict } from "./report.ts";
+import { type Finding, tableHeader, tableRow, verdict } from "../probe/report.ts";
 
 const HELP = `Usage: agent doctor [--json] [--timeout SECONDS] [--config FILE]
 

@@ -16,7 +16,7 @@ import { loadCommandConfig, setupCommandLogging } from "../config/setup.ts";
 import type { Config } from "../config/config.ts";
 import { describeError } from "../errors/classify.ts";
 import type { ResilientApi } from "../resilient/types.ts";
-import { type Finding, tableHeader, tableRow, verdict } from "./report.ts";
+import { type Finding, tableHeader, tableRow, verdict } from "../probe/report.ts";
 
 const HELP =
   `Usage: agent selftest [NAME...] [-l NAME]... [--json] [--timeout SECONDS] [--config FILE]
