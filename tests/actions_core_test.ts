@@ -215,3 +215,28 @@ Deno.test("a clean stop waits for the broker's receipts, so no reply is left in 
     store.close();
   }
 });
+
+Deno.test("setWithReply: the handler's state is stored with its reply, and not at all when it fails", async () => {
+  const processor: Processor = {
+    name: "stateful",
+    queue: QUEUE,
+    handle: (action, ctx) => {
+      ctx.setWithReply(["test", "state", action.task!.id], { due: action.task!.due_date });
+      if (action.task!.due_date === 0) return Promise.reject(new Error("no due date"));
+      return Promise.resolve("stored");
+    },
+  };
+  const { transport, store, stop } = await core(processor);
+  try {
+    const good = transport.deliver(DESTINATION, taskAction({ id: 1, due_date: 5 }));
+    const bad = transport.deliver(DESTINATION, taskAction({ id: 2, due_date: 0 }));
+    await eventually("both answered", () => transport.sent.length === 2);
+    assertEquals(transport.repliesTo(good)[0]!.message, "stored");
+    assertEquals(transport.repliesTo(bad)[0]!.message_type, 1);
+    assertEquals(await store.get(["test", "state", 1]), { due: 5 });
+    assertEquals(await store.get(["test", "state", 2]), undefined);
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});

@@ -33,6 +33,8 @@ export interface Completion {
   id: string;
   done: DoneRecord;
   sets: StoreSet[];
+  /** The processor's own writes among `sets` (ctx.setWithReply), kept if the rest is cut. */
+  writes?: StoreSet[];
   /** Records that go in the same commit (a scheduled message's). */
   deletes?: Deno.KvKey[];
   /** Send the recorded reply with the ACK (false: ACK only). */
@@ -312,6 +314,9 @@ function shrunk(c: Completion, error: Error): Completion {
   const sets: StoreSet[] = [[doneKey(c.id), done, c.sets[0]?.[2] ?? {}]];
   const frame = replyFrame(done);
   if (frame) sets.push([outboxKey(c.id), frame]);
+  // The processor's own state goes along once more (its effects happened); not the last time,
+  // in case it is what the store refuses.
+  if (level === 1) sets.push(...(c.writes ?? []));
   return { ...c, done, sets, withReply: frame !== undefined, shrunk: level };
 }
 

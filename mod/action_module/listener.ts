@@ -330,7 +330,7 @@ export class ActionListener {
       : undefined;
     // Together, so that they share one group commit.
     await Promise.all([
-      this.#complete(pending, outcome.reply, dead),
+      this.#complete(pending, outcome.reply, dead, outcome.writes),
       ...absorbed.map((other) => this.#complete(other, outcome.reply)),
     ]);
     const failed = outcome.reply.message_type === 1;
@@ -420,6 +420,7 @@ export class ActionListener {
     outcome: Reply,
     dead?: { queue: string; problem: string; delivery: Delivery },
     scheduled?: Delivery,
+    writes: StoreSet[] = [],
   ): Promise<void> {
     const delivery = scheduled ?? this.#active.get(id) ?? dead?.delivery;
     if (!delivery) return Promise.resolve();
@@ -434,11 +435,15 @@ export class ActionListener {
     const frame = replyFrame(done);
     if (frame && (scheduled || !this.#o.transactions)) sets.push([outboxKey(id), frame]);
     if (dead) sets.push(...deadLetterOps(id, dead.queue, dead.problem, dead.delivery));
-    if (!scheduled) return this.#completions.enqueue({ id, done, sets, withReply: true });
+    sets.push(...writes);
+    if (!scheduled) {
+      return this.#completions.enqueue({ id, done, sets, writes, withReply: true });
+    }
     return this.#completions.enqueue({
       id,
       done,
       sets,
+      writes,
       deletes: [scheduledKey(id)],
       withReply: frame !== undefined,
       acked: true,
@@ -450,9 +455,16 @@ export class ActionListener {
     pending: Pending,
     reply: Reply,
     dead?: { queue: string; problem: string; delivery: Delivery },
+    writes?: StoreSet[],
   ): Promise<void> {
     const id = pending.message.messageId;
-    return this.#finish(id, reply, dead, pending.scheduled ? pending.delivery : undefined);
+    return this.#finish(
+      id,
+      reply,
+      dead,
+      pending.scheduled ? pending.delivery : undefined,
+      writes,
+    );
   }
 
   /**

@@ -65,11 +65,14 @@ export async function replayFiles(
       const parsed = parseDelivery(headers, recorded.body);
       const correlationId = recorded.headers["correlation-id"] ?? null;
       const reply = parsed.ok
-        ? (await runProcessor(built.processor, parsed.message, {
+        ? await runProcessor(built.processor, parsed.message, {
           rest,
           store,
           signal: options.signal,
-        })).reply
+        }).then(async (outcome) => {
+          if (outcome.writes?.length) await store.commit({ set: outcome.writes });
+          return outcome.reply;
+        })
         : errorReply(`Cannot process this action: ${parsed.problem}`);
       counts[reply.message_type === 1 ? "error" : "info"]++;
       options.stdout(JSON.stringify({ correlation_id: correlationId, file, reply }) + "\n");

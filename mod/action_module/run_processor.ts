@@ -6,7 +6,7 @@ import { log } from "../log/log.ts";
 import { faultPoint } from "../ops/faults.ts";
 import { secrets } from "../log/redact.ts";
 import type { ResilientApi } from "../resilient/types.ts";
-import type { Store } from "../store/store.ts";
+import type { Store, StoreSet } from "../store/store.ts";
 import {
   type ActionContext,
   type ActionMessage,
@@ -32,6 +32,8 @@ export interface RunDeps {
 export interface RunOutcome {
   reply: Reply;
   badInput: boolean;
+  /** Store writes the handler asked to go with the reply (ctx.setWithReply); none on failure. */
+  writes?: StoreSet[];
 }
 
 export function infoReply(message: string): Reply {
@@ -69,6 +71,7 @@ export async function runProcessor(
     }
     const handler = (ruleName !== undefined ? processor.rules?.[ruleName] : undefined) ??
       processor.handle;
+    const writes: StoreSet[] = [];
     const ctx: ActionContext = {
       message,
       rest,
@@ -83,6 +86,7 @@ export async function runProcessor(
           complete: false,
         }),
       effect: (name, fn) => runEffect(deps.store, message.messageId, name, fn),
+      setWithReply: (key, value) => void writes.push([key, value]),
     };
     let timer: Timer | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -95,7 +99,7 @@ export async function runProcessor(
     });
     try {
       const result = await Promise.race([handler(message.data, ctx), timedOut]);
-      return { reply: finalReply(result, processor.name), badInput: false };
+      return { reply: finalReply(result, processor.name), badInput: false, writes };
     } finally {
       clearTimeout(timer);
     }

@@ -53,6 +53,12 @@ export interface ActionContext {
    * is not run again and its recorded result is returned.
    */
   effect<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  /**
+   * A store write that goes in the same commit as this message's reply (after the handler
+   * succeeded): state that must change exactly when the message counts as done, for one
+   * store round trip less than a write of its own.
+   */
+  setWithReply(key: Deno.KvKey, value: unknown): void;
 }
 
 /** The agent's side of a handler (the SDK's `Handler` is what a processor author writes). */

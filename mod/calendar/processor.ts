@@ -284,7 +284,9 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
           `sent the invite (SEQUENCE ${chosen.sequence}) to ${chosen.owner.email}${where(result)}`,
         );
       }
-      await ctx.store.set(
+      // Recorded with the reply: a crash before it leaves the state as it was, and the
+      // redelivery finds the plan and the sends in the effect records.
+      ctx.setWithReply(
         stateKey(task),
         {
           sequence: chosen.sequence,
