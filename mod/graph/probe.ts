@@ -1,11 +1,11 @@
 /** `agent doctor`'s check of Microsoft Graph: the endpoints, a token (and the delegated sign-in), one read of the mailbox. */
 import type { Config } from "../config/config.ts";
 import {
-  checkUrl,
   findingsOf,
   limited,
   message,
   type ProbeContext,
+  reachable,
   statusOf,
 } from "../probe/kit.ts";
 import type { Finding } from "../probe/report.ts";
@@ -18,22 +18,14 @@ export async function checkGraph(config: Config, ctx: ProbeContext): Promise<Fin
   const g = config.graph!;
   const { list, add } = findingsOf("[graph]");
   const [authority, graph] = await Promise.all([
-    checkUrl(ctx, list, {
-      system: "[graph]",
+    reachable(ctx, list, "graph", {
       url: g.authorityHost,
-      urlKey: "[graph] authority_host",
+      urlKey: "authority_host",
       trust: g.tls,
-      trustKey: "[graph] cafile",
     }),
     new URL(g.graphUrl).host === new URL(g.authorityHost).host
       ? Promise.resolve(true)
-      : checkUrl(ctx, list, {
-        system: "[graph]",
-        url: g.graphUrl,
-        urlKey: "[graph] graph_url",
-        trust: g.tls,
-        trustKey: "[graph] cafile",
-      }),
+      : reachable(ctx, list, "graph", { url: g.graphUrl, urlKey: "graph_url", trust: g.tls }),
   ]);
   if (!authority) return list;
   if (g.auth === "delegated") {
@@ -58,8 +50,8 @@ async function checkGraphWith(
   graph: boolean,
   store: Store | undefined,
 ): Promise<Finding[]> {
-  const { MsalTokenSource, signInOf, REFRESH_TOKEN_IDLE_DAYS } = await import("../graph/token.ts");
-  const { GraphMailbox } = await import("../graph/client.ts");
+  const { MsalTokenSource, signInOf, REFRESH_TOKEN_IDLE_DAYS } = await import("./token.ts");
+  const { GraphMailbox } = await import("./client.ts");
   if (store) {
     const signIn = await signInOf(store, g);
     if (!signIn) {

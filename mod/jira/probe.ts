@@ -1,11 +1,11 @@
 /** `agent doctor`'s check of Jira: who the credentials are, and each project the bridge may create in. */
 import type { Config } from "../config/config.ts";
 import {
-  checkUrl,
   findingsOf,
   limited,
   message,
   type ProbeContext,
+  reachable,
   statusOf,
 } from "../probe/kit.ts";
 import type { Finding } from "../probe/report.ts";
@@ -14,16 +14,10 @@ import type { Finding } from "../probe/report.ts";
 export async function checkJira(config: Config, ctx: ProbeContext): Promise<Finding[]> {
   const j = config.jira!;
   const { list, add } = findingsOf("[jira]");
-  if (
-    !await checkUrl(ctx, list, {
-      system: "[jira]",
-      url: j.url,
-      urlKey: "[jira] url",
-      trust: j.tls,
-      trustKey: "[jira] cafile",
-    })
-  ) return list;
-  const { JiraTracker } = await import("../jira/client.ts");
+  if (!await reachable(ctx, list, "jira", { url: j.url, urlKey: "url", trust: j.tls })) {
+    return list;
+  }
+  const { JiraTracker } = await import("./client.ts");
   const jira = await JiraTracker.fromConfig(j);
   try {
     const me = await limited(ctx, "Jira", (signal) => jira.whoami(signal));

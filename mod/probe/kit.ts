@@ -78,6 +78,25 @@ export async function checkUrl(
   return report.usable;
 }
 
+/**
+ * DNS/TCP/TLS of a system's URL setting: rows under `[section]`, naming `[section] urlKey` and
+ * the section's `cafile`.
+ */
+export function reachable(
+  ctx: ProbeContext,
+  into: Finding[],
+  section: string,
+  setting: { url: string; urlKey: string; trust: TlsTrust },
+): Promise<boolean> {
+  return checkUrl(ctx, into, {
+    system: `[${section}]`,
+    url: setting.url,
+    urlKey: `[${section}] ${setting.urlKey}`,
+    trust: setting.trust,
+    trustKey: `[${section}] cafile`,
+  });
+}
+
 /** The server's clock from its Date header (any answer has one). */
 export async function readClock(
   ctx: ProbeContext,

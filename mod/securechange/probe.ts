@@ -1,11 +1,11 @@
 /** `agent doctor`'s check of SecureChange: one authenticated read. */
 import type { Config } from "../config/config.ts";
 import {
-  checkUrl,
   findingsOf,
   limited,
   message,
   type ProbeContext,
+  reachable,
   statusOf,
 } from "../probe/kit.ts";
 import type { Finding } from "../probe/report.ts";
@@ -15,16 +15,10 @@ import { caCertsFor } from "../tls/trust.ts";
 export async function checkSecureChange(config: Config, ctx: ProbeContext): Promise<Finding[]> {
   const s = config.securechange!;
   const { list, add } = findingsOf("[securechange]");
-  if (
-    !await checkUrl(ctx, list, {
-      system: "[securechange]",
-      url: s.url,
-      urlKey: "[securechange] url",
-      trust: s.tls,
-      trustKey: "[securechange] cafile",
-    })
-  ) return list;
-  const { SecureChangeClient } = await import("../securechange/client.ts");
+  if (!await reachable(ctx, list, "securechange", { url: s.url, urlKey: "url", trust: s.tls })) {
+    return list;
+  }
+  const { SecureChangeClient } = await import("./client.ts");
   const client = new SecureChangeClient({
     url: s.url,
     username: s.username,

@@ -45,7 +45,7 @@ export async function checkSmtp(config: Config, ctx: ProbeContext): Promise<Find
   }, ctx.signal);
   list.push(...report.findings);
   if (!report.usable) return list;
-  const { SmtpMailer } = await import("../smtp/mailer.ts");
+  const { SmtpMailer } = await import("./mailer.ts");
   let mailer: Awaited<ReturnType<typeof SmtpMailer.fromConfig>>;
   try {
     mailer = await SmtpMailer.fromConfig(c, config.file);
