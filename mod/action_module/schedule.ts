@@ -52,6 +52,11 @@ export const scheduledKey = (id: string): Deno.KvKey => [...SCHEDULED_PREFIX, id
 /** A message larger than this is held unacknowledged instead (a store value's limit). */
 const SCHEDULE_MAX_BYTES = 48 * 1024;
 
+/** The debounce group of a message: one per queue and debounce key. */
+function debounceGroup(queue: string, debounceKey: string): string {
+  return `${queue}\u0000${debounceKey}`;
+}
+
 /** What the scheduler needs from the listener. */
 export interface SchedulerHost {
   store: Store;
@@ -99,12 +104,12 @@ export class Scheduler {
   }
 
   /**
-   * Schedules a debounced or deferred message. Without transactions, the message is written to the store with its
-   * due time and acknowledged at once, so it does not hold one of the broker's prefetch slots
-   * while it waits (200 debounced tasks would otherwise trickle in at prefetch / window);
-   * its reply goes through the outbox when it is handled, and a restart takes it up again.
-   * With transactions (one reply per message, ACK and reply in one commit), or when it is too
-   * large for a store value, it waits unacknowledged as before.
+   * Schedules a debounced or deferred message. Without transactions, the message is written
+   * to the store with its due time and acknowledged at once, so it does not hold one of the
+   * broker's prefetch slots while it waits (200 debounced tasks would otherwise trickle in at
+   * prefetch / window); its reply goes through the outbox when it is handled, and a restart
+   * takes it up again. With transactions (one reply per message, ACK and reply in one
+   * commit), or when it is too large for a store value, it waits unacknowledged.
    */
   async schedule(
     processor: Processor,
@@ -143,7 +148,7 @@ export class Scheduler {
     delayMs?: number,
   ): Promise<void> {
     const { ms, discard } = processor.debounce!;
-    const groupKey = `${processor.queue}\u0000${debounceKey}`;
+    const groupKey = debounceGroup(processor.queue, debounceKey);
     let group = this.#debounced.get(groupKey);
     if (!group) {
       group = { entries: [], timer: undefined };
@@ -169,10 +174,7 @@ export class Scheduler {
 
   /** Scheduled messages an earlier run acknowledged but did not handle: on their timers again. */
   async restore(): Promise<void> {
-    const groups = new Map<
-      string,
-      { processor: Processor; items: ScheduledRecord[]; ids: string[] }
-    >();
+    const groups = new Map<string, { processor: Processor; items: ScheduledRecord[] }>();
     try {
       for await (const { key, value } of this.#h.store.list<ScheduledRecord>(SCHEDULED_PREFIX)) {
         const id = String(key.at(-1));
@@ -180,11 +182,10 @@ export class Scheduler {
         if (!processor) continue; // a queue not served by this run: left for one that does
         this.#scheduledIds.add(id);
         const groupKey = value.debounceKey !== undefined
-          ? `${value.queue}\u0000${value.debounceKey}`
+          ? debounceGroup(value.queue, value.debounceKey)
           : `\u0001${id}`;
-        const group = groups.get(groupKey) ?? { processor, items: [], ids: [] };
+        const group = groups.get(groupKey) ?? { processor, items: [] };
         group.items.push(value);
-        group.ids.push(id);
         groups.set(groupKey, group);
       }
     } catch (error) {
@@ -196,11 +197,12 @@ export class Scheduler {
       items.sort((a, b) => a.due - b.due || a.seq - b.seq);
       const delayMs = Math.max(0, Math.max(...items.map((i) => i.due)) - this.#h.clock.now());
       for (const item of items) {
-        const parsed = parseDelivery(item.headers, new Uint8Array(item.body));
+        const body = new Uint8Array(item.body);
+        const parsed = parseDelivery(item.headers, body);
         if (!parsed.ok) continue;
         count++;
         const pending: Pending = {
-          delivery: { headers: item.headers, body: new Uint8Array(item.body), generation: -1 },
+          delivery: { headers: item.headers, body, generation: -1 },
           message: parsed.message,
           receivedAt: performance.now(),
           scheduled: true,
@@ -217,7 +219,7 @@ export class Scheduler {
     }
   }
 
-  /** `defer`: handled after `ms`, in key order, unacknowledged until then. */
+  /** `defer`: handled after `ms`, in key order. */
   #later(ms: number, key: string, processor: Processor, pending: Pending): void {
     const timer = this.#h.clock.setTimeout(() => {
       this.#timers.delete(timer);
