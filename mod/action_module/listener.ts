@@ -29,7 +29,7 @@ import type { Store, StoreSet } from "../store/store.ts";
 import type { Delivery, StompTransport } from "../stomp/types.ts";
 import { KeyedQueue } from "../async/keyed_queue.ts";
 import { Histogram, type HistogramSnapshot } from "../ops/prometheus.ts";
-import { actionQueue, objectKey, parseDelivery, type ParseResult } from "./message.ts";
+import { actionQueue, messageIdOf, objectKey, parseDelivery, type ParseResult } from "./message.ts";
 import { errorReply, fitReply, runProcessor } from "./run_processor.ts";
 import type { ActionMessage, Processor, Reply } from "./types.ts";
 import {
@@ -507,6 +507,6 @@ function tooLarge(headers: Record<string, string>, size: number, max: number): P
       Math.floor(max / 1024)
     } KB ([resilient] stomp_max_message_kb)`,
     headers,
-    messageId: headers["message-id"] ?? headers["ack"] ?? `no-id-${crypto.randomUUID()}`,
+    messageId: messageIdOf(headers),
   };
 }

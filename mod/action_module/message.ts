@@ -8,9 +8,14 @@ export type ParseResult =
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+/** A frame's message id: `message-id`, else its `ack` id, else a made-up one (never shared). */
+export function messageIdOf(headers: Record<string, string>): string {
+  return headers["message-id"] ?? headers["ack"] ?? `no-id-${crypto.randomUUID()}`;
+}
+
 /** Parses headers and body (UTF-8 JSON ActionDataDTO). */
 export function parseDelivery(headers: Record<string, string>, body: Uint8Array): ParseResult {
-  const messageId = headers["message-id"] ?? headers["ack"] ?? `no-id-${crypto.randomUUID()}`;
+  const messageId = messageIdOf(headers);
   const fail = (problem: string): ParseResult => ({ ok: false, problem, headers, messageId });
   let text: string;
   try {
