@@ -11,10 +11,7 @@ import { RestClient } from "../resilient/rest.ts";
 import { StompLink } from "../stomp/link.ts";
 import type { SocketTarget } from "../stomp/socket.ts";
 import type { Store } from "../store/store.ts";
-import type { Clock } from "../async/clock.ts";
-import type { ResilientApi } from "../resilient/types.ts";
-import type { StompTransport } from "../stomp/types.ts";
-import { ActionListener } from "./listener.ts";
+import { ActionListener, type ListenerOptions } from "./listener.ts";
 import type { Processor } from "./types.ts";
 
 const logger = log("actions");
@@ -101,20 +98,8 @@ export function stompLogin(config: ResilientConfig): { login: string; passcode: 
 }
 
 /** The adapters and settings an action core is built from. */
-export interface ActionCoreParts {
-  transport: StompTransport;
-  rest: ResilientApi | undefined;
-  orgId: number;
-  store: Store;
+export interface ActionCoreParts extends Omit<ListenerOptions, "signal"> {
   processors: Processor[];
-  /** Actions handled at once per queue (unless a processor sets its own). */
-  workers: number;
-  prefetch?: number | undefined;
-  transactions?: boolean | undefined;
-  maxBodyBytes?: number | undefined;
-  recordDir?: string | undefined;
-  healthIntervalMs?: number;
-  clock?: Clock;
 }
 
 /** A started action core: its listener, and a stop that drains it. */
@@ -133,21 +118,9 @@ export function createActionCore(parts: ActionCoreParts): ActionCore {
   // Handlers are aborted only when a stop's time is up, not by the stop itself: a clean
   // stop lets the work in hand finish.
   const work = new AbortController();
-  const listener = new ActionListener({
-    transport: parts.transport,
-    store: parts.store,
-    orgId: parts.orgId,
-    rest: parts.rest,
-    workers: parts.workers,
-    prefetch: parts.prefetch,
-    transactions: parts.transactions,
-    maxBodyBytes: parts.maxBodyBytes,
-    recordDir: parts.recordDir,
-    healthIntervalMs: parts.healthIntervalMs ?? 0,
-    signal: work.signal,
-    ...(parts.clock ? { clock: parts.clock } : {}),
-  });
-  for (const processor of parts.processors) listener.register(processor);
+  const { processors, ...options } = parts;
+  const listener = new ActionListener({ ...options, signal: work.signal });
+  for (const processor of processors) listener.register(processor);
   listener.start();
   return {
     listener,
