@@ -5,7 +5,8 @@
  */
 import { assert, assertEquals } from "./support/assert.ts";
 import { MemoryTransport } from "./support/memory_transport.ts";
-import { eventually, FakeClock, settle } from "./support/fake_clock.ts";
+import { FakeClock, settle } from "./support/fake_clock.ts";
+import { waitUntil } from "./support/wait.ts";
 import { taskAction } from "./support/stomp_client.ts";
 import { createActionCore } from "../mod/action_module/core.ts";
 import { OUTBOX_PREFIX } from "../mod/action_module/completion.ts";
@@ -67,7 +68,7 @@ Deno.test("debounce: 200 changes on 200 tasks are acknowledged at once and each 
       { length: 200 },
       (_, i) => transport.deliver(DESTINATION, taskAction({ id: 1_000 + i, due_date: 1 })),
     );
-    await eventually("all stored and acknowledged", () => transport.acks.length === 200);
+    await waitUntil("all stored and acknowledged", () => transport.acks.length === 200, 5_000, 1);
     await settle();
     // Within the window: a second change to the first ten tasks.
     await clock.advance(1_000);
@@ -75,7 +76,7 @@ Deno.test("debounce: 200 changes on 200 tasks are acknowledged at once and each 
       { length: 10 },
       (_, i) => transport.deliver(DESTINATION, taskAction({ id: 1_000 + i, due_date: 2 })),
     );
-    await eventually("all acknowledged", () => transport.acks.length === 210);
+    await waitUntil("all acknowledged", () => transport.acks.length === 210, 5_000, 1);
     await settle();
     // All acknowledged while they wait: none holds a prefetch slot.
     assertEquals(handled.length, 0);
@@ -87,12 +88,12 @@ Deno.test("debounce: 200 changes on 200 tasks are acknowledged at once and each 
     }
 
     await clock.advance(4_000); // the untouched tasks' windows end
-    await eventually("190 handled", () => handled.length >= 190);
+    await waitUntil("190 handled", () => handled.length >= 190, 5_000, 1);
     await settle();
     assertEquals(handled.length, 190);
     await clock.advance(1_000); // the changed tasks' windows (moved by the second change)
-    await eventually("200 handled", () => handled.length >= 200);
-    await eventually("all answered", () => transport.sent.length >= 210);
+    await waitUntil("200 handled", () => handled.length >= 200, 5_000, 1);
+    await waitUntil("all answered", () => transport.sent.length >= 210, 5_000, 1);
     assertEquals(
       new Set(handled.map((a) => a.task!.id)).size,
       200,
@@ -104,7 +105,12 @@ Deno.test("debounce: 200 changes on 200 tasks are acknowledged at once and each 
       assertEquals(replies.length, 1, `one reply to ${id}`);
       assertEquals(replies[0]!.message_type, 0);
     }
-    await eventually("records removed", async () => await store.count(SCHEDULED_PREFIX) === 0);
+    await waitUntil(
+      "records removed",
+      async () => await store.count(SCHEDULED_PREFIX) === 0,
+      5_000,
+      1,
+    );
   } finally {
     await stop(100);
     store.close();
@@ -230,7 +236,7 @@ Deno.test("setWithReply: the handler's state is stored with its reply, and not a
   try {
     const good = transport.deliver(DESTINATION, taskAction({ id: 1, due_date: 5 }));
     const bad = transport.deliver(DESTINATION, taskAction({ id: 2, due_date: 0 }));
-    await eventually("both answered", () => transport.sent.length === 2);
+    await waitUntil("both answered", () => transport.sent.length === 2, 5_000, 1);
     assertEquals(transport.repliesTo(good)[0]!.message, "stored");
     assertEquals(transport.repliesTo(bad)[0]!.message_type, 1);
     assertEquals(await store.get(["test", "state", 1]), { due: 5 });

@@ -1,14 +1,18 @@
 /** Polling for a condition in integration tests and benchmarks, with a named timeout. */
 
-/** Resolves once `check` holds (a rejection counts as not yet); throws naming `what` after `timeoutMs`. */
+/**
+ * Resolves once `check` holds (a rejection counts as not yet), looking every `everyMs`;
+ * throws naming `what` after `timeoutMs`.
+ */
 export async function waitUntil(
   what: string,
-  check: () => Promise<boolean>,
+  check: () => boolean | Promise<boolean>,
   timeoutMs = 30_000,
+  everyMs = 200,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
+  while (!(await Promise.resolve().then(check).catch(() => false))) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
