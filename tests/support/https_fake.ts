@@ -4,6 +4,10 @@
  * log of every request, and fault injection: status codes with Retry-After, delays,
  * malformed bodies, dropped connections.
  */
+import { Buffer } from "node:buffer";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
 import { type LeafName, testPki } from "./ca.ts";
 
 /** A request as the fake saw it. */
@@ -40,7 +44,7 @@ export class HttpsFake {
   readonly requests: SeenRequest[] = [];
   readonly #routes: { method: string; pattern: URLPattern; handler: RouteHandler }[] = [];
   readonly #faults: (Fault & { left: number })[] = [];
-  #server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  #server: Server | undefined;
   #port = 0;
   /** Added to every answer (a SaaS API's round trip, for benchmarks). */
   latencyMs = 0;
@@ -71,28 +75,76 @@ export class HttpsFake {
     return this.requests.filter((r) => match.test(`${r.method} ${r.path}`));
   }
 
+  /**
+   * Listens on 127.0.0.1 (a free port unless given). node:https rather than Deno.serve: like
+   * the real services' front ends it sets TCP_NODELAY on each connection, which Deno.serve
+   * does not, and without it a client's first request over a new TLS connection could wait
+   * 40 ms for a delayed ACK (Nagle), a stall no real peer adds.
+   */
   async start(
     options: { cert?: LeafName; port?: number } = {},
   ): Promise<this> {
     const pki = await testPki();
     const leaf = pki[options.cert ?? "server"];
+    const server = createServer(
+      { cert: leaf.cert, key: leaf.key, noDelay: true },
+      (req, res) => void this.#serve(req, res),
+    );
     const ready = Promise.withResolvers<void>();
-    this.#server = Deno.serve({
-      hostname: "127.0.0.1",
-      port: options.port ?? 0,
-      cert: leaf.cert,
-      key: leaf.key,
-      onListen: () => ready.resolve(),
-      onError: (error) => Response.json({ error: String(error) }, { status: 500 }),
-    }, (request) => this.handle(request));
+    server.once("error", ready.reject);
+    server.listen(options.port ?? 0, "127.0.0.1", () => ready.resolve());
     await ready.promise;
-    this.#port = this.#server.addr.port;
+    this.#server = server;
+    this.#port = (server.address() as AddressInfo).port;
     return this;
   }
 
   async stop(): Promise<void> {
-    await this.#server?.shutdown();
+    const server = this.#server;
     this.#server = undefined;
+    if (!server) return;
+    const closed = new Promise((resolve) => server.close(resolve));
+    server.closeAllConnections();
+    await closed;
+  }
+
+  /** One exchange: node's request as a fetch Request to {@linkcode handle}, its answer back. */
+  async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of req) chunks.push(chunk);
+      const headers = new Headers();
+      for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+        headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+      }
+      const method = req.method ?? "GET";
+      const request = new Request(`${this.url}${req.url ?? "/"}`, {
+        method,
+        headers,
+        ...(method === "GET" || method === "HEAD" ? {} : { body: Buffer.concat(chunks) }),
+      });
+      let response: Response;
+      try {
+        response = await this.handle(request);
+      } catch (error) {
+        response = Response.json({ error: String(error) }, { status: 500 });
+      }
+      const head: [string, string][] = [...response.headers].filter(([k]) => k !== "set-cookie");
+      for (const cookie of response.headers.getSetCookie()) head.push(["set-cookie", cookie]);
+      res.writeHead(response.status, head.flat());
+      if (!response.body) return void res.end();
+      const reader = response.body.getReader();
+      res.once("close", () => reader.cancel().catch(() => {}));
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (res.write(value)) continue;
+        await new Promise((resolve) => (res.once("drain", resolve), res.once("close", resolve)));
+      }
+      res.end();
+    } catch {
+      res.destroy(); // the client went away mid-answer
+    }
   }
 
   protected async handle(request: Request): Promise<Response> {
