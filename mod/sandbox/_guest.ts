@@ -29,7 +29,7 @@ export function workerPort(): GuestPort {
  * never be taken for protocol; an uncaught error is reported instead of ending the process;
  * the process ends when the host closes stdin (or dies).
  */
-export function processPort(memoryReportMs: number): GuestPort {
+export function processPort(): GuestPort {
   const exit = Deno.exit;
   const stdout = Deno.stdout;
   const encoder = new TextEncoder();
@@ -67,17 +67,6 @@ export function processPort(memoryReportMs: number): GuestPort {
   });
   Object.defineProperty(Deno, "stdout", { value: printer("info") });
   Object.defineProperty(Deno, "stderr", { value: printer("warn") });
-  // A thread of its own reports the process's resident memory on stderr (which the user's
-  // code cannot reach any more), so the host can stop a process that outgrows its limit
-  // even while the code is stuck in a synchronous loop; V8's heap limit does not count
-  // ArrayBuffers.
-  const watcher = `const line = () => new TextEncoder().encode("\\u0000mem " + ` +
-    `Deno.memoryUsage().rss + "\\n");\n` +
-    `setInterval(() => Deno.stderr.writeSync(line()), ${Number(memoryReportMs)});\n` +
-    `Deno.stderr.writeSync(line());\n`;
-  new Worker(URL.createObjectURL(new Blob([watcher], { type: "application/javascript" })), {
-    type: "module",
-  });
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
     const reason = (event as PromiseRejectionEvent).reason;
@@ -144,6 +133,21 @@ export function guestMain(
       post({ op: "rpc", rid, id, method, args });
     });
 
+  // A new process pays twice on its first HTTPS request: the TLS library seeds its random
+  // generator from CPU jitter (about 25 ms of CPU, once per process) and fetch's code runs
+  // for the first time. Both happen here, while the module loads and the host waits for its
+  // ticket, instead of inside the plugin's first call. Needs no permission.
+  const warmNetwork = async () => {
+    try {
+      await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, [
+        "deriveBits",
+      ]);
+      await (await fetch("data:,")).arrayBuffer();
+    } catch {
+      // Only a head start: the first request does the same if this did not.
+    }
+  };
+
   // deno-lint-ignore no-explicit-any
   port.listen(async (m: any) => {
     if (m.op === "ping") return post({ op: "pong" });
@@ -156,6 +160,7 @@ export function guestMain(
       return;
     }
     if (m.op === "load") {
+      if (m.warmNetwork) void warmNetwork();
       try {
         const url = m.url ?? URL.createObjectURL(
           new Blob([m.source], { type: "application/javascript" }),

@@ -10,7 +10,7 @@
  * Isolation: where the agent may start Deno itself (`--allow-run` for `Deno.execPath()`,
  * as the agent's flags grant), each sandbox is a child process of its own, with the
  * section's permissions as Deno flags, a V8 heap limit and a watch on its resident memory
- * (`max_memory_mb`): a heap blow-up, a crash or a busy loop ends that process only, never
+ * (`max_memory_mb`, ./memory_watch.ts): a heap blow-up, a crash or a busy loop ends that process only, never
  * the agent. Otherwise (the compiled binary, or run permission withheld) it is a Worker
  * in the agent's process: the same permissions, but a heap blow-up there ends the agent,
  * and Deno (2.9) cannot stop a Worker stuck in a synchronous loop (denoland/deno#35657);
@@ -24,6 +24,7 @@ import { log, type Logger } from "../log/log.ts";
 import { buildContext, describeProcessor, toReply } from "../sdk/sdk.ts";
 import { guestMain, processPort, workerPort } from "./_guest.ts";
 import { remoteImports } from "./imports.ts";
+import { watchMemory } from "./memory_watch.ts";
 
 /** What to run: a module file, or a self-contained function (built-in plugins). */
 export type ModuleSource = { kind: "file"; path: string } | {
@@ -96,10 +97,6 @@ export type Isolation = "process" | "worker";
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 const LOAD_ID = 0;
 const DEFAULT_MEMORY_MB = 512;
-/** How often a sandbox process reports its resident memory. */
-const MEMORY_REPORT_MS = 50;
-/** How a sandbox process's memory report starts (on its stderr). */
-const MEMORY_REPORT = "\u0000mem ";
 
 let isolationCache: Isolation | undefined;
 
@@ -210,7 +207,10 @@ export class Sandbox {
     };
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) onAbort();
-    sandbox.#post({ op: "load", kind: options.kind, ...load });
+    // A process of its own starts its TLS and fetch machinery cold; one that may use the
+    // network warms them while the module loads (see guestMain).
+    const warmNetwork = sandbox.#channel.isolation === "process" && options.allowNet.length > 0;
+    sandbox.#post({ op: "load", kind: options.kind, warmNetwork, ...load });
     try {
       return { sandbox, description: await loaded };
     } catch (error) {
@@ -415,9 +415,7 @@ function guestSource(port: "worker" | "process"): string {
     `const describeProcessor = ${describeProcessor.toString()};\n` +
     `const toReply = ${toReply.toString()};\n` +
     `(${guestMain.toString()})(${
-      port === "worker"
-        ? `(${workerPort.toString()})()`
-        : `(${processPort.toString()})(${MEMORY_REPORT_MS})`
+      port === "worker" ? `(${workerPort.toString()})()` : `(${processPort.toString()})()`
     }, { buildContext, describeProcessor, toReply });\n`;
 }
 
@@ -460,8 +458,8 @@ let processUrl: string | undefined;
 /**
  * A `deno run` of the guest with the section's permissions as flags: no config file, lock
  * file, remote or npm imports, no environment; a V8 heap limit, and its resident memory
- * (reported on its stderr by a thread of its own) held to the same limit. The rest of its
- * stderr is kept (the last lines) to say why it ended.
+ * held to the same limit (./memory_watch.ts). Its stderr is kept (the last lines) to say
+ * why it ended.
  */
 function spawnProcess(options: SandboxOptions, read: string[], handlers: ChannelHandlers): Channel {
   const memoryMb = options.maxMemoryMb ?? DEFAULT_MEMORY_MB;
@@ -504,6 +502,7 @@ function spawnProcess(options: SandboxOptions, read: string[], handlers: Channel
   const kill = () => {
     if (ended) return;
     ended = true;
+    unwatch();
     input.close().catch(() => {});
     try {
       child.kill("SIGKILL");
@@ -519,6 +518,21 @@ function spawnProcess(options: SandboxOptions, read: string[], handlers: Channel
     kill();
     handlers.onEnd(killedFor, "memory");
   };
+  let unwatch: () => void;
+  try {
+    unwatch = watchMemory(child.pid, memoryMb * 1048576, {
+      onOver: outgrown,
+      onLost() {
+        if (ended) return;
+        killedFor = "its memory could not be watched (the memory watcher cannot run)";
+        kill();
+        handlers.onEnd(killedFor, "crash");
+      },
+    });
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw new Error(`cannot watch its memory: ${(error as Error).message}`, { cause: error });
+  }
 
   void readLines(child.stdout, (line) => {
     let message: FromGuest;
@@ -530,12 +544,12 @@ function spawnProcess(options: SandboxOptions, read: string[], handlers: Channel
     handlers.onMessage(message);
   });
   const stderrRead = readLines(child.stderr, (line) => {
-    if (line.startsWith(MEMORY_REPORT)) outgrown(Number(line.slice(MEMORY_REPORT.length)));
-    else stderrTail = (stderrTail + line + "\n").slice(-4096);
+    stderrTail = (stderrTail + line + "\n").slice(-4096);
   });
   void Promise.all([child.status, stderrRead]).then(([status]) => {
     if (ended) return;
     ended = true;
+    unwatch();
     const outOfMemory = /out of memory|heap limit/i.test(stderrTail);
     const first = stderrTail.split("\n").find((l) => l.trim()) ?? "";
     handlers.onEnd(
