@@ -6,7 +6,12 @@
 import { type BenchResult, percentile, round } from "./_report.ts";
 import { testPki } from "../tests/support/ca.ts";
 import { HttpsFake } from "../tests/support/https_fake.ts";
-import { runPlugins, startPlugins } from "../mod/enrich/plugin_runner.ts";
+import {
+  type PluginJob,
+  type PluginOutcome,
+  runPlugins,
+  startPlugins,
+} from "../mod/enrich/plugin_runner.ts";
 import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
 import { setupLogging } from "../mod/log/log.ts";
 import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
@@ -50,50 +55,44 @@ export async function benchEnrich(): Promise<BenchResult> {
       allowRead: [],
       timeoutMs: 10_000,
     }));
-    const runs: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const t0 = performance.now();
-      const outcomes = await runPlugins(jobs, buildTicketInfo(ticket));
-      runs.push(performance.now() - t0);
-      const failed = outcomes.filter((o) => !o.ok);
-      if (failed.length) throw new Error(`plugins failed: ${JSON.stringify(failed)}`);
-    }
-    runs.sort((a, b) => a - b);
-    const concurrent = percentile(runs, 50);
-    // As a trigger runs them: started while the ticket is fetched (a SecureChange answering
-    // after TICKET_FETCH_MS), timed from the ticket's arrival to the last outcome.
-    const afterFetch: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const plugins = startPlugins(jobs);
-      await (await fetch(`${api.url}/ticket`, { client: httpClient })).text();
-      const t0 = performance.now();
-      const outcomes = await plugins.run(buildTicketInfo(ticket));
-      afterFetch.push(performance.now() - t0);
-      if (outcomes.some((o) => !o.ok)) throw new Error("plugins failed after the fetch");
-    }
-    afterFetch.sort((a, b) => a - b);
-    const phase = percentile(afterFetch, 50);
-    // The sandbox's fixed cost: 8 Workers with plugins that answer at once.
+    const ticketInfo = buildTicketInfo(ticket);
+    /** Median of 5 runs of `jobs`: cold (started and run at once), or as the trigger runs them. */
+    const median = async (list: PluginJob[], how: "cold" | "trigger") => {
+      const runs: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        let t0 = performance.now();
+        let outcomes: PluginOutcome[];
+        if (how === "cold") outcomes = await runPlugins(list, ticketInfo);
+        else {
+          // Started while the ticket is fetched (a SecureChange answering after
+          // TICKET_FETCH_MS), timed from the ticket's arrival to the last outcome.
+          const plugins = startPlugins(list);
+          await (await fetch(`${api.url}/ticket`, { client: httpClient })).text();
+          t0 = performance.now();
+          outcomes = await plugins.run(ticketInfo);
+        }
+        runs.push(performance.now() - t0);
+        const failed = outcomes.filter((o) => !o.ok);
+        if (failed.length) throw new Error(`integrations failed: ${JSON.stringify(failed)}`);
+      }
+      return percentile(runs.sort((a, b) => a - b), 50);
+    };
+    const concurrent = await median(jobs, "cold");
+    const phase = await median(jobs, "trigger");
+    const alone = await median(jobs.slice(0, 1), "trigger");
+    // The sandbox's fixed cost: 8 sandboxes with plugins that answer at once.
     await Deno.writeTextFile(
       `${dir}/instant.js`,
       "export function getData(t) { return String(t.Id); }",
     );
-    const instantJobs = jobs.map((j) => ({
-      ...j,
-      source: { kind: "file" as const, path: `${dir}/instant.js` },
-    }));
-    const overheadRuns: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const t0 = performance.now();
-      await runPlugins(instantJobs, buildTicketInfo(ticket));
-      overheadRuns.push(performance.now() - t0);
-    }
-    overheadRuns.sort((a, b) => a - b);
-    const overhead = percentile(overheadRuns, 50);
+    const overhead = await median(
+      jobs.map((j) => ({ ...j, source: { kind: "file" as const, path: `${dir}/instant.js` } })),
+      "cold",
+    );
     const serial = PLUGINS * DELAY_MS;
 
     // The Request Add-on's Python integrations: 4 that each take 250 ms, at once.
-    let pythonMedian: number | undefined;
+    let python: { cold: number; trigger: number } | undefined;
     if (await Deno.stat("/usr/bin/python3").then(() => true, () => false)) {
       await Deno.writeTextFile(
         `${dir}/wait.py`,
@@ -112,16 +111,10 @@ export async function benchEnrich(): Promise<BenchResult> {
         allowRead: [],
         timeoutMs: 10_000,
       }));
-      const pythonRuns: number[] = [];
-      for (let i = 0; i < 5; i++) {
-        const t0 = performance.now();
-        const outcomes = await runPlugins(pythonJobs, buildTicketInfo(ticket));
-        pythonRuns.push(performance.now() - t0);
-        const failed = outcomes.filter((o) => !o.ok);
-        if (failed.length) throw new Error(`python integrations failed: ${JSON.stringify(failed)}`);
-      }
-      pythonRuns.sort((a, b) => a - b);
-      pythonMedian = percentile(pythonRuns, 50);
+      python = {
+        cold: await median(pythonJobs, "cold"),
+        trigger: await median(pythonJobs, "trigger"),
+      };
     }
 
     // The Test button: process start to exit.
@@ -155,50 +148,51 @@ export async function benchEnrich(): Promise<BenchResult> {
       figures: {
         integrations: PLUGINS,
         api_delay_ms: DELAY_MS,
-        concurrent_median_ms: round(concurrent),
-        serial_sum_ms: serial,
-        concurrent_vs_serial_ratio: round(concurrent / serial, 3),
-        concurrent_vs_slowest_ratio: round(concurrent / DELAY_MS, 2),
         ticket_fetch_ms: TICKET_FETCH_MS,
         after_ticket_fetch_median_ms: round(phase),
         after_ticket_fetch_vs_slowest_ratio: round(phase / DELAY_MS, 2),
-        ...(pythonMedian !== undefined
+        one_integration_after_ticket_fetch_ms: round(alone),
+        after_ticket_fetch_vs_one_alone_ratio: round(phase / alone, 2),
+        cold_median_ms: round(concurrent),
+        cold_vs_slowest_ratio: round(concurrent / DELAY_MS, 2),
+        serial_sum_ms: serial,
+        cold_vs_serial_ratio: round(concurrent / serial, 3),
+        ...(python
           ? {
             python_integrations: PYTHON_PLUGINS,
-            python_concurrent_median_ms: round(pythonMedian),
-            python_vs_slowest_ratio: round(pythonMedian / DELAY_MS, 2),
+            python_after_ticket_fetch_median_ms: round(python.trigger),
+            python_after_ticket_fetch_vs_slowest_ratio: round(python.trigger / DELAY_MS, 2),
+            python_cold_median_ms: round(python.cold),
+            python_cold_vs_slowest_ratio: round(python.cold / DELAY_MS, 2),
           }
           : {}),
-        sandbox_startup_8_workers_ms: round(overhead),
+        sandbox_startup_8_cold_ms: round(overhead),
         test_button_median_ms: round(testMedian),
       },
       targets: {
-        concurrent_median_ms: {
-          target: `about the slowest (${DELAY_MS} ms), far below the serial ${serial} ms`,
-          met: concurrent < DELAY_MS * 2,
-        },
         test_button_median_ms: { target: "< 200 ms", met: testMedian < 200 },
-        "8 JavaScript integrations within 1.3x the slowest (cold start)": {
-          target: "<= 1.3",
-          met: concurrent / DELAY_MS <= 1.3,
-        },
-        "8 JavaScript integrations within 1.3x the slowest once the ticket is in": {
+        "8 JavaScript integrations within 1.3x the slowest, as the trigger runs them": {
           target: "<= 1.3",
           met: phase / DELAY_MS <= 1.3,
         },
-        ...(pythonMedian !== undefined
+        ...(python
           ? {
-            "4 Python integrations within 1.3x the slowest": {
+            "4 Python integrations within 1.3x the slowest, as the trigger runs them": {
               target: "<= 1.3",
-              met: pythonMedian / DELAY_MS <= 1.3,
+              met: python.trigger / DELAY_MS <= 1.3,
             },
           }
           : {}),
+        "8 JavaScript integrations within 1.3x the slowest, cold (started and run at once)": {
+          target: "<= 1.3",
+          met: concurrent / DELAY_MS <= 1.3,
+        },
       },
       notes: [
         "each JavaScript integration in a sandbox process of its own with net access to the fake " +
-        "API only, each making its own HTTPS connection with the test CA (8 TLS handshakes on 2 " +
-        "cores); Python integrations each in a python3 -I process",
+        "API only, each making its own HTTPS connection with the test CA; Python integrations " +
+        "each in a python3 -I process. 'As the trigger runs them': started while the ticket is " +
+        `fetched (${TICKET_FETCH_MS} ms), timed from its arrival; 'cold': started and run at once`,
       ],
     };
   } finally {
