@@ -125,7 +125,11 @@ function start(): Running {
       `data:application/javascript;base64,${btoa(source)}`,
     ],
     clearEnv: true,
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    env: {
+      NO_COLOR: "1",
+      DENO_NO_UPDATE_CHECK: "1",
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+    },
     stdin: "piped",
     stdout: "piped",
     stderr: "null",
