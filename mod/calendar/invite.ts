@@ -11,7 +11,7 @@ import ical, {
   ICalEventStatus,
 } from "ical-generator";
 import type { TaskDTO } from "../action_module/types.ts";
-import { oneLine } from "../smtp/mailer.ts";
+import { oneLine } from "../smtp/compose.ts";
 
 /** What an invite says. */
 export interface InviteSpec {

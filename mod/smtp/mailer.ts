@@ -3,6 +3,7 @@
  * when asked, implicit TLS, AUTH), temporary failures (4xx, connection refused, timeouts)
  * retried with backoff within a deadline, permanent ones (5xx, TLS trust, AUTH) reported
  * with the server's answer; or, with no SMTP server configured, .eml files in a folder.
+ * Either way the message is composed once (./compose.ts) and goes out as those bytes.
  */
 // @ts-types="@types/nodemailer"
 import nodemailer from "nodemailer";
@@ -11,6 +12,7 @@ import { caCertsFor } from "../tls/trust.ts";
 import { log } from "../log/log.ts";
 import { abortableSleep } from "../async/delay.ts";
 import { tlsErrorFrom } from "../tls/errors.ts";
+import { composeInvite } from "./compose.ts";
 import {
   type InviteMail,
   type Mailer,
@@ -42,29 +44,14 @@ export interface SmtpOptions {
 
 /** The part of a nodemailer transporter we use (its typings vary by transport kind). */
 interface Transporter {
-  sendMail(mail: ReturnType<typeof message>): Promise<{
+  /** `raw`: the composed message (./compose.ts), sent as it is to the envelope's address. */
+  sendMail(mail: { envelope: { from: string; to: string[] }; raw: Uint8Array }): Promise<{
     response?: string;
     rejected?: unknown[];
-    /** streamTransport with buffer: the whole message. */
-    message?: Uint8Array;
   }>;
   /** Connects, EHLO, STARTTLS and AUTH as configured, then QUIT: no mail is sent. */
   verify(): Promise<true>;
   close(): void;
-}
-
-function message(mail: InviteMail) {
-  return {
-    from: mail.from,
-    to: { name: "", address: mail.to },
-    // The SMTP envelope names the one recipient itself: whatever the headers say.
-    envelope: { from: mail.from, to: [mail.to] },
-    subject: oneLine(mail.subject),
-    text: mail.text,
-    messageId: mail.messageId,
-    headers: mail.headers ?? {},
-    icalEvent: { method: mail.method, content: mail.ics, filename: "invite.ics" },
-  };
 }
 
 /** SMTP delivery (see module doc). */
@@ -127,7 +114,10 @@ export class SmtpMailer implements Mailer {
     const server = `${this.#o.host}:${this.#o.port}`;
     for (let attempt = 0;; attempt++) {
       try {
-        const info = await this.#transport.sendMail(message(mail));
+        const info = await this.#transport.sendMail({
+          envelope: { from: mail.from, to: [mail.to] },
+          raw: composeInvite(mail),
+        });
         if (info.rejected?.length) {
           throw new PermanentMailError(
             `SMTP server ${server} rejected ${mail.to}: ${info.response}`,
@@ -176,38 +166,29 @@ export class SmtpMailer implements Mailer {
 /** Writes each mail as an .eml file (the embedded default when no SMTP server is set). */
 export class FileMailer implements Mailer {
   readonly #dir: string;
-  readonly #transport: Transporter;
 
   constructor(dir: string) {
     this.#dir = dir;
-    this.#transport = nodemailer.createTransport({
-      streamTransport: true,
-      buffer: true,
-      newline: "windows",
-    }) as unknown as Transporter;
   }
 
   async send(mail: InviteMail): Promise<SendResult> {
-    const info = await this.#transport.sendMail(message(mail));
+    const message = composeInvite(mail);
     const name = `${new Date().toISOString().replace(/[:.]/g, "-")}-${
       safeName(mail.messageId)
     }.eml`;
     const path = `${this.#dir}/${name}`;
-    if (!info.message) throw new Error("nodemailer returned no message to write");
     try {
-      await Deno.writeFile(path, info.message, { mode: 0o640 });
+      await Deno.writeFile(path, message, { mode: 0o640 });
     } catch (error) {
       // The folder is made when the first mail finds it missing (or someone removed it).
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       await Deno.mkdir(this.#dir, { recursive: true });
-      await Deno.writeFile(path, info.message, { mode: 0o640 });
+      await Deno.writeFile(path, message, { mode: 0o640 });
     }
     return { kind: "file", detail: path };
   }
 
-  close(): void {
-    this.#transport.close();
-  }
+  close(): void {}
 }
 
 interface SmtpFailure {
@@ -244,11 +225,6 @@ function classify(error: unknown, server: string, to?: string): PermanentMailErr
     );
   }
   return new Error(`SMTP server ${server} is unavailable: ${answer}`);
-}
-
-/** Header values must stay on one line (CR/LF in a task name must not add headers). */
-export function oneLine(text: string): string {
-  return text.replace(/[\r\n\t\v\f\u0085\u2028\u2029]+/g, " ").trim();
 }
 
 function isIp(host: string): boolean {
