@@ -174,25 +174,34 @@ async function descendants(pid: number): Promise<number[]> {
   return [...parents.keys()].filter(isBelow);
 }
 
-/** A figure of a process and, separately, of its descendants. */
+/**
+ * A figure of a process and, separately, of its sandboxes and of its sandboxes' memory
+ * watcher (mod/sandbox/memory_watch.ts, the one child run with all permissions).
+ */
 interface Split {
   own: number;
   children: number;
+  watcher: number;
 }
 
 async function perProcess(pid: number, read: (pid: number) => Promise<number>): Promise<Split> {
   let children = 0;
-  for (const p of await descendants(pid)) children += await read(p);
-  return { own: await read(pid), children };
+  let watcher = 0;
+  for (const p of await descendants(pid)) {
+    const command = await Deno.readTextFile(`/proc/${p}/cmdline`).catch(() => "");
+    if (command.split("\0").includes("--allow-all")) watcher += await read(p);
+    else children += await read(p);
+  }
+  return { own: await read(pid), children, watcher };
 }
 
 /** Resident memory, MB. */
 async function memoryMb(pid: number): Promise<Split> {
-  const { own, children } = await perProcess(pid, async (p) => {
+  const { own, children, watcher } = await perProcess(pid, async (p) => {
     const status = await Deno.readTextFile(`/proc/${p}/status`).catch(() => "");
     return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024;
   });
-  return { own: round(own), children: round(children) };
+  return { own: round(own), children: round(children), watcher: round(watcher) };
 }
 
 /** CPU time used so far (user + system), ms. */
@@ -266,7 +275,9 @@ export async function benchListener(): Promise<BenchResult> {
     const atRest = new Map<string, Split>();
     for (const c of consumers) atRest.set(c.name, await memoryMb(c.pid));
     const rates = new Map<string, number[]>(consumers.map((c) => [c.name, []]));
-    const cpu = new Map<string, Split>(consumers.map((c) => [c.name, { own: 0, children: 0 }]));
+    const cpu = new Map<string, Split>(
+      consumers.map((c) => [c.name, { own: 0, children: 0, watcher: 0 }]),
+    );
     /** The rest of the machine during each consumer's bursts: the broker and the platform. */
     const others = new Map<string, number>(consumers.map((c) => [c.name, 0]));
     const othersMs = async () => (await cpuMs(broker.pid!)).own + (await cpuMs(platform.pid)).own;
@@ -279,6 +290,7 @@ export async function benchListener(): Promise<BenchResult> {
         const sum = cpu.get(c.name)!;
         sum.own += after.own - before.own;
         sum.children += after.children - before.children;
+        sum.watcher += after.watcher - before.watcher;
         others.set(c.name, others.get(c.name)! + (await othersMs()) - othersBefore);
       }
     }
@@ -327,6 +339,7 @@ export async function benchListener(): Promise<BenchResult> {
         bare_cpu_ms_per_msg: cpuPerMessage(bare, "own"),
         agent_noop_cpu_ms_per_msg: cpuPerMessage(noop, "own"),
         agent_noop_sandbox_cpu_ms_per_msg: cpuPerMessage(noop, "children"),
+        agent_noop_memory_watcher_cpu_ms_per_msg: cpuPerMessage(noop, "watcher"),
         agent_calendar_cpu_ms_per_msg: cpuPerMessage(calendar, "own"),
         broker_and_platform_cpu_ms_per_msg_bare: othersPerMessage(bare),
         broker_and_platform_cpu_ms_per_msg_agent_noop: othersPerMessage(noop),
@@ -345,6 +358,7 @@ export async function benchListener(): Promise<BenchResult> {
         agent_noop_rss_after_messages_mb: mem(noop, afterMessages),
         agent_noop_rss_idle_mb: mem(noop, idle),
         agent_noop_sandbox_rss_idle_mb: idle.get("noop")!.children,
+        agent_noop_memory_watcher_rss_idle_mb: idle.get("noop")!.watcher,
         agent_calendar_rss_at_rest_mb: mem(calendar, atRest),
         agent_calendar_rss_after_messages_mb: mem(calendar, afterMessages),
         agent_calendar_rss_idle_mb: mem(calendar, idle),
@@ -366,7 +380,7 @@ export async function benchListener(): Promise<BenchResult> {
         "CPU: user + system time per message during the bursts, of the consumer's process (its sandbox apart), and of the broker and the platform's side together; with 2 cores, a consumer that adds CPU per message lowers the rate the whole machine can carry",
         `memory: VmRSS of the consumer's own process at rest, after ${MEMORY_MESSAGES} more actions and ${
           IDLE_MS / 1000
-        } s later; the noop processor's sandbox process is listed apart (agent_noop_sandbox_rss_idle_mb): it holds the user's code, which the bare consumer has none of`,
+        } s later; the noop processor's sandbox process is listed apart (agent_noop_sandbox_rss_idle_mb): it holds the user's code, which the bare consumer has none of; so is the one memory watcher process that serves all of an agent's sandboxes (agent_noop_memory_watcher_rss_idle_mb, mostly the Deno binary's own pages)`,
       ],
     };
   } finally {
