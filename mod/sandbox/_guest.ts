@@ -79,10 +79,15 @@ export function processPort(): GuestPort {
   return {
     post,
     listen(handler) {
+      // Plain reads rather than a decoding stream: each message is one wake-up, not a chain
+      // of stream hops (a call's round trip is mostly these).
+      const stdin = Deno.stdin;
       void (async () => {
+        const bytes = new Uint8Array(64 * 1024);
+        const input = new TextDecoder();
         let buffer = "";
-        for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
-          buffer += chunk;
+        for (let n = await stdin.read(bytes); n !== null; n = await stdin.read(bytes)) {
+          buffer += input.decode(bytes.subarray(0, n), { stream: true });
           for (let end = buffer.indexOf("\n"); end >= 0; end = buffer.indexOf("\n")) {
             const line = buffer.slice(0, end);
             buffer = buffer.slice(end + 1);

@@ -586,9 +586,11 @@ async function readLines(
   onLine: (line: string) => void,
 ): Promise<void> {
   let buffer = "";
+  const decoder = new TextDecoder();
   try {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
+    // A plain reader rather than a decoding stream: one hop per chunk, not a chain of them.
+    for await (const bytes of stream) {
+      buffer += decoder.decode(bytes, { stream: true });
       for (let cut = buffer.indexOf("\n"); cut >= 0; cut = buffer.indexOf("\n")) {
         const line = buffer.slice(0, cut);
         buffer = buffer.slice(cut + 1);
@@ -598,5 +600,6 @@ async function readLines(
   } catch {
     // The process was killed mid-line: what was read is all there is.
   }
+  buffer += decoder.decode();
   if (buffer) onLine(buffer);
 }
