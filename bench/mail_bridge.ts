@@ -124,7 +124,9 @@ async function peakMemory(size: number): Promise<number> {
     await Deno.writeTextFile(
       `${dir}/app.config`,
       `[agent]\nstore = ${dir}/agent.kv\n\n${graphSection(graph, pki.caCertFile)}\n` +
-        `${jiraSection(jira, pki.caCertFile)}\n[mail_bridge]\nack_mail = false\n`,
+        `${jiraSection(jira, pki.caCertFile)}\n[mail_bridge]\nack_mail = false\n` +
+        // Above the 25 MB default: the point is that big mails stream through.
+        "max_mail_mb = 64\n",
     );
     const child = new Deno.Command(Deno.execPath(), {
       args: [

@@ -134,12 +134,19 @@ export class HttpsFake {
       res.writeHead(response.status, head.flat());
       if (!response.body) return void res.end();
       const reader = response.body.getReader();
-      res.once("close", () => reader.cancel().catch(() => {}));
+      let closed = false;
+      let drained = () => {};
+      res.once("close", () => {
+        closed = true;
+        drained();
+        reader.cancel().catch(() => {});
+      });
+      res.on("drain", () => drained());
       for (;;) {
         const { done, value } = await reader.read();
-        if (done) break;
+        if (done || closed) break;
         if (res.write(value)) continue;
-        await new Promise((resolve) => (res.once("drain", resolve), res.once("close", resolve)));
+        await new Promise<void>((resolve) => (drained = resolve));
       }
       res.end();
     } catch {
