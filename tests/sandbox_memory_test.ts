@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { waitUntil } from "./support/wait.ts";
-import { runPlugins } from "../mod/enrich/plugin_runner.ts";
+import { runPlugins, startSandbox } from "../mod/enrich/plugin_runner.ts";
 import { buildTicketInfo } from "../mod/enrich/ticket_info.ts";
 import { setupLogging } from "../mod/log/log.ts";
 
@@ -82,6 +82,86 @@ Deno.test({
         "the watcher process ends with the last sandbox",
         async () => (await childrenWith("--allow-all")).length === 0,
       );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** A sandbox with a plugin that holds `mb` MB more each call (bounded by the call count). */
+async function hoarder(dir: string, name: string) {
+  await Deno.writeTextFile(
+    `${dir}/${name}.js`,
+    `const hoard = [];
+    export function getData(ticket, logger, config) {
+      for (let i = 0; i < Number(config.mb) / 16; i++) {
+        hoard.push(new Uint8Array(16 * 1024 * 1024).fill(7));
+      }
+      return "holding " + hoard.length * 16 + " MB";
+    }`,
+  );
+  return await startSandbox({
+    name,
+    source: { kind: "file", path: `${dir}/${name}.js` },
+    config: {},
+    allowNet: [],
+    allowRead: [],
+    timeoutMs: 20_000,
+    maxMemoryMb: 200,
+  });
+}
+
+const TICKET = { ticketInfo: { Id: 1 } };
+
+Deno.test({
+  name:
+    "a memory watcher killed from outside is replaced: the sandboxes it watched are still held to their limit",
+  ...integration,
+  async fn() {
+    setupLogging({ format: "json", level: "error" });
+    const dir = await Deno.makeTempDir();
+    try {
+      const sandbox = await hoarder(dir, "later");
+      assertEquals(await sandbox.call({ ...TICKET, config: { mb: "32" } }), "holding 32 MB");
+      const [watcher] = await childrenWith("--allow-all");
+      assert(watcher, "a watcher runs");
+      await new Promise((r) => setTimeout(r, 1_100)); // past the watcher's own start
+      Deno.kill(watcher, "SIGKILL");
+      await waitUntil(
+        "another watcher runs",
+        async () => {
+          const now = await childrenWith("--allow-all");
+          return now.length === 1 && now[0] !== watcher;
+        },
+        10_000,
+        20,
+      );
+      const error = await sandbox.call({ ...TICKET, config: { mb: "400" } }).then(
+        () => "",
+        (e) => String(e),
+      );
+      assertStringIncludes(error, "ran out of memory: its sandbox used");
+      assertEquals(sandbox.alive, false);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a memory watcher that cannot stay up stops the sandboxes it watched instead of leaving them unwatched",
+  ...integration,
+  async fn() {
+    setupLogging({ format: "json", level: "error" });
+    const dir = await Deno.makeTempDir();
+    try {
+      const sandbox = await hoarder(dir, "unwatched");
+      const [watcher] = await childrenWith("--allow-all");
+      assert(watcher, "a watcher runs");
+      Deno.kill(watcher, "SIGKILL"); // within its first second: it counts as unable to run
+      await waitUntil("the sandbox is stopped", () => !sandbox.alive, 10_000, 20);
+      assertStringIncludes(sandbox.endReason ?? "", "its memory could not be watched");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
