@@ -12,6 +12,7 @@
  */
 import { dirname } from "node:path";
 import type { Logger } from "../log/log.ts";
+import { readLines } from "../text/lines.ts";
 import type { TicketInfo } from "./plugin.ts";
 
 /** Marks the bootstrap's log records on stderr (a record separator, then "LOG "). */
@@ -143,7 +144,6 @@ export function startPython(
 
 /** The child's stderr: its logger's records at their level, anything else printed at info. */
 async function relayStderr(stream: ReadableStream<Uint8Array>, logger: Logger): Promise<void> {
-  let buffer = "";
   let lines = 0;
   const emit = (line: string) => {
     if (!line.trim() || ++lines > 10_000) return;
@@ -166,16 +166,5 @@ async function relayStderr(stream: ReadableStream<Uint8Array>, logger: Logger): 
     }
     logger.info("printed: {text}", { text: line.slice(0, 4000) });
   };
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
-    for (let end = buffer.indexOf("\n"); end >= 0; end = buffer.indexOf("\n")) {
-      emit(buffer.slice(0, end));
-      buffer = buffer.slice(end + 1);
-    }
-    if (buffer.length > 64 * 1024) {
-      emit(buffer);
-      buffer = "";
-    }
-  }
-  emit(buffer);
+  await readLines(stream, emit, 64 * 1024);
 }

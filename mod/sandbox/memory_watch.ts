@@ -12,6 +12,8 @@
  * own event loop, so code stuck in a synchronous loop that allocates is stopped too.
  */
 
+import { readLines } from "../text/lines.ts";
+
 /** How often the watched processes' memory is read. */
 export const MEMORY_CHECK_MS = 50;
 
@@ -137,17 +139,10 @@ function start(): Running {
   const startedAt = performance.now();
   const watch: Running = { input: child.stdin.getWriter(), watched: new Map() };
   running = watch;
-  void (async () => {
-    let buffer = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      for (let end = buffer.indexOf("\n"); end >= 0; end = buffer.indexOf("\n")) {
-        const [verb, pid, rss] = buffer.slice(0, end).split(" ");
-        buffer = buffer.slice(end + 1);
-        if (verb === "over") watch.watched.get(Number(pid))?.onOver(Number(rss));
-      }
-    }
-  })().catch(() => {});
+  readLines(child.stdout, (line) => {
+    const [verb, pid, rss] = line.split(" ");
+    if (verb === "over") watch.watched.get(Number(pid))?.onOver(Number(rss));
+  }).catch(() => {});
   void child.status.then(() => {
     // Ended while sandboxes were still watched (killed from outside): the next watch
     // starts a new watcher, and those still running are handed to it.

@@ -10,8 +10,8 @@
  * Isolation: where the agent may start Deno itself (`--allow-run` for `Deno.execPath()`,
  * as the agent's flags grant), each sandbox is a child process of its own, with the
  * section's permissions as Deno flags, a V8 heap limit and a watch on its resident memory
- * (`max_memory_mb`, ./memory_watch.ts): a heap blow-up, a crash or a busy loop ends that process only, never
- * the agent. Otherwise (the compiled binary, or run permission withheld) it is a Worker
+ * (`max_memory_mb`, ./memory_watch.ts): a heap blow-up, a crash or a busy loop ends that
+ * process only, never the agent. Otherwise (the compiled binary, or run permission withheld) it is a Worker
  * in the agent's process: the same permissions, but a heap blow-up there ends the agent,
  * and Deno (2.9) cannot stop a Worker stuck in a synchronous loop (denoland/deno#35657);
  * the agent says so once at start.
@@ -23,6 +23,7 @@
 import { log, type Logger } from "../log/log.ts";
 import { buildContext, describeProcessor, toReply } from "../sdk/sdk.ts";
 import { guestMain, processPort, workerPort } from "./_guest.ts";
+import { readLines } from "../text/lines.ts";
 import { remoteImports } from "./imports.ts";
 import { watchMemory } from "./memory_watch.ts";
 
@@ -534,7 +535,7 @@ function spawnProcess(options: SandboxOptions, read: string[], handlers: Channel
     throw new Error(`cannot watch its memory: ${(error as Error).message}`, { cause: error });
   }
 
-  void readLines(child.stdout, (line) => {
+  readLines(child.stdout, (line) => {
     let message: FromGuest;
     try {
       message = JSON.parse(line);
@@ -542,10 +543,10 @@ function spawnProcess(options: SandboxOptions, read: string[], handlers: Channel
       message = { op: "log", level: "info", message: line };
     }
     handlers.onMessage(message);
-  });
+  }).catch(() => {}); // killed mid-line: what was read has been handled
   const stderrRead = readLines(child.stderr, (line) => {
     stderrTail = (stderrTail + line + "\n").slice(-4096);
-  });
+  }).catch(() => {});
   void Promise.all([child.status, stderrRead]).then(([status]) => {
     if (ended) return;
     ended = true;
@@ -578,28 +579,4 @@ function spawnProcess(options: SandboxOptions, read: string[], handlers: Channel
     },
     kill,
   };
-}
-
-/** Calls `onLine` for each non-empty line of `stream` until it ends (or fails). */
-async function readLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let buffer = "";
-  const decoder = new TextDecoder();
-  try {
-    // A plain reader rather than a decoding stream: one hop per chunk, not a chain of them.
-    for await (const bytes of stream) {
-      buffer += decoder.decode(bytes, { stream: true });
-      for (let cut = buffer.indexOf("\n"); cut >= 0; cut = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 1);
-        if (line) onLine(line);
-      }
-    }
-  } catch {
-    // The process was killed mid-line: what was read is all there is.
-  }
-  buffer += decoder.decode();
-  if (buffer) onLine(buffer);
 }
