@@ -27,13 +27,11 @@ interface MimeTree {
   childNodes: MimeTree[];
 }
 
-/** The nodemailer message for an invite (also what the SMTP transport is given). */
+/** The nodemailer message for an invite (what MailComposer builds the tree from). */
 export function inviteMessage(mail: InviteMail) {
   return {
     from: mail.from,
     to: { name: "", address: mail.to },
-    // The SMTP envelope names the one recipient itself: whatever the headers say.
-    envelope: { from: mail.from, to: [mail.to] },
     subject: oneLine(mail.subject),
     text: mail.text,
     messageId: mail.messageId,

@@ -115,6 +115,7 @@ export class SmtpMailer implements Mailer {
     for (let attempt = 0;; attempt++) {
       try {
         const info = await this.#transport.sendMail({
+          // The SMTP envelope names the one recipient itself: whatever the headers say.
           envelope: { from: mail.from, to: [mail.to] },
           raw: composeInvite(mail),
         });
