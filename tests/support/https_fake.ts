@@ -8,6 +8,9 @@ import { Buffer } from "node:buffer";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { type LeafName, testPki } from "./ca.ts";
 
 /** A request as the fake saw it. */
@@ -133,22 +136,8 @@ export class HttpsFake {
       for (const cookie of response.headers.getSetCookie()) head.push(["set-cookie", cookie]);
       res.writeHead(response.status, head.flat());
       if (!response.body) return void res.end();
-      const reader = response.body.getReader();
-      let closed = false;
-      let drained = () => {};
-      res.once("close", () => {
-        closed = true;
-        drained();
-        reader.cancel().catch(() => {});
-      });
-      res.on("drain", () => drained());
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done || closed) break;
-        if (res.write(value)) continue;
-        await new Promise<void>((resolve) => (drained = resolve));
-      }
-      res.end();
+      // Back-pressure, and the body cancelled when the client goes away, are node's.
+      await pipeline(Readable.fromWeb(response.body as NodeReadableStream), res);
     } catch {
       res.destroy(); // the client went away mid-answer
     }
