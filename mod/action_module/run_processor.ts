@@ -119,7 +119,7 @@ const REPLY_KEYS = new Set(["message_type", "message", "complete"]);
  * other shape is the processor's bug and becomes an error reply naming it, never something
  * the platform gets verbatim.
  */
-export function finalReply(result: unknown, processor: string): Reply {
+function finalReply(result: unknown, processor: string): Reply {
   if (result === undefined || result === null) return infoReply("Action processed");
   if (typeof result === "string") return infoReply(secrets.scrub(result));
   const problem = replyProblem(result);

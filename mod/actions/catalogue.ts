@@ -9,7 +9,7 @@ import type { BuiltProcessor, ProcessorFactory } from "../action_module/factory.
 import { UsageError } from "../cli/command.ts";
 
 /** The built-in processors, by name. */
-export const BUILT_IN: Readonly<Record<string, ProcessorFactory>> = {
+const BUILT_IN: Readonly<Record<string, ProcessorFactory>> = {
   calendar: async (config) => (await import("../calendar/factory.ts")).createCalendar(config),
 };
 

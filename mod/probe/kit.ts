@@ -98,7 +98,7 @@ export function reachable(
 }
 
 /** The server's clock from its Date header (any answer has one). */
-export async function readClock(
+async function readClock(
   ctx: ProbeContext,
   system: string,
   url: string,

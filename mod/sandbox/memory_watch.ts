@@ -15,7 +15,7 @@
 import { readLines } from "../text/lines.ts";
 
 /** How often the watched processes' memory is read. */
-export const MEMORY_CHECK_MS = 50;
+const MEMORY_CHECK_MS = 50;
 
 /** The watcher: lines "watch PID LIMIT_BYTES" / "unwatch PID" in, "over PID RSS_BYTES" out. */
 function watcher(checkMs: number): void {
