@@ -57,6 +57,24 @@ Deno.test("records expire at their own expiry time, not KV's lazy one", async ()
   }
 });
 
+Deno.test("get() calls made at once, more than one group read's worth, each get their own record, absent or expired", async () => {
+  let now = 1_000_000;
+  const store = await Store.open(":memory:", { now: () => now });
+  try {
+    for (let i = 0; i < 25; i++) {
+      if (i % 5 === 0) continue; // absent
+      await store.set(["k", i], { i }, i % 5 === 1 ? { ttlMs: 1_000 } : {});
+    }
+    now += 2_000; // the ttl records have expired
+    const got = await Promise.all(Array.from({ length: 25 }, (_, i) => store.get(["k", i])));
+    got.forEach((value, i) => {
+      assertEquals(value, i % 5 === 0 || i % 5 === 1 ? undefined : { i }, `key ${i}`);
+    });
+  } finally {
+    store.close();
+  }
+});
+
 Deno.test("commit() writes and deletes together; list() skips expired records", async () => {
   let now = 0;
   const store = await Store.open(":memory:", { now: () => now });

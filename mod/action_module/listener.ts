@@ -119,12 +119,6 @@ export class ActionListener {
   readonly #recorder: MessageRecorder | undefined;
   /** The scheduled messages of an earlier run, put back on their timers at start. */
   #restored: Promise<void> = Promise.resolve();
-  readonly #lookups: {
-    id: string;
-    resolve(r: DoneRecord | undefined): void;
-    reject(e: unknown): void;
-  }[] = [];
-  #reading = false;
   #lookupGeneration = -1;
   #sinceConnect = 0;
   readonly #stats: Omit<ListenerStats, "inFlight" | "reconnects"> = {
@@ -382,32 +376,9 @@ export class ActionListener {
     return this.#sinceConnect++ < 2 * (this.#o.prefetch || this.#o.workers);
   }
 
-  /**
-   * The ledger record of a message id. Lookups made while one read is in flight are read
-   * together (one store round trip for up to 10), like the group commit below.
-   */
+  /** The ledger record of a message id (reads made meanwhile are grouped by the store). */
   #lookupDone(id: string): Promise<DoneRecord | undefined> {
-    const { promise, resolve, reject } = Promise.withResolvers<DoneRecord | undefined>();
-    this.#lookups.push({ id, resolve, reject });
-    if (!this.#reading) void this.#readLookups();
-    return promise;
-  }
-
-  async #readLookups(): Promise<void> {
-    this.#reading = true;
-    try {
-      while (this.#lookups.length > 0) {
-        const batch = this.#lookups.splice(0, 10);
-        try {
-          const records = await this.#o.store.getMany<DoneRecord>(batch.map((l) => doneKey(l.id)));
-          batch.forEach((l, i) => l.resolve(records[i]));
-        } catch (error) {
-          for (const l of batch) l.reject(error);
-        }
-      }
-    } finally {
-      this.#reading = false;
-    }
+    return this.#o.store.get<DoneRecord>(doneKey(id));
   }
 
   /**

@@ -8,7 +8,8 @@
  * flight go together in the next atomic commit (each call resolves once its writes are
  * stored), so ten workers each recording an effect cost one SQLite transaction, not ten.
  * A group the store refuses (too large for one commit) is retried call by call, so one
- * caller's oversized value fails that caller only.
+ * caller's oversized value fails that caller only. Reads likewise: `get` calls made while a
+ * read is in flight go together in the next one (up to 10 keys, Deno KV's limit per read).
  */
 import { log } from "../log/log.ts";
 
@@ -35,6 +36,16 @@ const MAX_GROUP_MUTATIONS = 1000;
 /** Calls grouped into one commit at most (keeps a group well below KV's 800 KiB). */
 const MAX_GROUP_CALLS = 64;
 
+/** Keys Deno KV reads in one `getMany`. */
+const MAX_GROUP_READS = 10;
+
+/** One `get`, waiting for a group read. */
+interface Read {
+  key: StoreKey;
+  resolve(entry: Envelope<unknown> | null): void;
+  reject(error: unknown): void;
+}
+
 /** One call's writes, waiting for a group commit. */
 interface Write {
   set: [StoreKey, Envelope<unknown>, { expireIn?: number }][];
@@ -50,6 +61,8 @@ export class Store {
   readonly #now: () => number;
   readonly #writes: Write[] = [];
   #writing = false;
+  readonly #reads: Read[] = [];
+  #reading = false;
 
   private constructor(kv: Deno.Kv, now: () => number) {
     this.#kv = kv;
@@ -104,15 +117,9 @@ export class Store {
   }
 
   async get<T>(key: StoreKey): Promise<T | undefined> {
-    const entry = await this.#getEntry<T>(key);
-    if (entry.value === null || this.#expired(entry.value)) return undefined;
-    return entry.value.v;
-  }
-
-  /** Several records in one read (at most 10 keys, Deno KV's limit); undefined where absent. */
-  async getMany<T>(keys: StoreKey[]): Promise<(T | undefined)[]> {
-    const entries = await withLockRetry(() => this.#kv.getMany<Envelope<T>[]>(keys));
-    return entries.map((e) => e.value === null || this.#expired(e.value) ? undefined : e.value.v);
+    const value = await this.#read(key) as Envelope<T> | null;
+    if (value === null || this.#expired(value)) return undefined;
+    return value.v;
   }
 
   set(key: StoreKey, value: unknown, options: WriteOptions = {}): Promise<void> {
@@ -160,6 +167,33 @@ export class Store {
       ]),
       ops.delete ?? [],
     );
+  }
+
+  /** Queues one key for the next group read (see module doc). */
+  #read(key: StoreKey): Promise<Envelope<unknown> | null> {
+    const { promise, resolve, reject } = Promise.withResolvers<Envelope<unknown> | null>();
+    this.#reads.push({ key, resolve, reject });
+    if (!this.#reading) void this.#readGroups();
+    return promise;
+  }
+
+  async #readGroups(): Promise<void> {
+    this.#reading = true;
+    try {
+      while (this.#reads.length) {
+        const group = this.#reads.splice(0, MAX_GROUP_READS);
+        try {
+          const entries = await withLockRetry(() =>
+            this.#kv.getMany<Envelope<unknown>[]>(group.map((r) => r.key))
+          );
+          group.forEach((r, i) => r.resolve(entries[i]!.value));
+        } catch (error) {
+          for (const r of group) r.reject(error);
+        }
+      }
+    } finally {
+      this.#reading = false;
+    }
   }
 
   /** Queues one call's writes for the next group commit (see module doc). */
