@@ -107,6 +107,7 @@ export function guestMain(
     buildContext: typeof buildContext;
     describeProcessor: typeof describeProcessor;
     toReply: typeof toReply;
+    fetchRelay: typeof fetchRelay;
   },
 ): void {
   // Sandboxed code must not end the agent (or its own sandbox) behind the host's back.
@@ -138,23 +139,11 @@ export function guestMain(
       post({ op: "rpc", rid, id, method, args });
     });
 
-  // A new process pays twice on its first HTTPS request: the TLS library seeds its random
-  // generator from CPU jitter (about 25 ms of CPU, once per process) and fetch's code runs
-  // for the first time. Both happen here, while the module loads and the host waits for its
-  // ticket, instead of inside the plugin's first call. Needs no permission.
-  const warmNetwork = async () => {
-    try {
-      await crypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, [
-        "deriveBits",
-      ]);
-      await (await fetch("data:,")).arrayBuffer();
-    } catch {
-      // Only a head start: the first request does the same if this did not.
-    }
-  };
+  let relay: ((message: Record<string, unknown>) => boolean) | undefined;
 
   // deno-lint-ignore no-explicit-any
   port.listen(async (m: any) => {
+    if (relay?.(m)) return;
     if (m.op === "ping") return post({ op: "pong" });
     if (m.op === "abort") return calls.get(m.id)?.abort(new Error(m.reason));
     if (m.op === "rpc-result") {
@@ -165,7 +154,7 @@ export function guestMain(
       return;
     }
     if (m.op === "load") {
-      if (m.warmNetwork) void warmNetwork();
+      if (m.relayNetwork) relay = helpers.fetchRelay(post);
       try {
         const url = m.url ?? URL.createObjectURL(
           new Blob([m.source], { type: "application/javascript" }),
@@ -234,4 +223,219 @@ export function guestMain(
       calls.delete(id);
     }
   });
+}
+
+/**
+ * A sandbox process's `fetch` through the host (installed by guestMain before the module
+ * loads; returns the handler of the host's answers). Why: a process's first TLS connection
+ * seeds the TLS library's random generator from CPU jitter, ~25 ms of CPU per process, and
+ * every sandbox would handshake on its own; the host has both warm and pools connections.
+ * The host relays only what the sandbox's `allow_net` grants (it checks itself, and refuses
+ * what it cannot prove granted); a refused request goes out through Deno's own fetch here,
+ * where the sandbox's permissions decide as before. So do what the relay does not carry:
+ * non-HTTP URLs, request bodies over 8 MB and clients with a proxy or unusual options.
+ * Redirects are followed here, each hop asked of the host anew, so each hop is checked.
+ * `Deno.createHttpClient` gives a handle whose options go with each request; the host makes
+ * the client. Bodies travel base64 in the JSON lines, responses a chunk per read.
+ */
+export function fetchRelay(
+  post: (message: unknown) => void,
+): (m: Record<string, unknown>) => boolean {
+  type Answer = Record<string, unknown>;
+  const nativeFetch = globalThis.fetch;
+  const nativeClient = Deno.createHttpClient;
+  const MAX_BODY = 8 * 1024 * 1024;
+  const REDIRECTS = [301, 302, 303, 307, 308];
+  const BODY_HEADERS = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "content-language",
+    "content-location",
+  ];
+  const clients = new WeakMap<
+    object,
+    { options: Deno.CreateHttpClientOptions; native?: Deno.HttpClient }
+  >();
+  const waiting = new Map<number, (answer: Answer) => void>();
+  let nextId = 0;
+
+  const ask = (message: Answer & { fid: number }, signal: AbortSignal) =>
+    new Promise<Answer>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const onAbort = () => {
+        if (!waiting.delete(message.fid)) return;
+        post({ op: "fetch-cancel", fid: message.fid });
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      waiting.set(message.fid, (answer) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(answer);
+      });
+      post(message);
+    });
+  const failure = (answer: Answer) =>
+    new TypeError(
+      String(answer.error),
+      answer.cause ? { cause: new Error(String(answer.cause)) } : undefined,
+    );
+
+  /** One request through the host: its response, or null when the host refused it. */
+  const hop = async (
+    url: string,
+    method: string,
+    headers: [string, string][],
+    body: Uint8Array | undefined,
+    client: Deno.CreateHttpClientOptions | undefined,
+    signal: AbortSignal,
+  ): Promise<Response | null> => {
+    const fid = ++nextId;
+    const head = await ask({
+      op: "fetch",
+      fid,
+      url,
+      method,
+      headers,
+      body: body?.toBase64(),
+      client,
+    }, signal);
+    if (head.refused) return null;
+    if (head.error !== undefined) throw failure(head);
+    // An abort while nobody reads the body still ends the host's request.
+    signal.addEventListener("abort", () => post({ op: "fetch-cancel", fid }), { once: true });
+    const status = head.status as number;
+    const empty = method === "HEAD" || [204, 205, 304].includes(status);
+    const stream = empty ? null : new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const chunk: Answer = await ask({ op: "fetch-read", fid }, signal).catch((abort) => ({
+          abort,
+        }));
+        if (chunk.abort !== undefined) controller.error(chunk.abort);
+        else if (chunk.error !== undefined) controller.error(failure(chunk));
+        else if (chunk.done) controller.close();
+        else controller.enqueue(Uint8Array.fromBase64(String(chunk.data)));
+      },
+      cancel() {
+        waiting.delete(fid);
+        post({ op: "fetch-cancel", fid });
+      },
+    }, { highWaterMark: 0 });
+    const response = new Response(stream, {
+      status,
+      statusText: head.statusText as string,
+      headers: head.headers as [string, string][],
+    });
+    Object.defineProperty(response, "url", { value: head.url });
+    return response;
+  };
+
+  const relayedFetch = async function fetch(
+    input: string | URL | Request,
+    init?: RequestInit & { client?: Deno.HttpClient },
+  ): Promise<Response> {
+    const { client: given, ...requestInit } = init ?? {};
+    const request = new Request(input, requestInit);
+    const entry = given === undefined ? undefined : clients.get(given);
+    let body = request.body ? new Uint8Array(await request.arrayBuffer()) : undefined;
+    let url = request.url;
+    let method = request.method;
+    let headers = [...request.headers];
+    const viaDeno = () => {
+      let client = given;
+      if (entry) client = entry.native ??= nativeClient(entry.options);
+      return nativeFetch(url, {
+        method,
+        headers,
+        body: body ?? null,
+        redirect: request.redirect,
+        signal: request.signal,
+        ...(client ? { client } : {}),
+      } as RequestInit);
+    };
+    if (
+      (given !== undefined && !entry) || !/^https?:$/.test(new URL(url).protocol) ||
+      (body?.byteLength ?? 0) > MAX_BODY
+    ) {
+      return viaDeno();
+    }
+    for (let redirects = 0;; redirects++) {
+      const response = await hop(url, method, headers, body, entry?.options, request.signal);
+      if (response === null) return viaDeno();
+      const location = response.headers.get("location");
+      if (
+        !REDIRECTS.includes(response.status) || location === null || request.redirect === "manual"
+      ) {
+        if (redirects) Object.defineProperty(response, "redirected", { value: true });
+        return response;
+      }
+      await response.body?.cancel();
+      if (request.redirect === "error") {
+        throw new TypeError(`fetch of ${url} was redirected, and its redirect mode is "error"`);
+      }
+      if (redirects === 20) throw new TypeError(`fetch of ${request.url}: too many redirects`);
+      const next = new URL(location, url);
+      if (!/^https?:$/.test(next.protocol)) {
+        throw new TypeError(`fetch of ${url} was redirected to a ${next.protocol} URL`);
+      }
+      if (
+        (response.status === 303 && method !== "HEAD") ||
+        ((response.status === 301 || response.status === 302) && method === "POST")
+      ) {
+        method = "GET";
+        body = undefined;
+        headers = headers.filter(([name]) => !BODY_HEADERS.includes(name));
+      }
+      if (new URL(url).origin !== next.origin) {
+        headers = headers.filter(([name]) => name !== "authorization");
+      }
+      url = next.href;
+    }
+  };
+
+  Object.defineProperty(globalThis, "fetch", {
+    value: relayedFetch,
+    writable: true,
+    configurable: true,
+  });
+  Object.defineProperty(Deno, "createHttpClient", {
+    value: (options: Deno.CreateHttpClientOptions) => {
+      const handle = {
+        close() {
+          const entry = clients.get(handle);
+          entry?.native?.close();
+        },
+        [Symbol.dispose]() {
+          handle.close();
+        },
+      };
+      clients.set(handle, { options: { ...options } });
+      return handle;
+    },
+    writable: true,
+    configurable: true,
+  });
+  // A fresh process runs the code of a request and its response for the first time in the
+  // plugin's first call (a few ms each); run it once now, while the host waits for its ticket.
+  void (async () => {
+    const warm = new Request("https://warm.invalid/", { headers: [["accept", "*/*"]] });
+    const response = new Response(
+      new ReadableStream({
+        pull(controller) {
+          controller.enqueue(Uint8Array.fromBase64("e30="));
+          controller.close();
+        },
+      }),
+      { status: 200, headers: [...warm.headers, ["content-type", "application/json"]] },
+    );
+    await response.json();
+    await new Response("").text();
+  })().catch(() => {});
+  return (m) => {
+    if (typeof m.op !== "string" || !m.op.startsWith("fetch-")) return false;
+    const resolve = waiting.get(m.fid as number);
+    waiting.delete(m.fid as number);
+    resolve?.(m);
+    return true;
+  };
 }

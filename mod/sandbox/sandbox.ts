@@ -22,7 +22,8 @@
  */
 import { log, type Logger } from "../log/log.ts";
 import { buildContext, describeProcessor, toReply } from "../sdk/sdk.ts";
-import { guestMain, processPort, workerPort } from "./_guest.ts";
+import { fetchRelay, guestMain, processPort, workerPort } from "./_guest.ts";
+import { FetchRelay } from "./fetch_relay.ts";
 import { readLines } from "../text/lines.ts";
 import { remoteImports } from "./imports.ts";
 import { watchMemory } from "./memory_watch.ts";
@@ -150,6 +151,7 @@ export class Sandbox {
   #pong: (() => void) | undefined;
   #checking: Promise<void> | undefined;
   #endReason: string | undefined;
+  #relay: FetchRelay | undefined;
 
   private constructor(options: SandboxOptions) {
     this.name = options.name;
@@ -208,10 +210,13 @@ export class Sandbox {
     };
     options.signal?.addEventListener("abort", onAbort, { once: true });
     if (options.signal?.aborted) onAbort();
-    // A process of its own starts its TLS and fetch machinery cold; one that may use the
-    // network warms them while the module loads (see guestMain).
-    const warmNetwork = sandbox.#channel.isolation === "process" && options.allowNet.length > 0;
-    sandbox.#post({ op: "load", kind: options.kind, warmNetwork, ...load });
+    // A process of its own fetches through the host, which has TLS warm and connections
+    // pooled (see fetchRelay in ./_guest.ts); a Worker shares the agent's process already.
+    const relayNetwork = sandbox.#channel.isolation === "process" && options.allowNet.length > 0;
+    if (relayNetwork) {
+      sandbox.#relay = new FetchRelay(options.allowNet, (message) => sandbox.#post(message));
+    }
+    sandbox.#post({ op: "load", kind: options.kind, relayNetwork, ...load });
     try {
       return { sandbox, description: await loaded };
     } catch (error) {
@@ -231,6 +236,11 @@ export class Sandbox {
   /** Why it ended (undefined while alive). */
   get endReason(): string | undefined {
     return this.#endReason;
+  }
+
+  /** Requests its code made that went out through the host's fetch (see fetchRelay). */
+  get fetchesRelayed(): number {
+    return this.#relay?.relayed ?? 0;
   }
 
   /** Resolves when no responsiveness check is under way (then `alive` is its verdict). */
@@ -287,6 +297,7 @@ export class Sandbox {
     this.#alive = false;
     this.#endReason = reason;
     this.#channel?.kill();
+    this.#relay?.close();
     this.#failAll(new Error(reason));
   }
 
@@ -334,7 +345,7 @@ export class Sandbox {
   }
 
   #onMessage(data: FromGuest): void {
-    if (!this.#alive) return;
+    if (!this.#alive || this.#relay?.handle(data as Record<string, unknown>)) return;
     switch (data.op) {
       case "loaded":
       case "load-failed": {
@@ -415,9 +426,10 @@ function guestSource(port: "worker" | "process"): string {
   return `const buildContext = ${buildContext.toString()};\n` +
     `const describeProcessor = ${describeProcessor.toString()};\n` +
     `const toReply = ${toReply.toString()};\n` +
+    `const fetchRelay = ${fetchRelay.toString()};\n` +
     `(${guestMain.toString()})(${
       port === "worker" ? `(${workerPort.toString()})()` : `(${processPort.toString()})()`
-    }, { buildContext, describeProcessor, toReply });\n`;
+    }, { buildContext, describeProcessor, toReply, fetchRelay });\n`;
 }
 
 let workerUrl: string | undefined;
