@@ -8,7 +8,7 @@ import { assert, assertEquals, assertMatch } from "./support/assert.ts";
 import { HttpsFake } from "./support/https_fake.ts";
 import { testPki } from "./support/ca.ts";
 import { Sandbox } from "../mod/sandbox/sandbox.ts";
-import { relayMayReach } from "../mod/sandbox/fetch_relay.ts";
+import { MAX_OPEN_PER_SANDBOX, relayMayReach } from "../mod/sandbox/fetch_relay.ts";
 import { log, setupLogging } from "../mod/log/log.ts";
 
 const integration = { sanitizeOps: false, sanitizeResources: false };
@@ -208,6 +208,43 @@ Deno.test({
       sandbox.terminate("done");
       await allowed.stop();
       await forbidden.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a plugin opening more requests at once than the agent holds for one sandbox gets them all answered, those past the limit through its own fetch",
+  ...integration,
+  async fn() {
+    setupLogging({ format: "json", level: "error" });
+    const pki = await testPki();
+    const api = new HttpsFake().route("GET", "/slow/:n", async (_r, params) => {
+      await new Promise((r) => setTimeout(r, 300));
+      return { n: Number(params.n) };
+    });
+    await api.start();
+    const dir = await Deno.makeTempDir();
+    const total = MAX_OPEN_PER_SANDBOX + 16;
+    const sandbox = await plugin(
+      dir,
+      `export async function getData(ticket, logger, config) {
+        const client = Deno.createHttpClient({ caCerts: [config.ca_pem] });
+        const answers = await Promise.all(Array.from({ length: ${total} }, async (_, n) =>
+          (await (await fetch(config.base + "/slow/" + n, { client })).json()).n));
+        return answers.reduce((a, b) => a + b, 0);
+      }`,
+      [`127.0.0.1:${api.port}`],
+    );
+    try {
+      const sum = await run(sandbox, { ca_pem: pki.caCert, base: api.url });
+      assertEquals(Number(sum), (total * (total - 1)) / 2);
+      assertEquals(api.requests.length, total);
+      assertEquals(sandbox.fetchesRelayed, MAX_OPEN_PER_SANDBOX);
+    } finally {
+      sandbox.terminate("done");
+      await api.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },

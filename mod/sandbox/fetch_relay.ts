@@ -11,6 +11,12 @@
 /** A request from the guest (its fields unchecked: the guest is not trusted). */
 type GuestMessage = Record<string, unknown>;
 
+/**
+ * Requests of one sandbox the agent holds open at once; past it, they are refused (and go
+ * out through the sandbox's own fetch), so a plugin cannot make the agent hold thousands.
+ */
+export const MAX_OPEN_PER_SANDBOX = 64;
+
 /** Client options the relay can honour; a client with any other option is refused. */
 const CLIENT_OPTIONS = new Set(["caCerts", "cert", "key", "http1", "http2"]);
 
@@ -71,7 +77,9 @@ export class FetchRelay {
 
   async #start(fid: number, m: GuestMessage): Promise<void> {
     const request = this.#admit(m);
-    if (!request || this.#closed || this.#open.has(fid)) {
+    if (
+      !request || this.#closed || this.#open.has(fid) || this.#open.size >= MAX_OPEN_PER_SANDBOX
+    ) {
       return this.#answer({ op: "fetch-head", fid, refused: true });
     }
     const controller = new AbortController();
