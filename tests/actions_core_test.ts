@@ -246,3 +246,82 @@ Deno.test("setWithReply: the handler's state is stored with its reply, and not a
     store.close();
   }
 });
+
+/** A store whose commits wait until the test opens the gate (or fail, when told to). */
+async function gatedStore() {
+  const store = await Store.open(":memory:");
+  const commit = store.commit.bind(store);
+  let gate = Promise.withResolvers<void>();
+  let failNext = false;
+  store.commit = async (ops) => {
+    await gate.promise;
+    if (failNext) {
+      failNext = false;
+      throw new Error("disk full");
+    }
+    return commit(ops);
+  };
+  return {
+    store,
+    open: () => gate.resolve(),
+    close: () => (gate = Promise.withResolvers<void>()),
+    failNext: () => (failNext = true),
+  };
+}
+
+Deno.test("a reply whose record only serves the ledger leaves (reply, then ACK) while the record is stored; one with the processor's writes, and a dead letter, only after", async () => {
+  const processor: Processor = {
+    name: "mixed",
+    queue: QUEUE,
+    handle: (action, ctx) => {
+      if (action.task!.due_date === 1) ctx.setWithReply(["test", "state", action.task!.id], 1);
+      return Promise.resolve(`task ${action.task!.id}`);
+    },
+  };
+  const gated = await gatedStore();
+  const { transport, store, stop } = await core(processor, { store: gated.store });
+  try {
+    const plain = transport.deliver(DESTINATION, taskAction({ id: 1, due_date: 0 }));
+    const stateful = transport.deliver(DESTINATION, taskAction({ id: 2, due_date: 1 }));
+    const broken = transport.deliver(DESTINATION, "{not json");
+    await waitUntil("the plain one answered", () => transport.acks.includes(plain), 5_000, 1);
+    await settle();
+    assertEquals(transport.repliesTo(plain)[0]!.message, "task 1");
+    assertEquals(transport.acks, [plain], "the others wait for their records");
+    assertEquals(transport.repliesTo(stateful).length, 0);
+    assertEquals(await store.get(["actions", "done", plain]), undefined, "not stored yet");
+    gated.open();
+    await waitUntil("all answered", () => transport.acks.length === 3, 5_000, 1);
+    assertEquals(transport.repliesTo(stateful)[0]!.message, "task 2");
+    assertEquals(transport.repliesTo(broken)[0]!.message_type, 1);
+    assertEquals(transport.repliesTo(plain).length, 1, "answered once");
+    assert(await store.get(["actions", "done", plain]), "its record followed");
+    assertEquals(await store.get(["test", "state", 2]), 1);
+  } finally {
+    gated.open();
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("when the record of a reply that left early cannot be stored, the message is not answered again and the next ones go on", async () => {
+  const { processor } = recorder();
+  const gated = await gatedStore();
+  gated.open();
+  const { transport, store, stop } = await core(processor, { store: gated.store });
+  try {
+    gated.failNext();
+    const first = transport.deliver(DESTINATION, taskAction({ id: 1, due_date: 1 }));
+    await waitUntil("answered", () => transport.acks.includes(first), 5_000, 1);
+    const second = transport.deliver(DESTINATION, taskAction({ id: 2, due_date: 1 }));
+    await waitUntil("the next answered", () => transport.acks.includes(second), 5_000, 1);
+    await settle();
+    assertEquals(transport.acks, [first, second]);
+    assertEquals(transport.repliesTo(first).length, 1);
+    assertEquals(await store.get(["actions", "done", first]), undefined, "its record is lost");
+    assert(await store.get(["actions", "done", second]));
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});

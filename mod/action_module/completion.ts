@@ -7,8 +7,9 @@
  * is recorded with an outbox entry in the same commit, ACK and SEND go out, and the outbox
  * entry is removed when the broker confirms the batch (a receipt), in a later group commit;
  * replies not confirmed when the link dropped or the agent died are sent again from the
- * outbox after the next connect. With `transactions`, ACK and reply share one STOMP
- * transaction instead (exactly one reply; no outbox).
+ * outbox after the next connect. A completion whose records only serve the ledger is answered
+ * while they are being stored (see {@linkcode answersEarly}). With `transactions`, ACK and
+ * reply share one STOMP transaction instead (exactly one reply; no outbox).
  */
 import type { Clock, TimerId } from "../async/clock.ts";
 import { log } from "../log/log.ts";
@@ -41,6 +42,13 @@ export interface Completion {
   withReply: boolean;
   /** The message was acknowledged when it was scheduled: only the reply goes out. */
   acked?: boolean;
+  /**
+   * Reply and ACK may leave before the records are stored (see {@linkcode answersEarly}):
+   * set by the queue, not by callers.
+   */
+  early?: boolean;
+  /** Answered already (an early one whose commit is retried): only its records remain. */
+  answered?: boolean;
   /** Committed alone (after its batch could not be stored). */
   split?: boolean;
   /** How often its records were cut down because the store refused them. */
@@ -110,9 +118,10 @@ export class CompletionQueue {
    * the next one, as one store commit and one broker transaction. An idle agent commits
    * each at once; a busy one amortises the store and broker round trips.
    */
-  enqueue(completion: Omit<Completion, "resolve" | "reject">): Promise<void> {
+  enqueue(completion: Omit<Completion, "resolve" | "reject" | "early">): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#completions.push({ ...completion, resolve, reject });
+    const early = !this.#o.transactions && answersEarly(completion);
+    this.#completions.push({ ...completion, early, resolve, reject });
     if (!this.#committing) void this.#commitBatches();
     return promise;
   }
@@ -132,6 +141,10 @@ export class CompletionQueue {
           ? this.#takeSent(KV_MUTATIONS - sets.length - own.length).map(outboxKey)
           : [];
         const deletes = [...own, ...sent];
+        // Those whose records only serve the ledger are answered now, while their commit runs.
+        const early = batch.filter((c) => c.early && !c.answered);
+        this.#acknowledge(early);
+        for (const c of early) c.answered = true;
         try {
           if (sets.length || deletes.length) {
             await this.#o.store.commit({ set: sets, delete: deletes });
@@ -142,9 +155,9 @@ export class CompletionQueue {
             // The store refused what it was given (a value or a commit too large), which
             // would refuse it again after every redelivery: commit each alone, and one that
             // still does not fit as a bare error record.
-            for (const c of batch) this.#unconfirmed.delete(c.id);
+            for (const c of batch) if (!c.answered) this.#unconfirmed.delete(c.id);
             const only = batch[0]!;
-            if (batch.length > 1 || (only.shrunk ?? 0) < 2) {
+            if (batch.length > 1 || (!only.answered && (only.shrunk ?? 0) < 2)) {
               this.#completions.unshift(
                 ...(batch.length > 1 ? batch : [shrunk(only, error)]).map((c) => ({
                   ...c,
@@ -154,8 +167,17 @@ export class CompletionQueue {
               continue;
             }
           }
-          // Not recorded, so not acknowledged: the broker redelivers these.
-          for (const c of batch) {
+          // Not recorded, so not acknowledged: the broker redelivers these. Those answered
+          // already are done; without their records, only a redelivery after a lost
+          // connection could bring them back, and it would be handled once more.
+          for (const c of batch.filter((c) => c.answered)) {
+            logger.warn(
+              "Message {messageId} was answered, but its record could not be stored: {error}",
+              { messageId: c.id, error },
+            );
+            c.resolve();
+          }
+          for (const c of batch.filter((c) => !c.answered)) {
             this.#unconfirmed.delete(c.id);
             this.#o.deliveries.delete(c.id);
             c.reject(error);
@@ -163,7 +185,7 @@ export class CompletionQueue {
           continue;
         }
         for (const _ of batch) faultPoint("after-commit");
-        this.#acknowledge(batch);
+        this.#acknowledge(batch.filter((c) => !c.answered));
         for (const _ of batch) faultPoint("after-send");
         for (const c of batch) c.resolve();
       }
@@ -291,6 +313,30 @@ export class CompletionQueue {
     }
   }
 }
+
+/**
+ * Whether a completion's reply and ACK may leave before its records are stored: when the
+ * records only serve the ledger. The reply goes before the ACK on the one connection, so a
+ * redelivery means the ACK was lost with the connection; the record (if stored by then)
+ * makes it a duplicate whose reply the outbox sends again, and otherwise it is handled once
+ * more: a second reply only after a crash or a lost connection, as with the outbox anyway.
+ * Not so for what must not be lost: a processor's own writes (a redelivery after a crash is
+ * what completes them), dead letters, a scheduled message's record, and records the store
+ * might refuse (a message id or reply so large that the refusal would need another reply).
+ */
+function answersEarly(c: Omit<Completion, "resolve" | "reject" | "early">): boolean {
+  if (c.acked || c.split || c.writes?.length || c.deletes?.length) return false;
+  if (c.id.length > 512) return false;
+  let bytes = 0;
+  for (const [key] of c.sets) {
+    if (key[1] !== "done" && key[1] !== "outbox") return false; // a dead letter
+  }
+  for (const [, value] of c.sets) bytes += approxBytes(value);
+  return bytes < EARLY_MAX_BYTES;
+}
+
+/** Records up to this size go early (Deno KV takes values of 64 KiB). */
+const EARLY_MAX_BYTES = 32 * 1024;
 
 /**
  * A completion whose records the store refused even alone: recorded as a bare error reply

@@ -3,15 +3,18 @@
  * acknowledges them the way the platform expects, without ever losing or repeating one.
  *
  * Per message: dedupe on `message-id` -> parse -> (debounce/defer) -> processor -> record the
- * reply in the store -> ACK the frame -> SEND the reply. Records are written in groups (one
+ * reply in the store -> SEND the reply -> ACK the frame. Records are written in groups (one
  * store commit and one broker batch for whatever finished meanwhile).
  *
  * By default (the Action Module contract): the reply is recorded with an outbox entry in the
- * same store commit, ACK and SEND go out, and the outbox entry is removed when the broker
+ * same store commit, SEND and ACK go out, and the outbox entry is removed when the broker
  * confirms the batch (a receipt on its last frame). Replies not confirmed when the link
  * dropped, or when the agent died, are sent again after the next connect: never lost, and in
  * that rare case possibly sent twice (harmless to the platform). A redelivered message that
- * is in the ledger is ACKed and not processed again.
+ * is in the ledger is ACKed and not processed again. Where the record only serves that
+ * ledger (no writes of the processor's, no dead letter), SEND and ACK leave while it is being
+ * stored (see answersEarly in ./completion.ts): the reply goes first on the connection, so a
+ * lost ACK brings the message back, and nothing else is at stake.
  *
  * With `transactions`, ACK and reply go out in one STOMP transaction instead: the broker
  * applies both or neither, so each message gets exactly one reply; ActiveMQ syncs its

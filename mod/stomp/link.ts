@@ -143,7 +143,7 @@ export class StompLink implements StompTransport {
    * - `transaction: true`: inside one STOMP transaction (BEGIN, ACK, SEND, ..., COMMIT), so
    *   the broker applies all of it or none. A redelivery says the COMMIT did not happen, so
    *   no receipt is needed. ActiveMQ syncs its journal per commit, so this is slower.
-   * - otherwise ACKs then SENDs; `onSent` runs once the broker has confirmed it (see
+   * - otherwise SENDs then ACKs; `onSent` runs once the broker has confirmed it (see
    *   {@linkcode StompLink.#requestConfirmation}).
    */
   ackAndSend(
@@ -157,10 +157,11 @@ export class StompLink implements StompTransport {
     if (!sendable.some(Boolean)) return sendable;
     const tx = options.transaction ? this.#client.begin() : undefined;
     const inTx: Record<string, string> = tx ? { transaction: tx.id } : {};
+    // The reply before its ACK: the broker handles one connection's frames in order, so an
+    // ACK it has means it has the reply too, and a message whose ACK was lost with the
+    // connection comes back (for the ledger to recognise, or to be handled again).
     items.forEach(({ delivery, reply }, i) => {
       if (!sendable[i]) return;
-      const id = delivery.headers["ack"] ?? delivery.headers["message-id"]!;
-      this.#client.ack(id, delivery.headers["subscription"] ?? "", { ...inTx });
       if (reply) {
         this.#client.publish({
           destination: reply.destination,
@@ -168,6 +169,8 @@ export class StompLink implements StompTransport {
           body: reply.body,
         });
       }
+      const id = delivery.headers["ack"] ?? delivery.headers["message-id"]!;
+      this.#client.ack(id, delivery.headers["subscription"] ?? "", { ...inTx });
     });
     tx?.commit();
     if (options.onSent && !tx) this.#awaitConfirmation(options.onSent);
