@@ -2,7 +2,7 @@
  * The action core at the wire, measured as issue 19 asks, every consumer in its own
  * process on real ActiveMQ over STOMP+SSL:
  * - the baseline: a bare @stomp/stompjs consumer that only ACKs and replies, configured like
- *   the agent's subscription (TCP_NODELAY, client-individual ACKs, prefetch 10);
+ *   the agent's subscription (TCP_NODELAY, client-individual ACKs, prefetch 20);
  * - the agent started through its CLI (`agent actions` with a no-op processor in its
  *   sandbox; `agent calendar` writing .eml invites after its REST owner lookups);
  * - bursts of BURST task actions (distinct task ids) published while the consumer runs,
@@ -27,8 +27,9 @@ const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 4);
 const SINGLES = 300;
 const MEMORY_MESSAGES = Number(Deno.env.get("BENCH_MEMORY_MESSAGES") ?? 10_000);
 const IDLE_MS = 15_000;
-/** The agent's default: prefetch = num_workers = 10. */
+/** The agent's default: num_workers = 10, and a prefetch of twice that. */
 const WORKERS = 10;
+const PREFETCH = 2 * WORKERS;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /** A line-oriented child process: writes a command, reads its one-line answer. */
@@ -103,7 +104,7 @@ async function startBare(broker: Broker, caFile: string, queue: string): Promise
     broker.password,
     String(ORG),
     caFile,
-    String(WORKERS),
+    String(PREFETCH),
     queue,
   );
   if ((await child.line()) !== "ready") throw new Error("the bare consumer did not start");

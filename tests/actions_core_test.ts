@@ -325,3 +325,38 @@ Deno.test("when the record of a reply that left early cannot be stored, the mess
     store.close();
   }
 });
+
+Deno.test("the broker's prefetch is twice a queue's workers unless stomp_prefetch_limit says otherwise", async () => {
+  const few: Processor = { ...recorder().processor, queue: "few", workers: 3 };
+  const transport = new MemoryTransport();
+  const store = await Store.open(":memory:");
+  const defaults = createActionCore({
+    transport,
+    rest: undefined,
+    orgId: ORG,
+    store,
+    processors: [recorder().processor, few],
+    workers: 10,
+  });
+  const prefetchOf = (queue: string) =>
+    transport.subscriptionHeaders(`actions.${ORG}.${queue}`)?.["activemq.prefetchSize"];
+  assertEquals(prefetchOf(QUEUE), "20");
+  assertEquals(prefetchOf("few"), "6");
+  await defaults.stop(100);
+  const limited = new MemoryTransport();
+  const set = createActionCore({
+    transport: limited,
+    rest: undefined,
+    orgId: ORG,
+    store,
+    processors: [recorder().processor],
+    workers: 10,
+    prefetch: 7,
+  });
+  assertEquals(
+    limited.subscriptionHeaders(`actions.${ORG}.${QUEUE}`)?.["activemq.prefetchSize"],
+    "7",
+  );
+  await set.stop(100);
+  store.close();
+});

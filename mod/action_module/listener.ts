@@ -64,7 +64,10 @@ export interface ListenerOptions {
   rest: ResilientApi | undefined;
   /** Actions handled at once per queue (unless a processor sets its own `workers`). */
   workers: number;
-  /** The broker's prefetch (unacked messages sent to us); defaults to `workers`. */
+  /**
+   * The broker's prefetch (unacked messages sent to us); defaults to twice a queue's workers,
+   * so that messages finished and waiting for their group commit do not starve the workers.
+   */
   prefetch?: number | undefined;
   /** Write every received message to its own file here (`--record DIR`). */
   recordDir?: string | undefined;
@@ -123,6 +126,8 @@ export class ActionListener {
   /** The scheduled messages of an earlier run, put back on their timers at start. */
   #restored: Promise<void> = Promise.resolve();
   #lookupGeneration = -1;
+  /** Messages the broker may have handed us unacknowledged at once: every prefetch. */
+  #window = 0;
   #sinceConnect = 0;
   readonly #stats: Omit<ListenerStats, "inFlight" | "reconnects"> = {
     received: 0,
@@ -186,15 +191,14 @@ export class ActionListener {
     transport.onConnected(() => void this.#completions.flushOutbox());
     transport.onDisconnected(() => this.#completions.disconnected());
     for (const processor of this.#processors.values()) {
+      this.#window += this.#prefetchOf(processor);
       const destination = actionQueue(orgId, processor.queue);
       transport.subscribe({
         destination,
         headers: {
           id: destination,
           ack: "client-individual",
-          "activemq.prefetchSize": String(
-            this.#o.prefetch || processor.workers || this.#o.workers,
-          ),
+          "activemq.prefetchSize": String(this.#prefetchOf(processor)),
         },
         onMessage: (delivery) => this.#onMessage(processor, delivery),
       });
@@ -357,6 +361,10 @@ export class ActionListener {
     this.#latency.observe((performance.now() - receivedAt) / 1000);
   }
 
+  #prefetchOf(processor: Processor): number {
+    return this.#o.prefetch || 2 * (processor.workers ?? this.#o.workers);
+  }
+
   #queueOf(processor: Processor): KeyedQueue {
     return this.#queues.get(processor.queue)!;
   }
@@ -376,7 +384,7 @@ export class ActionListener {
       this.#lookupGeneration = delivery.generation;
       this.#sinceConnect = 0;
     }
-    return this.#sinceConnect++ < 2 * (this.#o.prefetch || this.#o.workers);
+    return this.#sinceConnect++ < 2 * this.#window;
   }
 
   /** The ledger record of a message id (reads made meanwhile are grouped by the store). */

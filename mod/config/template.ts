@@ -44,9 +44,10 @@ api_key_secret = change-me
 #stomp_host = soar.example.com
 stomp_port = 65001
 #stomp_cafile = /etc/agent/soar-ca.pem
-# Actions handled at once (and the broker's prefetch, unless stomp_prefetch_limit is set).
+# Actions handled at once (the broker's prefetch is twice that, unless stomp_prefetch_limit
+# is set).
 num_workers = 10
-#stomp_prefetch_limit = 10
+#stomp_prefetch_limit = 20
 # Send each ACK and its reply in one broker transaction: exactly one reply per action even
 # across crashes, at about half the throughput. Default: reply then ACK, with a durable
 # outbox (a reply is never lost; after a crash it may rarely be sent twice).

@@ -32,6 +32,11 @@ export class MemoryTransport implements StompTransport {
     this.#subscriptions.set(spec.destination, spec);
   }
 
+  /** The headers a destination was subscribed with. */
+  subscriptionHeaders(destination: string): Record<string, string> | undefined {
+    return this.#subscriptions.get(destination)?.headers;
+  }
+
   /** Delivers a message as the broker would; returns its message id. */
   deliver(
     destination: string,
