@@ -33,7 +33,7 @@ const run = (sandbox: Sandbox, config: Record<string, string>) =>
 
 Deno.test({
   name:
-    "a sandbox process's fetch goes through the host: JSON, a POST body, repeated headers, a 3 MB body intact, a private CA, redirects hop by hop, an abort, a refused connection",
+    "a sandbox process's fetch goes through the host: JSON, a POST body, repeated headers, a 3 MB body intact, HEAD and 204, a private CA, redirects hop by hop, an abort, a refused connection",
   ...integration,
   async fn() {
     setupLogging({ format: "json", level: "error" });
@@ -50,6 +50,8 @@ Deno.test({
           }),
       )
       .route("GET", "/big", () => new Response(big))
+      .route("HEAD", "/json", () => new Response(null, { headers: { "x-head": "yes" } }))
+      .route("DELETE", "/item", () => new Response(null, { status: 204 }))
       .route(
         "GET",
         "/hop",
@@ -89,6 +91,9 @@ Deno.test({
         let sum = 0;
         for (const b of big) sum = (sum * 31 + b) >>> 0;
         out.push("big " + big.length + " " + sum);
+        const head = await fetch(base + "/json", { method: "HEAD", client });
+        const gone = await fetch(base + "/item", { method: "DELETE", client });
+        out.push("empty " + head.headers.get("x-head") + " " + head.body + " " + gone.status);
         const hop = await fetch(base + "/hop", { client });
         out.push("hop " + hop.redirected + " " + new URL(hop.url).pathname + " " + (await hop.json()).verdict);
         const manual = await fetch(base + "/hop", { client, redirect: "manual" });
@@ -127,6 +132,7 @@ Deno.test({
         "json clean",
         "echo 200 text/plain;charset=UTF-8|hello a=1;b=2 yes",
         `big ${big.length} ${expectedSum}`,
+        "empty yes null 204",
         "hop true /json clean",
         "manual 302 /json",
         // 303 turns a POST into a GET; a redirect to another origin drops Authorization.
@@ -136,7 +142,7 @@ Deno.test({
       ]);
       // Every request went through the host (each redirect hop one; and the refused
       // connection): the sandbox's own TLS never started.
-      assertEquals(api.requests.length, 9);
+      assertEquals(api.requests.length, 11);
       assertEquals(sandbox.fetchesRelayed, api.requests.length + 1);
     } finally {
       sandbox.terminate("done");

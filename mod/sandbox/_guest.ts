@@ -302,23 +302,31 @@ export function fetchRelay(
     }, signal);
     if (head.refused) return null;
     if (head.error !== undefined) throw failure(head);
-    // An abort while nobody reads the body still ends the host's request.
-    signal.addEventListener("abort", () => post({ op: "fetch-cancel", fid }), { once: true });
+    // An abort while nobody reads the body still ends the host's request; the listener goes
+    // with the body (a signal used for many requests must not gather them).
+    const cancel = () => {
+      waiting.delete(fid);
+      post({ op: "fetch-cancel", fid });
+    };
+    const settle = () => signal.removeEventListener("abort", cancel);
     const status = head.status as number;
     const empty = method === "HEAD" || [204, 205, 304].includes(status);
+    if (empty) cancel(); // nothing to read: the host lets go of it
+    else signal.addEventListener("abort", cancel, { once: true });
     const stream = empty ? null : new ReadableStream<Uint8Array>({
       async pull(controller) {
         const chunk: Answer = await ask({ op: "fetch-read", fid }, signal).catch((abort) => ({
           abort,
         }));
+        if (chunk.data === undefined) settle();
         if (chunk.abort !== undefined) controller.error(chunk.abort);
         else if (chunk.error !== undefined) controller.error(failure(chunk));
         else if (chunk.done) controller.close();
         else controller.enqueue(Uint8Array.fromBase64(String(chunk.data)));
       },
       cancel() {
-        waiting.delete(fid);
-        post({ op: "fetch-cancel", fid });
+        settle();
+        cancel();
       },
     }, { highWaterMark: 0 });
     const response = new Response(stream, {
