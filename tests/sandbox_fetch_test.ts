@@ -256,6 +256,41 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "a plugin making more distinct clients than the agent keeps for one sandbox gets every answer, those past the limit through its own fetch",
+  ...integration,
+  async fn() {
+    setupLogging({ format: "json", level: "error" });
+    const pki = await testPki();
+    const api = new HttpsFake().route("GET", "/n/:n", (_r, params) => ({ n: Number(params.n) }));
+    await api.start();
+    const dir = await Deno.makeTempDir();
+    const sandbox = await plugin(
+      dir,
+      `export async function getData(ticket, logger, config) {
+        let sum = 0;
+        for (let i = 0; i < 20; i++) {
+          // Each a client of its own options: the CA given i + 1 times.
+          const client = Deno.createHttpClient({ caCerts: Array(i + 1).fill(config.ca_pem) });
+          sum += (await (await fetch(config.base + "/n/" + i, { client })).json()).n;
+        }
+        return sum;
+      }`,
+      [`127.0.0.1:${api.port}`],
+    );
+    try {
+      assertEquals(Number(await run(sandbox, { ca_pem: pki.caCert, base: api.url })), 190);
+      assertEquals(api.requests.length, 20);
+      assertEquals(sandbox.fetchesRelayed, 16);
+    } finally {
+      sandbox.terminate("done");
+      await api.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("relayMayReach grants only what allow_net certainly names", () => {
   const url = (u: string) => new URL(u);
   assert(relayMayReach(["api.example.com"], url("https://api.example.com/x")));

@@ -17,6 +17,15 @@ type GuestMessage = Record<string, unknown>;
  */
 export const MAX_OPEN_PER_SANDBOX = 64;
 
+/** Distinct clients (`Deno.createHttpClient` options) the agent keeps for one sandbox. */
+const MAX_CLIENTS_PER_SANDBOX = 16;
+
+/** A relayed request the agent holds: its abort, and its body once the head came. */
+interface OpenRequest {
+  controller: AbortController;
+  reader?: ReadableStreamDefaultReader<Uint8Array>;
+}
+
 /** Client options the relay can honour; a client with any other option is refused. */
 const CLIENT_OPTIONS = new Set(["caCerts", "cert", "key", "http1", "http2"]);
 
@@ -38,10 +47,7 @@ export function relayMayReach(allowNet: readonly string[], url: URL): boolean {
 export class FetchRelay {
   readonly #allowNet: readonly string[];
   readonly #post: (message: unknown) => void;
-  readonly #open = new Map<
-    number,
-    { controller: AbortController; reader?: ReadableStreamDefaultReader<Uint8Array> }
-  >();
+  readonly #open = new Map<number, OpenRequest>();
   readonly #clients = new Map<string, Deno.HttpClient>();
   #closed = false;
   /** Requests relayed so far (not counting refused ones). */
@@ -83,8 +89,7 @@ export class FetchRelay {
       return this.#answer({ op: "fetch-head", fid, refused: true });
     }
     const controller = new AbortController();
-    const entry: { controller: AbortController; reader?: ReadableStreamDefaultReader<Uint8Array> } =
-      { controller };
+    const entry: OpenRequest = { controller };
     this.#open.set(fid, entry);
     this.relayed++;
     try {
@@ -173,6 +178,7 @@ export class FetchRelay {
     const key = JSON.stringify(entries.sort(([a], [b]) => a < b ? -1 : 1));
     let client = this.#clients.get(key);
     if (!client) {
+      if (this.#clients.size >= MAX_CLIENTS_PER_SANDBOX) return undefined;
       try {
         client = Deno.createHttpClient(Object.fromEntries(entries) as Deno.CreateHttpClientOptions);
       } catch {
