@@ -31,13 +31,36 @@ async function plugin(dir: string, code: string, allowNet: string[]): Promise<Sa
 const run = (sandbox: Sandbox, config: Record<string, string>) =>
   sandbox.call({ ticketInfo: { Id: 1 }, config }) as Promise<string>;
 
+/**
+ * Runs `code` as a plugin that may reach `api` (started here) and `alsoAllowed`, with
+ * `ca_pem`, `base` and `config` as its settings; `check` gets the sandbox and its answer.
+ */
+async function againstApi(
+  api: HttpsFake,
+  code: string,
+  check: (sandbox: Sandbox, answer: string) => void,
+  options: { alsoAllowed?: (port: number) => string[]; config?: Record<string, string> } = {},
+): Promise<void> {
+  setupLogging({ format: "json", level: "error" });
+  const pki = await testPki();
+  await api.start();
+  const dir = await Deno.makeTempDir();
+  const allowNet = [`127.0.0.1:${api.port}`, ...(options.alsoAllowed?.(api.port) ?? [])];
+  const sandbox = await plugin(dir, code, allowNet);
+  try {
+    check(sandbox, await run(sandbox, { ca_pem: pki.caCert, base: api.url, ...options.config }));
+  } finally {
+    sandbox.terminate("done");
+    await api.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test({
   name:
     "a sandbox process's fetch goes through the host: JSON, a POST body, repeated headers, a 3 MB body intact, HEAD and 204, a private CA, redirects hop by hop, an abort, a refused connection",
   ...integration,
   async fn() {
-    setupLogging({ format: "json", level: "error" });
-    const pki = await testPki();
     const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 7) % 251);
     const api: HttpsFake = new HttpsFake()
       .route("GET", "/json", () => ({ verdict: "clean" }))
@@ -71,13 +94,13 @@ Deno.test({
         await new Promise((r) => setTimeout(r, 2_000));
         return "late";
       });
-    await api.start();
-    const dir = await Deno.makeTempDir();
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const closedPort = listener.addr.port;
     listener.close();
-    const sandbox = await plugin(
-      dir,
+    let expectedSum = 0;
+    for (const b of big) expectedSum = (expectedSum * 31 + b) >>> 0;
+    await againstApi(
+      api,
       `export async function getData(ticket, logger, config) {
         const client = Deno.createHttpClient({ caCerts: [config.ca_pem] });
         const base = config.base;
@@ -118,37 +141,29 @@ Deno.test({
         }
         return out.join("\\n");
       }`,
-      [`127.0.0.1:${api.port}`, `localhost:${api.port}`, `127.0.0.1:${closedPort}`],
+      (sandbox, result) => {
+        assertEquals(result.split("\n"), [
+          "json clean",
+          "echo 200 text/plain;charset=UTF-8|hello a=1;b=2 yes",
+          `big ${big.length} ${expectedSum}`,
+          "empty yes null 204",
+          "hop true /json clean",
+          "manual 302 /json",
+          // 303 turns a POST into a GET; a redirect to another origin drops Authorization.
+          "other GET auth=null",
+          "slow TimeoutError",
+          "closed TypeError true",
+        ]);
+        // Every request went through the host (each redirect hop one; and the refused
+        // connection): the sandbox's own TLS never started.
+        assertEquals(api.requests.length, 11);
+        assertEquals(sandbox.fetchesRelayed, api.requests.length + 1);
+      },
+      {
+        alsoAllowed: (port) => [`localhost:${port}`, `127.0.0.1:${closedPort}`],
+        config: { closed: `https://127.0.0.1:${closedPort}` },
+      },
     );
-    try {
-      let expectedSum = 0;
-      for (const b of big) expectedSum = (expectedSum * 31 + b) >>> 0;
-      const result = await run(sandbox, {
-        ca_pem: pki.caCert,
-        base: api.url,
-        closed: `https://127.0.0.1:${closedPort}`,
-      });
-      assertEquals(result.split("\n"), [
-        "json clean",
-        "echo 200 text/plain;charset=UTF-8|hello a=1;b=2 yes",
-        `big ${big.length} ${expectedSum}`,
-        "empty yes null 204",
-        "hop true /json clean",
-        "manual 302 /json",
-        // 303 turns a POST into a GET; a redirect to another origin drops Authorization.
-        "other GET auth=null",
-        "slow TimeoutError",
-        "closed TypeError true",
-      ]);
-      // Every request went through the host (each redirect hop one; and the refused
-      // connection): the sandbox's own TLS never started.
-      assertEquals(api.requests.length, 11);
-      assertEquals(sandbox.fetchesRelayed, api.requests.length + 1);
-    } finally {
-      sandbox.terminate("done");
-      await api.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
   },
 });
 
@@ -224,35 +239,25 @@ Deno.test({
     "a plugin opening more requests at once than the agent holds for one sandbox gets them all answered, those past the limit through its own fetch",
   ...integration,
   async fn() {
-    setupLogging({ format: "json", level: "error" });
-    const pki = await testPki();
+    const total = MAX_OPEN_PER_SANDBOX + 16;
     const api = new HttpsFake().route("GET", "/slow/:n", async (_r, params) => {
       await new Promise((r) => setTimeout(r, 300));
       return { n: Number(params.n) };
     });
-    await api.start();
-    const dir = await Deno.makeTempDir();
-    const total = MAX_OPEN_PER_SANDBOX + 16;
-    const sandbox = await plugin(
-      dir,
+    await againstApi(
+      api,
       `export async function getData(ticket, logger, config) {
         const client = Deno.createHttpClient({ caCerts: [config.ca_pem] });
         const answers = await Promise.all(Array.from({ length: ${total} }, async (_, n) =>
           (await (await fetch(config.base + "/slow/" + n, { client })).json()).n));
         return answers.reduce((a, b) => a + b, 0);
       }`,
-      [`127.0.0.1:${api.port}`],
+      (sandbox, sum) => {
+        assertEquals(Number(sum), (total * (total - 1)) / 2);
+        assertEquals(api.requests.length, total);
+        assertEquals(sandbox.fetchesRelayed, MAX_OPEN_PER_SANDBOX);
+      },
     );
-    try {
-      const sum = await run(sandbox, { ca_pem: pki.caCert, base: api.url });
-      assertEquals(Number(sum), (total * (total - 1)) / 2);
-      assertEquals(api.requests.length, total);
-      assertEquals(sandbox.fetchesRelayed, MAX_OPEN_PER_SANDBOX);
-    } finally {
-      sandbox.terminate("done");
-      await api.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
   },
 });
 
@@ -261,13 +266,9 @@ Deno.test({
     "a plugin making more distinct clients than the agent keeps for one sandbox gets every answer, those past the limit through its own fetch",
   ...integration,
   async fn() {
-    setupLogging({ format: "json", level: "error" });
-    const pki = await testPki();
     const api = new HttpsFake().route("GET", "/n/:n", (_r, params) => ({ n: Number(params.n) }));
-    await api.start();
-    const dir = await Deno.makeTempDir();
-    const sandbox = await plugin(
-      dir,
+    await againstApi(
+      api,
       `export async function getData(ticket, logger, config) {
         let sum = 0;
         for (let i = 0; i < 20; i++) {
@@ -277,17 +278,12 @@ Deno.test({
         }
         return sum;
       }`,
-      [`127.0.0.1:${api.port}`],
+      (sandbox, sum) => {
+        assertEquals(Number(sum), 190);
+        assertEquals(api.requests.length, 20);
+        assertEquals(sandbox.fetchesRelayed, 16);
+      },
     );
-    try {
-      assertEquals(Number(await run(sandbox, { ca_pem: pki.caCert, base: api.url })), 190);
-      assertEquals(api.requests.length, 20);
-      assertEquals(sandbox.fetchesRelayed, 16);
-    } finally {
-      sandbox.terminate("done");
-      await api.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
   },
 });
 
