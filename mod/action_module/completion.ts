@@ -49,6 +49,8 @@ export interface Completion {
   early?: boolean;
   /** Answered already (an early one whose commit is retried): only its records remain. */
   answered?: boolean;
+  /** Roughly what its records cost in a store commit (set by the queue). */
+  bytes: number;
   /** Committed alone (after its batch could not be stored). */
   split?: boolean;
   /** How often its records were cut down because the store refused them. */
@@ -118,10 +120,11 @@ export class CompletionQueue {
    * the next one, as one store commit and one broker transaction. An idle agent commits
    * each at once; a busy one amortises the store and broker round trips.
    */
-  enqueue(completion: Omit<Completion, "resolve" | "reject" | "early">): Promise<void> {
+  enqueue(completion: Omit<Completion, "resolve" | "reject" | "early" | "bytes">): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const early = !this.#o.transactions && answersEarly(completion);
-    this.#completions.push({ ...completion, early, resolve, reject });
+    const bytes = recordBytes(completion.sets);
+    const early = !this.#o.transactions && answersEarly(completion, bytes);
+    this.#completions.push({ ...completion, bytes, early, resolve, reject });
     if (!this.#committing) void this.#commitBatches();
     return promise;
   }
@@ -200,7 +203,7 @@ export class CompletionQueue {
     let bytes = 0;
     let n = 0;
     while (n < this.#completions.length && n < MAX_BATCH) {
-      const size = this.#completions[n]!.sets.reduce((sum, op) => sum + approxBytes(op[1]), 0);
+      const size = this.#completions[n]!.bytes;
       if (n > 0 && bytes + size > BATCH_BYTES) break;
       bytes += size;
       n++;
@@ -324,15 +327,13 @@ export class CompletionQueue {
  * what completes them), dead letters, a scheduled message's record, and records the store
  * might refuse (a message id or reply so large that the refusal would need another reply).
  */
-function answersEarly(c: Omit<Completion, "resolve" | "reject" | "early">): boolean {
+function answersEarly(
+  c: Omit<Completion, "resolve" | "reject" | "early" | "bytes">,
+  bytes: number,
+): boolean {
   if (c.acked || c.split || c.writes?.length || c.deletes?.length) return false;
-  if (c.id.length > 512) return false;
-  let bytes = 0;
-  for (const [key] of c.sets) {
-    if (key[1] !== "done" && key[1] !== "outbox") return false; // a dead letter
-  }
-  for (const [, value] of c.sets) bytes += approxBytes(value);
-  return bytes < EARLY_MAX_BYTES;
+  if (c.id.length > 512 || bytes >= EARLY_MAX_BYTES) return false;
+  return c.sets.every(([key]) => key[1] === "done" || key[1] === "outbox"); // not a dead letter
 }
 
 /** Records up to this size go early (Deno KV takes values of 64 KiB). */
@@ -363,7 +364,19 @@ function shrunk(c: Completion, error: Error): Completion {
   // The processor's own state goes along once more (its effects happened); not the last time,
   // in case it is what the store refuses.
   if (level === 1) sets.push(...(c.writes ?? []));
-  return { ...c, done, sets, withReply: frame !== undefined, shrunk: level };
+  return {
+    ...c,
+    done,
+    sets,
+    bytes: recordBytes(sets),
+    withReply: frame !== undefined,
+    shrunk: level,
+  };
+}
+
+/** Roughly what records cost in a store commit. */
+function recordBytes(sets: StoreSet[]): number {
+  return sets.reduce((sum, [, value]) => sum + approxBytes(value), 0);
 }
 
 /** Roughly what a value costs in a store commit (strings may take two bytes a character). */

@@ -36,11 +36,16 @@ const CLIENT_OPTIONS = new Set(["caCerts", "cert", "key", "http1", "http2"]);
  */
 export function relayMayReach(allowNet: readonly string[], url: URL): boolean {
   if (url.protocol !== "http:" && url.protocol !== "https:") return false;
-  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  const port = portOf(url);
   return allowNet.some((entry) => {
     const m = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(entry.toLowerCase());
     return m !== null && m[1] === url.hostname && (m[2] === undefined || Number(m[2]) === port);
   });
+}
+
+/** An HTTP(S) URL's port, the scheme's default when it names none. */
+function portOf(url: URL): number {
+  return Number(url.port || (url.protocol === "https:" ? 443 : 80));
 }
 
 /** A sandbox's relayed requests (one per sandbox process that may use the network). */
@@ -133,7 +138,7 @@ export class FetchRelay {
       return undefined;
     }
     if (!relayMayReach(this.#allowNet, url)) return undefined;
-    const reach = `${url.hostname}:${url.port || (url.protocol === "https:" ? 443 : 80)}`;
+    const reach = `${url.hostname}:${portOf(url)}`;
     if (Deno.permissions.querySync({ name: "net", host: reach }).state !== "granted") {
       return undefined;
     }

@@ -11,10 +11,10 @@
  * as the agent's flags grant), each sandbox is a child process of its own, with the
  * section's permissions as Deno flags, a V8 heap limit and a watch on its resident memory
  * (`max_memory_mb`, ./memory_watch.ts): a heap blow-up, a crash or a busy loop ends that
- * process only, never the agent. Otherwise (the compiled binary, or run permission withheld) it is a Worker
- * in the agent's process: the same permissions, but a heap blow-up there ends the agent,
- * and Deno (2.9) cannot stop a Worker stuck in a synchronous loop (denoland/deno#35657);
- * the agent says so once at start.
+ * process only, never the agent. Otherwise (the compiled binary, or run permission withheld)
+ * it is a Worker in the agent's process: the same permissions, but a heap blow-up there ends
+ * the agent, and Deno (2.9) cannot stop a Worker stuck in a synchronous loop
+ * (denoland/deno#35657); the agent says so once at start.
  *
  * The guest's code (./_guest.ts) is serialized from self-contained functions into the
  * entry module, so the host works the same from source, from the bundled single file and
