@@ -92,6 +92,8 @@ export class CompletionQueue {
   readonly #o: CompletionOptions;
   readonly #completions: Completion[] = [];
   #committing = false;
+  /** Early completions to answer at the end of this tick (`#answerSoon`). */
+  readonly #early: Completion[] = [];
   /**
    * Outbox entries of replies the broker confirmed, to delete with the next group commit
    * (one store commit per batch instead of two), or after a short idle wait.
@@ -124,9 +126,32 @@ export class CompletionQueue {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     const bytes = recordBytes(completion.sets);
     const early = !this.#o.transactions && answersEarly(completion, bytes);
-    this.#completions.push({ ...completion, bytes, early, resolve, reject });
+    const queued: Completion = { ...completion, bytes, early, resolve, reject };
+    this.#completions.push(queued);
     if (!this.#committing) void this.#commitBatches();
+    else if (early) this.#answerSoon(queued);
     return promise;
+  }
+
+  /**
+   * An early completion that arrived while a batch is being committed: answered now (with
+   * the others of this tick, in one write), not after that commit; its record goes in the next.
+   */
+  #answerSoon(completion: Completion): void {
+    this.#early.push(completion);
+    if (this.#early.length > 1) return;
+    queueMicrotask(() => {
+      const due = this.#early.splice(0).filter((c) => !c.answered);
+      this.#answerEarly(due);
+    });
+  }
+
+  #answerEarly(completions: Completion[]): void {
+    if (!this.#o.transactions) {
+      for (const c of completions) if (c.withReply) this.#unconfirmed.add(c.id);
+    }
+    this.#acknowledge(completions);
+    for (const c of completions) c.answered = true;
   }
 
   async #commitBatches(): Promise<void> {
@@ -145,9 +170,7 @@ export class CompletionQueue {
           : [];
         const deletes = [...own, ...sent];
         // Those whose records only serve the ledger are answered now, while their commit runs.
-        const early = batch.filter((c) => c.early && !c.answered);
-        this.#acknowledge(early);
-        for (const c of early) c.answered = true;
+        this.#answerEarly(batch.filter((c) => c.early && !c.answered));
         try {
           if (sets.length || deletes.length) {
             await this.#o.store.commit({ set: sets, delete: deletes });

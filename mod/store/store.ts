@@ -173,12 +173,15 @@ export class Store {
   #read(key: StoreKey): Promise<Envelope<unknown> | null> {
     const { promise, resolve, reject } = Promise.withResolvers<Envelope<unknown> | null>();
     this.#reads.push({ key, resolve, reject });
-    if (!this.#reading) void this.#readGroups();
+    if (!this.#reading) {
+      // Started once the caller's synchronous code is done: its reads go in one group.
+      this.#reading = true;
+      queueMicrotask(() => void this.#readGroups());
+    }
     return promise;
   }
 
   async #readGroups(): Promise<void> {
-    this.#reading = true;
     try {
       while (this.#reads.length) {
         const group = this.#reads.splice(0, MAX_GROUP_READS);
