@@ -3,7 +3,7 @@
  * over an in-memory transport, a store in memory and a clock the test moves. The same
  * behaviours are proven against ActiveMQ in actions_listener_test.ts and calendar_test.ts.
  */
-import { assert, assertEquals } from "./support/assert.ts";
+import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { MemoryTransport } from "./support/memory_transport.ts";
 import { FakeClock, settle } from "./support/fake_clock.ts";
 import { waitUntil } from "./support/wait.ts";
@@ -320,6 +320,83 @@ Deno.test("when the record of a reply that left early cannot be stored, the mess
     assertEquals(transport.repliesTo(first).length, 1);
     assertEquals(await store.get(["actions", "done", first]), undefined, "its record is lost");
     assert(await store.get(["actions", "done", second]));
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("ctx.effect: the handler goes on while an effect's record is stored, the reply and ACK wait for it, and a redelivery finds it instead of running the effect again", async () => {
+  const ran: string[] = [];
+  const processor: Processor = {
+    name: "effects",
+    queue: QUEUE,
+    handle: async (action, ctx) => {
+      const mail = await ctx.effect("mail", () => {
+        ran.push(`mail ${action.task!.id}`);
+        return Promise.resolve({ sent: `mail-${action.task!.id}` });
+      });
+      const note = await ctx.effect("note", () => {
+        ran.push(`note ${action.task!.id}`);
+        return Promise.resolve(7);
+      });
+      return `${mail.sent} note ${note}`;
+    },
+  };
+  const gated = await gatedStore();
+  const { transport, store, stop } = await core(processor, { store: gated.store });
+  const id = "ID:effects-1";
+  const record = (name: string) => store.get(["actions", "effect", id, name]);
+  try {
+    transport.deliver(DESTINATION, taskAction({ id: 1 }), { "message-id": id });
+    await waitUntil("both effects ran", () => ran.length === 2, 5_000, 1);
+    await settle();
+    assertEquals(ran, ["mail 1", "note 1"], "the second ran while the first was being stored");
+    assertEquals(await record("mail"), undefined, "not stored yet");
+    assertEquals(transport.acks, [], "no ACK before the effects' records");
+    assertEquals(transport.sent, [], "no reply before them either");
+    gated.open();
+    await waitUntil("answered", () => transport.acks.length === 1, 5_000, 1);
+    assertEquals(transport.repliesTo(id)[0]!.message, "mail-1 note 7");
+    assertEquals(await record("mail"), { result: { sent: "mail-1" } });
+    // As if the agent had died after the effects and before its reply was recorded: the
+    // message comes back and is handled again, without running what was recorded.
+    await store.delete(["actions", "done", id]);
+    transport.deliver(DESTINATION, taskAction({ id: 1 }), {
+      "message-id": id,
+      redelivered: "true",
+    });
+    await waitUntil("answered again", () => transport.acks.length === 2, 5_000, 1);
+    assertEquals(ran.length, 2, "neither effect ran twice");
+    assertEquals(transport.repliesTo(id).at(-1)!.message, "mail-1 note 7");
+  } finally {
+    gated.open();
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("an effect whose record the store refuses fails the message with an error reply naming it", async () => {
+  let runs = 0;
+  const processor: Processor = {
+    name: "effects",
+    queue: QUEUE,
+    handle: async (_action, ctx) => {
+      await ctx.effect("mail", () => Promise.resolve(++runs));
+      return "done";
+    },
+  };
+  const gated = await gatedStore();
+  gated.open();
+  const { transport, store, stop } = await core(processor, { store: gated.store });
+  try {
+    gated.failNext();
+    const id = transport.deliver(DESTINATION, taskAction({ id: 1 }));
+    await waitUntil("answered", () => transport.acks.includes(id), 5_000, 1);
+    const reply = transport.repliesTo(id)[0]!;
+    assertEquals(reply.message_type, 1);
+    assertStringIncludes(reply.message, "an effect's record could not be stored: disk full");
+    assertEquals(runs, 1);
   } finally {
     await stop(100);
     store.close();

@@ -3,10 +3,10 @@
  * platform gets. Shared by the live listener and `agent replay`.
  */
 import { log } from "../log/log.ts";
-import { faultPoint } from "../ops/faults.ts";
 import { secrets } from "../log/redact.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import type { Store, StoreSet } from "../store/store.ts";
+import { RunEffects } from "./effects.ts";
 import {
   type ActionContext,
   type ActionMessage,
@@ -17,7 +17,6 @@ import {
 
 type Timer = ReturnType<typeof setTimeout>;
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
-const EFFECT_TTL_MS = 7 * 24 * 3600_000;
 
 /** What a run needs from its surroundings. */
 export interface RunDeps {
@@ -44,6 +43,16 @@ export function errorReply(message: string): Reply {
   return { message_type: 1, message: secrets.scrub(message), complete: true };
 }
 
+/** Each run's effects, for a sandboxed processor's effectGet/effectSet ({@linkcode effectsOf}). */
+const runs = new WeakMap<ActionContext, RunEffects>();
+
+/** The effects of the run that made `ctx`. */
+export function effectsOf(ctx: ActionContext): RunEffects {
+  const effects = runs.get(ctx);
+  if (!effects) throw new Error("this context was not made by runProcessor");
+  return effects;
+}
+
 /** Runs `processor` on `message` (see module doc). Never throws. */
 export async function runProcessor(
   processor: Processor,
@@ -63,6 +72,7 @@ export async function runProcessor(
   const timeout = new AbortController();
   const signal = AbortSignal.any([deps.signal, timeout.signal]);
   const rest = deps.rest?.withContext(message.contextToken);
+  const effects = new RunEffects(deps.store, message.messageId);
   try {
     let ruleName: string | undefined;
     if (processor.rules && message.data.action_id !== null && rest) {
@@ -85,9 +95,10 @@ export async function runProcessor(
           message: secrets.scrub(text),
           complete: false,
         }),
-      effect: (name, fn) => runEffect(deps.store, message.messageId, name, fn),
+      effect: (name, fn) => effects.run(name, fn),
       setWithReply: (key, value) => void writes.push([key, value]),
     };
+    runs.set(ctx, effects);
     let timer: Timer | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -99,6 +110,8 @@ export async function runProcessor(
     });
     try {
       const result = await Promise.race([handler(message.data, ctx), timedOut]);
+      // The reply (and the ACK after it) never leave before the effects' records.
+      await effects.stored();
       return { reply: finalReply(result, processor.name), badInput: false, writes };
     } finally {
       clearTimeout(timer);
@@ -106,6 +119,8 @@ export async function runProcessor(
   } catch (error) {
     const text = error instanceof Error ? error.message : String(error);
     logger.error("Action failed: {error}", { error });
+    // Effects that ran before the failure: their records go before the error reply too.
+    await effects.stored().catch(() => {});
     return { reply: errorReply(text), badInput: false };
   }
 }
@@ -167,46 +182,4 @@ export function fitReply(reply: Reply, messageId: string): Reply {
   const note = `\n[... cut: the reply was ${reply.message.length} characters; the full text is ` +
     `in the agent's log under message ${messageId}]`;
   return { ...reply, message: reply.message.slice(0, REPLY_MAX_CHARS - note.length) + note };
-}
-
-interface EffectRecord {
-  result: unknown;
-}
-
-const effectKey = (messageId: string, name: string) => ["actions", "effect", messageId, name];
-
-/** The recorded result of effect `name` of a message, if it ran. */
-export async function recordedEffect(
-  store: Store,
-  messageId: string,
-  name: string,
-): Promise<{ found: true; result: unknown } | { found: false }> {
-  const recorded = await store.get<EffectRecord>(effectKey(messageId, name));
-  return recorded ? { found: true, result: recorded.result } : { found: false };
-}
-
-/** Records that effect `name` of a message ran, with its (JSON) result. */
-export async function recordEffect(
-  store: Store,
-  messageId: string,
-  name: string,
-  result: unknown,
-): Promise<void> {
-  await store.set(effectKey(messageId, name), { result: result ?? null } satisfies EffectRecord, {
-    ttlMs: EFFECT_TTL_MS,
-  });
-  faultPoint("after-effect");
-}
-
-async function runEffect<T>(
-  store: Store,
-  messageId: string,
-  name: string,
-  fn: () => Promise<T>,
-): Promise<T> {
-  const recorded = await recordedEffect(store, messageId, name);
-  if (recorded.found) return recorded.result as T;
-  const result = await fn();
-  await recordEffect(store, messageId, name, result);
-  return result;
 }

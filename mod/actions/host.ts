@@ -8,7 +8,7 @@
 import type { ActionContext, ActionHandler, Processor, Reply } from "../action_module/types.ts";
 import { ActionError } from "../action_module/types.ts";
 import { objectKey } from "../action_module/message.ts";
-import { recordedEffect, recordEffect } from "../action_module/run_processor.ts";
+import { effectsOf } from "../action_module/run_processor.ts";
 import { log } from "../log/log.ts";
 import type { ResilientApi } from "../resilient/types.ts";
 import { Sandbox } from "../sandbox/sandbox.ts";
@@ -170,14 +170,15 @@ export async function startCustomProcessor(spec: CustomProcessorSpec): Promise<C
 
 /** Answers a sandbox's requests for the REST API and the effect ledger. */
 async function answer(ctx: ActionContext, method: string, args: unknown[]): Promise<unknown> {
-  const messageId = ctx.message.messageId;
   switch (method) {
     case "request":
       return await hostRequest(ctx.rest, args, ctx.signal);
     case "effectGet":
-      return await recordedEffect(ctx.store, messageId, String(args[0]));
+      return await effectsOf(ctx).lookup(String(args[0]));
     case "effectSet":
-      return await recordEffect(ctx.store, messageId, String(args[0]), args[1]);
+      // Answered at once: the record is stored behind, before the run's reply (effects.ts).
+      effectsOf(ctx).record(String(args[0]), args[1]);
+      return null;
     default:
       throw new Error(`unknown host request ${method}`);
   }

@@ -140,9 +140,13 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
     return owner;
   }
 
-  async function plan(action: ActionData, ctx: ActionContext): Promise<Plan> {
+  async function plan(
+    action: ActionData,
+    ctx: ActionContext,
+    stored: Promise<TaskState | undefined>,
+  ): Promise<Plan> {
     const task = action.task!;
-    const state = await ctx.store.get<TaskState>(stateKey(task));
+    const state = await stored;
     const sequence = state ? state.sequence + 1 : 0;
     const holder = state?.owner;
     if (task.status === "C" || action.operation_type === "deleted") {
@@ -264,7 +268,10 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
       : {}),
     handle: async (action, ctx) => {
       const task = action.task!;
-      const chosen = await ctx.effect("plan", () => plan(action, ctx));
+      // Read while the effect ledger is (one store round trip for both).
+      const state = ctx.store.get<TaskState>(stateKey(task));
+      state.catch(() => {}); // unused when the plan was recorded; plan() sees a failure
+      const chosen = await ctx.effect("plan", () => plan(action, ctx, state));
       if (chosen.kind === "nothing") return chosen.message;
       const done: string[] = [];
       if (chosen.cancel) {
