@@ -403,6 +403,40 @@ Deno.test("an effect whose record the store refuses fails the message with an er
   }
 });
 
+Deno.test("a message whose record is being stored has handed back its worker: other tasks go on, the same task waits for it", async () => {
+  const handled: number[] = [];
+  const processor: Processor = {
+    name: "stateful",
+    queue: QUEUE,
+    workers: 1,
+    orderKey: (action) => `task:${action.task!.id}`,
+    handle: (action, ctx) => {
+      handled.push(action.task!.id);
+      ctx.setWithReply(["test", "state", action.task!.id], action.task!.due_date);
+      return Promise.resolve("ok");
+    },
+  };
+  const gated = await gatedStore();
+  const { transport, store, stop } = await core(processor, { store: gated.store });
+  try {
+    transport.deliver(DESTINATION, taskAction({ id: 1, due_date: 1 }));
+    transport.deliver(DESTINATION, taskAction({ id: 2, due_date: 1 }));
+    transport.deliver(DESTINATION, taskAction({ id: 1, due_date: 2 }));
+    await waitUntil("task 2 handled", () => handled.includes(2), 5_000, 1);
+    await settle();
+    assertEquals(handled, [1, 2], "one worker, yet task 2 ran while task 1's record waits");
+    assertEquals(transport.acks, [], "none answered before its record");
+    gated.open();
+    await waitUntil("all answered", () => transport.acks.length === 3, 5_000, 1);
+    assertEquals(handled, [1, 2, 1]);
+    assertEquals(await store.get(["test", "state", 1]), 2, "task 1's second change last");
+  } finally {
+    gated.open();
+    await stop(100);
+    store.close();
+  }
+});
+
 Deno.test("the broker's prefetch is twice a queue's workers unless stomp_prefetch_limit says otherwise", async () => {
   const few: Processor = { ...recorder().processor, queue: "few", workers: 3 };
   const transport = new MemoryTransport();

@@ -189,6 +189,33 @@ Deno.test("KeyedQueue never runs more than N tasks at once", async () => {
   assertEquals(queue.size, 0);
 });
 
+Deno.test("KeyedQueue: a task that hands its worker back keeps its key until it ends", async () => {
+  const queue = new KeyedQueue(1);
+  const order: string[] = [];
+  const bookkeeping = Promise.withResolvers<void>();
+  const first = queue.push("a", async (freeWorker) => {
+    order.push("a1 work");
+    freeWorker();
+    freeWorker(); // twice is once
+    await bookkeeping.promise;
+    order.push("a1 done");
+  });
+  const sameKey = queue.push("a", () => Promise.resolve(void order.push("a2")));
+  let release!: () => void;
+  const other = queue.push("b", () => {
+    order.push("b");
+    return new Promise<void>((r) => (release = r));
+  });
+  const third = queue.push("c", () => Promise.resolve(void order.push("c")));
+  await new Promise((r) => setTimeout(r, 10));
+  assertEquals(order, ["a1 work", "b"], "b got the worker; a2 waits for a1, c for the worker");
+  release();
+  await third;
+  bookkeeping.resolve();
+  await Promise.all([first, sameKey, other]);
+  assertEquals(order, ["a1 work", "b", "c", "a1 done", "a2"]);
+});
+
 // After the last test of this file (a hook, not a test: it asserts nothing): stop the dispatch test's broker.
 Deno.test.afterAll(async () => {
   await platform.close();

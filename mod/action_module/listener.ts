@@ -164,7 +164,7 @@ export class ActionListener {
       run: (processor, orderKey, pending, absorbed) =>
         void this.#queueOf(processor).push(
           orderKey,
-          () => this.#process(processor, pending, absorbed),
+          (freeWorker) => this.#process(processor, pending, absorbed, freeWorker),
         ),
       complete: (pending, reply) => this.#complete(pending, reply),
       acknowledge: (id, delivery) => {
@@ -270,7 +270,7 @@ export class ActionListener {
     const key = parsed.ok
       ? processor.orderKey?.(parsed.message.data) ?? objectKey(parsed.message.data)
       : id;
-    void this.#queueOf(processor).push(key, async () => {
+    void this.#queueOf(processor).push(key, async (freeWorker) => {
       try {
         await this.#restored;
         if (this.#scheduler.has(id)) {
@@ -303,7 +303,7 @@ export class ActionListener {
         if (debounceKey !== undefined || processor.deferMs) {
           return await this.#scheduler.schedule(processor, key, debounceKey, pending);
         }
-        await this.#process(processor, pending, []);
+        await this.#process(processor, pending, [], freeWorker);
       } catch (error) {
         // Store trouble: leave the message unacked; the broker redelivers it.
         this.#active.delete(id);
@@ -315,7 +315,12 @@ export class ActionListener {
     });
   }
 
-  async #process(processor: Processor, pending: Pending, absorbed: Pending[]): Promise<void> {
+  async #process(
+    processor: Processor,
+    pending: Pending,
+    absorbed: Pending[],
+    freeWorker: () => void,
+  ): Promise<void> {
     const { message } = pending;
     const outcome = await runProcessor(processor, message, {
       rest: this.#o.rest,
@@ -323,6 +328,9 @@ export class ActionListener {
       signal: this.#o.signal,
       sendStatus: (m, reply) => this.#sendStatus(m, reply),
     });
+    // The handler is done: its worker takes the next message while this one's record is
+    // stored (the message's key stays taken until then, so per-object order holds).
+    freeWorker();
     this.#stats.processed++;
     if (outcome.reply.message_type === 1) this.#stats.errors++;
     if (outcome.badInput) this.#stats.badInput++;

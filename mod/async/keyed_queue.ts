@@ -22,18 +22,28 @@ export class KeyedQueue {
 
   /**
    * Queues `task` behind earlier tasks with the same key. `beforeSlot` runs in key order
-   * without holding a worker (waits such as defer).
+   * without holding a worker (waits such as defer). A task may hand its worker back before
+   * it ends (`freeWorker`): its key stays taken until it ends (bookkeeping after the work).
    */
-  push(key: string, task: () => Promise<void>, beforeSlot?: () => Promise<void>): Promise<void> {
+  push(
+    key: string,
+    task: (freeWorker: () => void) => Promise<void>,
+    beforeSlot?: () => Promise<void>,
+  ): Promise<void> {
     if (this.#pending++ === 0) this.#idle = Promise.withResolvers<void>();
     const previous = this.#tails.get(key) ?? Promise.resolve();
     const run = previous.then(async () => {
       if (beforeSlot) await beforeSlot().catch(() => {});
       await this.#acquire();
+      let holding = true;
+      const freeWorker = () => {
+        if (holding) this.#release();
+        holding = false;
+      };
       try {
-        await task();
+        await task(freeWorker);
       } finally {
-        this.#release();
+        freeWorker();
       }
     });
     const tail = run.catch(() => {});
