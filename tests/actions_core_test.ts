@@ -403,6 +403,39 @@ Deno.test("an effect whose record the store refuses fails the message with an er
   }
 });
 
+Deno.test("an effect record too large for the store fails the run, and a later effect's record is still found on redelivery", async () => {
+  const ran: string[] = [];
+  const processor: Processor = {
+    name: "effects",
+    queue: QUEUE,
+    handle: async (_action, ctx) => {
+      await ctx.effect("big", () => Promise.resolve(void ran.push("big") ?? "x".repeat(100_000)));
+      await ctx.effect("small", () => Promise.resolve(ran.push("small")));
+      return "done";
+    },
+  };
+  const { transport, store, stop } = await core(processor);
+  const id = "ID:effects-big";
+  try {
+    transport.deliver(DESTINATION, taskAction({ id: 1 }), { "message-id": id });
+    await waitUntil("answered", () => transport.acks.length === 1, 5_000, 1);
+    assertEquals(transport.repliesTo(id)[0]!.message_type, 1, "the refused record fails it");
+    assertEquals(await store.get(["actions", "effect", id, "big"]), undefined);
+    assertEquals(await store.get(["actions", "effect", id, "small"]), { result: 2 });
+    // Its ACK lost with the connection: the message comes back.
+    await store.delete(["actions", "done", id]);
+    transport.deliver(DESTINATION, taskAction({ id: 1 }), {
+      "message-id": id,
+      redelivered: "true",
+    });
+    await waitUntil("answered again", () => transport.acks.length === 2, 5_000, 1);
+    assertEquals(ran, ["big", "small", "big"], "the recorded one was found, the other ran again");
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});
+
 Deno.test("a message whose record is being stored has handed back its worker: other tasks go on, the same task waits for it", async () => {
   const handled: number[] = [];
   const processor: Processor = {

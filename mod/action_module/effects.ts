@@ -4,8 +4,8 @@
  * result is returned instead.
  *
  * Two store round trips per effect are saved on the way:
- * - what earlier attempts recorded is read once, at the run's first effect: every record
- *   is stored together with a mark on the message (`effectMark`), so one read of the mark
+ * - what earlier attempts recorded is read once, at the run's first effect: a run's first
+ *   record is stored after a mark on the message (`effectMark`), so one read of the mark
  *   (batched with other workers' reads) tells that a message has none, the usual case; only a
  *   message with a mark has its records listed;
  * - a record is written behind: the effect's result goes back to the handler while its record
@@ -73,18 +73,23 @@ export class RunEffects {
     const value = result ?? null;
     void this.#recorded?.then((recorded) => recorded.set(name, value));
     const ttl = { ttlMs: EFFECT_TTL_MS };
-    const write = this.#store.commit({
-      set: [
-        [[...effectPrefix(this.#messageId), name], { result: value } satisfies EffectRecord, ttl],
-        [effectMark(this.#messageId), true, ttl],
-      ],
-    }).then(
-      () => faultPoint("after-effect"),
-      (error) => {
-        this.#failure ??= { error };
-      },
+    // Before the run's first record, as a call of its own (a record the store refuses for
+    // its size must not take the mark with it): the store commits in call order, so no
+    // record is ever stored without it. Usually both go in the same group commit.
+    if (this.#writes.length === 0) {
+      this.#track(this.#store.commit({ set: [[effectMark(this.#messageId), true, ttl]] }));
+    }
+    const key = [...effectPrefix(this.#messageId), name];
+    this.#track(
+      this.#store.commit({ set: [[key, { result: value } satisfies EffectRecord, ttl]] })
+        .then(() => faultPoint("after-effect")),
     );
-    this.#writes.push(write);
+  }
+
+  #track(write: Promise<void>): void {
+    this.#writes.push(write.catch((error) => {
+      this.#failure ??= { error };
+    }));
   }
 
   /** Resolves once every record of this run is stored; rejects if the store refused one. */
