@@ -91,3 +91,25 @@ Deno.test("a mail reader finds the subject, one recipient, the text, the calenda
   assertEquals(injected.bcc, undefined);
   assertEquals(injected.subject, "Task: a Bcc: victim@example.com body (Incident 1)");
 });
+
+Deno.test("header names are spelled as nodemailer spells them, the first time and once remembered, past the names kept and for hostile names", async () => {
+  // @ts-types="@types/nodemailer/lib/mime-node/index.d.ts"
+  const { default: MimeNode } = await import("nodemailer/lib/mime-node");
+  const spelled = (key: string) =>
+    (new MimeNode() as unknown as { _normalizeHeaderKey(key: string): string })
+      ._normalizeHeaderKey(key);
+  const expected: [string, string][] = [
+    ["message-id", "Message-ID"],
+    ["mime-version", "MIME-Version"],
+    ["content-features", "Content-features"],
+    ["x-smtpapi", "X-SMTPAPI"],
+    ["dkim-signature", "DKIM-Signature"],
+    ["From: ceo@example.com (", "Fromceo@example.com("],
+    ["x-agent\r\n-origin", "X-Agent-Origin"],
+  ];
+  // More names than are kept, so that some are spelled each time.
+  const many = Array.from({ length: 400 }, (_, i) => [`x-name-${i}`, `X-Name-${i}`]);
+  for (let pass = 0; pass < 2; pass++) {
+    for (const [key, name] of [...expected, ...many]) assertEquals(spelled(key!), name, key);
+  }
+});

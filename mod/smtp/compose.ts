@@ -15,7 +15,37 @@ import MailComposer from "nodemailer/lib/mail-composer";
 import * as qp from "nodemailer/lib/qp";
 // @ts-types="@types/nodemailer/lib/base64/index.d.ts"
 import * as base64 from "nodemailer/lib/base64";
+// @ts-types="@types/nodemailer/lib/mime-node/index.d.ts"
+import MimeNode from "nodemailer/lib/mime-node";
 import type { InviteMail } from "./types.ts";
+
+/** Header names remembered by rememberHeaderNames (an invite uses a dozen). */
+const HEADER_NAMES_KEPT = 256;
+
+/**
+ * nodemailer spells out a header name (three regular-expression replaces, one with a
+ * callback) on every get and set of a header: about 40 times per invite, 45 us of the
+ * calendar's CPU per invite. The spelling is a pure function of the name, so the names seen
+ * are remembered (a bounded number; others are spelled each time). Checked at load: if a
+ * nodemailer release renames the method, nothing is changed (tests/mail_compose_test.ts
+ * compares the bytes with nodemailer's own build either way).
+ */
+function rememberHeaderNames(): void {
+  const proto = MimeNode.prototype as unknown as { _normalizeHeaderKey?: unknown };
+  const spell = proto._normalizeHeaderKey;
+  if (typeof spell !== "function") return;
+  const spelled = new Map<string, string>();
+  proto._normalizeHeaderKey = function (this: unknown, key: unknown): string {
+    if (typeof key !== "string") return spell.call(this, key);
+    let name = spelled.get(key);
+    if (name === undefined) {
+      name = spell.call(this, key) as string;
+      if (spelled.size < HEADER_NAMES_KEPT) spelled.set(key, name);
+    }
+    return name;
+  };
+}
+rememberHeaderNames();
 
 /** What the writer reads of nodemailer's MimeNode (its tree is not in the typings). */
 interface MimeTree {
