@@ -13,6 +13,7 @@
  * BENCH_ROUNDS / BENCH_MEMORY_MESSAGES shorten a run.
  */
 import { join } from "node:path";
+import process from "node:process";
 import { type BenchResult, percentile, round } from "./_report.ts";
 import { type Broker, freePort, startBroker } from "../tests/support/activemq.ts";
 import { testPki } from "../tests/support/ca.ts";
@@ -214,6 +215,50 @@ function cpuMs(pid: number): Promise<Split> {
   });
 }
 
+/** Files each {@linkcode fileCreateCpuUs} probe writes. */
+const FILE_PROBES = 500;
+
+/**
+ * CPU time to create one small file next to the calendar's outbox, microseconds. On ext4
+ * without a journal (this machine's disk) the inode allocator steps over every inode freed
+ * in the last 1 to 6 minutes, so after a mass deletion (a test run, an earlier bench's
+ * clean-up) a new file costs 10-20 times what it costs otherwise. The calendar writes one
+ * .eml file per invite: this figure is the state of the disk its rate was measured on.
+ */
+function fileCreateCpuUs(dir: string): number {
+  const probe = join(dir, `probe-${crypto.randomUUID()}`);
+  Deno.mkdirSync(probe);
+  const bytes = new Uint8Array(2500);
+  const before = process.cpuUsage();
+  for (let i = 0; i < FILE_PROBES; i++) Deno.writeFileSync(join(probe, `${i}.eml`), bytes);
+  const used = process.cpuUsage(before);
+  return round((used.user + used.system) / FILE_PROBES, 1);
+}
+
+/** A file costs about this much CPU to create when the disk is not stepping over freed inodes. */
+const QUIET_FILE_US = 80;
+/** How long {@linkcode quietDisk} waits at most: ext4 stops skipping an inode 6 minutes after it was freed. */
+const QUIET_WAIT_MS = 6.5 * 60_000;
+
+/**
+ * Waits (up to QUIET_WAIT_MS) until creating a file on the outbox's disk costs what it does
+ * normally, so that the calendar's rate is not that of a disk still paying for an earlier run's
+ * clean-up (see fileCreateCpuUs); returns the last probe's figure.
+ */
+async function quietDisk(dir: string): Promise<number> {
+  const deadline = Date.now() + QUIET_WAIT_MS;
+  let cost = fileCreateCpuUs(dir);
+  while (cost > QUIET_FILE_US && Date.now() < deadline) {
+    console.error(
+      `listener: a new file costs ${cost} us of CPU on this disk (inodes freed in the last ` +
+        `minutes are being stepped over); waiting for it to settle before the bursts`,
+    );
+    await new Promise((r) => setTimeout(r, 30_000));
+    cost = fileCreateCpuUs(dir);
+  }
+  return cost;
+}
+
 const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
 
 export async function benchListener(): Promise<BenchResult> {
@@ -282,6 +327,7 @@ export async function benchListener(): Promise<BenchResult> {
     /** The rest of the machine during each consumer's bursts: the broker and the platform. */
     const others = new Map<string, number>(consumers.map((c) => [c.name, 0]));
     const othersMs = async () => (await cpuMs(broker.pid!)).own + (await cpuMs(platform.pid)).own;
+    const fileCreateBefore = await quietDisk(dir);
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of consumers) {
         const before = await cpuMs(c.pid);
@@ -295,6 +341,7 @@ export async function benchListener(): Promise<BenchResult> {
         others.set(c.name, others.get(c.name)! + (await othersMs()) - othersBefore);
       }
     }
+    const fileCreateAfter = fileCreateCpuUs(dir);
     const othersPerMessage = (c: Consumer) => round(others.get(c.name)! / (ROUNDS * BURST), 3);
     const cpuPerMessage = (c: Consumer, part: keyof Split) =>
       round(cpu.get(c.name)![part] / (ROUNDS * BURST), 3);
@@ -342,6 +389,8 @@ export async function benchListener(): Promise<BenchResult> {
         agent_noop_sandbox_cpu_ms_per_msg: cpuPerMessage(noop, "children"),
         agent_noop_memory_watcher_cpu_ms_per_msg: cpuPerMessage(noop, "watcher"),
         agent_calendar_cpu_ms_per_msg: cpuPerMessage(calendar, "own"),
+        file_create_cpu_us_before_bursts: fileCreateBefore,
+        file_create_cpu_us_after_bursts: fileCreateAfter,
         broker_and_platform_cpu_ms_per_msg_bare: othersPerMessage(bare),
         broker_and_platform_cpu_ms_per_msg_agent_noop: othersPerMessage(noop),
         bare_single_p50_ms: p(bare, 50),
@@ -378,6 +427,9 @@ export async function benchListener(): Promise<BenchResult> {
         "ActiveMQ (Debian, stock settings) over STOMP+SSL on loopback; the platform side, the bare consumer and each agent are processes of their own, all on this machine",
         `bursts: ${BURST} task actions with distinct task ids published while the consumer runs; median of ${ROUNDS} rounds, consumers taking turns`,
         'agent noop: `agent actions` (its CLI and permission flags) with a processor `handle: () => "ok"` in its sandbox process; calendar: `agent calendar`, REST owner lookup and an .eml invite per action, debounce_seconds = 0',
+        `file_create_cpu_us: CPU to create one 2.5 KB file on the outbox's disk, before the first burst and after the last; ext4 without a journal (this machine) steps over every inode freed in the last 1-6 minutes, so after a mass deletion (an earlier run's clean-up) it reads 200-600 instead of 15-40, and the calendar writes one file per invite: the bench waits (up to ${
+          QUIET_WAIT_MS / 60_000
+        } minutes) for it to read under ${QUIET_FILE_US} before the bursts`,
         "CPU: user + system time per message during the bursts, of the consumer's process (its sandbox apart), and of the broker and the platform's side together; with 2 cores, a consumer that adds CPU per message lowers the rate the whole machine can carry",
         `memory: VmRSS of the consumer's own process at rest, after ${MEMORY_MESSAGES} more actions and ${
           IDLE_MS / 1000
