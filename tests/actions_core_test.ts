@@ -3,7 +3,7 @@
  * over an in-memory transport, a store in memory and a clock the test moves. The same
  * behaviours are proven against ActiveMQ in actions_listener_test.ts and calendar_test.ts.
  */
-import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./support/assert.ts";
 import { MemoryTransport } from "./support/memory_transport.ts";
 import { FakeClock, settle } from "./support/fake_clock.ts";
 import { waitUntil } from "./support/wait.ts";
@@ -11,6 +11,7 @@ import { taskAction } from "./support/stomp_client.ts";
 import { createActionCore } from "../mod/action_module/core.ts";
 import { OUTBOX_PREFIX } from "../mod/action_module/completion.ts";
 import { SCHEDULED_PREFIX } from "../mod/action_module/schedule.ts";
+import { RunEffects } from "../mod/action_module/effects.ts";
 import type { ActionData, Processor } from "../mod/action_module/types.ts";
 import { Store } from "../mod/store/store.ts";
 
@@ -435,6 +436,21 @@ Deno.test("an effect record too large for the store fails the run, and a later e
     assertEquals(ran, ["big", "small", "big"], "the recorded one was found, the other ran again");
   } finally {
     await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("effects: a record made after the message's records could not be read (a sandbox may send one) leaves no stray failure behind", async () => {
+  const store = await Store.open(":memory:");
+  try {
+    store.get = () => Promise.reject(new Error("store unreadable"));
+    const effects = new RunEffects(store, "ID:unreadable");
+    await assertRejects(() => effects.lookup("mail"), Error, "store unreadable");
+    effects.record("mail", 1);
+    await effects.stored();
+    await settle();
+    assertEquals(await store.count(["actions", "effect", "ID:unreadable"]), 1);
+  } finally {
     store.close();
   }
 });

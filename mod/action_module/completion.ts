@@ -8,7 +8,8 @@
  * entry is removed when the broker confirms the batch (a receipt), in a later group commit;
  * replies not confirmed when the link dropped or the agent died are sent again from the
  * outbox after the next connect. A completion whose records only serve the ledger is answered
- * while they are being stored (see {@linkcode answersEarly}). With `transactions`, ACK and
+ * when it arrives (at the end of its tick, with the others of that tick), its records stored
+ * meanwhile or in the next commit (see {@linkcode answersEarly}). With `transactions`, ACK and
  * reply share one STOMP transaction instead (exactly one reply; no outbox).
  */
 import type { Clock, TimerId } from "../async/clock.ts";

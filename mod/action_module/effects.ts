@@ -13,11 +13,12 @@
  *   so the reply and the ACK never leave before them.
  *
  * Why that keeps "once": records are stored in the order they were made (the store commits
- * in call order), so the store never holds a later effect's record without an earlier one's.
- * A crash before an effect's record is stored repeats that effect on redelivery, which was
- * always the one window (between an effect completing and its record being stored); a later
- * effect that ran meanwhile has no stored record either and is repeated with it, so the two
- * are never out of step. A record the store refuses fails the run (an error reply), as before;
+ * in call order), so the store never holds a later effect's record without an earlier one's
+ * (unless the store refused the earlier one, which fails the run; the mark is stored apart,
+ * so the later ones are still found). A crash before an effect's record is stored repeats
+ * that effect on redelivery, which was always the one window (between an effect completing
+ * and its record being stored); a later effect that ran meanwhile has no stored record either
+ * and is repeated with it, so the two are never out of step. A record the store refuses fails the run (an error reply), as before;
  * an effect started before the refusal was known is not undone.
  */
 import { faultPoint } from "../ops/faults.ts";
@@ -31,7 +32,7 @@ interface EffectRecord {
 }
 
 const effectPrefix = (messageId: string) => ["actions", "effect", messageId];
-/** Stored with each of a message's records: "this message has records". */
+/** Stored before a run's first record: "this message has records". */
 const effectMark = (messageId: string) => ["actions", "effects_of", messageId];
 
 /** One run's effects on one message (see module doc). */
@@ -71,7 +72,8 @@ export class RunEffects {
   record(name: string, result: unknown): void {
     this.#throwIfFailed();
     const value = result ?? null;
-    void this.#recorded?.then((recorded) => recorded.set(name, value));
+    // (A failed read has failed its lookup already; nothing to keep up to date then.)
+    void this.#recorded?.then((recorded) => recorded.set(name, value), () => {});
     const ttl = { ttlMs: EFFECT_TTL_MS };
     // Before the run's first record, as a call of its own (a record the store refuses for
     // its size must not take the mark with it): the store commits in call order, so no
