@@ -305,6 +305,97 @@ Deno.test("a reply whose record only serves the ledger leaves (reply, then ACK) 
   }
 });
 
+Deno.test("a reply that left early and was lost with the link before its record was stored is sent again once stored (the reconnect's outbox flush came first)", async () => {
+  const { processor } = recorder();
+  const gated = await gatedStore();
+  const { transport, store, stop } = await core(processor, { store: gated.store });
+  try {
+    transport.holdReceipts = true;
+    const id = transport.deliver(DESTINATION, taskAction({ id: 1 }));
+    await waitUntil("answered early", () => transport.acks.includes(id), 5_000, 1);
+    transport.drop(); // its receipt never comes
+    transport.holdReceipts = false;
+    transport.reconnect(); // the outbox flush finds nothing: the record is not stored yet
+    await settle();
+    assertEquals(transport.repliesTo(id).length, 1);
+    gated.open();
+    await waitUntil("sent again", () => transport.repliesTo(id).length === 2, 5_000, 1);
+  } finally {
+    gated.open();
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("a message finished while the link is down is not answered early: its redelivery joins it, it is handled once, and answered once its record is stored", async () => {
+  let runs = 0;
+  const release = Promise.withResolvers<void>();
+  const processor: Processor = {
+    name: "slow",
+    queue: QUEUE,
+    handle: async () => {
+      runs++;
+      await release.promise;
+      return "done";
+    },
+  };
+  const gated = await gatedStore();
+  const { transport, store, stop } = await core(processor, { store: gated.store });
+  try {
+    const id = transport.deliver(DESTINATION, taskAction({ id: 1 }));
+    await waitUntil("handling", () => runs === 1, 5_000, 1);
+    transport.drop();
+    release.resolve();
+    await settle();
+    transport.reconnect();
+    transport.deliver(DESTINATION, taskAction({ id: 1 }), {
+      "message-id": id,
+      redelivered: "true",
+    });
+    await settle();
+    assertEquals(transport.acks, [], "nothing answered before the record");
+    gated.open();
+    await waitUntil("answered", () => transport.acks.includes(id), 5_000, 1);
+    await settle();
+    assertEquals(runs, 1, "handled once");
+    assertEquals(transport.repliesTo(id).map((r) => r.message), ["done"]);
+  } finally {
+    gated.open();
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("a message that came on a connection since lost, finished after the reconnect's outbox flush: its reply goes alone at once (its ACK cannot), not at the next reconnect", async () => {
+  const release = Promise.withResolvers<void>();
+  let runs = 0;
+  const processor: Processor = {
+    name: "stateful",
+    queue: QUEUE,
+    handle: async (action, ctx) => {
+      runs++;
+      await release.promise;
+      ctx.setWithReply(["test", "state", action.task!.id], 1); // not answered early
+      return "done";
+    },
+  };
+  const { transport, store, stop } = await core(processor);
+  try {
+    const id = transport.deliver(DESTINATION, taskAction({ id: 1 }));
+    await waitUntil("handling", () => runs === 1, 5_000, 1);
+    transport.drop();
+    transport.reconnect();
+    await settle();
+    release.resolve();
+    await waitUntil("replied", () => transport.repliesTo(id).length === 1, 5_000, 1);
+    assertEquals(transport.acks, [], "its ACK cannot go: the broker redelivers it");
+    assert(await store.get(["actions", "done", id]), "recorded, so the redelivery is known");
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});
+
 Deno.test("when the record of a reply that left early cannot be stored, the message is not answered again and the next ones go on", async () => {
   const { processor } = recorder();
   const gated = await gatedStore();

@@ -95,6 +95,10 @@ export class CompletionQueue {
   #committing = false;
   /** Early completions to answer at the end of this tick (`#answerSoon`). */
   readonly #early: Completion[] = [];
+  /** Answered early, records not stored yet. */
+  readonly #earlyUnstored = new Set<string>();
+  /** Answered early, then the link dropped before the broker confirmed: sent once stored. */
+  readonly #resendStored = new Set<string>();
   /**
    * Outbox entries of replies the broker confirmed, to delete with the next group commit
    * (one store commit per batch instead of two), or after a short idle wait.
@@ -115,6 +119,9 @@ export class CompletionQueue {
 
   /** The connection is gone: what it did not confirm is the outbox's to send again. */
   disconnected(): void {
+    // Replies answered early whose records are not stored yet: the outbox flush after the
+    // next connect may come before their records do, so they are sent once stored.
+    for (const id of this.#unconfirmed) if (this.#earlyUnstored.has(id)) this.#resendStored.add(id);
     this.#unconfirmed.clear();
   }
 
@@ -147,12 +154,42 @@ export class CompletionQueue {
     });
   }
 
+  /**
+   * Answers early those that can go now; one whose delivery cannot be acknowledged (the link
+   * is down, or it came on an earlier connection) keeps its delivery and waits for its record
+   * like any other, so that a redelivery meanwhile joins it instead of being handled again.
+   */
   #answerEarly(completions: Completion[]): void {
-    if (!this.#o.transactions) {
-      for (const c of completions) if (c.withReply) this.#unconfirmed.add(c.id);
+    if (!completions.length) return;
+    for (const c of completions) if (c.withReply) this.#unconfirmed.add(c.id);
+    const sent = this.#acknowledge(completions, { early: true });
+    for (const c of completions) {
+      if (sent.has(c.id)) {
+        c.answered = true;
+        this.#earlyUnstored.add(c.id);
+      } else this.#unconfirmed.delete(c.id);
     }
-    this.#acknowledge(completions);
-    for (const c of completions) c.answered = true;
+  }
+
+  /** A batch's records are stored: replies answered early and lost with the link go again. */
+  #stored(batch: Completion[]): void {
+    for (const c of batch) {
+      this.#earlyUnstored.delete(c.id);
+      if (!this.#resendStored.delete(c.id)) continue;
+      this.#publishReply(c); // not connected: the next connect's outbox flush sends it
+    }
+  }
+
+  /** Sends a recorded reply alone (its ACK cannot go), confirmed by a receipt. */
+  #publishReply(c: Completion): void {
+    const frame = replyFrame(c.done);
+    if (!frame || !this.#o.transport.connected || this.#unconfirmed.has(c.id)) return;
+    this.#unconfirmed.add(c.id);
+    try {
+      this.#o.transport.publish(frame, () => this.#confirmed([c.id]));
+    } catch {
+      this.#unconfirmed.delete(c.id);
+    }
   }
 
   async #commitBatches(): Promise<void> {
@@ -198,6 +235,8 @@ export class CompletionQueue {
           // already are done; without their records, only a redelivery after a lost
           // connection could bring them back, and it would be handled once more.
           for (const c of batch.filter((c) => c.answered)) {
+            this.#earlyUnstored.delete(c.id);
+            this.#resendStored.delete(c.id);
             logger.warn(
               "Message {messageId} was answered, but its record could not be stored: {error}",
               { messageId: c.id, error },
@@ -211,6 +250,7 @@ export class CompletionQueue {
           }
           continue;
         }
+        this.#stored(batch);
         for (const _ of batch) faultPoint("after-commit");
         this.#acknowledge(batch.filter((c) => !c.answered));
         for (const _ of batch) faultPoint("after-send");
@@ -235,8 +275,14 @@ export class CompletionQueue {
     return this.#completions.splice(0, n);
   }
 
-  /** ACKs (+ replies) as one batch. Not possible on a lost connection: redelivered. */
-  #acknowledge(all: Completion[]): void {
+  /**
+   * ACKs (+ replies) as one batch; returns the ids that went. Not possible on a lost
+   * connection (the broker redelivers those); on a new connection, a reply whose delivery came
+   * on the old one goes alone. `early`: records not stored yet, so those that cannot go keep
+   * their deliveries and are left to the caller.
+   */
+  #acknowledge(all: Completion[], options: { early?: boolean } = {}): Set<string> {
+    const went = new Set<string>();
     // Acknowledged when they were scheduled: only their replies go (the outbox has them).
     for (const c of all.filter((c) => c.acked && c.withReply)) {
       const frame = replyFrame(c.done);
@@ -254,9 +300,9 @@ export class CompletionQueue {
     const items = batch.map((c) => {
       const delivery = this.#o.deliveries.get(c.id);
       this.#o.deliveries.delete(c.id);
-      return { id: c.id, delivery, reply: c.withReply ? replyFrame(c.done) : undefined };
+      return { c, id: c.id, delivery, reply: c.withReply ? replyFrame(c.done) : undefined };
     }).filter((item): item is typeof item & { delivery: Delivery } => item.delivery !== undefined);
-    if (!items.length) return;
+    if (!items.length) return went;
     const replied = items.filter((item) => item.reply).map((item) => item.id);
     const sent = this.#o.transport.ackAndSend(
       items,
@@ -264,18 +310,24 @@ export class CompletionQueue {
     );
     items.forEach((item, i) => {
       if (sent[i]) {
+        went.add(item.id);
         this.#o.stats.acked++;
         if (item.reply && this.#o.transactions) this.#o.stats.replied++;
-      } else {
-        this.#unconfirmed.delete(item.id); // the outbox sends it after the next connect
-        logger.info(
-          "Link lost before message {messageId} was acknowledged; the broker will redeliver it",
-          {
-            messageId: item.id,
-          },
-        );
+        return;
       }
+      this.#unconfirmed.delete(item.id);
+      if (options.early) {
+        this.#o.deliveries.set(item.id, item.delivery);
+        return;
+      }
+      logger.info(
+        "Link lost before message {messageId} was acknowledged; the broker will redeliver it",
+        { messageId: item.id },
+      );
+      // Connected again, and the outbox flush may have run before this record was stored.
+      if (!this.#o.transactions) this.#publishReply(item.c);
     });
+    return went;
   }
 
   /** The broker has the replies: their outbox entries go. */
