@@ -50,6 +50,8 @@ export interface Completion {
   early?: boolean;
   /** Answered already (an early one whose commit is retried): only its records remain. */
   answered?: boolean;
+  /** Answered early, then the link dropped before the broker confirmed: sent once stored. */
+  resend?: boolean;
   /** Roughly what its records cost in a store commit (set by the queue). */
   bytes: number;
   /** Committed alone (after its batch could not be stored). */
@@ -59,6 +61,9 @@ export interface Completion {
   resolve(): void;
   reject(error: unknown): void;
 }
+
+/** A completion as callers hand it to {@linkcode CompletionQueue.enqueue}. */
+type NewCompletion = Omit<Completion, "resolve" | "reject" | "early" | "bytes">;
 
 /** What a {@linkcode CompletionQueue} works with. */
 export interface CompletionOptions {
@@ -93,12 +98,10 @@ export class CompletionQueue {
   readonly #o: CompletionOptions;
   readonly #completions: Completion[] = [];
   #committing = false;
+  /** The batch being stored. */
+  #batch: Completion[] = [];
   /** Early completions to answer at the end of this tick (`#answerSoon`). */
   readonly #early: Completion[] = [];
-  /** Answered early, records not stored yet. */
-  readonly #earlyUnstored = new Set<string>();
-  /** Answered early, then the link dropped before the broker confirmed: sent once stored. */
-  readonly #resendStored = new Set<string>();
   /**
    * Outbox entries of replies the broker confirmed, to delete with the next group commit
    * (one store commit per batch instead of two), or after a short idle wait.
@@ -121,7 +124,9 @@ export class CompletionQueue {
   disconnected(): void {
     // Replies answered early whose records are not stored yet: the outbox flush after the
     // next connect may come before their records do, so they are sent once stored.
-    for (const id of this.#unconfirmed) if (this.#earlyUnstored.has(id)) this.#resendStored.add(id);
+    for (const c of [...this.#batch, ...this.#completions]) {
+      if (c.answered && this.#unconfirmed.has(c.id)) c.resend = true;
+    }
     this.#unconfirmed.clear();
   }
 
@@ -130,7 +135,7 @@ export class CompletionQueue {
    * the next one, as one store commit and one broker transaction. An idle agent commits
    * each at once; a busy one amortises the store and broker round trips.
    */
-  enqueue(completion: Omit<Completion, "resolve" | "reject" | "early" | "bytes">): Promise<void> {
+  enqueue(completion: NewCompletion): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     const bytes = recordBytes(completion.sets);
     const early = !this.#o.transactions && answersEarly(completion, bytes);
@@ -164,31 +169,22 @@ export class CompletionQueue {
     for (const c of completions) if (c.withReply) this.#unconfirmed.add(c.id);
     const sent = this.#acknowledge(completions, { early: true });
     for (const c of completions) {
-      if (sent.has(c.id)) {
-        c.answered = true;
-        this.#earlyUnstored.add(c.id);
-      } else this.#unconfirmed.delete(c.id);
+      if (sent.has(c.id)) c.answered = true;
+      else this.#unconfirmed.delete(c.id);
     }
   }
 
-  /** A batch's records are stored: replies answered early and lost with the link go again. */
-  #stored(batch: Completion[]): void {
-    for (const c of batch) {
-      this.#earlyUnstored.delete(c.id);
-      if (!this.#resendStored.delete(c.id)) continue;
-      this.#publishReply(c); // not connected: the next connect's outbox flush sends it
-    }
-  }
-
-  /** Sends a recorded reply alone (its ACK cannot go), confirmed by a receipt. */
-  #publishReply(c: Completion): void {
-    const frame = replyFrame(c.done);
-    if (!frame || !this.#o.transport.connected || this.#unconfirmed.has(c.id)) return;
-    this.#unconfirmed.add(c.id);
+  /**
+   * Sends a recorded reply alone (no ACK with it), confirmed by a receipt; not when it is
+   * on its way already. Not connected: the next connect's outbox flush sends it.
+   */
+  #sendReply(id: string, frame: OutgoingFrame | undefined): void {
+    if (!frame || !this.#o.transport.connected || this.#unconfirmed.has(id)) return;
+    this.#unconfirmed.add(id);
     try {
-      this.#o.transport.publish(frame, () => this.#confirmed([c.id]));
+      this.#o.transport.publish(frame, () => this.#confirmed([id]));
     } catch {
-      this.#unconfirmed.delete(c.id);
+      this.#unconfirmed.delete(id);
     }
   }
 
@@ -196,7 +192,7 @@ export class CompletionQueue {
     this.#committing = true;
     try {
       while (this.#completions.length > 0) {
-        const batch = this.#takeBatch();
+        const batch = this.#batch = this.#takeBatch();
         // Claimed before the commit so that an outbox flush does not send them as well.
         if (!this.#o.transactions) {
           for (const c of batch) if (c.withReply) this.#unconfirmed.add(c.id);
@@ -235,8 +231,6 @@ export class CompletionQueue {
           // already are done; without their records, only a redelivery after a lost
           // connection could bring them back, and it would be handled once more.
           for (const c of batch.filter((c) => c.answered)) {
-            this.#earlyUnstored.delete(c.id);
-            this.#resendStored.delete(c.id);
             logger.warn(
               "Message {messageId} was answered, but its record could not be stored: {error}",
               { messageId: c.id, error },
@@ -250,13 +244,15 @@ export class CompletionQueue {
           }
           continue;
         }
-        this.#stored(batch);
+        // Answered early and lost with the link meanwhile: now the outbox has them.
+        for (const c of batch) if (c.resend) this.#sendReply(c.id, replyFrame(c.done));
         for (const _ of batch) faultPoint("after-commit");
         this.#acknowledge(batch.filter((c) => !c.answered));
         for (const _ of batch) faultPoint("after-send");
         for (const c of batch) c.resolve();
       }
     } finally {
+      this.#batch = [];
       this.#committing = false;
     }
   }
@@ -285,22 +281,14 @@ export class CompletionQueue {
     const went = new Set<string>();
     // Acknowledged when they were scheduled: only their replies go (the outbox has them).
     for (const c of all.filter((c) => c.acked && c.withReply)) {
-      const frame = replyFrame(c.done);
-      if (!frame || !this.#o.transport.connected) {
-        this.#unconfirmed.delete(c.id); // sent from the outbox after the next connect
-        continue;
-      }
-      try {
-        this.#o.transport.publish(frame, () => this.#confirmed([c.id]));
-      } catch {
-        this.#unconfirmed.delete(c.id);
-      }
+      this.#unconfirmed.delete(c.id); // claimed before the commit, so that no flush sent it
+      this.#sendReply(c.id, replyFrame(c.done));
     }
     const batch = all.filter((c) => !c.acked);
     const items = batch.map((c) => {
       const delivery = this.#o.deliveries.get(c.id);
       this.#o.deliveries.delete(c.id);
-      return { c, id: c.id, delivery, reply: c.withReply ? replyFrame(c.done) : undefined };
+      return { id: c.id, delivery, reply: c.withReply ? replyFrame(c.done) : undefined };
     }).filter((item): item is typeof item & { delivery: Delivery } => item.delivery !== undefined);
     if (!items.length) return went;
     const replied = items.filter((item) => item.reply).map((item) => item.id);
@@ -325,7 +313,7 @@ export class CompletionQueue {
         { messageId: item.id },
       );
       // Connected again, and the outbox flush may have run before this record was stored.
-      if (!this.#o.transactions) this.#publishReply(item.c);
+      if (!this.#o.transactions) this.#sendReply(item.id, item.reply);
     });
     return went;
   }
@@ -377,15 +365,7 @@ export class CompletionQueue {
     try {
       for await (const { key, value } of this.#o.store.list<OutgoingFrame>(OUTBOX_PREFIX)) {
         const id = String(key[2]);
-        if (
-          this.#unconfirmed.has(id) || this.#sentOutbox.has(id) || !this.#o.transport.connected
-        ) continue;
-        this.#unconfirmed.add(id);
-        try {
-          this.#o.transport.publish(value, () => this.#confirmed([id]));
-        } catch {
-          this.#unconfirmed.delete(id);
-        }
+        if (!this.#sentOutbox.has(id)) this.#sendReply(id, value);
       }
     } catch (error) {
       logger.error("Could not read the reply outbox: {error}", { error });
@@ -403,10 +383,7 @@ export class CompletionQueue {
  * what completes them), dead letters, a scheduled message's record, and records the store
  * might refuse (a message id or reply so large that the refusal would need another reply).
  */
-function answersEarly(
-  c: Omit<Completion, "resolve" | "reject" | "early" | "bytes">,
-  bytes: number,
-): boolean {
+function answersEarly(c: NewCompletion, bytes: number): boolean {
   if (c.acked || c.split || c.writes?.length || c.deletes?.length) return false;
   if (c.id.length > 512 || bytes >= EARLY_MAX_BYTES) return false;
   return c.sets.every(([key]) => key[1] === "done" || key[1] === "outbox"); // not a dead letter
