@@ -8,8 +8,9 @@
  * flight go together in the next atomic commit (each call resolves once its writes are
  * stored), so ten workers each recording an effect cost one SQLite transaction, not ten.
  * A group the store refuses (too large for one commit) is retried call by call, so one
- * caller's oversized value fails that caller only. Reads likewise: `get` calls made while a
- * read is in flight go together in the next one (up to 10 keys, Deno KV's limit per read).
+ * caller's oversized value fails that caller only. Reads likewise: `get` calls made in one
+ * synchronous stretch, or while a read is in flight, go together in one read (up to 10 keys,
+ * Deno KV's limit per read).
  */
 import { log } from "../log/log.ts";
 

@@ -15,23 +15,26 @@ export async function readLines(
 ): Promise<void> {
   const decoder = new TextDecoder();
   let buffer = "";
+  /** Where the text not yet passed on starts: cut off once per chunk, not once per line. */
+  let start = 0;
   try {
     // A plain reader rather than a decoding stream: one hop per chunk, not a chain of them.
     for await (const bytes of stream) {
-      buffer += decoder.decode(bytes, { stream: true });
-      for (let end = buffer.indexOf("\n"); end >= 0; end = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, end);
-        buffer = buffer.slice(end + 1);
+      buffer = buffer.slice(start) + decoder.decode(bytes, { stream: true });
+      start = 0;
+      for (let end = buffer.indexOf("\n"); end >= 0; end = buffer.indexOf("\n", start)) {
+        const line = buffer.slice(start, end);
+        start = end + 1;
         if (line) onLine(line);
       }
-      if (buffer.length > maxLineChars) {
-        onLine(buffer);
-        buffer = "";
+      if (buffer.length - start > maxLineChars) {
+        onLine(buffer.slice(start));
+        start = buffer.length;
       }
     }
   } finally {
     // Also when the stream failed (a process killed mid-line): what was read is all there is.
-    buffer += decoder.decode();
-    if (buffer) onLine(buffer);
+    const rest = buffer.slice(start) + decoder.decode();
+    if (rest) onLine(rest);
   }
 }
