@@ -5,12 +5,16 @@
  *   the agent's subscription (TCP_NODELAY, client-individual ACKs, prefetch 20);
  * - the agent started through its CLI (`agent actions` with a no-op processor in its
  *   sandbox; `agent calendar` writing .eml invites after its REST owner lookups);
- * - bursts of BURST task actions (distinct task ids) published while the consumer runs,
- *   median of ROUNDS rounds, the consumers taking turns within a round;
+ * - after a warm-up burst each, bursts of BURST task actions (distinct task ids) published
+ *   while the consumer runs, median of ROUNDS rounds, the consumers taking turns within a
+ *   round, each round starting with the next one;
  * - one at a time (each action sent when the last one's reply came): p50/p99;
  * - resident memory at rest, right after MEMORY_MESSAGES actions and IDLE_MS later.
  * The platform's side (publishing, collecting replies) is its own process as well.
- * BENCH_ROUNDS / BENCH_MEMORY_MESSAGES shorten a run.
+ * BENCH_ROUNDS / BENCH_MEMORY_MESSAGES shorten a run. To compare a change with what it
+ * changes, BENCH_ALT_MAIN=<another checkout>/main.ts runs that checkout's two agents beside
+ * these, in the same rounds (figures `alt_*`); BENCH_ALT_V8 gives them other `--v8-flags=...`.
+ * Two separate runs of this machine differ by more than most changes do.
  */
 import { join } from "node:path";
 import process from "node:process";
@@ -32,6 +36,12 @@ const IDLE_MS = 15_000;
 const WORKERS = 10;
 const PREFETCH = 2 * WORKERS;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
+/**
+ * Each consumer's first burst, not measured: as long as a measured one, because a shorter
+ * warm-up left the first round's figures 10-40% low for whichever consumers went first (the
+ * JIT of the agent and of the broker still at work), which moved the medians.
+ */
+const WARM_UP = BURST;
 
 /** A line-oriented child process: writes a command, reads its one-line answer. */
 class LineChild {
@@ -118,14 +128,16 @@ async function startAgent(
   queue: string,
   args: string[],
   env: Record<string, string>,
+  main = MAIN,
+  v8Flags?: string,
 ): Promise<Consumer> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      ...SELF_RUN_FLAGS,
+      ...SELF_RUN_FLAGS.map((flag) => v8Flags && flag.startsWith("--v8-flags=") ? v8Flags : flag),
       // BENCH_AGENT_FLAGS: extra Deno flags for the agents (e.g. --inspect to profile).
       ...(Deno.env.get("BENCH_AGENT_FLAGS")?.split(" ").filter(Boolean) ?? []),
-      MAIN,
+      main,
       ...args,
       "--log-level",
       "info",
@@ -268,14 +280,6 @@ export async function benchListener(): Promise<BenchResult> {
   fake.rules.set(11, "taskcalendar");
   const broker = await startBroker({ user: fake.apiKeyId, password: fake.apiKeySecret });
   const dir = await Deno.makeTempDir({ prefix: "agent-bench-listener-" });
-  const processors = join(dir, "processors");
-  await Deno.mkdir(processors);
-  await Deno.writeTextFile(join(processors, SDK_FILE), sdkFileText());
-  await Deno.writeTextFile(
-    join(processors, "noop.ts"),
-    `import { defineProcessor } from "./${SDK_FILE}";\n` +
-      `export default defineProcessor({ queue: "noop", handle: () => "ok" });\n`,
-  );
   const resilient = resilientSection(fake, { sslPort: broker.sslPort, caCertFile: pki.caCertFile })
     .replace("num_workers = 4", `num_workers = ${WORKERS}`);
   const configFor = async (name: string, rest: string) => {
@@ -288,12 +292,37 @@ export async function benchListener(): Promise<BenchResult> {
     return file;
   };
   const env = { SOAR_SECRET: fake.apiKeySecret };
-  const noopConfig = await configFor("noop", `processors_dir = ${processors}`);
-  const calendarConfig = await configFor(
-    "calendar",
-    `\n[taskcalendar]\nqueue = calendar\noutbox_dir = ${dir}/outbox\n` +
-      `smtpfrom = soar@example.com\ndebounce_seconds = 0\n`,
-  );
+  /** A checkout's no-op and calendar agents, on queues of their own (`noop<suffix>`...). */
+  const startAgents = async (suffix: string, main = MAIN, v8Flags?: string) => {
+    const noop = `noop${suffix}`;
+    const calendar = `calendar${suffix}`;
+    const processors = join(dir, `${noop}-processors`);
+    await Deno.mkdir(processors);
+    await Deno.writeTextFile(join(processors, SDK_FILE), sdkFileText());
+    await Deno.writeTextFile(
+      join(processors, "noop.ts"),
+      `import { defineProcessor } from "./${SDK_FILE}";\n` +
+        `export default defineProcessor({ queue: "${noop}", handle: () => "ok" });\n`,
+    );
+    const noopConfig = await configFor(noop, `processors_dir = ${processors}`);
+    const calendarConfig = await configFor(
+      calendar,
+      `\n[taskcalendar]\nqueue = ${calendar}\noutbox_dir = ${dir}/${calendar}-outbox\n` +
+        `smtpfrom = soar@example.com\ndebounce_seconds = 0\n`,
+    );
+    return [
+      await startAgent(noop, noop, ["actions", "--config", noopConfig], env, main, v8Flags),
+      await startAgent(
+        calendar,
+        calendar,
+        ["calendar", "--config", calendarConfig],
+        env,
+        main,
+        v8Flags,
+      ),
+    ];
+  };
+  const altMain = Deno.env.get("BENCH_ALT_MAIN");
   const platform = benchScript(
     "_platform_child.ts",
     String(broker.stompPort),
@@ -304,11 +333,17 @@ export async function benchListener(): Promise<BenchResult> {
   const consumers: Consumer[] = [];
   try {
     consumers.push(await startBare(broker, pki.caCertFile, "bare"));
-    consumers.push(await startAgent("noop", "noop", ["actions", "--config", noopConfig], env));
-    consumers.push(
-      await startAgent("calendar", "calendar", ["calendar", "--config", calendarConfig], env),
-    );
-    const [bare, noop, calendar] = consumers as [Consumer, Consumer, Consumer];
+    consumers.push(...await startAgents(""));
+    if (altMain) {
+      consumers.push(...await startAgents("_alt", altMain, Deno.env.get("BENCH_ALT_V8")));
+    }
+    const [bare, noop, calendar, altNoop, altCalendar] = consumers as [
+      Consumer,
+      Consumer,
+      Consumer,
+      Consumer?,
+      Consumer?,
+    ];
     let base = 100_000;
     const burst = async (c: Consumer, n: number) => {
       const ms = Number(await platform.ask(`burst ${c.queue} ${n} ${base}`));
@@ -316,7 +351,7 @@ export async function benchListener(): Promise<BenchResult> {
       return n / (ms / 1000);
     };
     // Warm-up (JIT, the sandbox, the REST session), then rest.
-    for (const c of consumers) await burst(c, 300);
+    for (const c of consumers) await burst(c, WARM_UP);
     await new Promise((r) => setTimeout(r, 3_000));
     const atRest = new Map<string, Split>();
     for (const c of consumers) atRest.set(c.name, await memoryMb(c.pid));
@@ -329,7 +364,10 @@ export async function benchListener(): Promise<BenchResult> {
     const othersMs = async () => (await cpuMs(broker.pid!)).own + (await cpuMs(platform.pid)).own;
     const fileCreateBefore = await quietDisk(dir);
     for (let round = 0; round < ROUNDS; round++) {
-      for (const c of consumers) {
+      // Each round starts with the next consumer, so that none always follows the same one
+      // (a burst leaves the broker busy with its journal for a while after it).
+      const turns = consumers.map((_, i) => consumers[(i + round) % consumers.length]!);
+      for (const c of turns) {
         const before = await cpuMs(c.pid);
         const othersBefore = await othersMs();
         rates.get(c.name)!.push(await burst(c, BURST));
@@ -367,6 +405,8 @@ export async function benchListener(): Promise<BenchResult> {
     for (const c of consumers) idle.set(c.name, await memoryMb(c.pid));
     const mem = (c: Consumer, at: Map<string, Split>) => at.get(c.name)!.own;
 
+    const roundRatios = (a: Consumer, b: Consumer) =>
+      rates.get(a.name)!.map((r, i) => r / rates.get(b.name)![i]!);
     const noopRatio = rate(noop) / rate(bare);
     const p50Ratio = p(noop, 50) / p(bare, 50);
     const rssRatio = Math.max(
@@ -413,6 +453,26 @@ export async function benchListener(): Promise<BenchResult> {
         agent_calendar_rss_after_messages_mb: mem(calendar, afterMessages),
         agent_calendar_rss_idle_mb: mem(calendar, idle),
         agent_noop_vs_bare_rss_ratio: round(rssRatio, 2),
+        // How far single rounds stray: the ratios within each round, lowest and highest.
+        agent_noop_vs_bare_ratio_round_min: round(Math.min(...roundRatios(noop, bare)), 3),
+        agent_noop_vs_bare_ratio_round_max: round(Math.max(...roundRatios(noop, bare)), 3),
+        agent_calendar_vs_noop_ratio_round_min: round(Math.min(...roundRatios(calendar, noop)), 3),
+        agent_calendar_vs_noop_ratio_round_max: round(Math.max(...roundRatios(calendar, noop)), 3),
+        ...(altNoop && altCalendar
+          ? {
+            alt_noop_msgs_per_s: round(rate(altNoop)),
+            alt_noop_vs_bare_ratio: round(rate(altNoop) / rate(bare), 3),
+            alt_calendar_msgs_per_s: round(rate(altCalendar)),
+            alt_calendar_vs_noop_ratio: round(rate(altCalendar) / rate(altNoop), 3),
+            alt_noop_cpu_ms_per_msg: cpuPerMessage(altNoop, "own"),
+            alt_noop_sandbox_cpu_ms_per_msg: cpuPerMessage(altNoop, "children"),
+            alt_calendar_cpu_ms_per_msg: cpuPerMessage(altCalendar, "own"),
+            alt_noop_single_p50_ms: p(altNoop, 50),
+            alt_calendar_single_p50_ms: p(altCalendar, 50),
+            alt_noop_rss_after_messages_mb: mem(altNoop, afterMessages),
+            alt_noop_rss_idle_mb: mem(altNoop, idle),
+          }
+          : {}),
       },
       targets: {
         agent_noop_vs_bare_ratio: { target: ">= 0.8 (aim 0.9)", met: noopRatio >= 0.8 },
@@ -425,7 +485,7 @@ export async function benchListener(): Promise<BenchResult> {
       },
       notes: [
         "ActiveMQ (Debian, stock settings) over STOMP+SSL on loopback; the platform side, the bare consumer and each agent are processes of their own, all on this machine",
-        `bursts: ${BURST} task actions with distinct task ids published while the consumer runs; median of ${ROUNDS} rounds, consumers taking turns`,
+        `bursts: ${BURST} task actions with distinct task ids published while the consumer runs; median of ${ROUNDS} rounds after a warm-up burst of ${WARM_UP} each, consumers taking turns, each round starting with the next one`,
         'agent noop: `agent actions` (its CLI and permission flags) with a processor `handle: () => "ok"` in its sandbox process; calendar: `agent calendar`, REST owner lookup and an .eml invite per action, debounce_seconds = 0',
         `file_create_cpu_us: CPU to create one 2.5 KB file on the outbox's disk, before the first burst and after the last; ext4 without a journal (this machine) steps over every inode freed in the last 1-6 minutes, so after a mass deletion (an earlier run's clean-up) it reads 200-600 instead of 15-40, and the calendar writes one file per invite: the bench waits (up to ${
           QUIET_WAIT_MS / 60_000
