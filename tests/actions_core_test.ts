@@ -9,7 +9,9 @@ import { FakeClock, settle } from "./support/fake_clock.ts";
 import { waitUntil } from "./support/wait.ts";
 import { taskAction } from "./support/stomp_client.ts";
 import { createActionCore } from "../mod/action_module/core.ts";
-import { OUTBOX_PREFIX } from "../mod/action_module/completion.ts";
+import { CompletionQueue, doneKey, OUTBOX_PREFIX } from "../mod/action_module/completion.ts";
+import { infoReply } from "../mod/action_module/run_processor.ts";
+import type { Delivery } from "../mod/stomp/types.ts";
 import { SCHEDULED_PREFIX } from "../mod/action_module/schedule.ts";
 import { RunEffects } from "../mod/action_module/effects.ts";
 import type { ActionData, Processor } from "../mod/action_module/types.ts";
@@ -691,4 +693,42 @@ Deno.test("the broker's prefetch is twice a queue's workers unless stomp_prefetc
   );
   await set.stop(100);
   store.close();
+});
+
+Deno.test("replies answered early while another batch is stored are not waited for again once their own records are stored (a clean stop would wait for receipts that came already)", async () => {
+  const gated = await gatedStore();
+  const transport = new MemoryTransport();
+  const deliveries = new Map<string, Delivery>();
+  const queue = new CompletionQueue({
+    transport,
+    store: gated.store,
+    transactions: false,
+    deliveries,
+    stats: { acked: 0, replied: 0 },
+    clock: new FakeClock(),
+  });
+  const complete = (id: string) => {
+    deliveries.set(id, {
+      headers: { "message-id": id, ack: id, subscription: DESTINATION },
+      body: new Uint8Array(),
+      generation: 1,
+    });
+    const done = { reply: infoReply("ok"), replyTo: "/queue/acks", correlationId: id, at: 0 };
+    return queue.enqueue({ id, done, sets: [[doneKey(id), done]], withReply: true });
+  };
+  try {
+    const first = complete("ID:1"); // its batch waits for the store
+    await settle();
+    const second = complete("ID:2"); // answered at the end of its tick, stored in the next batch
+    await settle();
+    assertEquals(transport.acks, ["ID:1", "ID:2"]);
+    assertEquals(queue.unconfirmed, 0, "both receipts came");
+    gated.open();
+    await Promise.all([first, second]);
+    assertEquals(queue.unconfirmed, 0);
+    assert(await gated.store.get(doneKey("ID:2")));
+  } finally {
+    gated.open();
+    gated.store.close();
+  }
 });

@@ -202,9 +202,10 @@ export class CompletionQueue {
       while (this.#completions.length > 0) {
         const batch = this.#batch = this.#takeBatch();
         // Claimed before the commit (an outbox flush does not send an acknowledged message's
-        // reply as well; a clean stop waits for their receipts).
+        // reply as well; a clean stop waits for their receipts). Not those answered early
+        // already: their receipts may have come, and nothing would release them again.
         if (!this.#o.transactions) {
-          for (const c of batch) if (c.withReply) this.#unconfirmed.add(c.id);
+          for (const c of batch) if (c.withReply && !c.answered) this.#unconfirmed.add(c.id);
         }
         const sets = batch.flatMap((c) => c.sets);
         const own = batch.flatMap((c) => c.deletes ?? []);
