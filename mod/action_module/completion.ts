@@ -107,6 +107,8 @@ export class CompletionQueue {
   readonly #o: CompletionOptions;
   readonly #completions: Completion[] = [];
   #committing = false;
+  /** The batch being stored. */
+  #batch: Completion[] = [];
   /** Early completions to answer at the end of this tick (`#answerSoon`). */
   readonly #early: Completion[] = [];
   /**
@@ -198,7 +200,7 @@ export class CompletionQueue {
     this.#committing = true;
     try {
       while (this.#completions.length > 0) {
-        const batch = this.#takeBatch();
+        const batch = this.#batch = this.#takeBatch();
         // Claimed before the commit (an outbox flush does not send an acknowledged message's
         // reply as well; a clean stop waits for their receipts). Not those answered early
         // already: their receipts may have come, and nothing would release them again.
@@ -258,6 +260,7 @@ export class CompletionQueue {
         for (const c of batch) c.resolve();
       }
     } finally {
+      this.#batch = [];
       this.#committing = false;
     }
   }
