@@ -3,20 +3,14 @@
  * answered without ever being lost or repeated (see ./listener.ts for the whole flow).
  *
  * Completions are group-committed: those that arrive while a batch is being stored go
- * together in the next one, as one store commit and one broker batch. The reply is recorded
- * in the message's ledger record, then SEND and ACK go out, in that order on the one
- * connection: the broker handles a connection's frames in order, so if it has the ACK it has
- * the reply, and a message whose ACK it does not have comes back (the link dropped, or the
- * agent died) and is answered from the ledger. A completion whose records only serve the
- * ledger is answered when it arrives (at the end of its tick, with the others of that tick),
- * its records stored meanwhile or in the next commit (see {@linkcode answersEarly}).
- *
- * The outbox holds the replies whose message was acknowledged before it was handled (a
- * debounced or deferred one, ./schedule.ts): nothing brings those back, so the reply is
- * recorded in the outbox, sent alone with a receipt, removed once the broker confirms it (in
- * a later group commit), and sent again after the next connect if it was not.
- *
- * With `transactions`, ACK and reply share one STOMP transaction instead (exactly one reply).
+ * together in the next one, as one store commit and one broker batch. By default the reply
+ * is recorded with an outbox entry in the same commit, ACK and SEND go out, and the outbox
+ * entry is removed when the broker confirms the batch (a receipt), in a later group commit;
+ * replies not confirmed when the link dropped or the agent died are sent again from the
+ * outbox after the next connect. A completion whose records only serve the ledger is answered
+ * when it arrives (at the end of its tick, with the others of that tick), its records stored
+ * meanwhile or in the next commit (see {@linkcode answersEarly}). With `transactions`, ACK and
+ * reply share one STOMP transaction instead (exactly one reply; no outbox).
  */
 import type { Clock, TimerId } from "../async/clock.ts";
 import { log } from "../log/log.ts";
@@ -34,11 +28,6 @@ export interface DoneRecord {
   replyTo: string | undefined;
   correlationId: string | undefined;
   at: number;
-  /**
-   * Its reply went through the outbox (the message was acknowledged when it was scheduled):
-   * a redelivery of it is acknowledged without the reply, which the outbox sends.
-   */
-  outbox?: true;
 }
 
 /** A handled message waiting to be recorded and acknowledged. */
@@ -61,6 +50,8 @@ export interface Completion {
   early?: boolean;
   /** Answered already (an early one whose commit is retried): only its records remain. */
   answered?: boolean;
+  /** Answered early, then the link dropped before the broker confirmed: sent once stored. */
+  resend?: boolean;
   /** Roughly what its records cost in a store commit (set by the queue). */
   bytes: number;
   /** Committed alone (after its batch could not be stored). */
@@ -93,12 +84,12 @@ const MAX_BATCH = 400;
 const BATCH_BYTES = 640 * 1024;
 /** Deno KV's limit of mutations in one atomic commit. */
 const KV_MUTATIONS = 1000;
-/** How long confirmed outbox entries wait for a group commit to delete them. */
+/** How long confirmed replies' outbox entries wait for a group commit to delete them. */
 const OUTBOX_CLEAR_MS = 250;
 
 /** The ledger: handled message ids (dedupe) with their replies. */
 export const doneKey = (id: string): Deno.KvKey => ["actions", "done", id];
-/** Replies of acknowledged (scheduled) messages not yet confirmed by the broker. */
+/** Replies recorded and not yet confirmed by the broker. */
 export const OUTBOX_PREFIX = ["actions", "outbox"];
 export const outboxKey = (id: string): Deno.KvKey => [...OUTBOX_PREFIX, id];
 
@@ -113,7 +104,7 @@ export class CompletionQueue {
   readonly #early: Completion[] = [];
   /**
    * Outbox entries of replies the broker confirmed, to delete with the next group commit
-   * (no store commit of their own), or after a short idle wait.
+   * (one store commit per batch instead of two), or after a short idle wait.
    */
   readonly #sentOutbox = new Set<string>();
   #sentTimer: TimerId | undefined;
@@ -129,11 +120,13 @@ export class CompletionQueue {
     return this.#unconfirmed.size;
   }
 
-  /**
-   * The connection is gone: what it did not confirm comes back, an acknowledged message's
-   * reply from the outbox and any other as the message's redelivery.
-   */
+  /** The connection is gone: what it did not confirm is the outbox's to send again. */
   disconnected(): void {
+    // Replies answered early whose records are not stored yet: the outbox flush after the
+    // next connect may come before their records do, so they are sent once stored.
+    for (const c of [...this.#batch, ...this.#completions]) {
+      if (c.answered && this.#unconfirmed.has(c.id)) c.resend = true;
+    }
     this.#unconfirmed.clear();
   }
 
@@ -182,15 +175,14 @@ export class CompletionQueue {
   }
 
   /**
-   * Sends an outbox reply alone (its message was acknowledged already), confirmed by a
-   * receipt; not when it is on its way already. Not connected: the next connect's outbox
-   * flush sends it.
+   * Sends a recorded reply alone (no ACK with it), confirmed by a receipt; not when it is
+   * on its way already. Not connected: the next connect's outbox flush sends it.
    */
   #sendReply(id: string, frame: OutgoingFrame | undefined): void {
     if (!frame || !this.#o.transport.connected || this.#unconfirmed.has(id)) return;
     this.#unconfirmed.add(id);
     try {
-      this.#o.transport.publish(frame, () => this.#confirmed([id], { outbox: true }));
+      this.#o.transport.publish(frame, () => this.#confirmed([id]));
     } catch {
       this.#unconfirmed.delete(id);
     }
@@ -201,9 +193,9 @@ export class CompletionQueue {
     try {
       while (this.#completions.length > 0) {
         const batch = this.#batch = this.#takeBatch();
-        // Claimed before the commit (an outbox flush does not send an acknowledged message's
-        // reply as well; a clean stop waits for their receipts). Not those answered early
-        // already: their receipts may have come, and nothing would release them again.
+        // Claimed before the commit so that an outbox flush does not send them as well. Not
+        // those answered early already: their receipts may have come, and nothing would
+        // release them again.
         if (!this.#o.transactions) {
           for (const c of batch) if (c.withReply && !c.answered) this.#unconfirmed.add(c.id);
         }
@@ -254,6 +246,8 @@ export class CompletionQueue {
           }
           continue;
         }
+        // Answered early and lost with the link meanwhile: now the outbox has them.
+        for (const c of batch) if (c.resend) this.#sendReply(c.id, replyFrame(c.done));
         for (const _ of batch) faultPoint("after-commit");
         this.#acknowledge(batch.filter((c) => !c.answered));
         for (const _ of batch) faultPoint("after-send");
@@ -281,9 +275,9 @@ export class CompletionQueue {
 
   /**
    * ACKs (+ replies) as one batch; returns the ids that went. Not possible on a lost
-   * connection, or for a delivery of an earlier one: the broker redelivers those, and the
-   * ledger answers them. `early`: records not stored yet, so those that cannot go keep their
-   * deliveries and are left to the caller.
+   * connection (the broker redelivers those); on a new connection, a reply whose delivery came
+   * on the old one goes alone. `early`: records not stored yet, so those that cannot go keep
+   * their deliveries and are left to the caller.
    */
   #acknowledge(all: Completion[], options: { early?: boolean } = {}): Set<string> {
     const went = new Set<string>();
@@ -302,9 +296,7 @@ export class CompletionQueue {
     const replied = items.filter((item) => item.reply).map((item) => item.id);
     const sent = this.#o.transport.ackAndSend(
       items,
-      this.#o.transactions
-        ? { transaction: true }
-        : { onSent: () => this.#confirmed(replied, { outbox: false }) },
+      this.#o.transactions ? { transaction: true } : { onSent: () => this.#confirmed(replied) },
     );
     items.forEach((item, i) => {
       if (sent[i]) {
@@ -322,15 +314,17 @@ export class CompletionQueue {
         "Link lost before message {messageId} was acknowledged; the broker will redeliver it",
         { messageId: item.id },
       );
+      // Connected again, and the outbox flush may have run before this record was stored.
+      if (!this.#o.transactions) this.#sendReply(item.id, item.reply);
     });
     return went;
   }
 
-  /** The broker has the replies: counted, and outbox entries (if they are in it) go. */
-  #confirmed(ids: string[], { outbox }: { outbox: boolean }): void {
+  /** The broker has the replies: their outbox entries go. */
+  #confirmed(ids: string[]): void {
     const done = ids.filter((id) => this.#unconfirmed.delete(id));
     this.#o.stats.replied += done.length;
-    if (!done.length || !outbox) return;
+    if (!done.length) return;
     for (const id of done) this.#sentOutbox.add(id);
     this.#sentTimer ??= this.#o.clock.setTimeout(() => {
       this.#sentTimer = undefined;
@@ -367,10 +361,7 @@ export class CompletionQueue {
     }
   }
 
-  /**
-   * Sends replies left in the outbox (unconfirmed when the link dropped or the agent died;
-   * an earlier version kept every reply there until confirmed, and those are sent too).
-   */
+  /** Sends replies left in the outbox (unconfirmed when the link dropped or the agent died). */
   async flushOutbox(): Promise<void> {
     if (this.#o.transactions) return;
     try {
@@ -388,8 +379,8 @@ export class CompletionQueue {
  * Whether a completion's reply and ACK may leave before its records are stored: when the
  * records only serve the ledger. The reply goes before the ACK on the one connection, so a
  * redelivery means the ACK was lost with the connection; the record (if stored by then)
- * makes it a duplicate answered from the ledger, and otherwise it is handled once more: a
- * second reply only after a crash or a lost connection, as for any message.
+ * makes it a duplicate whose reply the outbox sends again, and otherwise it is handled once
+ * more: a second reply only after a crash or a lost connection, as with the outbox anyway.
  * Not so for what must not be lost: a processor's own writes (a redelivery after a crash is
  * what completes them), dead letters, a scheduled message's record, and records the store
  * might refuse (a message id or reply so large that the refusal would need another reply).
@@ -397,7 +388,7 @@ export class CompletionQueue {
 function answersEarly(c: NewCompletion, bytes: number): boolean {
   if (c.acked || c.split || c.writes?.length || c.deletes?.length) return false;
   if (c.id.length > 512 || bytes >= EARLY_MAX_BYTES) return false;
-  return c.sets.every(([key]) => key[1] === "done"); // not a dead letter
+  return c.sets.every(([key]) => key[1] === "done" || key[1] === "outbox"); // not a dead letter
 }
 
 /** Records up to this size go early (Deno KV takes values of 64 KiB). */
@@ -405,7 +396,7 @@ const EARLY_MAX_BYTES = 32 * 1024;
 
 /**
  * A completion whose records the store refused even alone: recorded as a bare error reply
- * (no dead letter), so that the message is acknowledged and answered
+ * (no dead letter, no outbox copy), so that the message is acknowledged and answered
  * instead of coming back after every reconnect.
  */
 function shrunk(c: Completion, error: Error): Completion {
@@ -421,11 +412,10 @@ function shrunk(c: Completion, error: Error): Completion {
     replyTo: level === 1 ? c.done.replyTo : undefined,
     correlationId: level === 1 ? c.done.correlationId : undefined,
     at: c.done.at,
-    ...(c.acked ? { outbox: true as const } : {}),
   };
   const sets: StoreSet[] = [[doneKey(c.id), done, c.sets[0]?.[2] ?? {}]];
   const frame = replyFrame(done);
-  if (frame && c.acked) sets.push([outboxKey(c.id), frame]);
+  if (frame) sets.push([outboxKey(c.id), frame]);
   // The processor's own state goes along once more (its effects happened); not the last time,
   // in case it is what the store refuses.
   if (level === 1) sets.push(...(c.writes ?? []));

@@ -6,16 +6,15 @@
  * reply in the store -> SEND the reply -> ACK the frame. Records are written in groups (one
  * store commit and one broker batch for whatever finished meanwhile).
  *
- * By default (the Action Module contract): the reply is recorded in the message's ledger
- * record, then SEND and ACK go out, the reply first on the one connection, so the broker
- * never has the ACK without the reply. A message whose ACK was lost (the link dropped, the
- * agent died) comes back, and a redelivered message that is in the ledger is ACKed with its
- * recorded reply and not processed again: never lost, and in that rare case possibly answered
- * twice (harmless to the platform). Where the record only serves that ledger (no writes of
- * the processor's, no dead letter), SEND and ACK leave while it is being stored (see
- * answersEarly in ./completion.ts): a lost ACK brings the message back, and nothing else is
- * at stake. A debounced or deferred message is acknowledged when it is scheduled, so its
- * reply goes through the outbox (./completion.ts), which sends it until the broker confirms it.
+ * By default (the Action Module contract): the reply is recorded with an outbox entry in the
+ * same store commit, SEND and ACK go out, and the outbox entry is removed when the broker
+ * confirms the batch (a receipt on its last frame). Replies not confirmed when the link
+ * dropped, or when the agent died, are sent again after the next connect: never lost, and in
+ * that rare case possibly sent twice (harmless to the platform). A redelivered message that
+ * is in the ledger is ACKed and not processed again. Where the record only serves that
+ * ledger (no writes of the processor's, no dead letter), SEND and ACK leave while it is being
+ * stored (see answersEarly in ./completion.ts): the reply goes first on the connection, so a
+ * lost ACK brings the message back, and nothing else is at stake.
  *
  * With `transactions`, ACK and reply go out in one STOMP transaction instead: the broker
  * applies both or neither, so each message gets exactly one reply; ActiveMQ syncs its
@@ -421,12 +420,10 @@ export class ActionListener {
       replyTo: headers["reply-to"],
       correlationId: headers["correlation-id"],
       at: this.#clock.now(),
-      ...(scheduled ? { outbox: true as const } : {}),
     };
     const sets: StoreSet[] = [[doneKey(id), done, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }]];
     const frame = replyFrame(done);
-    // Acknowledged already: nothing would bring the message back if its reply were lost.
-    if (frame && scheduled) sets.push([outboxKey(id), frame]);
+    if (frame && (scheduled || !this.#o.transactions)) sets.push([outboxKey(id), frame]);
     if (dead) sets.push(...deadLetterOps(id, dead.queue, dead.problem, dead.delivery));
     sets.push(...writes);
     if (!scheduled) {
@@ -461,17 +458,21 @@ export class ActionListener {
   }
 
   /**
-   * Already in the ledger: ACK it without processing, with its recorded reply: the broker
-   * redelivers a message only when it does not have the ACK, and it may not have the reply
-   * sent before it either (with transactions, the two did not commit). Not for a message that
-   * was acknowledged when it was scheduled: its reply is the outbox's (sent on connect).
+   * Already in the ledger: ACK it without processing. With transactions the redelivery means
+   * the reply's transaction did not commit, so the recorded reply goes with the ACK;
+   * otherwise the reply was either confirmed or is still in the outbox (sent on connect).
    */
   #acknowledgeDuplicate(id: string, done: DoneRecord): Promise<void> {
     this.#stats.duplicates++;
     logger.info("Message {messageId} was already handled; acknowledging it without reprocessing", {
       messageId: id,
     });
-    return this.#completions.enqueue({ id, done, sets: [], withReply: !done.outbox });
+    return this.#completions.enqueue({
+      id,
+      done,
+      sets: [],
+      withReply: this.#o.transactions === true,
+    });
   }
 
   #sendStatus(message: ActionMessage, reply: Reply): void {

@@ -165,7 +165,7 @@ function replyProblem(result: unknown): string | undefined {
   return undefined;
 }
 
-/** Replies longer than this are cut (the store keeps a reply, and a scheduled one in the outbox too; 64 KB a value). */
+/** Replies longer than this are cut (the store keeps a reply and its outbox copy, 64 KB each). */
 export const REPLY_MAX_CHARS = 16_000;
 
 /**

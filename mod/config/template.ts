@@ -49,8 +49,8 @@ stomp_port = 65001
 num_workers = 10
 #stomp_prefetch_limit = 20
 # Send each ACK and its reply in one broker transaction: exactly one reply per action even
-# across crashes, at about half the throughput. Default: the reply recorded, then reply and
-# ACK (a reply is never lost; after a crash it may rarely be sent twice).
+# across crashes, at about half the throughput. Default: reply then ACK, with a durable
+# outbox (a reply is never lost; after a crash it may rarely be sent twice).
 #stomp_transactions = false
 # Action messages larger than this (KB) get an error reply and become dead letters unread.
 #stomp_max_message_kb = 1024
