@@ -18,8 +18,9 @@
  * so the later ones are still found). A crash before an effect's record is stored repeats
  * that effect on redelivery, which was always the one window (between an effect completing
  * and its record being stored); a later effect that ran meanwhile has no stored record either
- * and is repeated with it, so the two are never out of step. A record the store refuses fails the run (an error reply), as before;
- * an effect started before the refusal was known is not undone.
+ * and is repeated with it, so the two are never out of step. A record the store refuses fails
+ * the run (an error reply), as before; an effect started before the refusal was known is not
+ * undone.
  */
 import { faultPoint } from "../ops/faults.ts";
 import type { Store } from "../store/store.ts";
