@@ -4,8 +4,8 @@
  * batches, prefix listing, tokens and cursors. Several processes may share one file:
  * SQLite's `database is locked` is retried.
  *
- * Writes are group-committed: `set`, `delete` and `commit` calls made while a write is in
- * flight go together in the next atomic commit (each call resolves once its writes are
+ * Writes are group-committed: `set`, `delete` and `commit` calls made in one synchronous
+ * stretch, or while a write is in flight, go together in the next atomic commit (each call resolves once its writes are
  * stored), so ten workers each recording an effect cost one SQLite transaction, not ten.
  * A group the store refuses (too large for one commit) is retried call by call, so one
  * caller's oversized value fails that caller only. Reads likewise: `get` calls made in one
@@ -204,12 +204,15 @@ export class Store {
   #write(set: Write["set"], deletes: StoreKey[]): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.#writes.push({ set, delete: deletes, resolve, reject });
-    if (!this.#writing) void this.#commitGroups();
+    if (!this.#writing) {
+      // Started once the caller's synchronous code is done: its writes go in one commit.
+      this.#writing = true;
+      queueMicrotask(() => void this.#commitGroups());
+    }
     return promise;
   }
 
   async #commitGroups(): Promise<void> {
-    this.#writing = true;
     try {
       while (this.#writes.length) {
         let mutations = 0;
