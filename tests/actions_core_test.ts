@@ -477,6 +477,8 @@ Deno.test("an effect whose record the store refuses fails the message with an er
     queue: QUEUE,
     handle: async (_action, ctx) => {
       await ctx.effect("mail", () => Promise.resolve(++runs));
+      // The handler waits on something else: the record goes to the store on its own meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, 20));
       return "done";
     },
   };
@@ -491,6 +493,57 @@ Deno.test("an effect whose record the store refuses fails the message with an er
     assertEquals(reply.message_type, 1);
     assertStringIncludes(reply.message, "an effect's record could not be stored: disk full");
     assertEquals(runs, 1);
+  } finally {
+    await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("a run's last effect record is stored in the commit of the message's own record, one commit instead of two in a row; an earlier one goes on its own once the handler waits on something else", async () => {
+  const processor: Processor = {
+    name: "effects",
+    queue: QUEUE,
+    handle: async (_action, ctx) => {
+      await ctx.effect("first", () => Promise.resolve(1));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await ctx.effect("last", () => Promise.resolve(2));
+      return "done";
+    },
+  };
+  const store = await Store.open(":memory:");
+  const commits: string[][] = [];
+  const commit = store.commit.bind(store);
+  store.commit = (ops) => {
+    commits.push((ops.set ?? []).map(([key]) => key.join("/")));
+    return commit(ops);
+  };
+  const { transport, stop } = await core(processor, { store });
+  const id = "ID:joined";
+  try {
+    transport.deliver(DESTINATION, taskAction({ id: 1 }), { "message-id": id });
+    await waitUntil("answered", () => transport.acks.length === 1, 5_000, 1);
+    assertEquals(transport.repliesTo(id)[0]!.message, "done");
+    assertEquals(commits, [
+      [`actions/effects_of/${id}`],
+      [`actions/effect/${id}/first`],
+      [`actions/done/${id}`, `actions/outbox/${id}`, `actions/effect/${id}/last`],
+    ]);
+    // Its ACK lost with the connection: the redelivery is answered from the ledger, and if the
+    // ledger record were gone, both effects are found.
+    await store.delete(["actions", "done", id]);
+    let ran = 0;
+    processor.handle = async (_action, ctx) => {
+      const first = await ctx.effect("first", () => Promise.resolve(ran++));
+      const last = await ctx.effect("last", () => Promise.resolve(ran++));
+      return `again ${first} ${last}`;
+    };
+    transport.deliver(DESTINATION, taskAction({ id: 1 }), {
+      "message-id": id,
+      redelivered: "true",
+    });
+    await waitUntil("answered again", () => transport.acks.length === 2, 5_000, 1);
+    assertEquals(transport.repliesTo(id).at(-1)!.message, "again 1 2");
+    assertEquals(ran, 0, "neither effect ran again");
   } finally {
     await stop(100);
     store.close();

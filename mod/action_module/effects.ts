@@ -10,7 +10,14 @@
  *   message with a mark has its records listed;
  * - a record is written behind: the effect's result goes back to the handler while its record
  *   is being stored, and the run's outcome waits for every record ({@linkcode RunEffects.stored}),
- *   so the reply and the ACK never leave before them.
+ *   so the reply and the ACK never leave before them;
+ * - a record goes to the store when the handler looks up its next effect, or at the end of the
+ *   task it was made in (a timer of 0 ms), whichever comes first; a run that ends before that
+ *   (the usual case for its last effect: the handler returns right after it) takes it along
+ *   ({@linkcode RunEffects.takeLast}): it is stored in the commit of the message's own record,
+ *   one commit instead of two in a row. A crash before that commit repeats the effect, as a
+ *   crash before its own commit would; and once that commit is stored, the message is in the
+ *   ledger and its effect records are not read again.
  *
  * Why that keeps "once": records are stored in the order they were made (the store commits
  * in call order), so the store never holds a later effect's record without an earlier one's
@@ -23,7 +30,7 @@
  * undone.
  */
 import { faultPoint } from "../ops/faults.ts";
-import type { Store } from "../store/store.ts";
+import type { Store, StoreSet } from "../store/store.ts";
 
 /** How long effect records are kept (a redelivery comes within minutes; 7 days is plenty). */
 const EFFECT_TTL_MS = 7 * 24 * 3600_000;
@@ -43,6 +50,10 @@ export class RunEffects {
   /** The message's records: read once, then kept up to date with this run's own. */
   #recorded: Promise<Map<string, unknown>> | undefined;
   readonly #writes: Promise<void>[] = [];
+  /** Records made and not yet sent to the store (see {@linkcode takeLast}). */
+  readonly #pending: StoreSet[] = [];
+  #marked = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #failure: { error: unknown } | undefined;
 
   constructor(store: Store, messageId: string) {
@@ -62,13 +73,15 @@ export class RunEffects {
   /** The recorded result of effect `name`, if it ran (in this run or an earlier attempt). */
   async lookup(name: string): Promise<{ found: true; result: unknown } | { found: false }> {
     this.#throwIfFailed();
+    // The next effect may start now: what was recorded before it goes to the store first.
+    this.#issue();
     const recorded = await (this.#recorded ??= this.#read());
     return recorded.has(name) ? { found: true, result: recorded.get(name) } : { found: false };
   }
 
   /**
    * Records that effect `name` ran, with its (JSON) result. Returns at once; the record is
-   * stored behind, and {@linkcode stored} waits for it.
+   * stored behind (see module doc), and {@linkcode stored} waits for it.
    */
   record(name: string, result: unknown): void {
     this.#throwIfFailed();
@@ -76,17 +89,37 @@ export class RunEffects {
     // (A failed read has failed its lookup already; nothing to keep up to date then.)
     void this.#recorded?.then((recorded) => recorded.set(name, value), () => {});
     const ttl = { ttlMs: EFFECT_TTL_MS };
-    // Before the run's first record, as a call of its own (a record the store refuses for
-    // its size must not take the mark with it): the store commits in call order, so no
-    // record is ever stored without it. Usually both go in the same group commit.
-    if (this.#writes.length === 0) {
-      this.#track(this.#store.commit({ set: [[effectMark(this.#messageId), true, ttl]] }));
+    // The run's first record comes after the mark (see module doc).
+    if (!this.#marked) {
+      this.#marked = true;
+      this.#pending.push([effectMark(this.#messageId), true, ttl]);
     }
     const key = [...effectPrefix(this.#messageId), name];
-    this.#track(
-      this.#store.commit({ set: [[key, { result: value } satisfies EffectRecord, ttl]] })
-        .then(() => faultPoint("after-effect")),
-    );
+    this.#pending.push([key, { result: value } satisfies EffectRecord, ttl]);
+    this.#timer ??= setTimeout(() => this.#issue(), 0);
+  }
+
+  /**
+   * The records not yet on their way to the store, for the commit of the message's own
+   * record (see module doc); later records go to the store as usual.
+   */
+  takeLast(): StoreSet[] {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    return this.#pending.splice(0);
+  }
+
+  /** Sends the pending records to the store. */
+  #issue(): void {
+    const records = this.takeLast();
+    // Each a call of its own, the mark first (a record the store refuses for its size must not
+    // take the mark or another record with it): the store commits in call order, so no record
+    // is ever stored without the mark. Usually they all go in the same group commit.
+    for (const set of records) {
+      const write = this.#store.commit({ set: [set] });
+      const mark = set[0][1] === "effects_of";
+      this.#track(mark ? write : write.then(() => faultPoint("after-effect")));
+    }
   }
 
   #track(write: Promise<void>): void {
@@ -95,8 +128,14 @@ export class RunEffects {
     }));
   }
 
+  /** Records taken by {@linkcode takeLast} that will not go with a reply after all. */
+  putBack(records: StoreSet[]): void {
+    this.#pending.unshift(...records);
+  }
+
   /** Resolves once every record of this run is stored; rejects if the store refused one. */
   async stored(): Promise<void> {
+    this.#issue();
     await Promise.all(this.#writes);
     this.#throwIfFailed();
   }

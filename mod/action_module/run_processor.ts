@@ -31,7 +31,10 @@ export interface RunDeps {
 export interface RunOutcome {
   reply: Reply;
   badInput: boolean;
-  /** Store writes the handler asked to go with the reply (ctx.setWithReply); none on failure. */
+  /**
+   * Store writes to go with the reply: the handler's (ctx.setWithReply) and the records of
+   * its last effects (see ./effects.ts); none on failure.
+   */
   writes?: StoreSet[];
 }
 
@@ -110,9 +113,20 @@ export async function runProcessor(
     });
     try {
       const result = await Promise.race([handler(message.data, ctx), timedOut]);
+      // Records not yet sent to the store go with the reply's own record (one commit).
+      const last = effects.takeLast();
       // The reply (and the ACK after it) never leave before the effects' records.
-      await effects.stored();
-      return { reply: finalReply(result, processor.name), badInput: false, writes };
+      try {
+        await effects.stored();
+      } catch (error) {
+        effects.putBack(last); // no reply of this run's to go with: stored below, on their own
+        throw error;
+      }
+      return {
+        reply: finalReply(result, processor.name),
+        badInput: false,
+        writes: [...last, ...writes],
+      };
     } finally {
       clearTimeout(timer);
     }
