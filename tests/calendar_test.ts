@@ -561,7 +561,9 @@ Deno.test("a redelivered message does not send a second mail, and the SEQUENCE d
   const body = new TextEncoder().encode(JSON.stringify(taskAction({ id: 130, owner_id: 4 })));
   try {
     for (let i = 0; i < 2; i++) {
-      // The same message handled twice, as after a crash before the listener recorded it.
+      // The same message handled twice, as when the broker hands it out again although its
+      // outcome was stored (the listener would answer it from its ledger; the processor must
+      // not need that).
       const parsed = parseDelivery(headers, body);
       assert(parsed.ok);
       const outcome = await runProcessor(processor, parsed.message, {
@@ -570,8 +572,70 @@ Deno.test("a redelivered message does not send a second mail, and the SEQUENCE d
         signal: new AbortController().signal,
       });
       assertStringIncludes(outcome.reply.message, "SEQUENCE 0");
+      // What the listener stores with its ledger record: the task's state and the mail's record.
+      await store.commit({ set: outcome.writes ?? [] });
     }
     assertEquals(sent.length, 1);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("a new owner, and a crash between the CANCEL to the old one and the invite to the new: the redelivery sends the invite only, with the planned SEQUENCE", async () => {
+  const sent: { to: string; method: string; messageId: string }[] = [];
+  let failRequest = true;
+  const mailer = {
+    send: (mail: { to: string; method: string; messageId: string }) => {
+      if (mail.method === "REQUEST" && failRequest) {
+        return Promise.reject(new Error("the agent died here"));
+      }
+      sent.push(mail);
+      return Promise.resolve({ kind: "smtp" as const, detail: "250 ok" });
+    },
+    close: () => {},
+  };
+  const store = await Store.open(":memory:");
+  const rest = new ResilientMock({
+    fixtures: { "GET /users/5": { id: 5, email: "bob@example.com", fname: "Bob" } },
+  });
+  // A processor per run: the second is the agent started again (nothing cached).
+  const processor = () =>
+    calendarProcessor(calendarConfig(), {
+      mailer,
+      platformHost: "soar.example.com",
+    });
+  const action = taskAction({ id: 131, owner_id: 5 });
+  const ann = { id: 4, email: "ann@example.com", name: "Ann" };
+  await store.set(["calendar", "task", action.task.inc_id, 131], { sequence: 2, owner: ann });
+  const headers = {
+    "message-id": "ID:moved-1",
+    "correlation-id": "invid:1",
+    destination: "/queue/actions.201.taskcalendar",
+  };
+  const run = async () => {
+    const parsed = parseDelivery(headers, new TextEncoder().encode(JSON.stringify(action)));
+    assert(parsed.ok);
+    return await runProcessor(processor(), parsed.message, {
+      rest,
+      store,
+      signal: new AbortController().signal,
+    });
+  };
+  try {
+    const failed = await run();
+    assertEquals(failed.reply.message_type, 1);
+    assertEquals(sent.map((m) => `${m.method} ${m.to}`), ["CANCEL ann@example.com"]);
+    // Bob's address changes meanwhile: what was planned (and half done) stands.
+    rest.on("GET", "/users/5", { id: 5, email: "robert@example.com" });
+    failRequest = false;
+    const again = await run();
+    assertStringIncludes(again.reply.message, "SEQUENCE 3) to bob@example.com");
+    assertStringIncludes(again.reply.message, "cancelled the invite of ann@example.com");
+    assertEquals(sent.map((m) => `${m.method} ${m.to}`), [
+      "CANCEL ann@example.com",
+      "REQUEST bob@example.com",
+    ]);
+    assertMatch(sent[1]!.messageId, /\.seq3\.request@/);
   } finally {
     store.close();
   }

@@ -35,7 +35,7 @@ interface Person {
 
 type Owner = { kind: "user"; person: Person } | { kind: "group"; id: number; name: string };
 
-/** What this message will do, recorded once so a re-run after a crash does the same. */
+/** What this message will do, recorded with its first mail so that a re-run after a crash does the same. */
 type Plan =
   | { kind: "invite"; sequence: number; owner: Person; cancel?: Person | undefined }
   | {
@@ -46,6 +46,12 @@ type Plan =
     group?: string;
   }
   | { kind: "nothing"; message: string };
+
+/** A plan and the outcome of its first mail (the CANCEL when there is one), recorded together. */
+interface FirstMail {
+  plan: Plan;
+  sent?: SendResult;
+}
 
 /** What the processor needs besides its config. */
 export interface CalendarDeps {
@@ -271,22 +277,31 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
       // Read while the effect ledger is (one store round trip for both).
       const state = ctx.store.get<TaskState>(stateKey(task));
       state.catch(() => {}); // unused when the plan was recorded; plan() sees a failure
-      const chosen = await ctx.effect("plan", () => plan(action, ctx, state));
+      // The plan is recorded with its first mail (or alone when it sends none): a redelivery
+      // after a crash that finds the record does what was planned; one that does not plans
+      // afresh, nothing having been recorded as sent. (Named apart from the plan-only record of
+      // earlier versions, whose redeliveries plan afresh.)
+      const first = await ctx.effect("plan+mail", async (): Promise<FirstMail> => {
+        const chosen = await plan(action, ctx, state);
+        if (chosen.kind === "nothing") return { plan: chosen };
+        const sent = chosen.kind === "cancel" || chosen.cancel
+          ? await send("CANCEL", chosen.cancel!, chosen.sequence, action, ctx)
+          : await send("REQUEST", chosen.owner, chosen.sequence, action, ctx);
+        return { plan: chosen, sent };
+      });
+      const chosen = first.plan;
       if (chosen.kind === "nothing") return chosen.message;
       const done: string[] = [];
       if (chosen.cancel) {
-        const person = chosen.cancel;
-        const result = await ctx.effect(
-          `cancel:${person.email}`,
-          () => send("CANCEL", person, chosen.sequence, action, ctx),
-        );
-        done.push(`cancelled the invite of ${person.email}${where(result)}`);
+        done.push(`cancelled the invite of ${chosen.cancel.email}${where(first.sent!)}`);
       }
       if (chosen.kind === "invite") {
-        const result = await ctx.effect(
-          "request",
-          () => send("REQUEST", chosen.owner, chosen.sequence, action, ctx),
-        );
+        const result = chosen.cancel
+          ? await ctx.effect(
+            "request",
+            () => send("REQUEST", chosen.owner, chosen.sequence, action, ctx),
+          )
+          : first.sent!;
         done.unshift(
           `sent the invite (SEQUENCE ${chosen.sequence}) to ${chosen.owner.email}${where(result)}`,
         );
