@@ -641,6 +641,52 @@ Deno.test("a new owner, and a crash between the CANCEL to the old one and the in
   }
 });
 
+Deno.test("task instructions: each invite carries its own task's, also when instructions repeat (they are remembered) and after more distinct ones than are remembered", async () => {
+  const texts: string[] = [];
+  const mailer = {
+    send: (mail: { text: string }) => {
+      texts.push(mail.text);
+      return Promise.resolve({ kind: "smtp" as const, detail: "250 ok" });
+    },
+    close: () => {},
+  };
+  const store = await Store.open(":memory:");
+  const rest = new ResilientMock({
+    fixtures: { "GET /users/4": { id: 4, email: "ann@example.com" } },
+  });
+  const processor = calendarProcessor(calendarConfig(), {
+    mailer,
+    platformHost: "soar.example.com",
+  });
+  const steps = [1, 2, 1, ...Array.from({ length: 40 }, (_, i) => 100 + i), 1, 2];
+  try {
+    for (const [n, step] of steps.entries()) {
+      const action = { ...taskAction({ id: 500 + n }) };
+      action.task = {
+        ...action.task,
+        instr_text: `<p>Step <b>${step}</b>: check &amp; report</p>`,
+      };
+      const parsed = parseDelivery(
+        { "message-id": `ID:instr-${n}`, destination: "/queue/actions.201.taskcalendar" },
+        new TextEncoder().encode(JSON.stringify(action)),
+      );
+      assert(parsed.ok);
+      await runProcessor(processor, parsed.message, {
+        rest,
+        store,
+        signal: new AbortController().signal,
+      });
+    }
+    assertEquals(texts.length, steps.length);
+    texts.forEach((text, i) => {
+      assertStringIncludes(text, `Step ${steps[i]}: check & report`);
+      assert(!text.includes("<p>"), text);
+    });
+  } finally {
+    store.close();
+  }
+});
+
 Deno.test("invite times: due date, overdue, no due date, all-day dates in the configured time zone", async (t) => {
   const now = new Date(Date.UTC(2026, 10, 23, 23, 30)); // 23 Nov 23:30 UTC = 24 Nov in Berlin
   const task = (due: number | null, init?: number): TaskDTO => ({

@@ -85,6 +85,29 @@ function personName(text: string | undefined, id: number): string {
 /** Task instructions (HTML) as text; compiled once (html-to-text builds its selectors then). */
 const htmlToText = compile({ wordwrap: 100 });
 
+/** Instruction texts remembered, and the longest one remembered (characters of HTML). */
+const INSTRUCTIONS_KEPT = 32;
+const INSTRUCTIONS_KEPT_MAX = 8 * 1024;
+const instructionTexts = new Map<string, string>();
+
+/**
+ * Task instructions as plain text. Playbooks create tasks from templates, so the same
+ * instructions come again and again: the last few are remembered (parsing the HTML was a
+ * tenth of an invite's CPU).
+ */
+function instructionsText(html: string): string {
+  let text = instructionTexts.get(html);
+  if (text !== undefined) return text;
+  text = stripControls(htmlToText(html)).trim();
+  if (html.length <= INSTRUCTIONS_KEPT_MAX) {
+    if (instructionTexts.size >= INSTRUCTIONS_KEPT) {
+      instructionTexts.delete(instructionTexts.keys().next().value!);
+    }
+    instructionTexts.set(html, text);
+  }
+  return text;
+}
+
 /** Builds the processor for `[taskcalendar]`. */
 export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps): Processor {
   const now = deps.now ?? (() => new Date());
@@ -193,7 +216,7 @@ export function calendarProcessor(config: TaskCalendarConfig, deps: CalendarDeps
     const url = taskUrl(action.task!);
     const instructions = action.task!.instr_text
       ? capText(
-        stripControls(htmlToText(String(action.task!.instr_text))).trim(),
+        instructionsText(String(action.task!.instr_text)),
         MAX_INSTRUCTIONS,
         `\n[... cut; the whole text is on the task: ${url}]`,
       )
