@@ -5,35 +5,25 @@
  * hold none of the secrets the fakes made.
  */
 import { findSecrets } from "../tests/support/suite_log.ts";
+import { runSupervised, type Supervised } from "./supervise.ts";
 
 const deno = Deno.execPath();
 
-async function run(
+/**
+ * How long the tests may print nothing before the run counts as stuck (the slowest test
+ * prints its line within a few minutes): then it is stopped and the test it hung in is named,
+ * instead of a CI run that never ends.
+ */
+const SILENCE_LIMIT_MS = Number(Deno.env.get("AGENT_TEST_SILENCE_S") ?? 600) * 1000;
+
+function run(
   label: string,
   args: string[],
   env: Record<string, string> = {},
-): Promise<{ ok: boolean; output: string }> {
+  silenceMs?: number,
+): Promise<Supervised> {
   console.error(`\n== ${label}: deno ${args.join(" ")}`);
-  const child = new Deno.Command(deno, {
-    args,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
-  }).spawn();
-  const decoder = new TextDecoder();
-  let output = "";
-  const pump = async (stream: ReadableStream<Uint8Array>, sink: typeof Deno.stdout) => {
-    for await (const chunk of stream) {
-      output += decoder.decode(chunk, { stream: true });
-      await sink.write(chunk);
-    }
-  };
-  const [status] = await Promise.all([
-    child.status,
-    pump(child.stdout, Deno.stdout),
-    pump(child.stderr, Deno.stderr),
-  ]);
-  return { ok: status.success, output };
+  return runSupervised(deno, args, { env: { NO_COLOR: "1", ...env }, silenceMs });
 }
 
 /** The checks, then the tests; how many passed and failed. */
@@ -53,13 +43,22 @@ async function checkAndTest(): Promise<{ passed: number; failed: number }> {
   const suiteLog = await Deno.makeTempFile({ prefix: "agent-suite-log-" });
   const test = await run("tests", ["test", "-A", "--no-check", ...Deno.args], {
     AGENT_SUITE_LOG: suiteLog,
-  });
+  }, SILENCE_LIMIT_MS);
+  if (test.stuck !== undefined) {
+    console.error(
+      `\ntests: no output for ${SILENCE_LIMIT_MS / 1000} s; stopped while in: ${test.stuck}`,
+    );
+  }
   const summary = /(?:ok|FAILED) \| (\d+) passed(?: \([^)]*\))? \| (\d+) failed/.exec(test.output);
   let passed = 0;
   let failed = failedChecks;
   if (summary) {
     passed = Number(summary[1]);
     failed += Number(summary[2]);
+  } else if (test.stuck !== undefined) {
+    // No summary: the tests that ended before it count, and the stuck one fails.
+    passed = test.output.match(/^\S.* \.\.\. ok \(/gm)?.length ?? 0;
+    failed += (test.output.match(/^\S.* \.\.\. FAILED/gm)?.length ?? 0) + 1;
   } else if (!test.ok) {
     failed += 1; // the runner itself failed (crash, no tests found)
   }
