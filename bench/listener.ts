@@ -433,6 +433,7 @@ export async function benchListener(): Promise<BenchResult> {
         file_create_cpu_us_after_bursts: fileCreateAfter,
         broker_and_platform_cpu_ms_per_msg_bare: othersPerMessage(bare),
         broker_and_platform_cpu_ms_per_msg_agent_noop: othersPerMessage(noop),
+        broker_and_platform_cpu_ms_per_msg_agent_calendar: othersPerMessage(calendar),
         bare_single_p50_ms: p(bare, 50),
         bare_single_p99_ms: p(bare, 99),
         agent_noop_single_p50_ms: p(noop, 50),
