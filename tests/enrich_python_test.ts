@@ -5,6 +5,7 @@
  * hoards memory, and the others' sections are posted.
  */
 import { join } from "node:path";
+import { tempDir } from "./support/temp.ts";
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { runAgent } from "./support/cli.ts";
 
@@ -50,7 +51,7 @@ const PLUGINS: Record<string, string> = {
 };
 
 async function addon(): Promise<{ root: string; integrations: string }> {
-  const root = await Deno.makeTempDir({ prefix: "request-addon-" });
+  const root = await tempDir({ prefix: "request-addon-" });
   const integrations = join(root, "bin", "integrations");
   await Deno.mkdir(integrations, { recursive: true });
   await Deno.mkdir(join(root, "lib", "ipam_client"), { recursive: true });
@@ -75,7 +76,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const { integrations } = await addon();
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     const file = join(dir, "app.config");
     await Deno.writeTextFile(
       file,
@@ -119,7 +120,7 @@ Deno.test({
 
 Deno.test("[enrich] python other than the interpreter the agent may run is refused, naming the key", async () => {
   const { integrations } = await addon();
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   const file = join(dir, "app.config");
   await Deno.writeTextFile(
     file,
@@ -139,7 +140,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const { integrations } = await addon();
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     const file = join(dir, "app.config");
     await Deno.writeTextFile(
       file,

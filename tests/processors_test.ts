@@ -4,6 +4,7 @@
  * REST API; the scaffold, the SDK copies, replay, and the sandbox's limits.
  */
 import { join } from "node:path";
+import { tempDir } from "./support/temp.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { freePort, startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
@@ -98,7 +99,7 @@ export default defineProcessor({
 
 /** A processors folder with the sample and the given modules. */
 async function processorsFolder(modules: Record<string, string>): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "processors-" });
+  const dir = await tempDir({ prefix: "processors-" });
   for (const file of ["agent_sdk.ts", "add_note.ts"]) {
     await Deno.copyFile(join(EXAMPLES, file), join(dir, file));
   }
@@ -129,7 +130,7 @@ Deno.test({
     fake.fields.set("incident", [{ name: "severity_code", input_type: "select" }]);
     fake.fields.set("actioninvocation", [{ name: "note_text", input_type: "textarea" }]);
     // The config and the store live apart from the code the processors may read.
-    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const home = await tempDir({ prefix: "agent-home-" });
     const configFile = join(home, "app.config");
     await Deno.writeTextFile(
       configFile,
@@ -242,7 +243,7 @@ Deno.test({
     fake.fields.set("actioninvocation", [{ name: "note_text", input_type: "textarea" }]);
     const port = freePort();
     // The config and the store live apart from the code the processors may read.
-    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const home = await tempDir({ prefix: "agent-home-" });
     const configFile = join(home, "app.config");
     await Deno.writeTextFile(
       configFile,
@@ -331,7 +332,7 @@ Deno.test({
     assertEquals(list.code, 2, list.stderr);
     assertStringIncludes(list.stderr, "agent.processors_dir");
     assertStringIncludes(list.stderr, "holds the config");
-    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const home = await tempDir({ prefix: "agent-home-" });
     const apart = join(home, "app.config");
     await Deno.writeTextFile(
       apart,
@@ -359,7 +360,7 @@ Deno.test({
   name: "agent actions new scaffolds a processor whose own test passes as written",
   ...integration,
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "scaffold-" });
+    const dir = await tempDir({ prefix: "scaffold-" });
     const configFile = join(dir, "app.config");
     await Deno.writeTextFile(configFile, `[agent]\nprocessors_dir = ${dir}/processors\n`);
     const made = await runMain(["actions", "new", "triage_helper", "--config", configFile]);
@@ -424,7 +425,7 @@ Deno.test({
       join(dir, "_remote_lib.ts"),
       'import pad from "npm:left-pad@1.3.0";\nexport const padded = pad("x", 3);\n',
     );
-    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const home = await tempDir({ prefix: "agent-home-" });
     const configFile = join(home, "app.config");
     await Deno.writeTextFile(
       configFile,
@@ -665,7 +666,7 @@ Deno.test({
         boom: BOOM,
         broken: "export default {",
       });
-      const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+      const home = await tempDir({ prefix: "agent-home-" });
       const configFile = join(home, "app.config");
       await Deno.writeTextFile(
         configFile,
@@ -740,7 +741,7 @@ Deno.test({
 export default defineProcessor({ queue: "quick", handle: (action) => \`ok \${action.task?.id}\` });
 `,
     });
-    const home = await Deno.makeTempDir({ prefix: "agent-home-" });
+    const home = await tempDir({ prefix: "agent-home-" });
     const configFile = join(home, "app.config");
     await Deno.writeTextFile(
       configFile,

@@ -3,6 +3,7 @@
  * through a broker outage.
  */
 import { join } from "node:path";
+import { tempDir } from "./support/temp.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./support/assert.ts";
 import { freePort, startBroker } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
@@ -37,7 +38,7 @@ Deno.test({
     fake.fields.set("actioninvocation", [{ name: "note_text", input_type: "textarea" }]);
     const broker = await startBroker({ user: fake.apiKeyId, password: fake.apiKeySecret });
     const platform = await PlatformClient.connect(broker);
-    const dir = await Deno.makeTempDir({ prefix: "agent-run-" });
+    const dir = await tempDir({ prefix: "agent-run-" });
     const processors = join(dir, "processors");
     await Deno.mkdir(processors);
     for (const file of ["agent_sdk.ts", "add_note.ts"]) {
@@ -136,7 +137,7 @@ outbox_dir = ${dir}/outbox
 });
 
 Deno.test("agent run refuses a config with nothing to run, naming what to configure", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await tempDir();
   const file = join(dir, "app.config");
   await Deno.writeTextFile(
     file,
@@ -169,7 +170,7 @@ Deno.test({
     const platform = await PlatformClient.connect(broker);
     const graph = await new FakeGraph().start();
     const jira = await new FakeJira("cloud").start();
-    const dir = await Deno.makeTempDir({ prefix: "agent-run-mail-" });
+    const dir = await tempDir({ prefix: "agent-run-mail-" });
     const port = freePort();
     const configFile = join(dir, "app.config");
     await Deno.writeTextFile(

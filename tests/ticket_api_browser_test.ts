@@ -5,6 +5,7 @@
  * `agent ticket-api token create`, executes "create ticket", and the fake Jira holds it.
  */
 import puppeteer from "puppeteer-core";
+import { tempDir } from "./support/temp.ts";
 import { join } from "node:path";
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { freePort } from "./support/activemq.ts";
@@ -31,7 +32,7 @@ Deno.test({
     assert(CHROMIUM, "chromium is not installed (scripts/test installs it from Debian)");
     const pki = await testPki();
     const jira = await new FakeJira("cloud").start();
-    const dir = await Deno.makeTempDir({ prefix: "ticket-api-browser-" });
+    const dir = await tempDir({ prefix: "ticket-api-browser-" });
     const port = freePort();
     const configFile = join(dir, "app.config");
     await Deno.writeTextFile(

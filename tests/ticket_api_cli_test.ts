@@ -5,6 +5,7 @@
  * named by key.
  */
 import { join } from "node:path";
+import { tempDir } from "./support/temp.ts";
 import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
 import { freePort } from "./support/activemq.ts";
 import { testPki } from "./support/ca.ts";
@@ -15,7 +16,7 @@ import { waitUntil } from "./support/wait.ts";
 const integration = { sanitizeOps: false, sanitizeResources: false };
 
 async function configWith(extra: string): Promise<{ dir: string; file: string; port: number }> {
-  const dir = await Deno.makeTempDir({ prefix: "ticket-api-cli-" });
+  const dir = await tempDir({ prefix: "ticket-api-cli-" });
   const port = freePort();
   const file = join(dir, "app.config");
   const listen = /^listen/m.test(extra) ? "" : `listen = 127.0.0.1:${port}\n`;
@@ -173,7 +174,7 @@ Deno.test(
       assertEquals(run.code, 2, `${extra}: ${run.stderr}`);
       assertStringIncludes(run.stderr, named!);
     }
-    const dir = await Deno.makeTempDir();
+    const dir = await tempDir();
     await Deno.writeTextFile(join(dir, "app.config"), "[agent]\n");
     const missing = await runAgent(["ticket-api", "--config", join(dir, "app.config")]);
     assertEquals(missing.code, 2);
