@@ -11,6 +11,7 @@ import { calendarProcessor } from "../mod/calendar/processor.ts";
 import { buildInvite, eventTimes } from "../mod/calendar/invite.ts";
 import { SmtpMailer } from "../mod/smtp/mailer.ts";
 import type { TaskCalendarConfig } from "../mod/config/config.ts";
+import type { InviteMail } from "../mod/smtp/types.ts";
 import { calendarConfig } from "./support/calendar.ts";
 import type { Processor, TaskDTO } from "../mod/action_module/types.ts";
 import { runProcessor } from "../mod/action_module/run_processor.ts";
@@ -536,154 +537,118 @@ Deno.test({
   },
 });
 
-Deno.test("a redelivered message does not send a second mail, and the SEQUENCE does not jump", async () => {
-  const sent: { to: string; ics: string }[] = [];
+/**
+ * The calendar processor on a memory store and a mock platform, its mails kept: `run` handles
+ * one message as the listener runs it, `restart` is the agent started again (nothing cached),
+ * and `failOn` makes that method's mails fail (as if the agent died sending them).
+ */
+async function calendarRuns(fixtures: Record<string, unknown>) {
+  const sent: InviteMail[] = [];
   const mailer = {
-    send: (mail: { to: string; ics: string }) => {
+    failOn: undefined as InviteMail["method"] | undefined,
+    send(mail: InviteMail) {
+      if (mail.method === this.failOn) return Promise.reject(new Error("the agent died here"));
       sent.push(mail);
       return Promise.resolve({ kind: "smtp" as const, detail: "250 ok" });
     },
-    close: () => {},
+    close() {},
   };
   const store = await Store.open(":memory:");
-  const rest = new ResilientMock({
-    fixtures: { "GET /users/4": { id: 4, email: "ann@example.com" } },
-  });
-  const processor = calendarProcessor(calendarConfig(), {
+  const rest = new ResilientMock({ fixtures });
+  const start = () =>
+    calendarProcessor(calendarConfig(), { mailer, platformHost: "soar.example.com" });
+  let processor = start();
+  return {
+    sent,
     mailer,
-    platformHost: "soar.example.com",
-  });
-  const headers = {
-    "message-id": "ID:redelivered-1",
-    "correlation-id": "invid:1",
-    destination: "/queue/actions.201.taskcalendar",
+    store,
+    rest,
+    restart: () => void (processor = start()),
+    async run(action: unknown, headers: Record<string, string>) {
+      const parsed = parseDelivery(
+        { destination: "/queue/actions.201.taskcalendar", ...headers },
+        new TextEncoder().encode(JSON.stringify(action)),
+      );
+      assert(parsed.ok);
+      return await runProcessor(processor, parsed.message, {
+        rest,
+        store,
+        signal: new AbortController().signal,
+      });
+    },
   };
-  const body = new TextEncoder().encode(JSON.stringify(taskAction({ id: 130, owner_id: 4 })));
+}
+
+Deno.test("a redelivered message does not send a second mail, and the SEQUENCE does not jump", async () => {
+  const calendar = await calendarRuns({ "GET /users/4": { id: 4, email: "ann@example.com" } });
+  const headers = { "message-id": "ID:redelivered-1", "correlation-id": "invid:1" };
   try {
     for (let i = 0; i < 2; i++) {
       // The same message handled twice, as when the broker hands it out again although its
       // outcome was stored (the listener would answer it from its ledger; the processor must
       // not need that).
-      const parsed = parseDelivery(headers, body);
-      assert(parsed.ok);
-      const outcome = await runProcessor(processor, parsed.message, {
-        rest,
-        store,
-        signal: new AbortController().signal,
-      });
+      const outcome = await calendar.run(taskAction({ id: 130, owner_id: 4 }), headers);
       assertStringIncludes(outcome.reply.message, "SEQUENCE 0");
       // What the listener stores with its ledger record: the task's state and the mail's record.
-      await store.commit({ set: outcome.writes ?? [] });
+      await calendar.store.commit({ set: outcome.writes ?? [] });
     }
-    assertEquals(sent.length, 1);
+    assertEquals(calendar.sent.length, 1);
   } finally {
-    store.close();
+    calendar.store.close();
   }
 });
 
 Deno.test("a new owner, and a crash between the CANCEL to the old one and the invite to the new: the redelivery sends the invite only, with the planned SEQUENCE", async () => {
-  const sent: { to: string; method: string; messageId: string }[] = [];
-  let failRequest = true;
-  const mailer = {
-    send: (mail: { to: string; method: string; messageId: string }) => {
-      if (mail.method === "REQUEST" && failRequest) {
-        return Promise.reject(new Error("the agent died here"));
-      }
-      sent.push(mail);
-      return Promise.resolve({ kind: "smtp" as const, detail: "250 ok" });
-    },
-    close: () => {},
-  };
-  const store = await Store.open(":memory:");
-  const rest = new ResilientMock({
-    fixtures: { "GET /users/5": { id: 5, email: "bob@example.com", fname: "Bob" } },
+  const calendar = await calendarRuns({
+    "GET /users/5": { id: 5, email: "bob@example.com", fname: "Bob" },
   });
-  // A processor per run: the second is the agent started again (nothing cached).
-  const processor = () =>
-    calendarProcessor(calendarConfig(), {
-      mailer,
-      platformHost: "soar.example.com",
-    });
   const action = taskAction({ id: 131, owner_id: 5 });
   const ann = { id: 4, email: "ann@example.com", name: "Ann" };
-  await store.set(["calendar", "task", action.task.inc_id, 131], { sequence: 2, owner: ann });
-  const headers = {
-    "message-id": "ID:moved-1",
-    "correlation-id": "invid:1",
-    destination: "/queue/actions.201.taskcalendar",
-  };
-  const run = async () => {
-    const parsed = parseDelivery(headers, new TextEncoder().encode(JSON.stringify(action)));
-    assert(parsed.ok);
-    return await runProcessor(processor(), parsed.message, {
-      rest,
-      store,
-      signal: new AbortController().signal,
-    });
-  };
+  await calendar.store.set(["calendar", "task", action.task.inc_id, 131], {
+    sequence: 2,
+    owner: ann,
+  });
+  const headers = { "message-id": "ID:moved-1", "correlation-id": "invid:1" };
+  const mails = () => calendar.sent.map((m) => `${m.method} ${m.to}`);
   try {
-    const failed = await run();
+    calendar.mailer.failOn = "REQUEST";
+    const failed = await calendar.run(action, headers);
     assertEquals(failed.reply.message_type, 1);
-    assertEquals(sent.map((m) => `${m.method} ${m.to}`), ["CANCEL ann@example.com"]);
-    // Bob's address changes meanwhile: what was planned (and half done) stands.
-    rest.on("GET", "/users/5", { id: 5, email: "robert@example.com" });
-    failRequest = false;
-    const again = await run();
+    assertEquals(mails(), ["CANCEL ann@example.com"]);
+    // The agent starts again, and Bob's address has changed meanwhile: what was planned (and
+    // half done) stands.
+    calendar.restart();
+    calendar.rest.on("GET", "/users/5", { id: 5, email: "robert@example.com" });
+    calendar.mailer.failOn = undefined;
+    const again = await calendar.run(action, headers);
     assertStringIncludes(again.reply.message, "SEQUENCE 3) to bob@example.com");
     assertStringIncludes(again.reply.message, "cancelled the invite of ann@example.com");
-    assertEquals(sent.map((m) => `${m.method} ${m.to}`), [
-      "CANCEL ann@example.com",
-      "REQUEST bob@example.com",
-    ]);
-    assertMatch(sent[1]!.messageId, /\.seq3\.request@/);
+    assertEquals(mails(), ["CANCEL ann@example.com", "REQUEST bob@example.com"]);
+    assertMatch(calendar.sent[1]!.messageId, /\.seq3\.request@/);
   } finally {
-    store.close();
+    calendar.store.close();
   }
 });
 
 Deno.test("task instructions: each invite carries its own task's, also when instructions repeat (they are remembered) and after more distinct ones than are remembered", async () => {
-  const texts: string[] = [];
-  const mailer = {
-    send: (mail: { text: string }) => {
-      texts.push(mail.text);
-      return Promise.resolve({ kind: "smtp" as const, detail: "250 ok" });
-    },
-    close: () => {},
-  };
-  const store = await Store.open(":memory:");
-  const rest = new ResilientMock({
-    fixtures: { "GET /users/4": { id: 4, email: "ann@example.com" } },
-  });
-  const processor = calendarProcessor(calendarConfig(), {
-    mailer,
-    platformHost: "soar.example.com",
-  });
+  const calendar = await calendarRuns({ "GET /users/4": { id: 4, email: "ann@example.com" } });
   const steps = [1, 2, 1, ...Array.from({ length: 40 }, (_, i) => 100 + i), 1, 2];
   try {
     for (const [n, step] of steps.entries()) {
-      const action = { ...taskAction({ id: 500 + n }) };
-      action.task = {
-        ...action.task,
-        instr_text: `<p>Step <b>${step}</b>: check &amp; report</p>`,
-      };
-      const parsed = parseDelivery(
-        { "message-id": `ID:instr-${n}`, destination: "/queue/actions.201.taskcalendar" },
-        new TextEncoder().encode(JSON.stringify(action)),
+      const action = taskAction({ id: 500 + n });
+      const instructions = `<p>Step <b>${step}</b>: check &amp; report</p>`;
+      await calendar.run(
+        { ...action, task: { ...action.task, instr_text: instructions } },
+        { "message-id": `ID:instr-${n}` },
       );
-      assert(parsed.ok);
-      await runProcessor(processor, parsed.message, {
-        rest,
-        store,
-        signal: new AbortController().signal,
-      });
     }
-    assertEquals(texts.length, steps.length);
-    texts.forEach((text, i) => {
+    assertEquals(calendar.sent.length, steps.length);
+    calendar.sent.forEach(({ text }, i) => {
       assertStringIncludes(text, `Step ${steps[i]}: check & report`);
       assert(!text.includes("<p>"), text);
     });
   } finally {
-    store.close();
+    calendar.store.close();
   }
 });
 
