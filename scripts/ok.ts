@@ -23,7 +23,12 @@ function run(
   silenceMs?: number,
 ): Promise<Supervised> {
   console.error(`\n== ${label}: deno ${args.join(" ")}`);
-  return runSupervised(deno, args, { env: { NO_COLOR: "1", ...env }, silenceMs });
+  return runSupervised(deno, args, {
+    env: { NO_COLOR: "1", ...env },
+    silenceMs,
+    // deno test's own note on a long test, every minute, is not progress.
+    idle: /has been running for over/,
+  });
 }
 
 /** The checks, then the tests; how many passed and failed. */

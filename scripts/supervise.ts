@@ -1,7 +1,8 @@
 /**
  * Runs a command with its output passed through and kept, and stops it when it has printed
  * nothing for too long (the test runner has no per-test deadline): `stuck` then holds the
- * last line it printed, which for `deno test` names the test it hung in.
+ * last line it printed, which for `deno test` names the test it hung in. Lines matching `idle`
+ * are not progress.
  */
 
 /** How a supervised command ended. */
@@ -18,6 +19,8 @@ export async function runSupervised(
   options: {
     env?: Record<string, string>;
     silenceMs?: number | undefined;
+    /** Lines that are not progress (`deno test`'s "... has been running for over 1m0s"). */
+    idle?: RegExp;
     /** Pass the output through to this process's (default true). */
     echo?: boolean;
   } = {},
@@ -34,15 +37,20 @@ export async function runSupervised(
   let stuck: string | undefined;
   const pump = async (stream: ReadableStream<Uint8Array>, sink: typeof Deno.stdout) => {
     for await (const chunk of stream) {
-      output += decoder.decode(chunk, { stream: true });
-      heard = Date.now();
+      const text = decoder.decode(chunk, { stream: true });
+      output += text;
+      if (!isIdle(text)) heard = Date.now();
       if (options.echo !== false) await sink.write(chunk);
     }
   };
+  const isIdle = (text: string) =>
+    options.idle !== undefined &&
+    text.split("\n").every((line) => !line.trim() || options.idle!.test(line));
   const silenceMs = options.silenceMs;
   const watch = silenceMs === undefined ? undefined : setInterval(() => {
     if (stuck !== undefined || Date.now() - heard < silenceMs) return;
-    stuck = output.trimEnd().split("\n").at(-1)?.trim() || "(nothing printed)";
+    const lines = output.split("\n").filter((line) => line.trim() && !isIdle(line));
+    stuck = lines.at(-1)?.trim() ?? "(nothing printed)";
     try {
       child.kill("SIGKILL");
     } catch {

@@ -2,11 +2,23 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { runSupervised } from "../scripts/supervise.ts";
 
-Deno.test("a command that prints nothing for the silence limit is stopped, and its last line names where it hung; one that keeps printing runs to its end", async () => {
-  const hang = await runSupervised(Deno.execPath(), [
-    "eval",
-    'console.log("a test ... ok (1ms)"); console.log("a test that hangs ..."); setInterval(() => {}, 1000);',
-  ], { silenceMs: 500, echo: false });
+/** Prints two lines, then only deno test's note on a long test (giving up by itself after 3 s). */
+const HANGS = [
+  'console.log("a test ... ok (1ms)");',
+  'console.log("a test that hangs ...");',
+  "let n = 0;",
+  "setInterval(() => {",
+  `  console.log("'a test that hangs' has been running for over (1m0s)");`,
+  "  if (++n === 30) Deno.exit(0);",
+  "}, 100);",
+].join("\n");
+
+Deno.test("a command that prints nothing but idle notes for the silence limit is stopped, and its last other line names where it hung; one that keeps printing runs to its end", async () => {
+  const hang = await runSupervised(Deno.execPath(), ["eval", HANGS], {
+    silenceMs: 500,
+    echo: false,
+    idle: /has been running for over/,
+  });
   assertEquals(hang.stuck, "a test that hangs ...");
   assertEquals(hang.ok, false);
 
