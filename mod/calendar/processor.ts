@@ -35,7 +35,10 @@ interface Person {
 
 type Owner = { kind: "user"; person: Person } | { kind: "group"; id: number; name: string };
 
-/** What this message will do, recorded with its first mail so that a re-run after a crash does the same. */
+/**
+ * What this message will do, recorded with its first mail so that a re-run after a crash does
+ * the same.
+ */
 type Plan =
   | { kind: "invite"; sequence: number; owner: Person; cancel?: Person | undefined }
   | {

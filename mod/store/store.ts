@@ -5,8 +5,9 @@
  * SQLite's `database is locked` is retried.
  *
  * Writes are group-committed: `set`, `delete` and `commit` calls made in one synchronous
- * stretch, or while a write is in flight, go together in the next atomic commit (each call resolves once its writes are
- * stored), so ten workers each recording an effect cost one SQLite transaction, not ten.
+ * stretch, or while a write is in flight, go together in the next atomic commit (each call
+ * resolves once its writes are stored), so ten workers each recording an effect cost one
+ * SQLite transaction, not ten.
  * A group the store refuses (too large for one commit) is retried call by call, so one
  * caller's oversized value fails that caller only. Reads likewise: `get` calls made in one
  * synchronous stretch, or while a read is in flight, go together in one read (up to 10 keys,
