@@ -5,7 +5,7 @@
  * hold none of the secrets the fakes made.
  */
 import { findSecrets } from "../tests/support/suite_log.ts";
-import { runSupervised, type Supervised } from "./supervise.ts";
+import { DENO_TEST_IDLE, runSupervised, type Supervised } from "./supervise.ts";
 
 const deno = Deno.execPath();
 
@@ -26,8 +26,7 @@ function run(
   return runSupervised(deno, args, {
     env: { NO_COLOR: "1", ...env },
     silenceMs,
-    // deno test's own note on a long test, every minute, is not progress.
-    idle: /has been running for over/,
+    idle: DENO_TEST_IDLE,
   });
 }
 

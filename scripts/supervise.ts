@@ -1,9 +1,15 @@
 /**
  * Runs a command with its output passed through and kept, and stops it when it has printed
  * nothing for too long (the test runner has no per-test deadline): `stuck` then holds the
- * last line it printed, which for `deno test` names the test it hung in. Lines matching `idle`
- * are not progress.
+ * last line it printed, which for `deno test` names the test it hung in. Text matching `idle`
+ * is not progress.
  */
+
+/**
+ * deno test's own note on a long test, every minute: "'name' has been running for over
+ * (1m0s)", the first one right after the test's "name ..." on its line.
+ */
+export const DENO_TEST_IDLE = /(^|(?<=\.\.\.))'.*' has been running for over \([^)]*\)/;
 
 /** How a supervised command ended. */
 export interface Supervised {
@@ -19,7 +25,7 @@ export async function runSupervised(
   options: {
     env?: Record<string, string>;
     silenceMs?: number | undefined;
-    /** Lines that are not progress (`deno test`'s "... has been running for over 1m0s"). */
+    /** What is not progress (`deno test`'s "'name' has been running for over (1m0s)"). */
     idle?: RegExp;
     /** Pass the output through to this process's (default true). */
     echo?: boolean;
@@ -43,14 +49,13 @@ export async function runSupervised(
       if (options.echo !== false) await sink.write(chunk);
     }
   };
-  const isIdle = (text: string) =>
-    options.idle !== undefined &&
-    text.split("\n").every((line) => !line.trim() || options.idle!.test(line));
+  // A line with its idle note taken out (deno test puts the first one on the test's own line).
+  const progress = (line: string) => (options.idle ? line.replace(options.idle, "") : line).trim();
+  const isIdle = (text: string) => text.split("\n").every((line) => !progress(line));
   const silenceMs = options.silenceMs;
   const watch = silenceMs === undefined ? undefined : setInterval(() => {
     if (stuck !== undefined || Date.now() - heard < silenceMs) return;
-    const lines = output.split("\n").filter((line) => line.trim() && !isIdle(line));
-    stuck = lines.at(-1)?.trim() ?? "(nothing printed)";
+    stuck = output.split("\n").map(progress).filter(Boolean).at(-1) ?? "(nothing printed)";
     try {
       child.kill("SIGKILL");
     } catch {

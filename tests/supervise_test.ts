@@ -1,14 +1,17 @@
 /** scripts/supervise.ts: the test run's deadline on silence (scripts/ok.ts). */
 import { assert, assertEquals } from "./support/assert.ts";
-import { runSupervised } from "../scripts/supervise.ts";
+import { DENO_TEST_IDLE, runSupervised } from "../scripts/supervise.ts";
 
-/** Prints two lines, then only deno test's note on a long test (giving up by itself after 3 s). */
+/**
+ * Prints like deno test: a test's line, then its note on a long test after "..." on the same
+ * line and on lines of their own (giving up by itself after 3 s).
+ */
 const HANGS = [
   'console.log("a test ... ok (1ms)");',
-  'console.log("a test that hangs ...");',
+  'Deno.stdout.writeSync(new TextEncoder().encode("the agent\'s test that hangs ..."));',
   "let n = 0;",
   "setInterval(() => {",
-  `  console.log("'a test that hangs' has been running for over (1m0s)");`,
+  `  console.log("'the agent's test that hangs' has been running for over (1m0s)");`,
   "  if (++n === 30) Deno.exit(0);",
   "}, 100);",
 ].join("\n");
@@ -17,9 +20,9 @@ Deno.test("a command that prints nothing but idle notes for the silence limit is
   const hang = await runSupervised(Deno.execPath(), ["eval", HANGS], {
     silenceMs: 500,
     echo: false,
-    idle: /has been running for over/,
+    idle: DENO_TEST_IDLE,
   });
-  assertEquals(hang.stuck, "a test that hangs ...");
+  assertEquals(hang.stuck, "the agent's test that hangs ...");
   assertEquals(hang.ok, false);
 
   const talker = await runSupervised(Deno.execPath(), [
