@@ -47,6 +47,8 @@ const effectMark = (messageId: string) => ["actions", "effects_of", messageId];
 export class RunEffects {
   readonly #store: Store;
   readonly #messageId: string;
+  /** This message's mark key (see module doc). */
+  readonly #mark: Deno.KvKey;
   /** The message's records: read once, then kept up to date with this run's own. */
   #recorded: Promise<Map<string, unknown>> | undefined;
   readonly #writes: Promise<void>[] = [];
@@ -59,6 +61,7 @@ export class RunEffects {
   constructor(store: Store, messageId: string) {
     this.#store = store;
     this.#messageId = messageId;
+    this.#mark = effectMark(messageId);
   }
 
   /** Runs `fn` unless a previous attempt recorded effect `name`; returns its result. */
@@ -92,7 +95,7 @@ export class RunEffects {
     // The run's first record comes after the mark (see module doc).
     if (!this.#marked) {
       this.#marked = true;
-      this.#pending.push([effectMark(this.#messageId), true, ttl]);
+      this.#pending.push([this.#mark, true, ttl]);
     }
     const key = [...effectPrefix(this.#messageId), name];
     this.#pending.push([key, { result: value } satisfies EffectRecord, ttl]);
@@ -117,8 +120,7 @@ export class RunEffects {
     // is ever stored without the mark. Usually they all go in the same group commit.
     for (const set of records) {
       const write = this.#store.commit({ set: [set] });
-      const mark = set[0][1] === "effects_of";
-      this.#track(mark ? write : write.then(() => faultPoint("after-effect")));
+      this.#track(set[0] === this.#mark ? write : write.then(() => faultPoint("after-effect")));
     }
   }
 
@@ -152,7 +154,7 @@ export class RunEffects {
   async #read(): Promise<Map<string, unknown>> {
     const prefix = effectPrefix(this.#messageId);
     const recorded = new Map<string, unknown>();
-    if (!(await this.#store.get(effectMark(this.#messageId)))) return recorded;
+    if (!(await this.#store.get(this.#mark))) return recorded;
     for await (const { key, value } of this.#store.list<EffectRecord>(prefix)) {
       const name = key[prefix.length];
       if (key.length === prefix.length + 1 && typeof name === "string") {
