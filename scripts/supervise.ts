@@ -37,11 +37,12 @@ export async function runSupervised(
     stderr: "piped",
     env: options.env ?? {},
   }).spawn();
-  const decoder = new TextDecoder();
   let output = "";
   let heard = Date.now();
   let stuck: string | undefined;
   const pump = async (stream: ReadableStream<Uint8Array>, sink: typeof Deno.stdout) => {
+    // One decoder per stream: a character split between chunks must not meet the other's.
+    const decoder = new TextDecoder();
     for await (const chunk of stream) {
       const text = decoder.decode(chunk, { stream: true });
       output += text;
