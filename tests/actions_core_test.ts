@@ -141,13 +141,18 @@ Deno.test("defer: a message is acknowledged at once and handled after its delay,
   }
 });
 
-Deno.test("dedupe: a redelivered message that was handled is acknowledged again without running it or replying twice", async () => {
+Deno.test("dedupe: a message redelivered after its ACK was lost with the link is acknowledged with its recorded reply, not run again; no outbox entry is kept for it", async () => {
   const { processor, handled } = recorder();
   const { transport, store, stop } = await core(processor);
   try {
     const id = transport.deliver(DESTINATION, taskAction({ id: 9 }));
     await settle();
     assertEquals(handled.length, 1);
+    assertEquals(await store.count(OUTBOX_PREFIX), 0, "its record is its ledger entry");
+    transport.drop(); // the ACK (and maybe the reply before it) did not reach the broker
+    transport.reconnect();
+    await settle();
+    assertEquals(transport.repliesTo(id).length, 1, "nothing sent again before the redelivery");
     transport.deliver(DESTINATION, taskAction({ id: 9 }), {
       "message-id": id,
       redelivered: "true",
@@ -155,20 +160,26 @@ Deno.test("dedupe: a redelivered message that was handled is acknowledged again 
     await settle();
     assertEquals(handled.length, 1);
     assertEquals(transport.acks, [id, id]);
-    assertEquals(transport.repliesTo(id).length, 1);
+    assertEquals(transport.repliesTo(id).map((r) => r.message), [
+      "task 9 due null",
+      "task 9 due null",
+    ]);
   } finally {
     await stop(100);
     store.close();
   }
 });
 
-Deno.test("outbox: a reply whose receipt never came is sent again after a reconnect; once confirmed its entry leaves the store", async () => {
-  const { processor } = recorder();
+Deno.test("outbox: the reply of a message acknowledged when it was scheduled, whose receipt never came, is sent again after a reconnect; once confirmed its entry leaves the store", async () => {
+  const { processor, handled } = recorder({ deferMs: 1_000 });
   const { transport, clock, store, stop } = await core(processor);
   try {
     transport.holdReceipts = true;
     const id = transport.deliver(DESTINATION, taskAction({ id: 11 }));
     await settle();
+    assertEquals(transport.acks, [id], "acknowledged when scheduled");
+    await clock.advance(1_000);
+    assertEquals(handled.length, 1);
     assertEquals(transport.repliesTo(id).length, 1);
     assertEquals(await store.count(OUTBOX_PREFIX), 1, "kept until the broker confirms");
     transport.drop();
@@ -211,14 +222,22 @@ Deno.test("restart: debounced messages kept in the store are handled by the next
   }
 });
 
-Deno.test("a clean stop waits for the broker's receipts, so no reply is left in the outbox for the next run", async () => {
+Deno.test("a clean stop waits for the broker's receipts of the last replies and ACKs, so the next run has nothing to answer again", async () => {
   const { processor } = recorder();
-  const { transport, store, stop } = await core(processor);
+  const { transport, store, stop, listener } = await core(processor);
   try {
+    transport.holdReceipts = true;
     for (let i = 0; i < 50; i++) transport.deliver(DESTINATION, taskAction({ id: 100 + i }));
     await settle();
-    await stop(1_000);
+    let stopped = false;
+    const stopping = stop(1_000).then(() => (stopped = true));
+    await new Promise((r) => setTimeout(r, 100));
+    assertEquals(stopped, false, "waiting for the receipts");
+    assertEquals(listener.stats().replied, 0);
+    transport.confirm();
+    await stopping;
     assertEquals(transport.acks.length, 50);
+    assertEquals(listener.stats().replied, 50);
     assertEquals(await store.count(OUTBOX_PREFIX), 0);
   } finally {
     store.close();
@@ -307,8 +326,8 @@ Deno.test("a reply whose record only serves the ledger leaves (reply, then ACK) 
   }
 });
 
-Deno.test("a reply that left early and was lost with the link before its record was stored is sent again once stored (the reconnect's outbox flush came first)", async () => {
-  const { processor } = recorder();
+Deno.test("a reply that left early and was lost with the link before its record was stored: nothing is sent again on the reconnect, and the redelivery is answered from the record", async () => {
+  const { processor, handled } = recorder();
   const gated = await gatedStore();
   const { transport, store, stop } = await core(processor, { store: gated.store });
   try {
@@ -317,11 +336,18 @@ Deno.test("a reply that left early and was lost with the link before its record 
     await waitUntil("answered early", () => transport.acks.includes(id), 5_000, 1);
     transport.drop(); // its receipt never comes
     transport.holdReceipts = false;
-    transport.reconnect(); // the outbox flush finds nothing: the record is not stored yet
+    transport.reconnect();
+    gated.open();
+    await waitUntil("recorded", async () => (await store.get(doneKey(id))) !== undefined);
     await settle();
     assertEquals(transport.repliesTo(id).length, 1);
-    gated.open();
+    transport.deliver(DESTINATION, taskAction({ id: 1 }), {
+      "message-id": id,
+      redelivered: "true",
+    });
     await waitUntil("sent again", () => transport.repliesTo(id).length === 2, 5_000, 1);
+    assertEquals(handled.length, 1, "handled once");
+    assertEquals(transport.acks, [id, id]);
   } finally {
     gated.open();
     await stop(100);
@@ -368,7 +394,7 @@ Deno.test("a message finished while the link is down is not answered early: its 
   }
 });
 
-Deno.test("a message that came on a connection since lost, finished after the reconnect's outbox flush: its reply goes alone at once (its ACK cannot), not at the next reconnect", async () => {
+Deno.test("a message that came on a connection since lost, finished after the reconnect: its ACK cannot go, so neither does its reply; its redelivery is answered from the record", async () => {
   const release = Promise.withResolvers<void>();
   let runs = 0;
   const processor: Processor = {
@@ -389,9 +415,18 @@ Deno.test("a message that came on a connection since lost, finished after the re
     transport.reconnect();
     await settle();
     release.resolve();
-    await waitUntil("replied", () => transport.repliesTo(id).length === 1, 5_000, 1);
+    await waitUntil("recorded", async () => (await store.get(doneKey(id))) !== undefined);
+    await settle();
     assertEquals(transport.acks, [], "its ACK cannot go: the broker redelivers it");
-    assert(await store.get(["actions", "done", id]), "recorded, so the redelivery is known");
+    assertEquals(transport.repliesTo(id), [], "its reply goes with that ACK");
+    transport.deliver(DESTINATION, taskAction({ id: 1 }), {
+      "message-id": id,
+      redelivered: "true",
+    });
+    await waitUntil("replied", () => transport.repliesTo(id).length === 1, 5_000, 1);
+    assertEquals(transport.acks, [id]);
+    assertEquals(runs, 1);
+    assertEquals(transport.repliesTo(id)[0]!.message, "done");
   } finally {
     await stop(100);
     store.close();
@@ -526,7 +561,7 @@ Deno.test("a run's last effect record is stored in the commit of the message's o
     assertEquals(commits, [
       [`actions/effects_of/${id}`],
       [`actions/effect/${id}/first`],
-      [`actions/done/${id}`, `actions/outbox/${id}`, `actions/effect/${id}/last`],
+      [`actions/done/${id}`, `actions/effect/${id}/last`],
     ]);
     // Its ACK lost with the connection: the redelivery is answered from the ledger, and if the
     // ledger record were gone, both effects are found.

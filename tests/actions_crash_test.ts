@@ -21,7 +21,7 @@ Deno.test({
     try {
       // Each crash point sits between two steps whose order guarantees exactly-once side
       // effects; with transactions, exactly one reply too (else at least one).
-      for (const mode of ["outbox", "transactions"] as const) {
+      for (const mode of ["ledger", "transactions"] as const) {
         for (const point of ["after-effect", "after-commit", "after-send"]) {
           await t.step(`${mode}: killed ${point.replace("-", " ")}`, async () => {
             const queue = `crash-${mode}-${point}`;

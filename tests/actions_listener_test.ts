@@ -76,8 +76,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "confirmed replies leave the outbox (with later group commits, or at stop): a restart " +
-    "sends none again",
+  name: "a clean stop after the replies: nothing is left in the outbox, and a restart sends none " +
+    "again",
   ...integration,
   async fn() {
     const queue = "outboxclear";
@@ -104,8 +104,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a clean stop in the middle of a burst drains: every reply it sent is confirmed and out " +
-    "of the outbox, and the restart answers the rest, none twice",
+  name: "a clean stop in the middle of a burst drains: every reply and ACK it sent is confirmed, " +
+    "and the restart answers the rest, none twice",
   ...integration,
   async fn() {
     const queue = "cleanstop";
@@ -352,7 +352,9 @@ Deno.test({
 for (const transactions of [false, true]) {
   Deno.test({
     name: `broker stopped and restarted mid-stream: every message is handled once and replied to${
-      transactions ? " (transactions: exactly one reply each)" : " (outbox: no reply lost)"
+      transactions
+        ? " (transactions: exactly one reply each)"
+        : " (the ledger answers redeliveries: no reply lost)"
     }`,
     ...integration,
     async fn() {
@@ -389,8 +391,9 @@ for (const transactions of [false, true]) {
         // ...and no handled message ran its handler again after coming back (the ledger).
         assertEquals(handlerRuns, total, `handler runs: ${handlerRuns}`);
         assertEquals(new Set(seen).size, total);
-        // With transactions each reply arrives exactly once; with the outbox, a reply whose
-        // receipt was lost in the restart may arrive twice, never zero times.
+        // With transactions each reply arrives exactly once; otherwise a reply whose ACK was
+        // lost in the restart is sent again with the redelivery's, so it may arrive twice,
+        // never zero times.
         await new Promise((r) => setTimeout(r, 300));
         for (const id of ids) {
           const count = platformR.replies.filter((r) => r.correlationId === id).length;

@@ -3,14 +3,17 @@
  * answered without ever being lost or repeated (see ./listener.ts for the whole flow).
  *
  * Completions are group-committed: those that arrive while a batch is being stored go
- * together in the next one, as one store commit and one broker batch. By default the reply
- * is recorded with an outbox entry in the same commit, ACK and SEND go out, and the outbox
- * entry is removed when the broker confirms the batch (a receipt), in a later group commit;
- * replies not confirmed when the link dropped or the agent died are sent again from the
- * outbox after the next connect. A completion whose records only serve the ledger is answered
- * when it arrives (at the end of its tick, with the others of that tick), its records stored
- * meanwhile or in the next commit (see {@linkcode answersEarly}). With `transactions`, ACK and
- * reply share one STOMP transaction instead (exactly one reply; no outbox).
+ * together in the next one, as one store commit and one broker batch. A message's reply goes
+ * out just before its ACK on the one connection, so the broker never has the ACK without the
+ * reply; a message whose ACK did not arrive (the link dropped, the agent died) comes back,
+ * and the ledger record, which holds the reply, answers it again. So a reply needs an outbox
+ * entry only when its message was acknowledged before it was answered (a debounced or
+ * deferred one): that entry is stored with the ledger record and removed when the broker
+ * confirms the reply (a receipt), in a later group commit; the next connect sends again the
+ * ones not confirmed. A completion whose records only serve the ledger is answered when it
+ * arrives (at the end of its tick, with the others of that tick), its records stored
+ * meanwhile or in the next commit (see {@linkcode answersEarly}). With `transactions`, ACK
+ * and reply share one STOMP transaction instead (exactly one reply).
  */
 import type { Clock, TimerId } from "../async/clock.ts";
 import { log } from "../log/log.ts";
@@ -50,8 +53,6 @@ export interface Completion {
   early?: boolean;
   /** Answered already (an early one whose commit is retried): only its records remain. */
   answered?: boolean;
-  /** Answered early, then the link dropped before the broker confirmed: sent once stored. */
-  resend?: boolean;
   /** Roughly what its records cost in a store commit (set by the queue). */
   bytes: number;
   /** Committed alone (after its batch could not be stored). */
@@ -120,13 +121,11 @@ export class CompletionQueue {
     return this.#unconfirmed.size;
   }
 
-  /** The connection is gone: what it did not confirm is the outbox's to send again. */
+  /**
+   * The connection is gone: what it did not confirm comes back, as a redelivery the ledger
+   * answers, or (a reply whose message was acknowledged before) from the outbox.
+   */
   disconnected(): void {
-    // Replies answered early whose records are not stored yet: the outbox flush after the
-    // next connect may come before their records do, so they are sent once stored.
-    for (const c of [...this.#batch, ...this.#completions]) {
-      if (c.answered && this.#unconfirmed.has(c.id)) c.resend = true;
-    }
     this.#unconfirmed.clear();
   }
 
@@ -182,7 +181,7 @@ export class CompletionQueue {
     if (!frame || !this.#o.transport.connected || this.#unconfirmed.has(id)) return;
     this.#unconfirmed.add(id);
     try {
-      this.#o.transport.publish(frame, () => this.#confirmed([id]));
+      this.#o.transport.publish(frame, () => this.#confirmed([id], true));
     } catch {
       this.#unconfirmed.delete(id);
     }
@@ -193,9 +192,9 @@ export class CompletionQueue {
     try {
       while (this.#completions.length > 0) {
         const batch = this.#batch = this.#takeBatch();
-        // Claimed before the commit so that an outbox flush does not send them as well. Not
-        // those answered early already: their receipts may have come, and nothing would
-        // release them again.
+        // Awaiting their receipts; claimed before the commit so that an outbox flush does not
+        // send those with an outbox entry as well. Not those answered early already: their
+        // receipts may have come, and nothing would release them again.
         if (!this.#o.transactions) {
           for (const c of batch) if (c.withReply && !c.answered) this.#unconfirmed.add(c.id);
         }
@@ -246,8 +245,6 @@ export class CompletionQueue {
           }
           continue;
         }
-        // Answered early and lost with the link meanwhile: now the outbox has them.
-        for (const c of batch) if (c.resend) this.#sendReply(c.id, replyFrame(c.done));
         for (const _ of batch) faultPoint("after-commit");
         this.#acknowledge(batch.filter((c) => !c.answered));
         for (const _ of batch) faultPoint("after-send");
@@ -296,7 +293,9 @@ export class CompletionQueue {
     const replied = items.filter((item) => item.reply).map((item) => item.id);
     const sent = this.#o.transport.ackAndSend(
       items,
-      this.#o.transactions ? { transaction: true } : { onSent: () => this.#confirmed(replied) },
+      this.#o.transactions
+        ? { transaction: true }
+        : { onSent: () => this.#confirmed(replied, false) },
     );
     items.forEach((item, i) => {
       if (sent[i]) {
@@ -310,21 +309,20 @@ export class CompletionQueue {
         this.#o.deliveries.set(item.id, item.delivery);
         return;
       }
+      // Its redelivery finds the record, and goes with the recorded reply.
       logger.info(
         "Link lost before message {messageId} was acknowledged; the broker will redeliver it",
         { messageId: item.id },
       );
-      // Connected again, and the outbox flush may have run before this record was stored.
-      if (!this.#o.transactions) this.#sendReply(item.id, item.reply);
     });
     return went;
   }
 
-  /** The broker has the replies: their outbox entries go. */
-  #confirmed(ids: string[]): void {
+  /** The broker has the replies: their outbox entries (if they have any) go. */
+  #confirmed(ids: string[], outbox: boolean): void {
     const done = ids.filter((id) => this.#unconfirmed.delete(id));
     this.#o.stats.replied += done.length;
-    if (!done.length) return;
+    if (!done.length || !outbox) return;
     for (const id of done) this.#sentOutbox.add(id);
     this.#sentTimer ??= this.#o.clock.setTimeout(() => {
       this.#sentTimer = undefined;
@@ -379,8 +377,8 @@ export class CompletionQueue {
  * Whether a completion's reply and ACK may leave before its records are stored: when the
  * records only serve the ledger. The reply goes before the ACK on the one connection, so a
  * redelivery means the ACK was lost with the connection; the record (if stored by then)
- * makes it a duplicate whose reply the outbox sends again, and otherwise it is handled once
- * more: a second reply only after a crash or a lost connection, as with the outbox anyway.
+ * makes it a duplicate answered with the recorded reply, and otherwise it is handled once
+ * more: a second reply only after a crash or a lost connection, as with any redelivery.
  * Not so for what must not be lost: a processor's own writes (a redelivery after a crash is
  * what completes them), dead letters, a scheduled message's record, and records the store
  * might refuse (a message id or reply so large that the refusal would need another reply).
@@ -396,7 +394,7 @@ const EARLY_MAX_BYTES = 32 * 1024;
 
 /**
  * A completion whose records the store refused even alone: recorded as a bare error reply
- * (no dead letter, no outbox copy), so that the message is acknowledged and answered
+ * (no dead letter), so that the message is acknowledged and answered
  * instead of coming back after every reconnect.
  */
 function shrunk(c: Completion, error: Error): Completion {
@@ -415,7 +413,7 @@ function shrunk(c: Completion, error: Error): Completion {
   };
   const sets: StoreSet[] = [[doneKey(c.id), done, c.sets[0]?.[2] ?? {}]];
   const frame = replyFrame(done);
-  if (frame) sets.push([outboxKey(c.id), frame]);
+  if (frame && c.acked) sets.push([outboxKey(c.id), frame]);
   // The processor's own state goes along once more (its effects happened); not the last time,
   // in case it is what the store refuses.
   if (level === 1) sets.push(...(c.writes ?? []));

@@ -6,15 +6,16 @@
  * reply in the store -> SEND the reply -> ACK the frame. Records are written in groups (one
  * store commit and one broker batch for whatever finished meanwhile).
  *
- * By default (the Action Module contract): the reply is recorded with an outbox entry in the
- * same store commit, SEND and ACK go out, and the outbox entry is removed when the broker
- * confirms the batch (a receipt on its last frame). Replies not confirmed when the link
- * dropped, or when the agent died, are sent again after the next connect: never lost, and in
- * that rare case possibly sent twice (harmless to the platform). A redelivered message that
- * is in the ledger is ACKed and not processed again. Where the record only serves that
- * ledger (no writes of the processor's, no dead letter), SEND and ACK leave while it is being
- * stored (see answersEarly in ./completion.ts): the reply goes first on the connection, so a
- * lost ACK brings the message back, and nothing else is at stake.
+ * By default (the Action Module contract): the reply is recorded in the ledger with the
+ * message id, then SEND and ACK go out, the reply first on the one connection, so the broker
+ * never has the ACK without the reply. A message whose ACK was lost (the link dropped, the
+ * agent died) is redelivered, found in the ledger, and acknowledged with its recorded reply
+ * sent again, not processed again: a reply is never lost, and in that rare case possibly sent
+ * twice (harmless to the platform). A debounced or deferred message was acknowledged when it
+ * was scheduled, so its reply is recorded with an outbox entry as well, removed when the
+ * broker confirms it (a receipt); the next connect sends again those not confirmed. Where the
+ * record only serves that ledger (no writes of the processor's, no dead letter), SEND and ACK
+ * leave while it is being stored (see answersEarly in ./completion.ts).
  *
  * With `transactions`, ACK and reply go out in one STOMP transaction instead: the broker
  * applies both or neither, so each message gets exactly one reply; ActiveMQ syncs its
@@ -423,7 +424,7 @@ export class ActionListener {
     };
     const sets: StoreSet[] = [[doneKey(id), done, { ttlMs: this.#o.doneTtlMs ?? DONE_TTL_MS }]];
     const frame = replyFrame(done);
-    if (frame && (scheduled || !this.#o.transactions)) sets.push([outboxKey(id), frame]);
+    if (frame && scheduled) sets.push([outboxKey(id), frame]);
     if (dead) sets.push(...deadLetterOps(id, dead.queue, dead.problem, dead.delivery));
     sets.push(...writes);
     if (!scheduled) {
@@ -458,9 +459,9 @@ export class ActionListener {
   }
 
   /**
-   * Already in the ledger: ACK it without processing. With transactions the redelivery means
-   * the reply's transaction did not commit, so the recorded reply goes with the ACK;
-   * otherwise the reply was either confirmed or is still in the outbox (sent on connect).
+   * Already in the ledger: ACK it without processing, with the recorded reply. The redelivery
+   * means its ACK did not reach the broker, nor perhaps its reply (sent just before, on the
+   * same connection); with transactions, that the transaction did not commit.
    */
   #acknowledgeDuplicate(id: string, done: DoneRecord): Promise<void> {
     this.#stats.duplicates++;
@@ -471,7 +472,7 @@ export class ActionListener {
       id,
       done,
       sets: [],
-      withReply: this.#o.transactions === true,
+      withReply: true,
     });
   }
 

@@ -205,7 +205,7 @@ async function metrics(service: ActionService | undefined, store: Store): Promis
   families.push(
     gauge(
       "agent_outbox_size",
-      "Replies recorded but not yet confirmed by the broker.",
+      "Replies of debounced or deferred messages not yet confirmed by the broker.",
       await store.count(["actions", "outbox"]),
     ),
     gauge(
