@@ -10,6 +10,7 @@ import { AuthError } from "./errors.ts";
 import { type TlsError, tlsErrorFrom } from "../tls/errors.ts";
 import { abortableSleep } from "../async/delay.ts";
 import { DenoStompSocket, type SocketFailure, type SocketTarget } from "./socket.ts";
+import { useFastFrameParser } from "./frame_parser.ts";
 import type { Delivery, OutgoingFrame, StompTransport, SubscriptionSpec } from "./types.ts";
 
 /** Options for {@linkcode StompLink}. */
@@ -29,6 +30,9 @@ export interface StompLinkOptions {
   random?: () => number;
   logCategory?: string;
 }
+
+// stompjs reads incoming frames a byte at a time; ./frame_parser.ts gives it the same frames.
+useFastFrameParser();
 
 const DEFAULT_BACKOFF = [1_000, 4_000, 16_000, 60_000];
 /** How long sent frames wait before the broker is asked to confirm them. */
