@@ -9,7 +9,12 @@ import { FakeClock, settle } from "./support/fake_clock.ts";
 import { waitUntil } from "./support/wait.ts";
 import { taskAction } from "./support/stomp_client.ts";
 import { createActionCore } from "../mod/action_module/core.ts";
-import { CompletionQueue, doneKey, OUTBOX_PREFIX } from "../mod/action_module/completion.ts";
+import {
+  CompletionQueue,
+  doneKey,
+  EARLY_RECORD_WAIT_MS,
+  OUTBOX_PREFIX,
+} from "../mod/action_module/completion.ts";
 import { infoReply } from "../mod/action_module/run_processor.ts";
 import type { Delivery } from "../mod/stomp/types.ts";
 import { SCHEDULED_PREFIX } from "../mod/action_module/schedule.ts";
@@ -143,11 +148,13 @@ Deno.test("defer: a message is acknowledged at once and handled after its delay,
 
 Deno.test("dedupe: a message redelivered after its ACK was lost with the link is acknowledged with its recorded reply, not run again; no outbox entry is kept for it", async () => {
   const { processor, handled } = recorder();
-  const { transport, store, stop } = await core(processor);
+  const { transport, clock, store, stop } = await core(processor);
   try {
     const id = transport.deliver(DESTINATION, taskAction({ id: 9 }));
     await settle();
     assertEquals(handled.length, 1);
+    await clock.advance(EARLY_RECORD_WAIT_MS);
+    assert(await store.get(doneKey(id)), "recorded");
     assertEquals(await store.count(OUTBOX_PREFIX), 0, "its record is its ledger entry");
     transport.drop(); // the ACK (and maybe the reply before it) did not reach the broker
     transport.reconnect();
@@ -329,11 +336,12 @@ Deno.test("a reply whose record only serves the ledger leaves (reply, then ACK) 
 Deno.test("a reply that left early and was lost with the link before its record was stored: nothing is sent again on the reconnect, and the redelivery is answered from the record", async () => {
   const { processor, handled } = recorder();
   const gated = await gatedStore();
-  const { transport, store, stop } = await core(processor, { store: gated.store });
+  const { transport, clock, store, stop } = await core(processor, { store: gated.store });
   try {
     transport.holdReceipts = true;
     const id = transport.deliver(DESTINATION, taskAction({ id: 1 }));
     await waitUntil("answered early", () => transport.acks.includes(id), 5_000, 1);
+    await clock.advance(EARLY_RECORD_WAIT_MS); // its record's commit starts (and waits)
     transport.drop(); // its receipt never comes
     transport.holdReceipts = false;
     transport.reconnect();
@@ -351,6 +359,51 @@ Deno.test("a reply that left early and was lost with the link before its record 
   } finally {
     gated.open();
     await stop(100);
+    store.close();
+  }
+});
+
+Deno.test("records of messages answered early wait for company: twenty answered at once are stored in one commit after the wait, a message that must be stored first takes them along, and a clean stop stores those still waiting", async () => {
+  const processor: Processor = {
+    name: "mixed",
+    queue: QUEUE,
+    handle: (action, ctx) => {
+      if (action.task!.due_date === 1) ctx.setWithReply(["test", "state", action.task!.id], 1);
+      return Promise.resolve(`task ${action.task!.id}`);
+    },
+  };
+  const store = await Store.open(":memory:");
+  const commits: number[] = [];
+  const commit = store.commit.bind(store);
+  store.commit = (ops) => {
+    commits.push(ops.set?.length ?? 0);
+    return commit(ops);
+  };
+  const { transport, clock, stop } = await core(processor, { store });
+  try {
+    const plain = Array.from(
+      { length: 20 },
+      (_, i) => transport.deliver(DESTINATION, taskAction({ id: i, due_date: 0 })),
+    );
+    await settle();
+    assertEquals(transport.acks, plain, "answered at once");
+    assertEquals(commits, [], "their records wait");
+    await clock.advance(EARLY_RECORD_WAIT_MS);
+    assertEquals(commits, [20], "stored together");
+
+    const more = transport.deliver(DESTINATION, taskAction({ id: 100, due_date: 0 }));
+    const stateful = transport.deliver(DESTINATION, taskAction({ id: 101, due_date: 1 }));
+    await settle();
+    assertEquals(commits, [20, 3], "the stateful one's commit took the waiting record along");
+    assertEquals(transport.acks.slice(20), [more, stateful]);
+
+    const last = transport.deliver(DESTINATION, taskAction({ id: 102, due_date: 0 }));
+    await settle();
+    assertEquals(commits.length, 2, "waiting");
+    await stop(1_000);
+    assertEquals(commits, [20, 3, 1], "stored by the clean stop");
+    assert(await store.get(doneKey(last)));
+  } finally {
     store.close();
   }
 });
@@ -437,13 +490,15 @@ Deno.test("when the record of a reply that left early cannot be stored, the mess
   const { processor } = recorder();
   const gated = await gatedStore();
   gated.open();
-  const { transport, store, stop } = await core(processor, { store: gated.store });
+  const { transport, clock, store, stop } = await core(processor, { store: gated.store });
   try {
     gated.failNext();
     const first = transport.deliver(DESTINATION, taskAction({ id: 1, due_date: 1 }));
     await waitUntil("answered", () => transport.acks.includes(first), 5_000, 1);
+    await clock.advance(EARLY_RECORD_WAIT_MS); // its record's commit fails
     const second = transport.deliver(DESTINATION, taskAction({ id: 2, due_date: 1 }));
     await waitUntil("the next answered", () => transport.acks.includes(second), 5_000, 1);
+    await clock.advance(EARLY_RECORD_WAIT_MS);
     await settle();
     assertEquals(transport.acks, [first, second]);
     assertEquals(transport.repliesTo(first).length, 1);
@@ -709,13 +764,14 @@ Deno.test("replies answered early while another batch is stored are not waited f
   const gated = await gatedStore();
   const transport = new MemoryTransport();
   const deliveries = new Map<string, Delivery>();
+  const clock = new FakeClock();
   const queue = new CompletionQueue({
     transport,
     store: gated.store,
     transactions: false,
     deliveries,
     stats: { acked: 0, replied: 0 },
-    clock: new FakeClock(),
+    clock,
   });
   const complete = (id: string) => {
     deliveries.set(id, {
@@ -727,15 +783,18 @@ Deno.test("replies answered early while another batch is stored are not waited f
     return queue.enqueue({ id, done, sets: [[doneKey(id), done]], withReply: true });
   };
   try {
-    const first = complete("ID:1"); // its batch waits for the store
+    const first = complete("ID:1");
     await settle();
+    await clock.advance(EARLY_RECORD_WAIT_MS); // its batch waits for the store
     const second = complete("ID:2"); // answered at the end of its tick, stored in the next batch
     await settle();
     assertEquals(transport.acks, ["ID:1", "ID:2"]);
     assertEquals(queue.unconfirmed, 0, "both receipts came");
+    await Promise.all([first, second]); // answered: not waiting for their records
     gated.open();
-    await Promise.all([first, second]);
+    await queue.drain();
     assertEquals(queue.unconfirmed, 0);
+    assert(await gated.store.get(doneKey("ID:1")));
     assert(await gated.store.get(doneKey("ID:2")));
   } finally {
     gated.open();

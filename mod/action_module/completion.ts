@@ -87,6 +87,12 @@ const BATCH_BYTES = 640 * 1024;
 const KV_MUTATIONS = 1000;
 /** How long confirmed replies' outbox entries wait for a group commit to delete them. */
 const OUTBOX_CLEAR_MS = 250;
+/**
+ * How long the records of completions answered early wait for company in a group commit:
+ * their messages are answered and acknowledged already, so this costs no latency, and a
+ * busy agent stores them in one commit (and one fsync) per window instead of one per tick.
+ */
+export const EARLY_RECORD_WAIT_MS = 10;
 
 /** The ledger: handled message ids (dedupe) with their replies. */
 export const doneKey = (id: string): Deno.KvKey => ["actions", "done", id];
@@ -99,6 +105,10 @@ export class CompletionQueue {
   readonly #o: CompletionOptions;
   readonly #completions: Completion[] = [];
   #committing = false;
+  /** The group commit loop running (or the last one). */
+  #loop: Promise<void> = Promise.resolve();
+  /** When the records of completions answered early are due to be stored. */
+  #recordTimer: TimerId | undefined;
   /** The batch being stored. */
   #batch: Completion[] = [];
   /** Early completions to answer at the end of this tick (`#answerSoon`). */
@@ -132,7 +142,9 @@ export class CompletionQueue {
   /**
    * Group commit: completions that arrive while a batch is being committed go together in
    * the next one, as one store commit and one broker transaction. An idle agent commits
-   * each at once; a busy one amortises the store and broker round trips.
+   * each at once; a busy one amortises the store and broker round trips. One answered early
+   * resolves when answered; its record waits up to {@linkcode EARLY_RECORD_WAIT_MS} for
+   * company (or goes with the next commit started for another).
    */
   enqueue(completion: NewCompletion): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
@@ -140,14 +152,38 @@ export class CompletionQueue {
     const early = !this.#o.transactions && answersEarly(completion, bytes);
     const queued: Completion = { ...completion, bytes, early, resolve, reject };
     this.#completions.push(queued);
-    if (!this.#committing) void this.#commitBatches();
-    else if (early) this.#answerSoon(queued);
+    if (!early) this.#startCommits();
+    else {
+      this.#answerSoon(queued);
+      if (!this.#committing) this.#recordsDueSoon();
+    }
     return promise;
   }
 
+  /** Stores what is waiting now; resolves once nothing is (a clean stop). */
+  async drain(): Promise<void> {
+    while (this.#completions.length > 0 || this.#committing) {
+      this.#startCommits();
+      await this.#loop;
+    }
+  }
+
+  #startCommits(): void {
+    this.#o.clock.clearTimeout(this.#recordTimer);
+    this.#recordTimer = undefined;
+    if (!this.#committing) this.#loop = this.#commitBatches();
+  }
+
+  #recordsDueSoon(): void {
+    this.#recordTimer ??= this.#o.clock.setTimeout(() => {
+      this.#recordTimer = undefined;
+      this.#startCommits();
+    }, EARLY_RECORD_WAIT_MS);
+  }
+
   /**
-   * An early completion that arrived while a batch is being committed: answered now (with
-   * the others of this tick, in one write), not after that commit; its record goes in the next.
+   * An early completion: answered at the end of this tick (with the others of this tick, in
+   * one write), not after a commit; its record goes in a later one.
    */
   #answerSoon(completion: Completion): void {
     this.#early.push(completion);
@@ -167,10 +203,17 @@ export class CompletionQueue {
     if (!completions.length) return;
     for (const c of completions) if (c.withReply) this.#unconfirmed.add(c.id);
     const sent = this.#acknowledge(completions, { early: true });
+    let waiting = false;
     for (const c of completions) {
-      if (sent.has(c.id)) c.answered = true;
-      else this.#unconfirmed.delete(c.id);
+      if (sent.has(c.id)) {
+        c.answered = true;
+        c.resolve();
+      } else {
+        this.#unconfirmed.delete(c.id);
+        waiting = true;
+      }
     }
+    if (waiting) this.#startCommits(); // answered once stored, so not kept waiting for company
   }
 
   /**
@@ -190,7 +233,12 @@ export class CompletionQueue {
   async #commitBatches(): Promise<void> {
     this.#committing = true;
     try {
-      while (this.#completions.length > 0) {
+      for (let first = true; this.#completions.length > 0; first = false) {
+        if (!first && this.#completions.every((c) => c.answered)) {
+          // Only records of messages answered already: they wait for company.
+          this.#recordsDueSoon();
+          break;
+        }
         const batch = this.#batch = this.#takeBatch();
         // Awaiting their receipts; claimed before the commit so that an outbox flush does not
         // send those with an outbox entry as well. Not those answered early already: their

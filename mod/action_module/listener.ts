@@ -239,6 +239,7 @@ export class ActionListener {
       new Promise((r) => (timer = setTimeout(r, deadlineMs))),
     ]);
     clearTimeout(timer);
+    await this.#completions.drain(); // records still waiting for company
     const receiptDeadline = Date.now() + 2_000;
     while (
       this.#completions.unconfirmed > 0 && this.#o.transport.connected &&
