@@ -49,8 +49,9 @@ stomp_port = 65001
 num_workers = 10
 #stomp_prefetch_limit = 20
 # Send each ACK and its reply in one broker transaction: exactly one reply per action even
-# across crashes, at about half the throughput. Default: reply then ACK, with a durable
-# outbox (a reply is never lost; after a crash it may rarely be sent twice).
+# across crashes, at about half the throughput. Default: reply then ACK, the reply recorded
+# in the store (never lost: a message whose ACK was lost comes back and is answered from
+# the record; after a crash or a dropped link a reply may rarely be sent twice).
 #stomp_transactions = false
 # Action messages larger than this (KB) get an error reply and become dead letters unread.
 #stomp_max_message_kb = 1024
