@@ -725,7 +725,7 @@ Deno.test("a message whose record is being stored has handed back its worker: ot
   }
 });
 
-Deno.test("the broker's prefetch is twice a queue's workers unless stomp_prefetch_limit says otherwise", async () => {
+Deno.test("the broker's prefetch is six times a queue's workers unless stomp_prefetch_limit says otherwise", async () => {
   const few: Processor = { ...recorder().processor, queue: "few", workers: 3 };
   const transport = new MemoryTransport();
   const store = await Store.open(":memory:");
@@ -739,8 +739,8 @@ Deno.test("the broker's prefetch is twice a queue's workers unless stomp_prefetc
   });
   const prefetchOf = (queue: string) =>
     transport.subscriptionHeaders(`actions.${ORG}.${queue}`)?.["activemq.prefetchSize"];
-  assertEquals(prefetchOf(QUEUE), "20");
-  assertEquals(prefetchOf("few"), "6");
+  assertEquals(prefetchOf(QUEUE), "60");
+  assertEquals(prefetchOf("few"), "18");
   await defaults.stop(100);
   const limited = new MemoryTransport();
   const set = createActionCore({
