@@ -2,7 +2,7 @@
  * The action core at the wire, measured as issue 19 asks, every consumer in its own
  * process on real ActiveMQ over STOMP+SSL:
  * - the baseline: a bare @stomp/stompjs consumer that only ACKs and replies, configured like
- *   the agent's subscription (TCP_NODELAY, client-individual ACKs, the agent's default prefetch);
+ *   the no-op agent's subscription (TCP_NODELAY, client-individual ACKs, its default prefetch);
  * - the agent started through its CLI (`agent actions` with a no-op processor in its
  *   sandbox; `agent calendar` writing .eml invites after its REST owner lookups);
  * - after a warm-up burst each, bursts of BURST task actions (distinct task ids) published
@@ -25,7 +25,7 @@ import { FakeResilient, resilientSection } from "../tests/support/fake_resilient
 import { SELF_RUN_FLAGS } from "../mod/cli/permissions.ts";
 import { sdkFileText } from "../mod/actions/scaffold.ts";
 import { SDK_FILE } from "../mod/actions/load.ts";
-import { PREFETCH_PER_WORKER } from "../mod/action_module/listener.ts";
+import { SANDBOXED_PREFETCH_PER_WORKER } from "../mod/action_module/listener.ts";
 
 const ORG = 201;
 const BURST = 3000;
@@ -33,9 +33,9 @@ const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 4);
 const SINGLES = 300;
 const MEMORY_MESSAGES = Number(Deno.env.get("BENCH_MEMORY_MESSAGES") ?? 10_000);
 const IDLE_MS = 15_000;
-/** The agent's default: num_workers = 10, and its prefetch per worker. */
+/** The agent's default: num_workers = 10; the no-op processor's prefetch (a sandboxed one's). */
 const WORKERS = 10;
-const PREFETCH = PREFETCH_PER_WORKER * WORKERS;
+const PREFETCH = SANDBOXED_PREFETCH_PER_WORKER * WORKERS;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 /**
  * Each consumer's first burst, not measured: as long as a measured one, because a shorter

@@ -725,8 +725,9 @@ Deno.test("a message whose record is being stored has handed back its worker: ot
   }
 });
 
-Deno.test("the broker's prefetch is six times a queue's workers unless stomp_prefetch_limit says otherwise", async () => {
+Deno.test("the broker's prefetch is twice a queue's workers, six times for a sandboxed processor, unless stomp_prefetch_limit says otherwise", async () => {
   const few: Processor = { ...recorder().processor, queue: "few", workers: 3 };
+  const sandboxed: Processor = { ...recorder().processor, queue: "custom", sandboxed: true };
   const transport = new MemoryTransport();
   const store = await Store.open(":memory:");
   const defaults = createActionCore({
@@ -734,13 +735,14 @@ Deno.test("the broker's prefetch is six times a queue's workers unless stomp_pre
     rest: undefined,
     orgId: ORG,
     store,
-    processors: [recorder().processor, few],
+    processors: [recorder().processor, few, sandboxed],
     workers: 10,
   });
   const prefetchOf = (queue: string) =>
     transport.subscriptionHeaders(`actions.${ORG}.${queue}`)?.["activemq.prefetchSize"];
-  assertEquals(prefetchOf(QUEUE), "60");
-  assertEquals(prefetchOf("few"), "18");
+  assertEquals(prefetchOf(QUEUE), "20");
+  assertEquals(prefetchOf("few"), "6");
+  assertEquals(prefetchOf("custom"), "60");
   await defaults.stop(100);
   const limited = new MemoryTransport();
   const set = createActionCore({

@@ -534,6 +534,7 @@ Deno.test({
       defaultWorkers: 2,
     });
     try {
+      assertEquals(custom.processor.sandboxed, true, "its prefetch covers the sandbox's hop");
       const mock = new ResilientMock()
         .on("GET", "/actions", { entities: [{ id: 31, name: "Add note" }] })
         .on("POST", "/incidents/:id/comments", { id: 5 })

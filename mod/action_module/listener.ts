@@ -67,7 +67,8 @@ export interface ListenerOptions {
   workers: number;
   /**
    * The broker's prefetch (unacked messages sent to us); defaults to
-   * {@linkcode PREFETCH_PER_WORKER} times a queue's workers.
+   * {@linkcode PREFETCH_PER_WORKER} times a queue's workers ({@linkcode
+   * SANDBOXED_PREFETCH_PER_WORKER} for a sandboxed processor).
    */
   prefetch?: number | undefined;
   /** Write every received message to its own file here (`--record DIR`). */
@@ -111,14 +112,19 @@ export interface QueueCounters {
 const LATENCY_BOUNDS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 const DEFAULT_MAX_BODY = 1024 * 1024;
 /**
- * The default prefetch per worker. A message is in flight from the broker's dispatch to its
- * ACK: through the agent's queue, its processor's sandbox (another process to wake) and back.
- * During a burst on a busy machine each of those hops waits for a CPU, so the broker must have
- * several messages per worker out to keep the workers busy: at twice the workers a no-op
- * processor did 2,200 messages a second, at six times 2,460, while a bare consumer's rate
- * did not change between the two (bench/listener.ts).
+ * The default prefetch per worker: a worker busy, and one more message waiting for it.
  */
-export const PREFETCH_PER_WORKER = 6;
+export const PREFETCH_PER_WORKER = 2;
+/**
+ * The default prefetch per worker of a sandboxed processor. Its messages are in flight from
+ * the broker's dispatch to their ACK through the agent's queue, the sandbox (another process
+ * to wake) and back; during a burst on a busy machine each hop waits for a CPU, so the broker
+ * must have several messages per worker out to keep the workers busy: at twice the workers a
+ * no-op processor did 2,200 messages a second, at six times 2,460, while a bare consumer's rate
+ * did not change between the two (bench/listener.ts). The calendar, in the agent's own
+ * process, did not gain from it.
+ */
+export const SANDBOXED_PREFETCH_PER_WORKER = 6;
 
 /** See module doc. */
 export class ActionListener {
@@ -381,7 +387,8 @@ export class ActionListener {
   }
 
   #prefetchOf(processor: Processor): number {
-    return this.#o.prefetch || PREFETCH_PER_WORKER * (processor.workers ?? this.#o.workers);
+    const perWorker = processor.sandboxed ? SANDBOXED_PREFETCH_PER_WORKER : PREFETCH_PER_WORKER;
+    return this.#o.prefetch || perWorker * (processor.workers ?? this.#o.workers);
   }
 
   #queueOf(processor: Processor): KeyedQueue {

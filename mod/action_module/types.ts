@@ -90,6 +90,12 @@ export interface Processor {
   /** Actions of this queue handled at once (default: the listener's workers). */
   workers?: number;
   /**
+   * Its handler runs in a sandbox process of its own (a custom processor): each action takes
+   * a hop to another process and back, which the broker's prefetch covers
+   * (SANDBOXED_PREFETCH_PER_WORKER in ./listener.ts).
+   */
+  sandboxed?: boolean;
+  /**
    * Checks, once connected and before subscribing, that the platform has what this
    * processor needs (required fields); throws naming what is missing. A processor that
    * fails it is not started; the others are.

@@ -121,6 +121,7 @@ export async function startCustomProcessor(spec: CustomProcessorSpec): Promise<C
     },
     timeoutMs: timeoutSeconds * 1000,
     workers: workers ?? spec.defaultWorkers,
+    sandboxed: true,
     verify: (rest, signal) => verifyFields(spec.name, description, rest, signal),
   };
   if (description.defer) processor.deferMs = description.defer * 1000;

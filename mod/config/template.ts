@@ -44,10 +44,10 @@ api_key_secret = change-me
 #stomp_host = soar.example.com
 stomp_port = 65001
 #stomp_cafile = /etc/agent/soar-ca.pem
-# Actions handled at once (the broker's prefetch is six times that, unless stomp_prefetch_limit
-# is set).
+# Actions handled at once (the broker's prefetch is twice that, six times for a custom
+# processor, unless stomp_prefetch_limit is set).
 num_workers = 10
-#stomp_prefetch_limit = 60
+#stomp_prefetch_limit = 20
 # Send each ACK and its reply in one broker transaction: exactly one reply per action even
 # across crashes, at about half the throughput. Default: reply then ACK, the reply recorded
 # in the store (never lost: a message whose ACK was lost comes back and is answered from
