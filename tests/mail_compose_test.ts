@@ -11,8 +11,6 @@ import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts"
 import { composeInvite, inviteMessage } from "../mod/smtp/compose.ts";
 import type { InviteMail } from "../mod/smtp/types.ts";
 import { requireAddress } from "../mod/smtp/address.ts";
-import { FileMailer } from "../mod/smtp/mailer.ts";
-import { tempDir } from "./support/temp.ts";
 
 const ICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n" +
   "UID:task-2095-80@soar.example.com\r\nSUMMARY:Task: Investigate\r\nEND:VEVENT\r\n" +
@@ -113,45 +111,5 @@ Deno.test("header names are spelled as nodemailer spells them, the first time an
   const many = Array.from({ length: 400 }, (_, i) => [`x-name-${i}`, `X-Name-${i}`]);
   for (let pass = 0; pass < 2; pass++) {
     for (const [key, name] of [...expected, ...many]) assertEquals(spelled(key!), name, key);
-  }
-});
-
-Deno.test("the .eml outbox writes one file at a time (ten invites at once), each file whole, a failed write not stopping the next, and makes its folder when it is missing", async () => {
-  const dir = await tempDir();
-  const outbox = `${dir}/outbox`;
-  const mailer = new FileMailer(outbox);
-  const write = Deno.writeFile;
-  let writing = 0;
-  let most = 0;
-  let failOn = "";
-  // deno-lint-ignore no-explicit-any
-  (Deno as any).writeFile = async (...args: Parameters<typeof Deno.writeFile>) => {
-    most = Math.max(most, ++writing);
-    try {
-      if (String(args[0]).includes(failOn || "\0")) throw new Deno.errors.PermissionDenied("no");
-      await new Promise((r) => setTimeout(r, 2));
-      return await write(...args);
-    } finally {
-      writing--;
-    }
-  };
-  try {
-    const mails = Array.from({ length: 10 }, (_, i) => ({
-      ...PLAIN,
-      messageId: `<task-${i}.seq0.request@example.com>`,
-    }));
-    failOn = "task-3.seq0";
-    const results = await Promise.allSettled(mails.map((m) => mailer.send(m)));
-    assertEquals(most, 1, "one write at a time");
-    assertEquals(results.filter((r) => r.status === "rejected").length, 1);
-    const files = [...Deno.readDirSync(outbox)].map((e) => e.name);
-    assertEquals(files.length, 9);
-    for (const name of files) {
-      const text = await Deno.readTextFile(`${outbox}/${name}`);
-      assertStringIncludes(text, "END:VCALENDAR");
-    }
-  } finally {
-    // deno-lint-ignore no-explicit-any
-    (Deno as any).writeFile = write;
   }
 });

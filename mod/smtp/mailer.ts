@@ -164,16 +164,9 @@ export class SmtpMailer implements Mailer {
   }
 }
 
-/**
- * Writes each mail as an .eml file (the embedded default when no SMTP server is set), one
- * file at a time: creates in one folder take its lock in turn anyway, and while one is under
- * way, the next one's path check (which Deno makes on the event loop before it hands the
- * write to a thread) waits for that lock, holding up everything else: ten writes at once held
- * the event loop 230 us per file instead of 30 (measured here, on ext4).
- */
+/** Writes each mail as an .eml file (the embedded default when no SMTP server is set). */
 export class FileMailer implements Mailer {
   readonly #dir: string;
-  #writes: Promise<unknown> = Promise.resolve();
 
   constructor(dir: string) {
     this.#dir = dir;
@@ -185,13 +178,6 @@ export class FileMailer implements Mailer {
       safeName(mail.messageId)
     }.eml`;
     const path = `${this.#dir}/${name}`;
-    const written = this.#writes.then(() => this.#write(path, message));
-    this.#writes = written.catch(() => {});
-    await written;
-    return { kind: "file", detail: path };
-  }
-
-  async #write(path: string, message: Uint8Array): Promise<void> {
     try {
       await Deno.writeFile(path, message, { mode: 0o640 });
     } catch (error) {
@@ -200,6 +186,7 @@ export class FileMailer implements Mailer {
       await Deno.mkdir(this.#dir, { recursive: true });
       await Deno.writeFile(path, message, { mode: 0o640 });
     }
+    return { kind: "file", detail: path };
   }
 
   close(): void {}
