@@ -15,7 +15,8 @@
  * was scheduled, so its reply is recorded with an outbox entry as well, removed when the
  * broker confirms it (a receipt); the next connect sends again those not confirmed. Where the
  * record only serves that ledger (no writes of the processor's, no dead letter), SEND and ACK
- * leave while it is being stored (see answersEarly in ./completion.ts).
+ * leave at once and the record follows, with those of the next few milliseconds in one commit
+ * (see answersEarly in ./completion.ts).
  *
  * With `transactions`, ACK and reply go out in one STOMP transaction instead: the broker
  * applies both or neither, so each message gets exactly one reply; ActiveMQ syncs its
