@@ -7,10 +7,12 @@
 // @ts-types="@types/nodemailer"
 import nodemailer from "nodemailer";
 import { simpleParser } from "mailparser";
-import { assert, assertEquals, assertStringIncludes } from "./support/assert.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./support/assert.ts";
 import { composeInvite, inviteMessage } from "../mod/smtp/compose.ts";
 import type { InviteMail } from "../mod/smtp/types.ts";
 import { requireAddress } from "../mod/smtp/address.ts";
+import { FileMailer } from "../mod/smtp/mailer.ts";
+import { tempDir } from "./support/temp.ts";
 
 const ICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n" +
   "UID:task-2095-80@soar.example.com\r\nSUMMARY:Task: Investigate\r\nEND:VEVENT\r\n" +
@@ -112,4 +114,24 @@ Deno.test("header names are spelled as nodemailer spells them, the first time an
   for (let pass = 0; pass < 2; pass++) {
     for (const [key, name] of [...expected, ...many]) assertEquals(spelled(key!), name, key);
   }
+});
+
+Deno.test("the .eml outbox makes its folder when it is missing, writes each invite whole, and a write that fails rejects (it does not throw at the caller)", async () => {
+  const dir = await tempDir();
+  const mailer = new FileMailer(`${dir}/outbox`);
+  const sent = await Promise.all(
+    [PLAIN, ...HOSTILE].map((mail, i) =>
+      mailer.send({ ...mail, messageId: `<task-${i}.seq0.request@example.com>` })
+    ),
+  );
+  assertEquals(sent.length, 1 + HOSTILE.length);
+  for (const { kind, detail } of sent) {
+    assertEquals(kind, "file");
+    const text = await Deno.readTextFile(detail);
+    assertStringIncludes(text, "END:VCALENDAR");
+  }
+  await Deno.writeTextFile(`${dir}/not-a-folder`, "");
+  const broken = new FileMailer(`${dir}/not-a-folder`);
+  const pending = broken.send(PLAIN); // a rejection, not an exception here
+  await assertRejects(() => pending);
 });
