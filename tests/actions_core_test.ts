@@ -298,8 +298,9 @@ async function gatedStore() {
   };
 }
 
-Deno.test("a reply whose record only serves the ledger leaves (reply, then ACK) while the record is stored; one with the processor's writes, and a dead letter, only after", async () => {
-  const processor: Processor = {
+/** Answers "task <id>"; a task with due_date 1 also stores state with its reply (not early). */
+function mixedProcessor(): Processor {
+  return {
     name: "mixed",
     queue: QUEUE,
     handle: (action, ctx) => {
@@ -307,6 +308,10 @@ Deno.test("a reply whose record only serves the ledger leaves (reply, then ACK) 
       return Promise.resolve(`task ${action.task!.id}`);
     },
   };
+}
+
+Deno.test("a reply whose record only serves the ledger leaves (reply, then ACK) while the record is stored; one with the processor's writes, and a dead letter, only after", async () => {
+  const processor = mixedProcessor();
   const gated = await gatedStore();
   const { transport, store, stop } = await core(processor, { store: gated.store });
   try {
@@ -364,14 +369,7 @@ Deno.test("a reply that left early and was lost with the link before its record 
 });
 
 Deno.test("records of messages answered early wait for company: twenty answered at once are stored in one commit after the wait, a message that must be stored first takes them along, and a clean stop stores those still waiting", async () => {
-  const processor: Processor = {
-    name: "mixed",
-    queue: QUEUE,
-    handle: (action, ctx) => {
-      if (action.task!.due_date === 1) ctx.setWithReply(["test", "state", action.task!.id], 1);
-      return Promise.resolve(`task ${action.task!.id}`);
-    },
-  };
+  const processor = mixedProcessor();
   const store = await Store.open(":memory:");
   const commits: number[] = [];
   const commit = store.commit.bind(store);
