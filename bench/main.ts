@@ -12,6 +12,7 @@ import { benchMailBridge } from "./mail_bridge.ts";
 import { benchRunMemory } from "./run_memory.ts";
 import { benchTicketApi } from "./ticket_api.ts";
 import { benchReplies } from "./replies.ts";
+import { benchStompFrames } from "./stomp_frames.ts";
 
 const BENCHES: Record<string, () => Promise<BenchResult>> = {
   startup: () => benchStartup(),
@@ -22,6 +23,7 @@ const BENCHES: Record<string, () => Promise<BenchResult>> = {
   run_memory: () => benchRunMemory(),
   ticket_api: () => benchTicketApi(),
   replies: () => benchReplies(),
+  stomp_frames: () => benchStompFrames(),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);

@@ -15,6 +15,7 @@
  * over every split of a stream of well-formed and odd frames.
  */
 import { Parser } from "@stomp/stompjs";
+import { log } from "../log/log.ts";
 
 const NULL = 0;
 const LF = 10;
@@ -49,7 +50,7 @@ export const stompjsParseChunk: Parser["parseChunk"] = Parser.prototype.parseChu
 const states = new WeakMap<Parser, FastState>();
 const decoder = new TextDecoder();
 
-/** Installs the fast `parseChunk` (once; later calls do nothing). */
+/** Installs the fast `parseChunk` (calling it again changes nothing). */
 export function useFastFrameParser(): void {
   Parser.prototype.parseChunk = fastParseChunk;
 }
@@ -103,8 +104,9 @@ export function fastParseChunk(
     at = found.end;
     try {
       parser.onFrame(found.frame);
-    } catch (e) {
-      console.log(`Ignoring an exception thrown by a frame handler. Original exception: `, e);
+    } catch (error) {
+      // As stompjs does: one frame's handler failing does not stop the connection.
+      log("stomp").error("A STOMP frame handler failed; going on: {error}", { error });
     }
   }
 }
