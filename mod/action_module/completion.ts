@@ -109,8 +109,6 @@ export class CompletionQueue {
   #loop: Promise<void> = Promise.resolve();
   /** When the records of completions answered early are due to be stored. */
   #recordTimer: TimerId | undefined;
-  /** The batch being stored. */
-  #batch: Completion[] = [];
   /** Early completions to answer at the end of this tick (`#answerSoon`). */
   readonly #early: Completion[] = [];
   /**
@@ -239,7 +237,7 @@ export class CompletionQueue {
           this.#recordsDueSoon();
           break;
         }
-        const batch = this.#batch = this.#takeBatch();
+        const batch = this.#takeBatch();
         // Awaiting their receipts; claimed before the commit so that an outbox flush does not
         // send those with an outbox entry as well. Not those answered early already: their
         // receipts may have come, and nothing would release them again.
@@ -299,7 +297,6 @@ export class CompletionQueue {
         for (const c of batch) c.resolve();
       }
     } finally {
-      this.#batch = [];
       this.#committing = false;
     }
   }
