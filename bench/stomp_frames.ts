@@ -9,6 +9,7 @@ import { FrameImpl, Parser } from "@stomp/stompjs";
 import { type BenchResult, percentile, round } from "./_report.ts";
 import { fastParseChunk, stompjsParseChunk } from "../mod/stomp/frame_parser.ts";
 import { taskAction } from "../tests/support/stomp_client.ts";
+import { concatBytes } from "../mod/text/bytes.ts";
 
 const FRAMES = 3000;
 const ROUNDS = 7;
@@ -23,12 +24,7 @@ function stream(): ArrayBuffer[] {
       `persistent:true\nreply-to:/queue/acks.201.noop\ntimestamp:1700000000000\n\n`;
     return [encoder.encode(head), body, new Uint8Array([0, 10])];
   }).flat();
-  const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-  let at = 0;
-  for (const f of frames) {
-    all.set(f, at);
-    at += f.length;
-  }
+  const all = concatBytes(frames);
   const chunks: ArrayBuffer[] = [];
   for (let i = 0; i < all.length; i += 16_384) chunks.push(all.slice(i, i + 16_384).buffer);
   return chunks;

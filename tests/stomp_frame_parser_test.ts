@@ -6,18 +6,11 @@
 import { assertEquals } from "./support/assert.ts";
 import { Parser } from "@stomp/stompjs";
 import { fastParseChunk, readsFast, stompjsParseChunk } from "../mod/stomp/frame_parser.ts";
+import { concatBytes } from "../mod/text/bytes.ts";
 
 const enc = new TextEncoder();
-const bytes = (...parts: (string | number[] | Uint8Array)[]): Uint8Array => {
-  const all = parts.map((p) => typeof p === "string" ? enc.encode(p) : new Uint8Array(p));
-  const out = new Uint8Array(all.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of all) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
+const bytes = (...parts: (string | number[] | Uint8Array)[]): Uint8Array =>
+  concatBytes(parts.map((p) => typeof p === "string" ? enc.encode(p) : new Uint8Array(p)));
 
 const body = JSON.stringify({
   task: { id: 4711, name: "Contain host", owner_id: 3 },

@@ -16,6 +16,7 @@
  */
 import { Parser } from "@stomp/stompjs";
 import { log } from "../log/log.ts";
+import { concatBytes } from "../text/bytes.ts";
 
 const NULL = 0;
 const LF = 10;
@@ -76,7 +77,7 @@ export function fastParseChunk(
   state.chunks.push(chunk);
   state.have += chunk.byteLength;
   if (state.have < state.need) return;
-  const bytes = state.chunks.length === 1 ? chunk : concat(state.chunks, state.have);
+  const bytes = state.chunks.length === 1 ? chunk : concatBytes(state.chunks);
   state.chunks = [];
   state.have = 0;
   state.need = 0;
@@ -119,7 +120,7 @@ function slowFrom(
   appendMissingNULLonIncoming: boolean,
 ): void {
   state.slow = true;
-  const held = state.have ? concat(state.chunks, state.have) : undefined;
+  const held = state.have ? concatBytes(state.chunks) : undefined;
   state.chunks = [];
   state.have = 0;
   if (held) stompjsParseChunk.call(parser, held.slice().buffer, false);
@@ -254,14 +255,4 @@ function digits(bytes: Uint8Array, from: number, to: number): number {
     n = n * 10 + d;
   }
   return n;
-}
-
-function concat(chunks: Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
 }

@@ -6,6 +6,7 @@
  * request/reply round trip takes ~44 ms instead of ~0.5 ms.
  */
 import type { IStompSocket } from "@stomp/stompjs";
+import { concatBytes } from "../text/bytes.ts";
 
 /** Where and how to connect. */
 export interface SocketTarget {
@@ -66,15 +67,7 @@ export class DenoStompSocket implements IStompSocket {
     const chunks = this.#pending;
     this.#pending = [];
     if (!this.#writer || chunks.length === 0) return;
-    let bytes = chunks[0]!;
-    if (chunks.length > 1) {
-      bytes = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-      let offset = 0;
-      for (const c of chunks) {
-        bytes.set(c, offset);
-        offset += c.byteLength;
-      }
-    }
+    const bytes = chunks.length === 1 ? chunks[0]! : concatBytes(chunks);
     this.#writer.write(bytes).catch((error) => this.#fail(error));
   }
 

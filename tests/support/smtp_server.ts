@@ -6,6 +6,7 @@
 import { SMTPServer } from "smtp-server";
 import { type LeafName, testPki } from "./ca.ts";
 import { freePort } from "./activemq.ts";
+import { concatBytes } from "../../mod/text/bytes.ts";
 
 /** A message as the server received it. */
 export interface ReceivedMail {
@@ -70,7 +71,7 @@ export class TestSmtpServer {
         const chunks: Uint8Array[] = [];
         stream.on("data", (chunk: Uint8Array) => chunks.push(chunk));
         stream.on("end", () => {
-          const raw = new TextDecoder().decode(concat(chunks));
+          const raw = new TextDecoder().decode(concatBytes(chunks));
           const envelope = session.envelope;
           this.messages.push({
             from: envelope.mailFrom ? envelope.mailFrom.address : "",
@@ -118,14 +119,4 @@ export class TestSmtpServer {
     }
     return this.messages;
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
 }
