@@ -8,7 +8,8 @@
  * - after a warm-up burst each, bursts of BURST task actions (distinct task ids) published
  *   while the consumer runs, median of ROUNDS rounds, the consumers taking turns within a
  *   round, each round starting with the next one;
- * - one at a time (each action sent when the last one's reply came): p50/p99;
+ * - one at a time (each action sent when the last one's reply came), in turns of
+ *   SINGLES_TURN actions per consumer: p50/p99;
  * - resident memory at rest, right after MEMORY_MESSAGES actions and IDLE_MS later.
  * The platform's side (publishing, collecting replies) is its own process as well.
  * BENCH_ROUNDS / BENCH_MEMORY_MESSAGES shorten a run. To compare a change with what it
@@ -31,6 +32,7 @@ const ORG = 201;
 const BURST = 3000;
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 4);
 const SINGLES = 300;
+const SINGLES_TURN = 30;
 const MEMORY_MESSAGES = Number(Deno.env.get("BENCH_MEMORY_MESSAGES") ?? 10_000);
 const IDLE_MS = 15_000;
 /** The agent's default: num_workers = 10; the no-op processor's prefetch (a sandboxed one's). */
@@ -386,14 +388,21 @@ export async function benchListener(): Promise<BenchResult> {
       round(cpu.get(c.name)![part] / (ROUNDS * BURST), 3);
     const rate = (c: Consumer) => median(rates.get(c.name)!);
 
-    const single = new Map<string, number[]>();
-    for (const c of consumers) {
-      const times: number[] = JSON.parse(
-        await platform.ask(`single ${c.queue} ${SINGLES} ${base}`),
-      );
-      base += SINGLES;
-      single.set(c.name, times.sort((a, b) => a - b));
+    // One at a time, in turns of SINGLES_TURN actions each (the first consumer rotating like
+    // the bursts' rounds), so that what the machine does after the last burst (the broker's
+    // journal, a collection) falls on every consumer alike.
+    const single = new Map<string, number[]>(consumers.map((c) => [c.name, []]));
+    for (let turn = 0; turn < SINGLES / SINGLES_TURN; turn++) {
+      for (let i = 0; i < consumers.length; i++) {
+        const c = consumers[(i + turn) % consumers.length]!;
+        const times: number[] = JSON.parse(
+          await platform.ask(`single ${c.queue} ${SINGLES_TURN} ${base}`),
+        );
+        base += SINGLES_TURN;
+        single.get(c.name)!.push(...times);
+      }
     }
+    for (const times of single.values()) times.sort((a, b) => a - b);
     const p = (c: Consumer, q: number) => round(percentile(single.get(c.name)!, q), 2);
 
     const afterMessages = new Map<string, Split>();
