@@ -4,10 +4,15 @@
  * raw frame to stompjs's `FrameImpl.fromRawFrame` as its connection handler does. The frames
  * are Action Module messages as ActiveMQ sends them (about 1 KB with their headers), read in
  * 16 KB chunks as the socket hands them on; alternating rounds, the median of each.
+ *
+ * Writing each message's reply SEND and its ACK: mod/stomp/frame_writer.ts against what
+ * stompjs's `publish` and `ack` do for the same frames (a FrameImpl serialized, the text
+ * encoded by the socket), in alternating rounds as well.
  */
 import { FrameImpl, Parser } from "@stomp/stompjs";
 import { type BenchResult, percentile, round } from "./_report.ts";
 import { fastParseChunk, stompjsParseChunk } from "../mod/stomp/frame_parser.ts";
+import { frameBytes } from "../mod/stomp/frame_writer.ts";
 import { taskAction } from "../tests/support/stomp_client.ts";
 import { concatBytes } from "../mod/text/bytes.ts";
 
@@ -43,6 +48,35 @@ function usPerFrame(parse: typeof stompjsParseChunk, chunks: ArrayBuffer[]): num
   return us;
 }
 
+/** A reply and its ACK per message, as the agent sends them. */
+function replies(): { reply: Record<string, string>; body: string; ack: Record<string, string> }[] {
+  return Array.from({ length: FRAMES }, (_, i) => ({
+    reply: { destination: "/queue/acks.201.noop", "correlation-id": `invid:${i}` },
+    body: JSON.stringify({ message_type: 0, message: `Task ${10_000 + i}: done`, complete: true }),
+    ack: { id: `ID:bench-1-5:3:1:1:${i}`, subscription: "actions.201.noop" },
+  }));
+}
+
+type Writer = (command: string, headers: Record<string, string>, body?: string) => Uint8Array;
+
+const encoder = new TextEncoder();
+/** What stompjs's _transmit does for a frame, and the socket's encoding of its text. */
+const stompjsWriter: Writer = (command, headers, body) =>
+  encoder.encode(
+    new FrameImpl({ command, headers, body, escapeHeaderValues: true }).serialize() as string,
+  );
+
+function usPerPair(write: Writer, pairs: ReturnType<typeof replies>): number {
+  let bytes = 0;
+  const start = performance.now();
+  for (const { reply, body, ack } of pairs) {
+    bytes += write("SEND", reply, body).length + write("ACK", ack).length;
+  }
+  const us = (performance.now() - start) * 1000 / pairs.length;
+  if (bytes < pairs.length * 100) throw new Error("frames too short");
+  return us;
+}
+
 export function benchStompFrames(): Promise<BenchResult> {
   const chunks = stream();
   const library: number[] = [];
@@ -53,9 +87,20 @@ export function benchStompFrames(): Promise<BenchResult> {
     library.push(usPerFrame(stompjsParseChunk, chunks));
     ours.push(usPerFrame(fastParseChunk, chunks));
   }
+  const pairs = replies();
+  const libraryWrites: number[] = [];
+  const ourWrites: number[] = [];
+  usPerPair(stompjsWriter, pairs);
+  usPerPair(frameBytes, pairs);
+  for (let i = 0; i < ROUNDS; i++) {
+    libraryWrites.push(usPerPair(stompjsWriter, pairs));
+    ourWrites.push(usPerPair(frameBytes, pairs));
+  }
   const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
   const stompjs = median(library);
   const fast = median(ours);
+  const stompjsWrite = median(libraryWrites);
+  const fastWrite = median(ourWrites);
   return Promise.resolve({
     name: "stomp_frames",
     figures: {
@@ -63,6 +108,9 @@ export function benchStompFrames(): Promise<BenchResult> {
       stompjs_parser_us_per_frame: round(stompjs, 2),
       agent_parser_us_per_frame: round(fast, 2),
       stompjs_vs_agent_ratio: round(stompjs / fast, 1),
+      stompjs_writer_us_per_reply_and_ack: round(stompjsWrite, 2),
+      agent_writer_us_per_reply_and_ack: round(fastWrite, 2),
+      stompjs_vs_agent_writer_ratio: round(stompjsWrite / fastWrite, 1),
     },
     notes: [
       "each raw frame is handed to stompjs's FrameImpl.fromRawFrame as its connection handler does, so both figures include that; median of 7 alternating rounds",

@@ -1,10 +1,12 @@
 /**
  * The fast STOMP frame reader against stompjs's own, side by side: every stream of frames,
  * cut into chunks every possible way (and at random), must give the same frames and pings in
- * the same order, odd frames included (those the fast path hands back to stompjs).
+ * the same order, odd frames included (those the fast path hands back to stompjs). And the
+ * frame writer's SEND and ACK frames against stompjs's serializer, byte for byte.
  */
 import { assertEquals } from "./support/assert.ts";
-import { Parser } from "@stomp/stompjs";
+import { FrameImpl, Parser } from "@stomp/stompjs";
+import { frameBytes } from "../mod/stomp/frame_writer.ts";
 import { fastParseChunk, readsFast, stompjsParseChunk } from "../mod/stomp/frame_parser.ts";
 import { concatBytes } from "../mod/text/bytes.ts";
 
@@ -159,4 +161,43 @@ Deno.test("the fast frame reader reads a 1 MB body that comes in 1,000 chunks, a
   assertEquals(events, run(stompjsParseChunk, [stream]));
   const burst = bytes(...Array.from({ length: 500 }, () => WELL_FORMED[1]!));
   assertEquals(run(fastParseChunk, [burst]).length, 1000); // each frame and its ping
+});
+
+Deno.test("the frame writer's frames are stompjs's, byte for byte, for plain and hostile headers and bodies", () => {
+  const headers: Record<string, string>[] = [
+    {},
+    { destination: "/queue/acks.201.noop", "correlation-id": "invid:4711" },
+    { id: "ID:box-1-5:3:1:1:1", subscription: "actions.201.noop", transaction: "tx-1" },
+    { "x-hostile": "a:b\\c\r\nSEND\ndestination:/queue/other\n\n\0", "x-ünï": "Zoë 😀" },
+    { "x-escapes": "\\c\\n\\\\", "x-empty": "", "x-colon": ":" },
+  ];
+  const bodies = [
+    "",
+    body,
+    "NUL \0 inside, CRLF \r\n, ✓ 😀 \u00e9",
+    "lone surrogates \ud83d, \udc00 and at the end \ud83d",
+    "x".repeat(70_000) + "✓",
+  ];
+  for (const command of ["SEND", "ACK"]) {
+    for (const header of headers) {
+      for (const text of bodies) {
+        const theirs = new FrameImpl({
+          command,
+          headers: header,
+          body: text,
+          escapeHeaderValues: true,
+        }).serialize() as string;
+        assertEquals(
+          frameBytes(command, header, text),
+          new TextEncoder().encode(theirs), // as the socket sends stompjs's text
+          `${command} ${JSON.stringify(header)} ${text.slice(0, 20)}`,
+        );
+      }
+    }
+  }
+  // A content-length among the headers is left out: the body's own is the one sent.
+  assertEquals(
+    new TextDecoder().decode(frameBytes("SEND", { "content-length": "1", a: "b" }, "✓")),
+    "SEND\na:b\ncontent-length:3\n\n✓\0",
+  );
 });

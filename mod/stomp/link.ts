@@ -11,6 +11,7 @@ import { type TlsError, tlsErrorFrom } from "../tls/errors.ts";
 import { abortableSleep } from "../async/delay.ts";
 import { DenoStompSocket, type SocketFailure, type SocketTarget } from "./socket.ts";
 import { useFastFrameParser } from "./frame_parser.ts";
+import { frameBytes } from "./frame_writer.ts";
 import type { Delivery, OutgoingFrame, StompTransport, SubscriptionSpec } from "./types.ts";
 
 /** Options for {@linkcode StompLink}. */
@@ -82,6 +83,10 @@ export class StompLink implements StompTransport {
       onWebSocketError: (event) => this.#onSocketError(event),
       onWebSocketClose: () => this.#onClose(),
       debug: () => {},
+      // stompjs builds a debug line for every frame, a received one's headers escaped all over
+      // again (`${frame}`), whether debug logs or not; with this it passes the raw text
+      // instead, which costs one decode per chunk read (its debug is still a no-op here).
+      logRawCommunication: true,
     });
   }
 
@@ -137,7 +142,28 @@ export class StompLink implements StompTransport {
       headers.receipt = receipt;
       this.#client.watchForReceipt(receipt, () => onReceipt());
     }
-    this.#client.publish({ destination: frame.destination, headers, body: frame.body });
+    this.#send(frame.destination, headers, frame.body);
+  }
+
+  /**
+   * A SEND, written straight to the socket (./frame_writer.ts) on a STOMP 1.1 or 1.2
+   * connection, through stompjs on a 1.0 one (no header escaping there).
+   */
+  #send(destination: string, headers: Record<string, string>, body: string): void {
+    const socket = this.#client.webSocket;
+    if (socket && this.#client.connectedVersion !== "1.0") {
+      socket.send(frameBytes("SEND", { destination, ...headers }, body));
+    } else this.#client.publish({ destination, headers, body });
+  }
+
+  /** An ACK, as #send writes a SEND (1.2 names the message `id`, 1.1 `message-id`). */
+  #ack(id: string, subscription: string, headers: Record<string, string>): void {
+    const socket = this.#client.webSocket;
+    const version = this.#client.connectedVersion;
+    if (socket && version !== "1.0") {
+      const name = version === "1.2" ? "id" : "message-id";
+      socket.send(frameBytes("ACK", { ...headers, [name]: id, subscription }));
+    } else this.#client.ack(id, subscription, headers);
   }
 
   /**
@@ -166,15 +192,9 @@ export class StompLink implements StompTransport {
     // connection comes back (for the ledger to recognise, or to be handled again).
     items.forEach(({ delivery, reply }, i) => {
       if (!sendable[i]) return;
-      if (reply) {
-        this.#client.publish({
-          destination: reply.destination,
-          headers: { ...reply.headers, ...inTx },
-          body: reply.body,
-        });
-      }
+      if (reply) this.#send(reply.destination, { ...reply.headers, ...inTx }, reply.body);
       const id = delivery.headers["ack"] ?? delivery.headers["message-id"]!;
-      this.#client.ack(id, delivery.headers["subscription"] ?? "", { ...inTx });
+      this.#ack(id, delivery.headers["subscription"] ?? "", inTx);
     });
     tx?.commit();
     if (options.onSent && !tx) this.#awaitConfirmation(options.onSent);
