@@ -44,6 +44,9 @@ const HOSTILE: InviteMail[] = [
   },
   { ...PLAIN, method: "CANCEL", subject: "Cancelled: Task: Investigate (Incident 2095)" },
   { ...PLAIN, from: "SOAR Calendar <soar-calendar@example.com>", text: "" + "é".repeat(500) },
+  // Lines of 76 characters are 7bit, one of 77 is not (for the text and the calendar part).
+  { ...PLAIN, text: "a".repeat(76) + "\n" + "b".repeat(76), ics: ICS + "c".repeat(76) },
+  { ...PLAIN, text: "a".repeat(76) + "\r\n" + "b".repeat(77), ics: ICS + "c".repeat(77) },
 ];
 
 async function byNodemailer(mail: InviteMail): Promise<string> {
@@ -117,7 +120,9 @@ const PIECES = [
   "\r",
   "\u0001",
   "\u007f",
+  "\u2028",
   "é",
+  "y".repeat(76),
   "x".repeat(80),
   "word ".repeat(20),
   "https://soar.example.com/#incidents/2095",
