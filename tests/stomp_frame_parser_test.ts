@@ -7,7 +7,13 @@
 import { assertEquals } from "./support/assert.ts";
 import { FrameImpl, Parser } from "@stomp/stompjs";
 import { frameBytes } from "../mod/stomp/frame_writer.ts";
-import { fastParseChunk, readsFast, stompjsParseChunk } from "../mod/stomp/frame_parser.ts";
+import {
+  fastFromRawFrame,
+  fastParseChunk,
+  readsFast,
+  stompjsFromRawFrame,
+  stompjsParseChunk,
+} from "../mod/stomp/frame_parser.ts";
 import { concatBytes } from "../mod/text/bytes.ts";
 
 const enc = new TextEncoder();
@@ -161,6 +167,45 @@ Deno.test("the fast frame reader reads a 1 MB body that comes in 1,000 chunks, a
   assertEquals(events, run(stompjsParseChunk, [stream]));
   const burst = bytes(...Array.from({ length: 500 }, () => WELL_FORMED[1]!));
   assertEquals(run(fastParseChunk, [burst]).length, 1000); // each frame and its ping
+});
+
+Deno.test("frames are made of raw frames as stompjs makes them: the first of repeated headers, names and values trimmed, values unescaped on 1.1/1.2 outside CONNECT/CONNECTED", () => {
+  const raws: { command: string; headers: [string, string][]; binaryBody: Uint8Array }[] = [];
+  new Parser((raw) => raws.push(raw as (typeof raws)[number]), () => {})
+    .parseChunk(bytes(...WELL_FORMED).buffer as ArrayBuffer);
+  const hostile: [string, string][] = [
+    [" x-padded\t", " \u00a0value\ufeff\u2028 "],
+    ["ack", "ID\\cbox\\c1"],
+    ["x-odd", "a\\\\cb\\x\\"],
+    ["x-escaped", "\\r\\n\\\\\\c"],
+    ["x-dup", "first"],
+    ["x-dup", "second"],
+    ["", ""],
+  ];
+  for (const command of ["MESSAGE", "CONNECTED", "CONNECT", "RECEIPT"]) {
+    raws.push({ command, headers: hostile, binaryBody: enc.encode("body") });
+  }
+  let unescaped = 0;
+  for (const raw of raws) {
+    for (const escape of [true, false]) {
+      // stompjs reverses the raw headers in place: each gets a copy.
+      const copy = () => ({
+        ...raw,
+        headers: raw.headers.map(([k, v]) => [k, v] as [string, string]),
+      });
+      const theirs = stompjsFromRawFrame(copy(), escape);
+      const ours = fastFromRawFrame(copy(), escape);
+      const escapes = (frame: FrameImpl) =>
+        (frame as unknown as { escapeHeaderValues: boolean }).escapeHeaderValues;
+      assertEquals(
+        [ours.command, ours.headers, [...ours.binaryBody], escapes(ours)],
+        [theirs.command, theirs.headers, [...theirs.binaryBody], escapes(theirs)],
+        `${raw.command} ${escape}`,
+      );
+      if (ours.headers["x-escaped"] === "\r\n\\:") unescaped++;
+    }
+  }
+  assertEquals(unescaped, 2, "MESSAGE and RECEIPT with escapes read as 1.2 unescapes them");
 });
 
 Deno.test("the frame writer's frames are stompjs's, byte for byte, for plain and hostile headers and bodies", () => {

@@ -13,8 +13,11 @@
  * back to stompjs's own byte-at-a-time code for good, from the start of that frame:
  * frames stay exactly stompjs's. tests/stomp_frame_parser_test.ts holds the two side by side
  * over every split of a stream of well-formed and odd frames.
+ *
+ * The same goes for the static `FrameImpl.fromRawFrame`, which the handler calls to make a
+ * frame of each raw one ({@linkcode fastFromRawFrame}).
  */
-import { Parser } from "@stomp/stompjs";
+import { FrameImpl, type IRawFrameType, Parser } from "@stomp/stompjs";
 import { log } from "../log/log.ts";
 import { concatBytes } from "../text/bytes.ts";
 
@@ -51,9 +54,49 @@ export const stompjsParseChunk: Parser["parseChunk"] = Parser.prototype.parseChu
 const states = new WeakMap<Parser, FastState>();
 const decoder = new TextDecoder();
 
-/** Installs the fast `parseChunk` (calling it again changes nothing). */
+/** Installs the fast `parseChunk` and `fromRawFrame` (calling it again changes nothing). */
 export function useFastFrameParser(): void {
   Parser.prototype.parseChunk = fastParseChunk;
+  FrameImpl.fromRawFrame = fastFromRawFrame;
+}
+
+/** stompjs's own `FrameImpl.fromRawFrame`, for tests. */
+export const stompjsFromRawFrame: typeof FrameImpl.fromRawFrame = FrameImpl.fromRawFrame;
+
+/**
+ * stompjs's `FrameImpl.hdrValueUnEscape` (private in its types), replace for replace in its
+ * order: the same text for every value, also where that order reads a value oddly (two
+ * backslashes and a `c` become a backslash and a colon).
+ */
+function unescapeValue(value: string): string {
+  return value.replaceAll("\\r", "\r").replaceAll("\\n", "\n").replaceAll("\\c", ":")
+    .replaceAll("\\\\", "\\");
+}
+
+/**
+ * A received frame as stompjs's connection handler makes it (`FrameImpl.fromRawFrame`, the
+ * static it calls for every raw frame): the first of repeated headers wins, names and values
+ * trimmed, values unescaped on STOMP 1.1/1.2 (not in CONNECT/CONNECTED). stompjs trims every
+ * name and value with a regular expression and unescapes every value with four replaces;
+ * here `trim()` (the same white space as its `\s`) and the unescape only for a value with a
+ * backslash, which is the only thing it changes. Together that was an eighth of what the
+ * agent's main thread allocated in a burst.
+ */
+export function fastFromRawFrame(rawFrame: IRawFrameType, escapeHeaderValues: boolean): FrameImpl {
+  const headers: Record<string, string> = {};
+  const unescape = escapeHeaderValues && rawFrame.command !== "CONNECT" &&
+    rawFrame.command !== "CONNECTED";
+  for (let i = rawFrame.headers.length - 1; i >= 0; i--) {
+    const [name, raw] = rawFrame.headers[i]!;
+    const value = raw.trim();
+    headers[name.trim()] = unescape && value.includes("\\") ? unescapeValue(value) : value;
+  }
+  return new FrameImpl({
+    command: rawFrame.command!,
+    headers,
+    binaryBody: rawFrame.binaryBody,
+    escapeHeaderValues,
+  });
 }
 
 /** Whether a parser is still on the fast path (false once handed back to stompjs). */
