@@ -1,7 +1,7 @@
 /**
  * The agent's busiest outgoing frames (each action's reply SEND and its ACK) as bytes,
  * written straight to the connection's socket: the same bytes as @stomp/stompjs's
- * `FrameImpl.serialize` for STOMP 1.1 and 1.2 (the command, the headers in their order with
+ * `FrameImpl.serialize` on a STOMP 1.2 connection (the command, the headers in their order with
  * escaped values, `content-length` for a body, the body, NUL), made in one pass.
  *
  * Why not stompjs's `publish` and `ack`: each frame becomes a FrameImpl whose text is built
@@ -14,7 +14,7 @@
 const encoder = new TextEncoder();
 
 /**
- * A header value escaped as STOMP 1.1/1.2 ask (`\` first, as stompjs does). ActiveMQ's
+ * A header value escaped as STOMP 1.2 asks (`\` first, as stompjs does). ActiveMQ's
  * message ids hold colons, so every ACK has some: plain replaces, no regular expression.
  */
 function escapeValue(value: string): string {
@@ -26,7 +26,7 @@ function escapeValue(value: string): string {
 }
 
 /**
- * One frame of a STOMP 1.1/1.2 connection. A body (text) gets its `content-length`; a
+ * One frame of a STOMP 1.2 connection. A body (text) gets its `content-length`; a
  * `content-length` among `headers` is left out (the body's own is the one that counts).
  */
 export function frameBytes(

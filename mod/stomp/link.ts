@@ -146,23 +146,21 @@ export class StompLink implements StompTransport {
   }
 
   /**
-   * A SEND, written straight to the socket (./frame_writer.ts) on a STOMP 1.1 or 1.2
-   * connection, through stompjs on a 1.0 one (no header escaping there).
+   * A SEND, written straight to the socket (./frame_writer.ts) on a STOMP 1.2 connection
+   * (ActiveMQ's); through stompjs on an older one, where stompjs does not escape headers.
    */
   #send(destination: string, headers: Record<string, string>, body: string): void {
     const socket = this.#client.webSocket;
-    if (socket && this.#client.connectedVersion !== "1.0") {
+    if (socket && this.#client.connectedVersion === "1.2") {
       socket.send(frameBytes("SEND", { destination, ...headers }, body));
     } else this.#client.publish({ destination, headers, body });
   }
 
-  /** An ACK, as #send writes a SEND (1.2 names the message `id`, 1.1 `message-id`). */
+  /** An ACK, as #send writes a SEND. */
   #ack(id: string, subscription: string, headers: Record<string, string>): void {
     const socket = this.#client.webSocket;
-    const version = this.#client.connectedVersion;
-    if (socket && version !== "1.0") {
-      const name = version === "1.2" ? "id" : "message-id";
-      socket.send(frameBytes("ACK", { ...headers, [name]: id, subscription }));
+    if (socket && this.#client.connectedVersion === "1.2") {
+      socket.send(frameBytes("ACK", { ...headers, id, subscription }));
     } else this.#client.ack(id, subscription, headers);
   }
 
@@ -299,7 +297,11 @@ export class StompLink implements StompTransport {
     this.#everConnected = true;
     this.#attempt = 1;
     this.#lastError = undefined;
-    this.#logger.info("Connected to {url}", { url: this.#url(), generation: this.#generation });
+    this.#logger.info("Connected to {url} (STOMP {stomp})", {
+      url: this.#url(),
+      stomp: this.#client.connectedVersion,
+      generation: this.#generation,
+    });
     for (const spec of this.#subscriptions) this.#subscribeOne(spec);
     for (const listener of this.#connectListeners) listener();
     this.#started?.resolve();
