@@ -487,6 +487,8 @@ export async function benchListener(): Promise<BenchResult> {
             alt_calendar_cpu_ms_per_msg: cpuPerMessage(altCalendar, "own"),
             alt_noop_single_p50_ms: p(altNoop, 50),
             alt_calendar_single_p50_ms: p(altCalendar, 50),
+            alt_noop_single_p99_ms: p(altNoop, 99),
+            alt_calendar_single_p99_ms: p(altCalendar, 99),
             alt_noop_rss_after_messages_mb: mem(altNoop, afterMessages),
             alt_noop_rss_idle_mb: mem(altNoop, idle),
           }
