@@ -211,8 +211,8 @@ export class StompLink implements StompTransport {
   /**
    * Asks the broker to confirm everything sent so far: an empty transaction whose BEGIN
    * carries a receipt (frames on one connection are handled in order). Done at most every
-   * CONFIRM_DELAY_MS rather than per batch: a RECEIPT right before the broker's next MESSAGE
-   * makes that MESSAGE wait for our delayed TCP ACK (~40 ms) when the broker has Nagle on.
+   * CONFIRM_DELAY_MS rather than per batch: one receipt covers every batch sent meanwhile, and
+   * each RECEIPT is one more frame the broker must send (see the EOL that answers it).
    */
   #requestConfirmation(): void {
     this.#confirmTimer = undefined;
