@@ -1,8 +1,9 @@
 /**
  * The fast STOMP frame reader against stompjs's own, side by side: every stream of frames,
  * cut into chunks every possible way (and at random), must give the same frames and pings in
- * the same order, odd frames included (those the fast path hands back to stompjs). And the
- * frame writer's SEND and ACK frames against stompjs's serializer, byte for byte.
+ * the same order, odd frames included (those the fast path hands back to stompjs). The frames
+ * made of raw ones against stompjs's `FrameImpl.fromRawFrame`, and the frame writer's SEND and
+ * ACK frames against stompjs's serializer, byte for byte.
  */
 import { assertEquals } from "./support/assert.ts";
 import { FrameImpl, Parser } from "@stomp/stompjs";
@@ -169,7 +170,7 @@ Deno.test("the fast frame reader reads a 1 MB body that comes in 1,000 chunks, a
   assertEquals(run(fastParseChunk, [burst]).length, 1000); // each frame and its ping
 });
 
-Deno.test("frames are made of raw frames as stompjs makes them: the first of repeated headers, names and values trimmed, values unescaped on 1.1/1.2 outside CONNECT/CONNECTED", () => {
+Deno.test("frames are made of raw frames as stompjs makes them: the first of repeated headers, names and values trimmed, values unescaped where the connection escapes them (1.2) outside CONNECT/CONNECTED", () => {
   const raws: { command: string; headers: [string, string][]; binaryBody: Uint8Array }[] = [];
   new Parser((raw) => raws.push(raw as (typeof raws)[number]), () => {})
     .parseChunk(bytes(...WELL_FORMED).buffer as ArrayBuffer);
