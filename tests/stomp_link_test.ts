@@ -1,10 +1,15 @@
 import { assert, assertEquals } from "./support/assert.ts";
+import { waitUntil } from "./support/wait.ts";
 import { StompLink } from "../mod/stomp/link.ts";
 
-/** A scripted STOMP server on 127.0.0.1: records CONNECT frames and answers CONNECTED. */
+/**
+ * A scripted STOMP server on 127.0.0.1: records the frames (and the raw text) it gets, answers
+ * CONNECTED, and a RECEIPT for a frame that asks for one.
+ */
 function fakeStompServer(connected: string) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const frames: string[] = [];
+  let raw = "";
   const conns: Deno.Conn[] = [];
   (async () => {
     for await (const conn of listener) {
@@ -14,7 +19,9 @@ function fakeStompServer(connected: string) {
         const decoder = new TextDecoder();
         try {
           for await (const chunk of conn.readable) {
-            buffer += decoder.decode(chunk);
+            const text = decoder.decode(chunk);
+            raw += text;
+            buffer += text;
             while (buffer.includes("\0")) {
               const end = buffer.indexOf("\0");
               const frame = buffer.slice(0, end).replace(/^\n+/, "");
@@ -22,6 +29,10 @@ function fakeStompServer(connected: string) {
               frames.push(frame);
               if (frame.startsWith("CONNECT")) {
                 await conn.write(new TextEncoder().encode(connected));
+              }
+              const receipt = /^receipt:(.*)$/m.exec(frame)?.[1];
+              if (receipt && !frame.startsWith("CONNECT")) {
+                await conn.write(new TextEncoder().encode(`RECEIPT\nreceipt-id:${receipt}\n\n\0`));
               }
             }
           }
@@ -32,6 +43,7 @@ function fakeStompServer(connected: string) {
   return {
     port: (listener.addr as Deno.NetAddr).port,
     frames,
+    raw: () => raw,
     connections: () => conns.length,
     close() {
       listener.close();
@@ -71,6 +83,61 @@ Deno.test({
       assertEquals(headers["passcode"], "key-secret");
       assertEquals(headers["heart-beat"], "0,15000");
       assert(!("client-id" in headers), "no client-id header");
+    } finally {
+      await link.stop();
+      server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a reply and its ACK go out as STOMP 1.2 frames, the broker's RECEIPT confirms them, " +
+    "and an EOL answers the RECEIPT at once (its TCP ACK must not wait for the delayed-ACK timer)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = fakeStompServer("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0");
+    const link = new StompLink({
+      target: { hostname: "127.0.0.1", port: server.port },
+      login: "l",
+      passcode: "p",
+    });
+    try {
+      await link.start();
+      const confirmed = Promise.withResolvers<void>();
+      const delivery = {
+        headers: { "message-id": "ID:b-1:1", ack: "ID:b-1:1", subscription: "actions.201.q" },
+        body: new Uint8Array(),
+        generation: 1,
+      };
+      const reply = {
+        destination: "/queue/acks.201.q",
+        headers: { "correlation-id": "invid:7" },
+        body: '{"message":"done ✓"}',
+      };
+      const sent = link.ackAndSend([{ delivery, reply }], { onSent: () => confirmed.resolve() });
+      assertEquals(sent, [true]);
+      await confirmed.promise;
+      assert(
+        server.frames.some((f) =>
+          f === "SEND\ndestination:/queue/acks.201.q\ncorrelation-id:invid\\c7\n" +
+              'content-length:22\n\n{"message":"done ✓"}'
+        ),
+        server.frames.join("|"),
+      );
+      assert(
+        server.frames.includes("ACK\nid:ID\\cb-1\\c1\nsubscription:actions.201.q\n\n"),
+        server.frames.join("|"),
+      );
+      // The confirmation is an empty transaction: BEGIN with the receipt, ABORT; then the EOL.
+      const abort = server.raw().lastIndexOf("ABORT\n");
+      assert(abort > server.raw().lastIndexOf("BEGIN\n"), server.raw());
+      await waitUntil(
+        "an EOL follows the frames after the RECEIPT",
+        () => server.raw().slice(abort).endsWith("\0\n"),
+        5_000,
+        10,
+      );
     } finally {
       await link.stop();
       server.close();
