@@ -4,7 +4,7 @@
  * around multipart/alternative(text/plain, text/calendar) and the .ics as application/ics),
  * with every varying part encoded by nodemailer's own functions: the header values by
  * MimeNode's `encodeHeaderValue` and `foldLines`, the parts' transfer encoding chosen by
- * MimeNode's rule and written by its quoted-printable and base64 encoders.
+ * MimeNode's rule and written by its quoted-printable encoder, or as base64 in its lines.
  *
  * Why not MailComposer: building its tree of MimeNodes for every invite (a node per part,
  * every header set, normalised, parsed back and rebuilt) was a quarter of the calendar's
@@ -20,8 +20,6 @@ import { Buffer } from "node:buffer";
 import MailComposer from "nodemailer/lib/mail-composer";
 // @ts-types="@types/nodemailer/lib/qp/index.d.ts"
 import * as qp from "nodemailer/lib/qp";
-// @ts-types="@types/nodemailer/lib/base64/index.d.ts"
-import * as base64 from "nodemailer/lib/base64";
 // @ts-types="@types/nodemailer/lib/mime-node/index.d.ts"
 import MimeNode from "nodemailer/lib/mime-node";
 // @ts-types="@types/nodemailer/lib/mime-funcs/index.d.ts"
@@ -148,8 +146,6 @@ function fromShape(mail: InviteMail): string {
     headerLine("Subject", oneLine(mail.subject)) + headerLine("Message-ID", mail.messageId) +
     `Date: ${date}\r\nMIME-Version: 1.0\r\n` +
     `Content-Type: multipart/mixed; boundary="${mixed}"\r\n\r\n`;
-  const ics = Buffer.from(mail.ics);
-  const icsBase64 = wrapBase64(ics.toString("base64"));
   return head +
     `--${mixed}\r\nContent-Type: multipart/alternative;\r\n boundary="${alternative}"\r\n\r\n` +
     `--${alternative}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
@@ -161,7 +157,7 @@ function fromShape(mail: InviteMail): string {
     "Content-Type: application/ics; name=invite.ics\r\n" +
     "Content-Disposition: attachment; filename=invite.ics\r\n" +
     "Content-Transfer-Encoding: base64\r\n\r\n" +
-    `${icsBase64}\r\n--${mixed}--\r\n`;
+    `${encodeBody(mail.ics, "base64")}\r\n--${mixed}--\r\n`;
 }
 
 /** MimeNode's random part of a boundary: 8 random bytes in hex. */
@@ -178,15 +174,20 @@ function boundaryBase(): string {
  * quoted-printable when it has more Latin letters than other characters, else base64.
  */
 function textPart(content: string): string {
-  if (mimeFuncs.isPlainText(content) && !hasLongerLines(content, 76)) {
-    return `Content-Transfer-Encoding: 7bit\r\n\r\n${content.replace(/\r?\n/g, "\r\n")}`;
-  }
-  const bytes = Buffer.from(content);
-  if (!mostlyLatin(content)) {
-    return `Content-Transfer-Encoding: base64\r\n\r\n${wrapBase64(bytes.toString("base64"))}`;
-  }
-  const encoded = quotedPrintable(bytes).replace(/\r?\n/g, "\r\n");
-  return `Content-Transfer-Encoding: quoted-printable\r\n\r\n${encoded}`;
+  const encoding = mimeFuncs.isPlainText(content) && !hasLongerLines(content, 76)
+    ? "7bit"
+    : mostlyLatin(content)
+    ? "quoted-printable"
+    : "base64";
+  const body = encodeBody(content, encoding).replace(/\r?\n/g, "\r\n");
+  return `Content-Transfer-Encoding: ${encoding}\r\n\r\n${body}`;
+}
+
+/** A part's content in its transfer encoding (its own line ends left as they are). */
+function encodeBody(content: string | Uint8Array, encoding: string): string {
+  if (encoding === "base64") return wrapBase64(Buffer.from(content).toString("base64"));
+  if (encoding === "quoted-printable") return quotedPrintable(Buffer.from(content));
+  return typeof content === "string" ? content : Buffer.from(content).toString("utf-8");
 }
 
 /**
@@ -258,12 +259,7 @@ function write(node: MimeTree): string {
     if (typeof node.content !== "string" && !(node.content instanceof Uint8Array)) {
       throw new TypeError("an invite's MIME parts are text; this one is not");
     }
-    const bytes = Buffer.from(node.content);
-    out += encoding === "base64"
-      ? base64.wrap(base64.encode(bytes), 76)
-      : encoding === "quoted-printable"
-      ? quotedPrintable(bytes)
-      : bytes.toString("utf-8");
+    out += encodeBody(node.content, encoding);
   }
   if (node.multipart) {
     node.childNodes.forEach((child, i) => {
