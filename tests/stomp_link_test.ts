@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { waitUntil } from "./support/wait.ts";
-import { StompLink } from "../mod/stomp/link.ts";
+import { StompLink, type StompLinkOptions } from "../mod/stomp/link.ts";
 
 /**
  * A scripted STOMP server on 127.0.0.1: records the frames (and the raw text) it gets, answers
@@ -56,20 +56,31 @@ function fakeStompServer(connected: string) {
   };
 }
 
+/** A started link to a fakeStompServer answering `connected`; both are stopped after `fn`. */
+async function withLink(
+  connected: string,
+  options: Omit<StompLinkOptions, "target">,
+  fn: (link: StompLink, server: ReturnType<typeof fakeStompServer>) => void | Promise<void>,
+): Promise<void> {
+  const server = fakeStompServer(connected);
+  const link = new StompLink({ target: { hostname: "127.0.0.1", port: server.port }, ...options });
+  try {
+    await link.start();
+    await fn(link, server);
+  } finally {
+    await link.stop();
+    server.close();
+  }
+}
+
 Deno.test({
   name: "the CONNECT frame is what the Action Module expects: STOMP 1.2, login, heart-beat 0,15000",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const server = fakeStompServer("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0");
-    const link = new StompLink({
-      target: { hostname: "127.0.0.1", port: server.port },
-      login: "key-id",
-      passcode: "key-secret",
-      vhost: "soar.example.com",
-    });
-    try {
-      await link.start();
+    const connected = "CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0";
+    const options = { login: "key-id", passcode: "key-secret", vhost: "soar.example.com" };
+    await withLink(connected, options, (_link, server) => {
       const connect = server.frames.find((f) => f.startsWith("CONNECT"))!;
       const headers = Object.fromEntries(
         connect.split("\n").slice(1).filter(Boolean).map((l) => {
@@ -83,10 +94,7 @@ Deno.test({
       assertEquals(headers["passcode"], "key-secret");
       assertEquals(headers["heart-beat"], "0,15000");
       assert(!("client-id" in headers), "no client-id header");
-    } finally {
-      await link.stop();
-      server.close();
-    }
+    });
   },
 });
 
@@ -96,14 +104,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const server = fakeStompServer("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0");
-    const link = new StompLink({
-      target: { hostname: "127.0.0.1", port: server.port },
-      login: "l",
-      passcode: "p",
-    });
-    try {
-      await link.start();
+    const connected = "CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0";
+    await withLink(connected, { login: "l", passcode: "p" }, async (link, server) => {
       const confirmed = Promise.withResolvers<void>();
       const delivery = {
         headers: { "message-id": "ID:b-1:1", ack: "ID:b-1:1", subscription: "actions.201.q" },
@@ -138,10 +140,7 @@ Deno.test({
         5_000,
         10,
       );
-    } finally {
-      await link.stop();
-      server.close();
-    }
+    });
   },
 });
 
